@@ -1,0 +1,19 @@
+# Aiguillage engine, embedded mode by default (SQLite under /data).
+# Distributed mode: set AIGUILLAGE_DATABASE_URL=postgresql+psycopg://user@host/db.
+FROM python:3.11-slim
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY engine ./engine
+RUN pip install --no-cache-dir .
+
+COPY channels.yaml ./channels.yaml
+COPY config ./config
+RUN sed -i 's#sqlite:///var/aiguillage.db#sqlite:////data/aiguillage.db#; s#host: 127.0.0.1#host: 0.0.0.0#' channels.yaml \
+    && useradd --system --home /data aiguillage && mkdir -p /data && chown aiguillage /data
+USER aiguillage
+VOLUME /data
+EXPOSE 2575
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["aiguillage"]
+CMD ["run", "--config", "/app/channels.yaml"]

@@ -1,0 +1,34 @@
+"""The destination interface: one method, ``write``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection
+
+from engine.hl7v2.reader import Message
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message handed to one destination.
+
+    ``conn`` is the pipeline's open transaction: a destination writing to the engine's database
+    writes there, so that its writes and the message's end state commit together.
+    """
+
+    conn: Connection
+    message_id: int
+    channel: str
+    message: Message
+    raw: bytes
+    now: datetime
+
+
+class Destination(Protocol):
+    name: str
+
+    def write(self, delivery: Delivery) -> None:
+        """Deliver or raise an :class:`engine.errors.EngineError` (transient or permanent)."""

@@ -1,0 +1,45 @@
+"""File destination: each message's original bytes written to a directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.adapters.base import Delivery
+from engine.errors import DestinationUnavailable
+
+
+class FileDestinationConfig(BaseModel):
+    """Write each message to ``<directory>/<channel>/<message id>.hl7`` (atomic, fsynced)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["file"]
+    directory: Path = Field(description="created if missing")
+
+    def build(self, name: str) -> FileDestination:
+        return FileDestination(name, self.directory)
+
+
+class FileDestination:
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.directory = directory
+
+    def write(self, delivery: Delivery) -> None:
+        folder = self.directory / delivery.channel
+        target = folder / f"{delivery.message_id}.hl7"
+        tmp = target.with_suffix(".tmp")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(delivery.raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # Same name for the same message: a retry or replay overwrites, never duplicates.
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise DestinationUnavailable(f"cannot write {target}: {exc.strerror}") from exc

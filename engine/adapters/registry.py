@@ -1,0 +1,22 @@
+"""The explicit registry of sources and destinations, by the name used in ``channels.yaml``.
+
+Adding a component means adding its config class here: no import-time magic.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from engine.adapters.file import FileDestinationConfig
+from engine.adapters.mllp import MllpSourceConfig
+from engine.adapters.record_store import RecordStoreConfig
+
+SourceConfig = Annotated[MllpSourceConfig, Field(discriminator="type")]
+DestinationConfig = Annotated[
+    RecordStoreConfig | FileDestinationConfig, Field(discriminator="type")
+]
+
+SOURCES = {"mllp": MllpSourceConfig}
+DESTINATIONS = {"record_store": RecordStoreConfig, "file": FileDestinationConfig}

@@ -1,0 +1,1 @@
+"""Channel configuration: typed models, the YAML loader with line numbers, the JSON schema."""

@@ -1,0 +1,93 @@
+"""Conditions on a message, shared by filters and routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.hl7v2.reader import Message, parse_path
+
+
+class FieldCondition(BaseModel):
+    """A test on one field, addressed as ``SEG-f[rep].c.s`` (``PID-3.4``, ``MSH-9.2``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(description="HL7 field path, e.g. MSH-4, PID-3[1].4, OBX-3.1")
+    equals: str | None = Field(default=None, description="the value equals this text")
+    one_of: tuple[str, ...] | None = Field(
+        default=None, alias="in", description="the value is one of these"
+    )
+    matches: str | None = Field(default=None, description="the value matches this regex")
+    exists: bool | None = Field(default=None, description="the field is (not) empty")
+
+    @field_validator("field")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        parse_path(value)
+        return value
+
+    @field_validator("matches")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Self:
+        tests = [self.equals, self.one_of, self.matches, self.exists]
+        if sum(t is not None for t in tests) != 1:
+            raise ValueError("give exactly one of equals, in, matches, exists")
+        return self
+
+    def test(self, msg: Message) -> bool:
+        value = msg.get(self.field)
+        if self.equals is not None:
+            return value == self.equals
+        if self.one_of is not None:
+            return value in self.one_of
+        if self.matches is not None:
+            return re.search(self.matches, value) is not None
+        return bool(value) == self.exists
+
+
+class Condition(BaseModel):
+    """All the given tests must hold. An empty condition holds for every message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_types: tuple[str, ...] | None = Field(
+        default=None, description='MSH-9 type^trigger, e.g. ["ADT^A01", "ORU^R01"]; "ADT^*" ok'
+    )
+    sending_facilities: tuple[str, ...] | None = Field(default=None, description="MSH-4.1 values")
+    sending_applications: tuple[str, ...] | None = Field(default=None, description="MSH-3.1 values")
+    fields: tuple[FieldCondition, ...] = Field(default=(), description="tests on field values")
+
+    def test(self, msg: Message) -> bool:
+        if self.message_types is not None and not type_matches(
+            f"{msg.message_type}^{msg.trigger}", self.message_types
+        ):
+            return False
+        if (
+            self.sending_facilities is not None
+            and msg.get("MSH-4.1") not in self.sending_facilities
+        ):
+            return False
+        if (
+            self.sending_applications is not None
+            and msg.get("MSH-3.1") not in self.sending_applications
+        ):
+            return False
+        return all(f.test(msg) for f in self.fields)
+
+
+def type_matches(type_trigger: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """``ADT^A01`` matches ``ADT^A01``, ``ADT^*`` and ``*``."""
+    kind = type_trigger.split("^", 1)[0]
+    return any(p in ("*", type_trigger, f"{kind}^*") for p in patterns)

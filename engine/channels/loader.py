@@ -1,0 +1,129 @@
+"""Load ``channels.yaml`` into :class:`ChannelsFile`, reporting every error with file:line:key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from engine.channels.models import ChannelsFile
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+def load_channels(path: str | Path) -> ChannelsFile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), 0, "", f"cannot read: {exc.strerror}")]) from exc
+    return parse_channels(text, str(path))
+
+
+def parse_channels(text: str, filename: str = "<channels>") -> ChannelsFile:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise ConfigError([ConfigIssue(filename, line, "", f"YAML syntax: {exc}")]) from exc
+    issues = _duplicate_keys(root, filename, ())
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue(filename, 1, "", "expected a mapping with a 'channels' list"))
+        raise ConfigError(issues)
+    try:
+        config = ChannelsFile.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_issue(filename, root, err) for err in exc.errors())
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def _issue(filename: str, root: yaml.Node | None, err: Any) -> ConfigIssue:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    line, path = _locate(root, loc)
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "missing":
+        message = "required key is missing"
+    return ConfigIssue(filename, line, _dotted(path), message)
+
+
+def _locate(node: yaml.Node | None, loc: tuple[str | int, ...]) -> tuple[int, list[str | int]]:
+    """Follow a pydantic error location through the YAML node tree: (line, path found)."""
+    line = node.start_mark.line + 1 if node is not None else 0
+    path: list[str | int] = []
+    for part in loc:
+        child = _child(node, part)
+        if child is None:
+            continue  # a union/discriminator tag pydantic adds, not a key in the file
+        node, key_line = child
+        line = key_line
+        path.append(part)
+    return line, path
+
+
+def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node, int] | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == part:
+                return value, key.start_mark.line + 1
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        item = node.value[part]
+        return item, item.start_mark.line + 1
+    return None
+
+
+def _dotted(path: list[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _duplicate_keys(
+    node: yaml.Node | None, filename: str, path: tuple[str | int, ...]
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                issues.append(
+                    ConfigIssue(
+                        filename,
+                        key.start_mark.line + 1,
+                        _dotted([*path, key.value]),
+                        "duplicate key",
+                    )
+                )
+            seen.add(key.value)
+            issues.extend(_duplicate_keys(value, filename, (*path, key.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            issues.extend(_duplicate_keys(item, filename, (*path, i)))
+    return issues

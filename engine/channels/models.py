@@ -1,0 +1,135 @@
+"""Typed models of ``channels.yaml``.
+
+Every model is frozen and forbids unknown keys; cross-references (routes naming destinations,
+unique channel names and listening ports) are checked here, at load time, before any socket
+opens (STYLE.md §3).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.adapters.registry import DestinationConfig, SourceConfig
+from engine.channels.conditions import Condition
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FilterStep(Frozen):
+    """Keep or drop messages; a dropped message ends in state ``filtered``."""
+
+    type: Literal["filter"]
+    keep: Condition | None = Field(default=None, description="keep only matching messages")
+    drop: Condition | None = Field(default=None, description="drop matching messages")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.keep is None) == (self.drop is None):
+            raise ValueError("a filter step needs exactly one of 'keep' or 'drop'")
+        return self
+
+
+class ValidateStep(Frozen):
+    """Structural validation of the message against its HL7 v2 definition (hl7apy)."""
+
+    type: Literal["validate"]
+    profile: Literal["hl7apy_strict", "hl7apy_tolerant"] = Field(
+        default="hl7apy_tolerant",
+        description="strict: every HL7 rule; tolerant: structure and required segments",
+    )
+
+
+Step = Annotated[FilterStep | ValidateStep, Field(discriminator="type")]
+
+
+class Route(Frozen):
+    """Send messages matching ``when`` to the named destinations."""
+
+    when: Condition = Field(default_factory=Condition, description="empty: every message")
+    to: tuple[str, ...] = Field(min_length=1, description="destination names")
+
+
+class Backoff(Frozen):
+    initial_seconds: float = Field(default=1.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_seconds: float = Field(default=300.0, gt=0)
+
+
+class ErrorPolicy(Frozen):
+    """Transient errors are retried with backoff; then, like permanent errors, dead-lettered."""
+
+    max_attempts: int = Field(default=8, ge=1, description="attempts before dead-lettering")
+    backoff: Backoff = Field(default_factory=Backoff)
+
+
+class ChannelConfig(Frozen):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="unique, snake_case")
+    enabled: bool = True
+    description: str = ""
+    source: SourceConfig
+    accept: tuple[str, ...] = Field(
+        min_length=1,
+        description='accepted MSH-9 type^trigger, e.g. "ADT^A01"; "ORU^*"; "*" for any',
+    )
+    steps: tuple[Step, ...] = ()
+    destinations: dict[str, DestinationConfig] = Field(min_length=1)
+    routes: tuple[Route, ...] = Field(
+        default=(), description="default: every message to every destination"
+    )
+    errors: ErrorPolicy = Field(default_factory=ErrorPolicy)
+
+    @model_validator(mode="after")
+    def _routes_name_destinations(self) -> Self:
+        for i, route in enumerate(self.routes):
+            for name in route.to:
+                if name not in self.destinations:
+                    known = ", ".join(sorted(self.destinations))
+                    raise ValueError(
+                        f"routes[{i}] names destination {name!r}, which this channel does not "
+                        f"declare (declared: {known})"
+                    )
+        return self
+
+    def effective_routes(self) -> tuple[Route, ...]:
+        return self.routes or (Route(to=tuple(self.destinations)),)
+
+
+class EngineSettings(Frozen):
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; AIGUILLAGE_DATABASE_URL overrides it"
+    )
+    durability: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite synchronous mode: full survives power loss, normal a process crash",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_patient_data: bool = Field(
+        default=False, description="debug only: allow payloads and names in logs"
+    )
+
+
+class ChannelsFile(Frozen):
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    channels: tuple[ChannelConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        seen: set[str] = set()
+        ports: dict[tuple[str, int], str] = {}
+        for ch in self.channels:
+            if ch.name in seen:
+                raise ValueError(f"channel name {ch.name!r} is used twice")
+            seen.add(ch.name)
+            listen = ch.source.listen_address()
+            if listen is not None and ch.enabled:
+                if listen in ports:
+                    raise ValueError(
+                        f"channels {ports[listen]!r} and {ch.name!r} both listen on "
+                        f"{listen[0]}:{listen[1]}"
+                    )
+                ports[listen] = ch.name
+        return self

@@ -1,0 +1,61 @@
+"""Shared CLI plumbing: options, database access, output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from sqlalchemy import Connection
+
+from engine.channels.loader import ConfigError, load_channels
+from engine.db import database_url, make_engine
+from engine.migrate import upgrade
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="channels file (for the database URL)")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def configured_url(config: Path) -> str:
+    """The database URL: AIGUILLAGE_DATABASE_URL, else the channels file's, else the default."""
+    configured = None
+    if config.exists():
+        try:
+            configured = load_channels(config).engine.database_url
+        except ConfigError as exc:
+            err_console.print(f"[red]{config} is invalid[/red]:\n{exc}")
+            raise typer.Exit(2) from exc
+    return database_url(configured)
+
+
+@contextmanager
+def database(config: Path) -> Iterator[Connection]:
+    db = make_engine(configured_url(config))
+    try:
+        upgrade(db)
+        with db.connect() as conn:
+            yield conn
+    finally:
+        db.dispose()
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, default=_json_default, indent=2, ensure_ascii=False))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    raise TypeError(type(value).__name__)

@@ -1,0 +1,141 @@
+"""The ``aiguillage`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from engine.channels.loader import ConfigError, load_channels
+from engine.channels.models import ChannelsFile
+from engine.channels.schema import write_schema
+from engine.cli import dlq
+from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.journal import queries
+
+app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", add_completion=False)
+app.add_typer(dlq.app, name="dlq")
+
+CHANNELS = Path("channels.yaml")
+
+
+@app.command()
+def run(config: ConfigOption = CHANNELS) -> None:
+    """Start the engine with a channels file (SIGTERM or Ctrl-C stops it cleanly)."""
+    from engine import logs
+    from engine.runtime import Engine
+
+    settings = _load(config)
+    logs.configure(settings.engine.log_level, settings.engine.log_patient_data)
+    asyncio.run(Engine(settings).serve())
+
+
+@app.command()
+def check(file: Annotated[Path, typer.Argument(help="channels file")] = CHANNELS) -> None:
+    """Validate a channels file: exit 0 if valid, else print every error and exit 1."""
+    try:
+        config = load_channels(file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(str(issue), highlight=False, markup=False)
+        err_console.print(f"{len(exc.issues)} error(s)")
+        raise typer.Exit(1) from exc
+    console.print(f"{file}: {len(config.channels)} channel(s), valid")
+
+
+@app.command()
+def stats(config: ConfigOption = CHANNELS, json: JsonOption = False) -> None:
+    """Per channel: received, in flight, filtered, delivered, dead-lettered."""
+    with database(config) as conn:
+        rows = queries.stats(conn)
+    if json:
+        print_json([asdict(r) for r in rows])
+        return
+    table = Table(
+        "channel", "received", "in flight", "filtered", "delivered", "dead-lettered", "discarded"
+    )
+    for r in rows:
+        table.add_row(r.channel, *(str(v) for v in list(asdict(r).values())[1:]))
+    console.print(table)
+
+
+@app.command()
+def trace(
+    term: Annotated[str, typer.Argument(help="message id, control id (MSH-10) or patient key")],
+    config: ConfigOption = CHANNELS,
+    json: JsonOption = False,
+) -> None:
+    """What happened to a message: its state, attempts and errors."""
+    with database(config) as conn:
+        rows = queries.find(conn, term)
+        for r in rows:
+            r["history"] = queries.history(conn, r["id"])
+    if json:
+        print_json(rows)
+        return
+    if not rows:
+        err_console.print(f"no message matches {term!r}")
+        raise typer.Exit(1)
+    for r in rows:
+        console.print(
+            f"#{r['id']} {r['channel']} {r['message_type']}^{r['trigger']} control id "
+            f"{r['control_id']}: [bold]{r['state']}[/bold] after {r['attempts']} attempt(s)"
+            + (f" ({r['error_code']}: {r['error_reason']})" if r["error_code"] else ""),
+            highlight=False,
+        )
+
+
+@app.command()
+def send(
+    files: Annotated[list[Path], typer.Argument(help="HL7 files (one or more messages each)")],
+    host: Annotated[str, typer.Option(help="MLLP server")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MLLP port")] = 2575,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each ACK")] = 30.0,
+) -> None:
+    """Send HL7 files over MLLP and print each ACK code."""
+    from engine.cli.send import send_files
+
+    failures = send_files(files, host, port, timeout)
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path, typer.Option(help="where to write")] = Path(
+        "config/channels.schema.json"
+    ),
+) -> None:
+    """Write the JSON schema of channels.yaml (generated from the models)."""
+    write_schema(output)
+    console.print(f"wrote {output}")
+
+
+@app.command("test")
+def test_channels(
+    cases: Annotated[list[Path], typer.Argument(help="channel test files (YAML)")],
+) -> None:
+    """Run channel tests written as data: input messages and expected outcomes."""
+    from engine.channeltest import run_case_file
+
+    failed = 0
+    for path in cases:
+        for result in run_case_file(path):
+            mark = "[green]ok[/green]" if result.ok else "[red]FAIL[/red]"
+            console.print(f"{mark} {path}: {result.name}")
+            for problem in result.problems:
+                console.print(f"    {problem}", highlight=False, markup=False)
+            failed += not result.ok
+    raise typer.Exit(1 if failed else 0)
+
+
+def _load(config: Path) -> ChannelsFile:
+    try:
+        return load_channels(config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(str(issue), highlight=False, markup=False)
+        raise typer.Exit(1) from exc

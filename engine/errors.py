@@ -1,0 +1,111 @@
+"""The engine's one error tree.
+
+Every failure the pipeline can meet is one of these classes. Each has a stable machine ``code``
+(used in dead letters, filters and ``aiguillage dlq list --code``) and a human ``reason``.
+:class:`TransientError` subclasses are retried with backoff; :class:`PermanentError` subclasses
+dead-letter at once (DESIGN.md contract 6).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EngineError(Exception):
+    """Base of all errors the engine reports about a message."""
+
+    code: ClassVar[str] = "engine_error"
+    transient: ClassVar[bool] = False
+    #: HL7 acknowledgement code sent when this error is found before the ACK.
+    ack_code: ClassVar[str] = "AE"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(EngineError):
+    """A failure that may go away: retried with exponential backoff."""
+
+    code = "transient"
+    transient = True
+
+
+class StoreUnavailable(TransientError):
+    code = "store_unavailable"
+
+
+class DestinationUnavailable(TransientError):
+    code = "destination_unavailable"
+
+
+class PermanentError(EngineError):
+    """A failure that will not go away by retrying: dead-lettered at once."""
+
+    code = "permanent"
+
+
+class FramingError(PermanentError):
+    """The byte stream does not follow MLLP framing."""
+
+    code = "framing_error"
+    ack_code = "AR"
+
+
+class MessageTooLarge(FramingError):
+    code = "message_too_large"
+
+
+class EncodingError(PermanentError):
+    """The bytes cannot be decoded with the declared (or default) character set."""
+
+    code = "invalid_encoding"
+    ack_code = "AR"
+
+
+class ParseError(PermanentError):
+    """The text is not an HL7 v2 message (no MSH, bad separators...)."""
+
+    code = "parse_error"
+    ack_code = "AR"
+
+
+class UnsupportedMessageType(PermanentError):
+    """The channel does not accept this message type / trigger event."""
+
+    code = "unsupported_message_type"
+    ack_code = "AR"
+
+
+class ValidationError(PermanentError):
+    """The message is structurally invalid for its type (hl7apy validation, required fields)."""
+
+    code = "invalid_message"
+
+
+class TransformError(PermanentError):
+    """A transform or mapping step could not process the message."""
+
+    code = "transform_failed"
+
+
+class UnknownPatient(PermanentError):
+    """The message names no usable patient identifier."""
+
+    code = "missing_patient"
+
+
+PERMANENT_CODES: frozenset[str] = frozenset(
+    cls.code
+    for cls in (
+        PermanentError,
+        FramingError,
+        MessageTooLarge,
+        EncodingError,
+        ParseError,
+        UnsupportedMessageType,
+        ValidationError,
+        TransformError,
+        UnknownPatient,
+    )
+)

@@ -1,0 +1,257 @@
+"""ACK and NAK messages, built structurally with the sender's own separators.
+
+Every value written goes through :func:`escape`, so a reason quoting ``|`` or ``^`` cannot
+shift the fields of the ACK (the anti-example is an ACK built by string concatenation).
+An ACK stays far below 4096 bytes, the single ``recv`` python-hl7's ``mllp_send`` reads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from enum import StrEnum
+
+from engine import errors
+from engine.hl7v2.escape import escape
+from engine.hl7v2.header import Header, fallback_header, read_header
+from engine.hl7v2.separators import Separators
+
+__all__ = [
+    "ENGINE_TO_HL7",
+    "HL7_ERRORS",
+    "AckCode",
+    "Header",
+    "build_ack",
+    "build_nak",
+    "build_segment",
+    "commit_code",
+    "fallback_header",
+    "hl7_error_code",
+    "is_enhanced",
+    "new_control_id",
+    "read_header",
+    "wants_ack",
+]
+
+MSA_TEXT_MAX = 80  # MSA-3 is ST(80)
+ERR_TEXT_MAX = 200  # keeps the whole ACK well under 4096 bytes
+DEFAULT_VERSION = "2.5"
+
+
+class AckCode(StrEnum):
+    """MSA-1 (HL7 table 0008): A* application codes, C* commit (enhanced mode) codes."""
+
+    AA = "AA"
+    AE = "AE"
+    AR = "AR"
+    CA = "CA"
+    CE = "CE"
+    CR = "CR"
+
+    @property
+    def ok(self) -> bool:
+        return self in (AckCode.AA, AckCode.CA)
+
+    @property
+    def is_commit(self) -> bool:
+        return self.value[0] == "C"
+
+
+HL7_ERRORS: dict[str, str] = {
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "202": "Unsupported processing id",
+    "203": "Unsupported version id",
+    "204": "Unknown key identifier",
+    "205": "Duplicate key identifier",
+    "206": "Application record locked",
+    "207": "Application internal error",
+}
+"""HL7 table 0357, message error condition codes, with their texts."""
+
+ENGINE_TO_HL7: dict[str, str] = {
+    # No 0357 code says "not HL7 at all"; a segment sequence error is the nearest.
+    errors.ParseError.code: "100",
+    errors.EncodingError.code: "102",
+    errors.UnsupportedMessageType.code: "200",
+    errors.ValidationError.code: "101",
+    errors.UnknownPatient.code: "204",
+    errors.FramingError.code: "207",
+    errors.MessageTooLarge.code: "207",
+    errors.TransformError.code: "207",
+    errors.StoreUnavailable.code: "207",
+    errors.DestinationUnavailable.code: "207",
+}
+"""Our error codes (``EngineError.code``) and the HL7 table 0357 code reported in ERR-3.
+
+Anything not listed is 207 (application internal error); ERR-5 always carries our own code.
+"""
+
+
+def hl7_error_code(engine_code: str) -> str:
+    """The table 0357 code for one of our error codes (207 when there is no better one)."""
+    return ENGINE_TO_HL7.get(engine_code, "207")
+
+
+def _render(value: str | list[str], seps: Separators) -> str:
+    # Most ACK fields are empty: skipping escape() for them halves the cost of an ACK.
+    if isinstance(value, str):
+        return escape(value, seps) if value else value
+    parts = [escape(c, seps) if c else c for c in value]
+    while parts and not parts[-1]:
+        parts.pop()
+    return seps.component.join(parts)
+
+
+def build_segment(name: str, fields: list[str | list[str]], seps: Separators) -> str:
+    """One segment; each value is escaped, and a list is written as components.
+
+    ``fields[0]`` is field 1. For MSH, FHS and BHS the field separator and encoding
+    characters (fields 1 and 2) come from ``seps``, and ``fields[0]`` is field 3.
+    Trailing empty fields are left out.
+    """
+    rendered = [_render(f, seps) for f in fields]
+    while rendered and not rendered[-1]:
+        rendered.pop()
+    if name in ("MSH", "FHS", "BHS"):
+        rendered.insert(0, seps.encoding_characters)
+    return seps.field.join([name, *rendered])
+
+
+_id_lock = threading.Lock()
+_last_id = 0
+
+
+def new_control_id() -> str:
+    """A fresh MSH-10 for an ACK: ``ACK`` and a strictly increasing microsecond clock.
+
+    Nineteen characters, within the 20 that MSH-10 allows before v2.7.
+    """
+    global _last_id
+    with _id_lock:
+        _last_id = max(_last_id + 1, time.time_ns() // 1000)
+        return f"ACK{_last_id}"
+
+
+def _hd(value: str) -> list[str]:
+    # Header keeps hierarchic designators as "namespace^universal id^type".
+    return value.split("^")
+
+
+def _msh(header: Header, now: datetime, control_id: str) -> list[str | list[str]]:
+    return [
+        _hd(header.receiving_app),  # MSH-3: we answer as the application it addressed
+        _hd(header.receiving_facility),
+        _hd(header.sending_app),
+        _hd(header.sending_facility),
+        now.strftime("%Y%m%d%H%M%S"),  # MSH-7
+        "",
+        ["ACK", header.trigger, "ACK"] if header.trigger else "ACK",  # MSH-9
+        control_id,
+        header.processing_id or "P",
+        header.version or DEFAULT_VERSION,  # MSH-12
+        "",
+        "",
+        "",  # MSH-15/16 empty: an acknowledgment is never acknowledged
+        "",
+        "",
+        header.charset,  # MSH-18
+    ]
+
+
+def build_ack(
+    msg_header: Header,
+    code: AckCode,
+    *,
+    text: str = "",
+    error_code: str = "",
+    severity: str = "E",
+    now: datetime | None = None,
+    control_id: str | None = None,
+) -> str:
+    """The ACK for a message, segments joined by CR.
+
+    ``text`` is the human reason (MSA-3, cut to 80 characters, and ERR-8, cut to 200, with
+    runs of white space, line breaks included, turned into one space);
+    ``error_code`` is our machine code (an ``EngineError.code``), written in ERR-5 and mapped
+    to HL7 table 0357 for ERR-3. The ERR segment is written for every code but AA and CA.
+    """
+    seps = msg_header.separators
+    moment = now or datetime.now()
+    text = " ".join(text.split())  # one line: a reason's line breaks help no ACK reader
+    segments = [
+        build_segment("MSH", _msh(msg_header, moment, control_id or new_control_id()), seps),
+        build_segment("MSA", [code.value, msg_header.control_id, text[:MSA_TEXT_MAX]], seps),
+    ]
+    if not code.ok:
+        hl7_code = hl7_error_code(error_code)
+        err: list[str | list[str]] = [
+            "",  # ERR-1, withdrawn since v2.5
+            "",  # ERR-2 error location: unknown at this level
+            [hl7_code, HL7_ERRORS[hl7_code], "HL70357"],
+            severity,
+            error_code,  # ERR-5 application error code
+            "",
+            "",
+            text[:ERR_TEXT_MAX],  # ERR-8 user message
+        ]
+        segments.append(build_segment("ERR", err, seps))
+    return "\r".join(segments)
+
+
+def build_nak(
+    msg_header: Header,
+    error: errors.EngineError,
+    *,
+    code: AckCode | None = None,
+    now: datetime | None = None,
+    control_id: str | None = None,
+) -> str:
+    """The negative ACK for an engine error: its ``ack_code`` (or ``code``), code and reason."""
+    return build_ack(
+        msg_header,
+        code or AckCode(error.ack_code),
+        text=error.reason,
+        error_code=error.code,
+        now=now,
+        control_id=control_id,
+    )
+
+
+def wants_ack(header: Header, code: AckCode) -> bool:
+    """Whether the sender asked for this acknowledgment (MSH-15/MSH-16, HL7 table 0155).
+
+    Original mode (both fields empty) always acknowledges. In enhanced mode, MSH-15 governs
+    commit codes (CA/CE/CR) and MSH-16 application codes (AA/AE/AR): AL always, NE never,
+    ER only on error, SU only on success. An empty or unknown value in enhanced mode counts
+    as AL: answering too often is safer than leaving a sender without an answer.
+    """
+    if not (header.accept_ack_type or header.app_ack_type):
+        return True
+    mode = header.accept_ack_type if code.is_commit else header.app_ack_type
+    if mode == "NE":
+        return False
+    if mode == "ER":
+        return not code.ok
+    if mode == "SU":
+        return code.ok
+    return True
+
+
+def is_enhanced(header: Header) -> bool:
+    """Enhanced acknowledgment mode: the sender filled MSH-15 or MSH-16."""
+    return bool(header.accept_ack_type or header.app_ack_type)
+
+
+def commit_code(enhanced: bool, ok: bool, reject: bool) -> AckCode:
+    """CA/CE/CR in enhanced mode, AA/AE/AR in original mode; ``reject`` picks R over E."""
+    if ok:
+        return AckCode.CA if enhanced else AckCode.AA
+    if reject:
+        return AckCode.CR if enhanced else AckCode.AR
+    return AckCode.CE if enhanced else AckCode.AE

@@ -1,0 +1,43 @@
+"""The delimiters declared in MSH-1 and MSH-2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.errors import ParseError
+
+
+@dataclass(frozen=True, slots=True)
+class Separators:
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+    @property
+    def encoding_characters(self) -> str:
+        """MSH-2 as it is written."""
+        return f"{self.component}{self.repetition}{self.escape}{self.subcomponent}"
+
+    @property
+    def all_delimiters(self) -> str:
+        return (
+            self.field + self.component + self.repetition + self.escape + self.subcomponent + "\r\n"
+        )
+
+    @classmethod
+    def from_header(cls, header: str) -> Separators:
+        """Read the separators from the start of an MSH (or FHS/BHS) segment."""
+        if len(header) < 8 or header[:3] not in ("MSH", "FHS", "BHS"):
+            raise ParseError("message does not start with an MSH segment")
+        field = header[3]
+        enc = header[4:8]
+        if field.isalnum() or field in "\r\n" or len(set(field + enc)) != 5:
+            raise ParseError("MSH-1/MSH-2 do not declare five distinct delimiters")
+        if any(c.isalnum() or c in "\r\n" for c in enc):
+            raise ParseError("MSH-2 encoding characters are not delimiters")
+        return cls(field, enc[0], enc[1], enc[2], enc[3])
+
+
+DEFAULT = Separators()

@@ -1,0 +1,1 @@
+"""The journal: every message's raw bytes, metadata, state and history."""

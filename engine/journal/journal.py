@@ -1,0 +1,278 @@
+"""Write side of the journal: group-committed intake, the pipeline's claims and end states."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy.engine import Engine
+
+from engine.journal.models import State, events, messages
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message as intake hands it to the journal."""
+
+    channel: str
+    raw: bytes
+    peer: str = ""
+    charset: str = ""
+    sender_app: str | None = None
+    sender_facility: str | None = None
+    control_id: str | None = None
+    message_type: str | None = None
+    trigger: str | None = None
+    patient_key: str | None = None
+    state: State = State.RECEIVED
+    ack_code: str = "AA"
+    error_stage: str | None = None
+    error_code: str | None = None
+    error_class: str | None = None
+    error_reason: str | None = None
+
+    def dedup_key(self) -> tuple[str, str | None, str | None, str] | None:
+        if not self.control_id:
+            return None
+        return (self.channel, self.sender_app, self.sender_facility, self.control_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    id: int
+    duplicate: bool
+    ack_code: str
+
+
+@dataclass(slots=True)
+class Pending:
+    """A message the pipeline has to (re)process."""
+
+    id: int
+    channel: str
+    raw: bytes
+    charset: str
+    patient_key: str | None
+    attempts: int
+    delivered_to: set[str] = field(default_factory=set)
+
+
+class Journal:
+    """Durable record of every message. Thread-safe: each caller passes or gets a connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def append(self, conn: Connection, batch: Sequence[NewMessage]) -> list[Appended]:
+        """Store a batch in one transaction (group commit); resent messages are not stored again.
+
+        A message whose sender and MSH-10 are already journaled for the channel is a resend: it
+        gets the original's id and ACK code back (contract 3).
+        """
+        now = utcnow()
+        known = self._known(conn, batch)
+        results: list[Appended | None] = [None] * len(batch)
+        fresh: list[tuple[int, NewMessage]] = []
+        in_batch: dict[tuple[str, str | None, str | None, str], int] = {}
+        for i, msg in enumerate(batch):
+            key = msg.dedup_key()
+            if key is not None and key in known:
+                ident, code = known[key]
+                results[i] = Appended(ident, True, code)
+            elif key is not None and key in in_batch:
+                results[i] = Appended(-1 - in_batch[key], True, msg.ack_code)
+            else:
+                if key is not None:
+                    in_batch[key] = len(fresh)
+                fresh.append((i, msg))
+        if fresh:
+            rows = [_row(m, now) for _, m in fresh]
+            stmt = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+            ids = [r[0] for r in conn.execute(stmt, rows)]
+            for (i, msg), ident in zip(fresh, ids, strict=True):
+                results[i] = Appended(ident, False, msg.ack_code)
+            error_rows = [
+                _event(ident, now, msg.state, 0, msg.error_stage, msg.error_code, msg.error_reason)
+                for (_, msg), ident in zip(fresh, ids, strict=True)
+                if msg.error_code
+            ]
+            if error_rows:
+                conn.execute(insert(events), error_rows)
+        conn.commit()
+        return [_resolve(r, results, fresh) for r in results]
+
+    def _known(
+        self, conn: Connection, batch: Sequence[NewMessage]
+    ) -> dict[tuple[str, str | None, str | None, str], tuple[int, str]]:
+        control_ids = {m.control_id for m in batch if m.control_id}
+        if not control_ids:
+            return {}
+        channels = {m.channel for m in batch}
+        rows = conn.execute(
+            select(
+                messages.c.id,
+                messages.c.channel,
+                messages.c.sender_app,
+                messages.c.sender_facility,
+                messages.c.control_id,
+                messages.c.ack_code,
+            ).where(messages.c.control_id.in_(control_ids), messages.c.channel.in_(channels))
+        )
+        return {(r[1], r[2], r[3], r[4]): (r[0], r[5]) for r in rows}
+
+    # -- pipeline -------------------------------------------------------------------------
+
+    def blocked_patient_keys(self, conn: Connection, now: datetime) -> set[tuple[str, str]]:
+        """(channel, patient) pairs with a message waiting for a retry: later ones must wait."""
+        rows = conn.execute(
+            select(messages.c.channel, messages.c.patient_key)
+            .where(messages.c.state == State.RETRYING, messages.c.patient_key.is_not(None))
+            .where(messages.c.next_attempt_at > now)
+            .distinct()
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    def claim(self, conn: Connection, now: datetime, limit: int) -> list[Pending]:
+        """The next messages to process, in arrival order, keeping each patient's order."""
+        blocked = self.blocked_patient_keys(conn, now)
+        due = or_(
+            messages.c.state == State.RECEIVED,
+            and_(messages.c.state == State.RETRYING, messages.c.next_attempt_at <= now),
+        )
+        rows = conn.execute(
+            select(
+                messages.c.id,
+                messages.c.channel,
+                messages.c.raw,
+                messages.c.charset,
+                messages.c.patient_key,
+                messages.c.attempts,
+                messages.c.delivered_to,
+            )
+            .where(due)
+            .order_by(messages.c.id)
+            .limit(limit + len(blocked))
+        ).all()
+        out: list[Pending] = []
+        for r in rows:
+            if r[4] is not None and (r[1], r[4]) in blocked:
+                continue
+            out.append(
+                Pending(r[0], r[1], r[2], r[3], r[4], r[5], set(filter(None, r[6].split(","))))
+            )
+            if len(out) == limit:
+                break
+        return out
+
+    def finish(
+        self,
+        conn: Connection,
+        msg: Pending,
+        state: State,
+        now: datetime,
+        *,
+        stage: str | None = None,
+        code: str | None = None,
+        error_class: str | None = None,
+        reason: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Record a state change in the caller's transaction (with the store writes, if any)."""
+        attempts = msg.attempts + (state != State.FILTERED)
+        values: dict[str, object] = {
+            "state": state,
+            "updated_at": now,
+            "attempts": attempts,
+            "next_attempt_at": next_attempt_at,
+            "delivered_to": ",".join(sorted(msg.delivered_to)),
+        }
+        if code is not None:
+            values.update(
+                error_stage=stage, error_code=code, error_class=error_class, error_reason=reason
+            )
+        conn.execute(update(messages).where(messages.c.id == msg.id).values(**values))
+        if code is not None:
+            conn.execute(
+                insert(events), [_event(msg.id, now, state, attempts, stage, code, reason)]
+            )
+
+    def finish_many(
+        self, conn: Connection, ids: Iterable[int], state: State, now: datetime
+    ) -> None:
+        """Mark several successful messages at once (one statement for the batch)."""
+        id_list = list(ids)
+        if id_list:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(id_list))
+                .values(state=state, updated_at=now, attempts=messages.c.attempts + 1)
+            )
+
+
+def _row(m: NewMessage, now: datetime) -> dict[str, object]:
+    return {
+        "channel": m.channel,
+        "received_at": now,
+        "updated_at": now,
+        "peer": m.peer,
+        "sender_app": m.sender_app,
+        "sender_facility": m.sender_facility,
+        "control_id": m.control_id,
+        "message_type": m.message_type,
+        "trigger": m.trigger,
+        "patient_key": m.patient_key,
+        "state": m.state,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "ack_code": m.ack_code,
+        "charset": m.charset,
+        "size": len(m.raw),
+        "raw": m.raw,
+        "delivered_to": "",
+        "error_stage": m.error_stage,
+        "error_code": m.error_code,
+        "error_class": m.error_class,
+        "error_reason": m.error_reason,
+    }
+
+
+def _event(
+    message_id: int,
+    at: datetime,
+    state: str,
+    attempt: int,
+    stage: str | None,
+    code: str | None,
+    reason: str | None,
+    actor: str | None = None,
+) -> dict[str, object]:
+    return {
+        "message_id": message_id,
+        "at": at,
+        "state": state,
+        "attempt": attempt,
+        "stage": stage,
+        "code": code,
+        "reason": reason,
+        "actor": actor,
+    }
+
+
+def _resolve(
+    r: Appended | None, results: list[Appended | None], fresh: list[tuple[int, NewMessage]]
+) -> Appended:
+    """Resolve in-batch duplicates (encoded as negative indices into ``fresh``)."""
+    assert r is not None
+    if r.id >= 0:
+        return r
+    original = results[fresh[-1 - r.id][0]]
+    assert original is not None
+    return Appended(original.id, True, original.ack_code)

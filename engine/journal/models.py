@@ -1,0 +1,94 @@
+"""Journal tables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+
+from engine.db import metadata
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class State(StrEnum):
+    """A message's state. ``filtered``, ``delivered``, ``dead_lettered`` and ``discarded`` end it.
+
+    ``processing`` is not written to the journal: the pipeline applies a message and records its
+    end state in one transaction, so a crash mid-way leaves it ``received`` and it runs again.
+    """
+
+    RECEIVED = "received"
+    RETRYING = "retrying"
+    FILTERED = "filtered"
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+    DISCARDED = "discarded"
+
+
+PENDING_STATES = (State.RECEIVED, State.RETRYING)
+
+messages = Table(
+    "journal_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("peer", String(128), nullable=False, default=""),
+    Column("sender_app", String(255)),
+    Column("sender_facility", String(255)),
+    Column("control_id", String(255)),
+    Column("message_type", String(16)),
+    Column("trigger", String(16)),
+    Column("patient_key", String(255)),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("ack_code", String(2), nullable=False),
+    Column("charset", String(32), nullable=False, default=""),
+    Column("size", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("delivered_to", Text, nullable=False, default=""),
+    Column("error_stage", String(32)),
+    Column("error_code", String(64)),
+    Column("error_class", String(64)),
+    Column("error_reason", Text),
+    Index(
+        "uq_journal_messages_sender_control_id",
+        "channel",
+        "sender_app",
+        "sender_facility",
+        "control_id",
+        unique=True,
+    ),
+    Index("ix_journal_messages_state_id", "state", "id"),
+    Index("ix_journal_messages_patient_key", "patient_key"),
+    Index("ix_journal_messages_control_id", "control_id"),
+)
+
+events = Table(
+    "journal_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("journal_messages.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("stage", String(32)),
+    Column("code", String(64)),
+    Column("reason", Text),
+    Column("actor", String(128)),
+)

@@ -1,0 +1,174 @@
+"""Read side of the journal and operator actions: stats, dead letters, replay, discard."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, or_, select, update
+
+from engine.journal.journal import utcnow
+from engine.journal.models import PENDING_STATES, State, events, messages
+
+#: Columns shown in listings (never the raw bytes).
+SUMMARY = (
+    messages.c.id,
+    messages.c.channel,
+    messages.c.received_at,
+    messages.c.updated_at,
+    messages.c.sender_app,
+    messages.c.sender_facility,
+    messages.c.control_id,
+    messages.c.message_type,
+    messages.c.trigger,
+    messages.c.patient_key,
+    messages.c.state,
+    messages.c.attempts,
+    messages.c.ack_code,
+    messages.c.size,
+    messages.c.error_stage,
+    messages.c.error_code,
+    messages.c.error_reason,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    channel: str
+    received: int
+    in_flight: int
+    filtered: int
+    delivered: int
+    dead_lettered: int
+    discarded: int
+
+
+def stats(conn: Connection) -> list[ChannelStats]:
+    """Per channel: messages received in all, and how many are in each state now."""
+    rows = conn.execute(
+        select(messages.c.channel, messages.c.state, func.count())
+        .group_by(messages.c.channel, messages.c.state)
+        .order_by(messages.c.channel)
+    ).all()
+    by_channel: dict[str, dict[str, int]] = {}
+    for channel, state, count in rows:
+        by_channel.setdefault(channel, {})[state] = count
+    return [
+        ChannelStats(
+            channel=ch,
+            received=sum(c.values()),
+            in_flight=sum(c.get(s, 0) for s in PENDING_STATES),
+            filtered=c.get(State.FILTERED, 0),
+            delivered=c.get(State.DELIVERED, 0),
+            dead_lettered=c.get(State.DEAD_LETTERED, 0),
+            discarded=c.get(State.DISCARDED, 0),
+        )
+        for ch, c in by_channel.items()
+    ]
+
+
+def dead_letters(
+    conn: Connection, channel: str | None = None, code: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    query = select(*SUMMARY).where(messages.c.state == State.DEAD_LETTERED)
+    if channel:
+        query = query.where(messages.c.channel == channel)
+    if code:
+        query = query.where(messages.c.error_code == code)
+    return [dict(r._mapping) for r in conn.execute(query.order_by(messages.c.id).limit(limit))]
+
+
+def message(conn: Connection, message_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(*SUMMARY, messages.c.raw, messages.c.charset, messages.c.peer).where(
+            messages.c.id == message_id
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def history(conn: Connection, message_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(events).where(events.c.message_id == message_id).order_by(events.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def find(conn: Connection, term: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Messages whose id, control id (MSH-10) or patient key is ``term``."""
+    conditions = [messages.c.control_id == term, messages.c.patient_key == term]
+    if term.isdigit():
+        conditions.append(messages.c.id == int(term))
+    rows = conn.execute(
+        select(*SUMMARY).where(or_(*conditions)).order_by(messages.c.id).limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def replay(
+    conn: Connection, ids: Sequence[int], actor: str, now: datetime | None = None
+) -> list[int]:
+    """Put dead letters back in the pipeline. Messages no longer dead-lettered are skipped, so
+    replaying twice applies once. Returns the ids actually requeued."""
+    now = now or utcnow()
+    requeued = [
+        r[0]
+        for r in conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(list(ids)), messages.c.state == State.DEAD_LETTERED)
+            .values(state=State.RECEIVED, updated_at=now, next_attempt_at=None, attempts=0)
+            .returning(messages.c.id)
+        )
+    ]
+    _log_action(conn, requeued, now, State.RECEIVED, "replayed", "operator replay", actor)
+    conn.commit()
+    return sorted(requeued)
+
+
+def select_dead_letters(conn: Connection, channel: str, code: str | None) -> list[int]:
+    return [r["id"] for r in dead_letters(conn, channel, code, limit=1_000_000)]
+
+
+def discard(conn: Connection, message_id: int, reason: str, actor: str) -> bool:
+    """End a dead letter for good (kept in the journal, with who and why)."""
+    now = utcnow()
+    done = conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.state == State.DEAD_LETTERED)
+        .values(state=State.DISCARDED, updated_at=now)
+    ).rowcount
+    _log_action(
+        conn, [message_id] if done else [], now, State.DISCARDED, "discarded", reason, actor
+    )
+    conn.commit()
+    return bool(done)
+
+
+def _log_action(
+    conn: Connection,
+    ids: list[int],
+    now: datetime,
+    state: State,
+    code: str,
+    reason: str,
+    actor: str,
+) -> None:
+    if ids:
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "message_id": i,
+                    "at": now,
+                    "state": state,
+                    "attempt": 0,
+                    "stage": "operator",
+                    "code": code,
+                    "reason": reason,
+                    "actor": actor,
+                }
+                for i in ids
+            ],
+        )

@@ -1,0 +1,1 @@
+"""Channel runtime: intake, routing rules, the pipeline and its worker."""

@@ -1,0 +1,125 @@
+"""Intake: turn one received payload into a journal row and, once it is durable, an ACK.
+
+The checks here are the ones a sender must hear about in its ACK: character set, MSH, segment
+structure, accepted message type. A payload failing them is still journaled (as a dead letter,
+original bytes kept) before the NAK leaves. Everything else happens later in the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.channels.conditions import type_matches
+from engine.errors import EngineError, ParseError, UnsupportedMessageType
+from engine.hl7v2.ack import AckCode, build_ack, commit_code, wants_ack
+from engine.hl7v2.batch import is_batch
+from engine.hl7v2.charset import decode, encode_ack
+from engine.hl7v2.header import Header, fallback_header, read_header
+from engine.hl7v2.reader import Message
+from engine.journal.journal import Appended, NewMessage
+from engine.journal.models import State
+from engine.transforms.patient_key import patient_key
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A payload checked and ready for the journal."""
+
+    row: NewMessage
+    header: Header
+    codec: str
+    error: EngineError | None
+
+    @property
+    def enhanced(self) -> bool:
+        return bool(self.header.accept_ack_type or self.header.app_ack_type)
+
+
+class Intake:
+    """Per-channel intake rules (pure: no I/O, testable without sockets)."""
+
+    def __init__(self, channel: str, accept: tuple[str, ...], default_charset: str) -> None:
+        self.channel = channel
+        self.accept = accept
+        self.default_charset = default_charset
+
+    def prepare(self, payload: bytes, peer: str = "") -> Prepared:
+        row = NewMessage(channel=self.channel, raw=payload, peer=peer)
+        header = fallback_header()
+        codec = "ascii"
+        try:
+            text, codec = decode(payload, self.default_charset)
+            row.charset = codec
+            header = read_header(text)
+            _fill_header(row, header)
+            if is_batch(text):
+                raise ParseError(
+                    "HL7 batches (FHS/BHS) are not accepted: send one message per frame"
+                )
+            if not header.message_type:
+                raise ParseError("MSH-9 (message type) is empty")
+            kind = f"{header.message_type}^{header.trigger}"
+            if not type_matches(kind, self.accept):
+                raise UnsupportedMessageType(
+                    f"channel {self.channel!r} does not accept {kind} messages"
+                )
+            row.patient_key = patient_key(Message(text))
+        except EngineError as exc:
+            return self._reject(row, header, codec, exc)
+        row.ack_code = AckCode.AA
+        return Prepared(row, header, codec, None)
+
+    def prepare_rejected(self, payload: bytes, peer: str, error: EngineError) -> Prepared:
+        """A payload refused before it could be read (e.g. oversized), kept as a dead letter."""
+        row = NewMessage(channel=self.channel, raw=payload, peer=peer)
+        return self._reject(row, fallback_header(), "ascii", error)
+
+    def _reject(self, row: NewMessage, header: Header, codec: str, exc: EngineError) -> Prepared:
+        if not header.control_id:
+            header = _best_effort_header(row.raw, header)
+            _fill_header(row, header)
+        row.state = State.DEAD_LETTERED
+        row.ack_code = exc.ack_code
+        row.error_stage = "intake"
+        row.error_code = exc.code
+        row.error_class = type(exc).__name__
+        row.error_reason = exc.reason
+        return Prepared(row, header, codec, exc)
+
+    def ack(
+        self, prepared: Prepared, appended: Appended | None, failure: EngineError | None
+    ) -> bytes | None:
+        """The ACK bytes to send, or ``None`` when the sender's MSH-15 asked for none."""
+        error: EngineError | None
+        if failure is not None:
+            ok, reject, error = False, False, failure
+        elif appended is not None:
+            original = AckCode(appended.ack_code)
+            ok = original is AckCode.AA
+            reject = original is AckCode.AR
+            error = prepared.error
+        else:
+            raise ValueError("an ACK needs the journal result or the failure")
+        code = commit_code(prepared.enhanced, ok, reject)
+        if prepared.enhanced and not wants_ack(prepared.header, code):
+            return None
+        text = "" if error is None else error.reason
+        err_code = "" if error is None else error.code
+        ack = build_ack(prepared.header, code, text=text, error_code=err_code)
+        return encode_ack(ack, prepared.codec)
+
+
+def _fill_header(row: NewMessage, header: Header) -> None:
+    row.sender_app = header.sending_app
+    row.sender_facility = header.sending_facility
+    row.control_id = header.control_id or None
+    row.message_type = header.message_type[:16] or None
+    row.trigger = header.trigger[:16] or None
+
+
+def _best_effort_header(payload: bytes, current: Header) -> Header:
+    """Read MSH even from undecodable bytes, so that the NAK can name MSH-10."""
+    try:
+        return read_header(payload.decode("latin-1"))
+    except EngineError:
+        return current

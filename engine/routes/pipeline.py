@@ -1,0 +1,103 @@
+"""A channel's pipeline: parse, validate, filter, route, deliver.
+
+``process`` runs one journaled message inside the caller's transaction and returns its end
+state, or raises an :class:`engine.errors.EngineError` naming the stage that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from engine.adapters.base import Delivery, Destination
+from engine.channels.models import ChannelConfig, FilterStep, Route, ValidateStep
+from engine.errors import EncodingError, EngineError, StoreUnavailable, TransformError
+from engine.hl7v2.reader import Message
+from engine.journal.journal import Pending
+from engine.journal.models import State
+from engine.transforms.validate import validate_structure
+
+
+class StageError(Exception):
+    """An engine error together with the pipeline stage where it happened."""
+
+    def __init__(self, stage: str, error: EngineError) -> None:
+        super().__init__(f"{stage}: {error.reason}")
+        self.stage = stage
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: State
+    reason: str = ""
+
+
+class Pipeline:
+    def __init__(self, config: ChannelConfig, destinations: dict[str, Destination]) -> None:
+        self.config = config
+        self.name = config.name
+        self.steps = config.steps
+        self.routes: tuple[Route, ...] = config.effective_routes()
+        self.destinations = destinations
+
+    def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
+        with stage("parse"):
+            msg = _parse(pending)
+        for step in self.steps:
+            if isinstance(step, ValidateStep):
+                with stage("validate"):
+                    validate_structure(msg.text, step.profile)
+            elif isinstance(step, FilterStep) and not _keeps(step, msg):
+                return Outcome(State.FILTERED, "filter step")
+        targets = self._targets(msg)
+        if not targets:
+            return Outcome(State.FILTERED, "no route matched")
+        for name in targets:
+            if name in pending.delivered_to:
+                continue  # delivered on an earlier attempt
+            delivery = Delivery(conn, pending.id, self.name, msg, pending.raw, now)
+            with stage(f"destination:{name}"):
+                self.destinations[name].write(delivery)
+            pending.delivered_to.add(name)
+        return Outcome(State.DELIVERED)
+
+    def _targets(self, msg: Message) -> list[str]:
+        names: list[str] = []
+        for route in self.routes:
+            if route.when.test(msg):
+                names.extend(n for n in route.to if n not in names)
+        return names
+
+
+def _parse(pending: Pending) -> Message:
+    try:
+        text = pending.raw.decode(pending.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise EncodingError(f"cannot decode with {pending.charset}: {exc}") from exc
+    return Message(text.lstrip("\ufeff"))
+
+
+def _keeps(step: FilterStep, msg: Message) -> bool:
+    if step.keep is not None:
+        return step.keep.test(msg)
+    assert step.drop is not None
+    return not step.drop.test(msg)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Tag errors raised in the block with the pipeline stage, and type database errors."""
+    try:
+        yield
+    except EngineError as exc:
+        raise StageError(name, exc) from exc
+    except OperationalError as exc:
+        raise StageError(name, StoreUnavailable(f"database unavailable: {exc.orig}")) from exc
+    except DBAPIError as exc:
+        raise StageError(name, TransformError(f"database rejected the write: {exc.orig}")) from exc

@@ -1,0 +1,160 @@
+"""The pipeline worker: takes journaled messages in arrival order and runs their pipeline.
+
+Each batch is one transaction: the record-store writes of every message and its end state
+commit together, so a crash leaves a message either fully applied and ``delivered`` or not
+applied and still ``received`` (contracts 1-3). One worker per engine keeps per-patient order
+(contract 4); a message waiting for a retry holds back later messages of the same patient.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.channels.models import ErrorPolicy
+from engine.errors import TransformError
+from engine.journal.journal import Journal, Pending, utcnow
+from engine.journal.models import State
+from engine.routes.pipeline import Pipeline, StageError
+
+log = structlog.get_logger("engine.worker")
+
+
+def backoff_delay(policy: ErrorPolicy, attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1-based): exponential, capped."""
+    b = policy.backoff
+    delay: float = min(b.max_seconds, b.initial_seconds * b.multiplier ** (attempt - 1))
+    return delay
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        journal: Journal,
+        pipelines: dict[str, Pipeline],
+        batch_size: int = 32,
+    ) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.pipelines = pipelines
+        self.batch_size = batch_size
+        self.wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pipeline-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_seconds: float = 10.0) -> None:
+        """Finish what is journaled (up to ``drain_seconds``), then stop."""
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline and self._has_due_work():
+            self.wakeup.set()
+            time.sleep(0.02)
+        self._stop.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=drain_seconds)
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+    def _has_due_work(self) -> bool:
+        with self.engine.connect() as conn:
+            return bool(self.journal.claim(conn, utcnow(), 1))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.run_once()
+            except SQLAlchemyError as exc:
+                log.error("worker_database_error", error=type(exc).__name__)
+                done = 0
+                self._stop.wait(1.0)
+            if done == 0:
+                self.wakeup.wait(0.5)
+                self.wakeup.clear()
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Process one batch; returns how many messages it handled."""
+        with self.engine.connect() as conn:
+            now = utcnow()
+            batch = self.journal.claim(conn, now, self.batch_size)
+            if not batch:
+                conn.rollback()
+                return 0
+            delivered: list[int] = []
+            for pending in batch:
+                if self._process(conn, pending, now):
+                    delivered.append(pending.id)
+            self.journal.finish_many(conn, delivered, State.DELIVERED, now)
+            conn.commit()
+        self.processed += len(batch)
+        for ident in delivered:
+            log.info("message_delivered", message_id=ident)
+        return len(batch)
+
+    def _process(self, conn: Connection, pending: Pending, now: datetime) -> bool:
+        """Run one message in a savepoint; True when delivered (recorded by the caller)."""
+        pipeline = self.pipelines.get(pending.channel)
+        if pipeline is None:
+            return False  # a channel removed from the configuration: leave it journaled
+        savepoint = conn.begin_nested()
+        try:
+            outcome = pipeline.process(conn, pending, now)
+            savepoint.commit()
+        except StageError as exc:
+            savepoint.rollback()
+            self._failed(conn, pipeline, pending, now, exc)
+            return False
+        except Exception as exc:  # a bug must not stop the engine: dead-letter the message
+            savepoint.rollback()
+            error = TransformError(f"internal error {type(exc).__name__}: {exc}")
+            log.exception("pipeline_internal_error", message_id=pending.id)
+            self._failed(conn, pipeline, pending, now, StageError("pipeline", error))
+            return False
+        if outcome.state is State.DELIVERED:
+            return True
+        self.journal.finish(conn, pending, outcome.state, now)
+        log.info("message_filtered", message_id=pending.id, reason=outcome.reason)
+        return False
+
+    def _failed(
+        self, conn: Connection, pipeline: Pipeline, pending: Pending, now: datetime, exc: StageError
+    ) -> None:
+        error = exc.error
+        attempt = pending.attempts + 1
+        policy = pipeline.config.errors
+        retry = error.transient and attempt < policy.max_attempts
+        state = State.RETRYING if retry else State.DEAD_LETTERED
+        next_at = now + timedelta(seconds=backoff_delay(policy, attempt)) if retry else None
+        self.journal.finish(
+            conn,
+            pending,
+            state,
+            now,
+            stage=exc.stage,
+            code=error.code,
+            error_class=type(error).__name__,
+            reason=error.reason,
+            next_attempt_at=next_at,
+        )
+        log.warning(
+            "message_retrying" if retry else "message_dead_lettered",
+            message_id=pending.id,
+            stage=exc.stage,
+            code=error.code,
+            attempt=attempt,
+        )

@@ -1,0 +1,83 @@
+"""The running engine: database, journal, MLLP servers and the pipeline worker."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.engine import Engine as DbEngine
+
+from engine.adapters.base import Destination
+from engine.adapters.mllp import MllpServer
+from engine.channels.models import ChannelConfig, ChannelsFile
+from engine.db import database_url, make_engine
+from engine.journal.journal import Journal
+from engine.migrate import upgrade
+from engine.routes.committer import GroupCommitter
+from engine.routes.intake import Intake
+from engine.routes.pipeline import Pipeline
+from engine.routes.worker import Worker
+
+log = structlog.get_logger("engine")
+
+
+def build_pipeline(channel: ChannelConfig) -> Pipeline:
+    destinations: dict[str, Destination] = {
+        name: cfg.build(name) for name, cfg in channel.destinations.items()
+    }
+    return Pipeline(channel, destinations)
+
+
+@dataclass
+class Engine:
+    config: ChannelsFile
+    db: DbEngine = field(init=False)
+    journal: Journal = field(init=False)
+    worker: Worker = field(init=False)
+    committer: GroupCommitter = field(init=False)
+    servers: list[MllpServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        settings = self.config.engine
+        url = database_url(settings.database_url)
+        self.db = make_engine(url, durability=settings.durability)
+        upgrade(self.db)
+        self.journal = Journal(self.db)
+        channels = [c for c in self.config.channels if c.enabled]
+        pipelines = {c.name: build_pipeline(c) for c in channels}
+        self.worker = Worker(self.db, self.journal, pipelines)
+        self.committer = GroupCommitter(self.journal, self.db, self.worker.notify)
+
+    async def start(self) -> None:
+        """Open every channel's listener and start the worker (which resumes unfinished work)."""
+        self.worker.start()
+        for channel in self.config.channels:
+            if not channel.enabled:
+                continue
+            src = channel.source
+            intake = Intake(channel.name, channel.accept, src.default_charset)
+            server = MllpServer(src, intake, self.committer)
+            await server.start()
+            self.servers.append(server)
+        log.info("engine_started", channels=[s.intake.channel for s in self.servers])
+
+    async def stop(self) -> None:
+        """Stop accepting, ACK what is in flight, drain the pipeline, close the database."""
+        log.info("engine_stopping")
+        await asyncio.gather(*(s.stop() for s in self.servers))
+        self.committer.close()
+        await asyncio.to_thread(self.worker.stop)
+        self.db.dispose()
+        log.info("engine_stopped", processed=self.worker.processed)
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()

@@ -1,0 +1,1 @@
+"""The shared record store: patients, their identifiers, encounters and observations."""

@@ -1,0 +1,187 @@
+"""Patient and encounter records read from PID and PV1 (pure: no database access)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from engine.errors import UnknownPatient
+from engine.hl7v2.reader import Message, Segment
+from engine.hl7v2.separators import Separators
+from engine.transforms.hl7_values import (
+    has_value,
+    parse_date,
+    parse_ts,
+    part,
+    render_address,
+    render_location,
+    render_phone,
+)
+
+#: Triggers whose event time is the start of the encounter (admission, registration).
+_ADMITTING = frozenset({"A01", "A04"})
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierRecord:
+    """One PID-3 repetition (CX). Absent parts are ``""``."""
+
+    value: str
+    authority: str = ""  # CX-4.1
+    authority_oid: str = ""  # CX-4.2
+    type_code: str = ""  # CX-5
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.value, self.authority, self.authority_oid, self.type_code)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    identifiers: tuple[IdentifierRecord, ...]
+    family_name: str = ""
+    given_names: str = ""
+    birth_date: str = ""  # HL7 TS text as received
+    sex: str = ""
+    birth_place: str = ""
+    address: str = ""
+    phone: str = ""
+
+    @property
+    def birth_date_parsed(self) -> date | None:
+        return parse_date(self.birth_date)
+
+
+@dataclass(frozen=True, slots=True)
+class EncounterRecord:
+    visit_number: str
+    visit_authority: str = ""
+    patient_class: str = ""
+    location: str = ""
+    attending: str = ""
+    admitted_ts: str = ""
+    admitted_at: datetime | None = None
+    discharged_ts: str = ""
+    discharged_at: datetime | None = None
+    #: ``None`` keeps the stored status (a new encounter is ``open``, or ``closed`` when a
+    #: discharge time is known); ``closed`` (A03), ``open`` (A13, clears the discharge) and
+    #: ``cancelled`` (A11) set it.
+    status: str | None = None
+
+
+def extract_patient(msg: Message) -> PatientRecord:
+    """The patient named by PID; raises UnknownPatient when it carries no usable PID-3."""
+    pid = msg.segment("PID")
+    if pid is None:
+        raise UnknownPatient("the message has no PID segment")
+    seps = msg.separators
+    identifiers = _identifiers(pid, seps)
+    if not identifiers:
+        raise UnknownPatient("PID-3 carries no usable patient identifier (no value)")
+    family, given = _name(pid.repetitions(5), seps)
+    addresses = pid.repetitions(11)
+    phones = pid.repetitions(13)
+    return PatientRecord(
+        identifiers=identifiers,
+        family_name=family,
+        given_names=given,
+        birth_date=pid.get(7, 1),
+        sex=pid.get(8),
+        birth_place=pid.get(23) or _birth_place_code(addresses, seps),
+        address=_address(addresses, seps),
+        phone=render_phone(phones[0], seps) if phones else "",
+    )
+
+
+def _identifiers(pid: Segment, seps: Separators) -> tuple[IdentifierRecord, ...]:
+    # DOMAIN.md §2: an INS is only integrated when PID-32 says the identity is qualified (VALI).
+    ins_usable = "VALI" in pid.repetitions(32)
+    seen: dict[tuple[str, str, str, str], IdentifierRecord] = {}
+    for raw in pid.repetitions(3):
+        value = part(raw, seps, 1)
+        if not has_value(value):
+            continue
+        ident = IdentifierRecord(
+            value=value,
+            authority=part(raw, seps, 4, 1),
+            authority_oid=part(raw, seps, 4, 2),
+            type_code=part(raw, seps, 5),
+        )
+        if ident.type_code == "INS" and not ins_usable:
+            continue
+        seen.setdefault(ident.key, ident)
+    return tuple(seen.values())
+
+
+def _name(names: list[str], seps: Separators) -> tuple[str, str]:
+    if not names:
+        return "", ""
+    raw = next((n for n in names if part(n, seps, 7) == "L"), names[0])
+    family = part(raw, seps, 1, 1)
+    first, others = part(raw, seps, 2).strip(), part(raw, seps, 3).strip()
+    # In France XPN-3 lists all given names, the first included (DOMAIN.md §2): no repeat.
+    if first and (others == first or others.startswith(first + " ")):
+        return family, others
+    return family, " ".join(p for p in (first, others) if p)
+
+
+def _address(addresses: list[str], seps: Separators) -> str:
+    postal = [a for a in addresses if part(a, seps, 7) != "BDL"]
+    home = [a for a in postal if part(a, seps, 7) == "H"]
+    for raw in home + postal:
+        text = render_address(raw, seps)
+        if text:
+            return text
+    return ""
+
+
+def _birth_place_code(addresses: list[str], seps: Separators) -> str:
+    """The INSEE birth-place code: XAD-9 of the PID-11 repetition typed BDL (France)."""
+    for raw in addresses:
+        if part(raw, seps, 7) == "BDL":
+            return part(raw, seps, 9)
+    return ""
+
+
+def extract_encounter(msg: Message, closing: bool) -> EncounterRecord | None:
+    """The visit in PV1 (number from PV1-19, else PID-18); None without PV1 or visit number.
+
+    ``closing`` (A03) takes the discharge time from PV1-45, else the event time.
+    """
+    pv1 = msg.segment("PV1")
+    if pv1 is None:
+        return None
+    source, field = pv1, 19
+    if not has_value(pv1.get(19, 1)):
+        pid = msg.segment("PID")
+        if pid is None or not has_value(pid.get(18, 1)):
+            return None
+        source, field = pid, 18
+    admitted_ts = pv1.get(44, 1)
+    if not admitted_ts and msg.trigger in _ADMITTING:
+        admitted_ts = _event_ts(msg)
+    discharged_ts = pv1.get(45, 1)
+    if not discharged_ts and closing:
+        discharged_ts = _event_ts(msg)
+    return EncounterRecord(
+        visit_number=source.get(field, 1),
+        visit_authority=source.get(field, 4, 1) or source.get(field, 4, 2),
+        patient_class=pv1.get(2, 1),
+        location=render_location(pv1, 3),
+        attending=pv1.get(7, 1),
+        admitted_ts=admitted_ts,
+        admitted_at=parse_ts(admitted_ts) if admitted_ts else None,
+        discharged_ts=discharged_ts,
+        discharged_at=parse_ts(discharged_ts) if discharged_ts else None,
+        status="closed" if closing else None,
+    )
+
+
+def _event_ts(msg: Message) -> str:
+    """When the event happened: EVN-6 (occurred), else EVN-2 (recorded), else MSH-7."""
+    evn = msg.segment("EVN")
+    if evn is not None:
+        ts = evn.get(6, 1) or evn.get(2, 1)
+        if ts:
+            return ts
+    return msg.msh.get(7, 1)

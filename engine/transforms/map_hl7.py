@@ -1,0 +1,88 @@
+"""From an HL7 v2 message to the record store operation it asks for (pure: no database).
+
+ADT messages upsert the patient and, when they are about a visit, its encounter; ``A03`` closes
+the encounter; ``ORU^R01`` upserts the patient and adds the results. See :data:`SUPPORTED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.errors import UnsupportedMessageType, ValidationError
+from engine.hl7v2.reader import Message
+from engine.transforms.map_adt import (
+    EncounterRecord,
+    IdentifierRecord,
+    PatientRecord,
+    extract_encounter,
+    extract_patient,
+)
+from engine.transforms.map_oru import ObservationRecord, OrderRecord, extract_observations
+
+__all__ = [
+    "SUPPORTED_TYPES",
+    "EncounterRecord",
+    "IdentifierRecord",
+    "ObservationRecord",
+    "OrderRecord",
+    "PatientRecord",
+    "StoreOperation",
+    "extract_encounter",
+    "extract_observations",
+    "extract_patient",
+    "map_message",
+]
+
+OperationKind = Literal["upsert_patient", "close_encounter", "add_results"]
+
+#: ADT events that update the patient and the encounter of PV1 (admit, transfer, register,
+#: update, change of class, cancellations of admit and of discharge).
+_VISIT_EVENTS = frozenset({"A01", "A02", "A04", "A06", "A07", "A08", "A11", "A13"})
+#: ADT events about the person only: a PV1 they carry does not create an encounter
+#: (A05 pre-admits: the visit has not started; A28/A31 add/update person information).
+_PERSON_EVENTS = frozenset({"A05", "A28", "A31"})
+#: Encounter status an event sets (other visit events keep the stored one).
+_STATUS_BY_EVENT = {"A11": "cancelled", "A13": "open"}
+
+SUPPORTED_TYPES: frozenset[str] = frozenset(
+    {f"ADT^{t}" for t in (*_VISIT_EVENTS, *_PERSON_EVENTS, "A03")} | {"ORU^R01"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOperation:
+    """What applying one message to the record store means."""
+
+    kind: OperationKind
+    patient: PatientRecord
+    encounter: EncounterRecord | None = None
+    observations: tuple[ObservationRecord, ...] = ()
+
+
+def map_message(msg: Message) -> StoreOperation:
+    """The store operation for ``msg``; raises UnsupportedMessageType for other MSH-9 types,
+    UnknownPatient without a usable PID-3, ValidationError for an A03 naming no visit."""
+    kind = f"{msg.message_type}^{msg.trigger}"
+    if kind not in SUPPORTED_TYPES:
+        raise UnsupportedMessageType(f"the record store does not map {kind or 'empty MSH-9'}")
+    patient = extract_patient(msg)
+    if kind == "ORU^R01":
+        return StoreOperation("add_results", patient, None, tuple(extract_observations(msg)))
+    trigger = msg.trigger
+    if trigger == "A03":
+        encounter = extract_encounter(msg, closing=True)
+        if encounter is None:
+            raise ValidationError("ADT^A03 names no visit (PV1-19 and PID-18 are empty)")
+        return StoreOperation("close_encounter", patient, encounter)
+    encounter = extract_encounter(msg, closing=False) if trigger in _VISIT_EVENTS else None
+    if encounter is not None and trigger in _STATUS_BY_EVENT:
+        status = _STATUS_BY_EVENT[trigger]
+        if status == "open":  # A13 cancels the discharge
+            encounter = dataclasses.replace(
+                encounter, status=status, discharged_ts="", discharged_at=None
+            )
+        else:
+            encounter = dataclasses.replace(encounter, status=status)
+    return StoreOperation("upsert_patient", patient, encounter)

@@ -1,0 +1,62 @@
+"""Shared fixtures: record store databases on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, Table, text
+from sqlalchemy.exc import OperationalError
+
+from engine.db import make_engine, metadata
+
+POSTGRES_URL = os.environ.get(
+    "AIGUILLAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def store_tables() -> list[Table]:
+    """The record store's tables only, so other tables in ``metadata`` are left alone."""
+    return [t for t in metadata.sorted_tables if t.name.startswith("store_")]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine whose database holds empty ``store_`` tables.
+
+    PostgreSQL gets a schema of its own per test (``schema_translate_map``), dropped after it.
+    The PostgreSQL case is skipped only when the server is unreachable and ``CI`` is unset.
+    """
+    import engine.store.models  # noqa: F401  (registers the tables on metadata)
+
+    if request.param == "sqlite":
+        db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        with db.begin() as conn:
+            metadata.create_all(conn, tables=store_tables())
+        yield db
+        db.dispose()
+        return
+    base = make_engine(POSTGRES_URL)
+    try:
+        with base.connect():
+            pass
+    except OperationalError as exc:
+        base.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} unreachable and CI is set: {exc.orig}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} unreachable (and CI unset)")
+    schema = f"store_test_{uuid.uuid4().hex[:12]}"
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = base.execution_options(schema_translate_map={None: schema})
+    try:
+        with db.begin() as conn:
+            metadata.create_all(conn, tables=store_tables())
+        yield db
+    finally:
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        base.dispose()

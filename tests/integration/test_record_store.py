@@ -1,0 +1,201 @@
+"""The record store destination on SQLite and PostgreSQL (``store_db`` in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from engine.adapters.base import Delivery
+from engine.adapters.record_store import (
+    RecordStore,
+    RecordStoreConfig,
+    counts,
+    find_patient,
+    patient_encounters,
+    patient_observations,
+)
+from engine.errors import TransformError
+from engine.hl7v2.reader import Message
+from engine.transforms.map_hl7 import map_message
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "hl7v2"
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def sample_text(relative: str) -> str:
+    path = SAMPLES / relative
+    if not path.exists():
+        pytest.skip(f"sample {path} is absent (../shared/samples not mounted)")
+    return path.read_text(encoding="utf-8-sig")
+
+
+def apply(db: Engine, text: str, message_id: int) -> int:
+    with db.begin() as conn:
+        return RecordStore().apply(conn, message_id, map_message(Message(text)), NOW)
+
+
+def adt(pid3: str, family: str, control_id: str = "1") -> str:
+    """A minimal ADT^A28 (person only) naming ``pid3``."""
+    return (
+        f"MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A28^ADT_A05|{control_id}|P|2.5\r"
+        f"PID|1||{pid3}||{family}^JEAN^^^^^L||19800101|M"
+    )
+
+
+def test_admission_creates_the_patient_its_identifiers_and_an_open_encounter(
+    store_db: Engine,
+) -> None:
+    patient_id = apply(store_db, sample_text("fr-ans/adt_a01_sgl.hl7"), 1)
+    with store_db.connect() as conn:
+        patient = find_patient(conn, "000003", "CHU-X")
+        assert patient is not None
+        assert patient["id"] == patient_id
+        assert (patient["family_name"], patient["given_names"]) == ("PAT-TROIS", "DOMINIQUE")
+        assert patient["birth_date_parsed"].isoformat() == "1979-03-28"
+        assert patient["last_message_id"] == 1
+        assert patient["created_at"] == NOW
+        assert {(i["value"], i["type_code"]) for i in patient["identifiers"]} == {
+            ("000003", "PI"),
+            ("279035121518989", "INS"),
+        }
+        [enc] = patient_encounters(conn, patient_id)
+        assert (enc["visit_number"], enc["visit_authority"], enc["status"]) == (
+            "000897406",
+            "CHU-X",
+            "open",
+        )
+        assert enc["admitted_at"] == datetime(2024, 3, 6, 10, 11, 54, tzinfo=UTC)
+        assert counts(conn) == {"patients": 1, "identifiers": 2, "encounters": 1, "observations": 0}
+
+
+def test_update_changes_demographics_without_duplicating(store_db: Engine) -> None:
+    admission = sample_text("fr-ans/adt_a01_sgl.hl7")
+    first = apply(store_db, admission, 1)
+    update = (
+        admission.replace("ADT^A01^ADT_A01", "ADT^A08^ADT_A01")
+        .replace("28 Av de Breteuil^^PARIS^^75007", "3 Rue Neuve^^LYON^^69001")
+        .replace("|19790328|F|", "|19790328||")  # an empty sex must not erase the stored one
+    )
+    assert apply(store_db, update, 2) == first
+    with store_db.connect() as conn:
+        patient = find_patient(conn, "000003", "CHU-X")
+        assert patient is not None
+        assert patient["address"] == "3 Rue Neuve, LYON, 69001, FRA"
+        assert patient["sex"] == "F"
+        assert patient["last_message_id"] == 2
+        assert counts(conn) == {"patients": 1, "identifiers": 2, "encounters": 1, "observations": 0}
+
+
+def test_discharge_closes_the_encounter(store_db: Engine) -> None:
+    patient_id = apply(store_db, sample_text("fr-ans/adt_a01_sgl.hl7"), 1)
+    assert apply(store_db, sample_text("fr-ans/adt_a03_sgl.hl7"), 2) == patient_id
+    with store_db.connect() as conn:
+        [enc] = patient_encounters(conn, patient_id)
+    assert enc["status"] == "closed"
+    assert enc["discharged_at"] == datetime(2024, 3, 6, 10, 11, 54, tzinfo=UTC)
+    assert enc["admitted_at"] is not None  # kept from the admission
+    assert enc["last_message_id"] == 2
+
+
+def test_result_message_stores_each_observation_with_its_fields(store_db: Engine) -> None:
+    patient_id = apply(store_db, sample_text("intl-mixed/LAB-ORU-1.hl7"), 7)
+    with store_db.connect() as conn:
+        rows = patient_observations(conn, patient_id)
+    assert len(rows) == 10
+    assert {r["message_id"] for r in rows} == {7}
+    ery = rows[1]
+    assert (ery["code"], ery["code_system"], ery["code_text"]) == ("11273-0", "LN", "ERYTHROCYTES")
+    assert (ery["value"], ery["unit"], ery["abnormal_flags"], ery["status"]) == (
+        "4.06",
+        "tera.l-1",
+        "N",
+        "P",
+    )
+    assert (ery["order_placer_number"], ery["order_code"]) == ("88502218", "24317-0")
+    assert ery["order_text"] == "Hemogram and platelet count, automated"
+    assert ery["observed_ts"] == "20141006062700+0700"
+    assert ery["observed_at"] == datetime(2014, 10, 5, 23, 27, tzinfo=UTC)
+    assert rows[0]["observed_at"] is None  # OBX-14 and OBR-7 empty
+    assert rows[9]["order_filler_number"] == "890775544"
+
+
+def test_result_for_an_unknown_patient_creates_the_patient(store_db: Engine) -> None:
+    patient_id = apply(store_db, sample_text("intl-mixed/LAB-ORU-1.hl7"), 1)
+    with store_db.connect() as conn:
+        patient = find_patient(conn, "10006579", "1")
+        assert patient is not None
+        assert patient["id"] == patient_id
+        assert (patient["family_name"], patient["given_names"]) == ("DUCK", "DONALD D")
+        assert counts(conn)["patients"] == 1
+
+
+def test_result_naming_the_ins_attaches_to_the_admitted_patient(store_db: Engine) -> None:
+    patient_id = apply(store_db, sample_text("fr-ans/adt_a01_sgl.hl7"), 1)
+    # Same INS in both files (the ORU carries only the INS); make the numbers agree.
+    oru = sample_text("fr-ans/oru_r01_v12.hl7").replace(
+        "276037510669380^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS",
+        "279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS",
+    )
+    assert apply(store_db, oru, 2) == patient_id
+    with store_db.connect() as conn:
+        assert counts(conn) == {
+            "patients": 1,
+            "identifiers": 2,
+            "encounters": 1,
+            "observations": 12,
+        }
+        assert patient_observations(conn, patient_id)[6]["code"] == "DESTDMP"
+
+
+def test_identifiers_of_two_patients_raise_and_write_nothing(store_db: Engine) -> None:
+    first = apply(store_db, adt("A1^^^CHU-X^PI", "MARTIN", "1"), 1)
+    second = apply(store_db, adt("B2^^^CHU-Y^PI", "DURAND", "2"), 2)
+    assert first != second
+    both = adt("A1^^^CHU-X^PI~B2^^^CHU-Y^PI~C3^^^CHU-Z^PI", "MERGED", "3")
+    with pytest.raises(TransformError, match="belong to 2 different patients"):
+        apply(store_db, both, 3)
+    with store_db.connect() as conn:
+        assert counts(conn) == {"patients": 2, "identifiers": 2, "encounters": 0, "observations": 0}
+        patient = find_patient(conn, "A1")
+        assert patient is not None
+        assert (patient["family_name"], patient["last_message_id"]) == ("MARTIN", 1)
+
+
+def test_same_value_under_two_authorities_gives_two_patients(store_db: Engine) -> None:
+    first = apply(store_db, adt("12345^^^CHU-X^PI", "MARTIN", "1"), 1)
+    second = apply(store_db, adt("12345^^^CHU-Y^PI", "DURAND", "2"), 2)
+    assert first != second
+    with store_db.connect() as conn:
+        assert counts(conn)["patients"] == 2
+        found = find_patient(conn, "12345", "CHU-Y")
+        assert found is not None
+        assert found["family_name"] == "DURAND"
+        with pytest.raises(LookupError, match="2 patients"):
+            find_patient(conn, "12345")
+
+
+def test_identifier_without_authority_matches_only_itself(store_db: Engine) -> None:
+    bare = apply(store_db, adt("777", "BARE", "1"), 1)
+    assert apply(store_db, adt("777", "BARE", "2"), 2) == bare
+    assert apply(store_db, adt("777^^^CHU-X^PI", "LOCAL", "3"), 3) != bare
+    with store_db.connect() as conn:
+        assert counts(conn)["identifiers"] == 2
+
+
+def test_configured_destination_writes_through_the_delivery(store_db: Engine) -> None:
+    store = RecordStoreConfig(type="record_store").build("dmp")
+    msg = Message(sample_text("python-hl7/sample_hl7.hl7"))
+    with store_db.begin() as conn:
+        store.write(Delivery(conn, 5, "lab", msg, msg.text.encode(), NOW))
+    with store_db.connect() as conn:
+        patient = find_patient(conn, "555-44-4444")
+        assert patient is not None
+        rows = patient_observations(conn, patient["id"])
+    assert store.name == "dmp"
+    assert [(r["code"], r["value"], r["reference_range"]) for r in rows] == [
+        ("1554-5", "^182", "70_105"),
+        ("1553-5", "^182", "70_105"),
+    ]
