@@ -131,7 +131,7 @@ def _payload(m: InputMessage, base: Path) -> bytes:
 
 
 def _feed(db: Any, channel: ChannelConfig, payloads: list[bytes]) -> list[str]:
-    intake = Intake(channel.name, channel.accept, channel.source.default_charset)
+    intake = Intake.for_channel(channel)
     journal = Journal(db)
     codes: list[str] = []
     with db.connect() as conn:

@@ -56,9 +56,7 @@ class Engine:
         for channel in self.config.channels:
             if not channel.enabled:
                 continue
-            src = channel.source
-            intake = Intake(channel.name, channel.accept, src.default_charset)
-            server = MllpServer(src, intake, self.committer)
+            server = MllpServer(channel.source, Intake.for_channel(channel), self.committer)
             await server.start()
             self.servers.append(server)
         log.info("engine_started", channels=[s.intake.channel for s in self.servers])

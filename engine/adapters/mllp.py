@@ -37,6 +37,13 @@ class MllpSourceConfig(BaseModel):
         default="UNICODE UTF-8", description="MSH-18 value assumed when MSH-18 is empty"
     )
     max_connections: int = Field(default=256, ge=1)
+    always_ack: bool = Field(
+        default=True,
+        description=(
+            "answer every message even when MSH-15 says NE/ER/SU: MLLP senders block "
+            "until they get an answer"
+        ),
+    )
 
     def listen_address(self) -> tuple[str, int] | None:
         return (self.host, self.port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,9 @@ from engine.journal.models import State, events, messages
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+DedupKey = tuple[str, str | None, str | None, str, str]
 
 
 @dataclass(slots=True)
@@ -37,17 +41,27 @@ class NewMessage:
     error_class: str | None = None
     error_reason: str | None = None
 
-    def dedup_key(self) -> tuple[str, str | None, str | None, str] | None:
+    def dedup_key(self) -> DedupKey | None:
+        """Sender, MSH-10 and content: a resend repeats all of them.
+
+        A different message reusing a control id is not a resend, so it is journaled and
+        processed, never answered from the earlier message's outcome.
+        """
         if not self.control_id:
             return None
-        return (self.channel, self.sender_app, self.sender_facility, self.control_id)
+        digest = hashlib.sha256(self.raw).hexdigest()
+        return (self.channel, self.sender_app, self.sender_facility, self.control_id, digest)
 
 
 @dataclass(frozen=True, slots=True)
 class Appended:
+    """The journal's answer for one message; a duplicate carries the original's outcome."""
+
     id: int
     duplicate: bool
     ack_code: str
+    error_code: str | None = None
+    error_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -78,27 +92,28 @@ class Journal:
         gets the original's id and ACK code back (contract 3).
         """
         now = utcnow()
+        keys = [m.dedup_key() for m in batch]
         known = self._known(conn, batch)
         results: list[Appended | None] = [None] * len(batch)
         fresh: list[tuple[int, NewMessage]] = []
-        in_batch: dict[tuple[str, str | None, str | None, str], int] = {}
-        for i, msg in enumerate(batch):
-            key = msg.dedup_key()
+        fresh_keys: list[DedupKey | None] = []
+        in_batch: dict[DedupKey, int] = {}
+        for i, (msg, key) in enumerate(zip(batch, keys, strict=True)):
             if key is not None and key in known:
-                ident, code = known[key]
-                results[i] = Appended(ident, True, code)
+                results[i] = known[key]
             elif key is not None and key in in_batch:
                 results[i] = Appended(-1 - in_batch[key], True, msg.ack_code)
             else:
                 if key is not None:
                     in_batch[key] = len(fresh)
                 fresh.append((i, msg))
+                fresh_keys.append(key)
         if fresh:
-            rows = [_row(m, now) for _, m in fresh]
+            rows = [_row(m, k, now) for (_, m), k in zip(fresh, fresh_keys, strict=True)]
             stmt = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
             ids = [r[0] for r in conn.execute(stmt, rows)]
             for (i, msg), ident in zip(fresh, ids, strict=True):
-                results[i] = Appended(ident, False, msg.ack_code)
+                results[i] = Appended(ident, False, msg.ack_code, msg.error_code, msg.error_reason)
             error_rows = [
                 _event(ident, now, msg.state, 0, msg.error_stage, msg.error_code, msg.error_reason)
                 for (_, msg), ident in zip(fresh, ids, strict=True)
@@ -109,9 +124,7 @@ class Journal:
         conn.commit()
         return [_resolve(r, results, fresh) for r in results]
 
-    def _known(
-        self, conn: Connection, batch: Sequence[NewMessage]
-    ) -> dict[tuple[str, str | None, str | None, str], tuple[int, str]]:
+    def _known(self, conn: Connection, batch: Sequence[NewMessage]) -> dict[DedupKey, Appended]:
         control_ids = {m.control_id for m in batch if m.control_id}
         if not control_ids:
             return {}
@@ -123,10 +136,15 @@ class Journal:
                 messages.c.sender_app,
                 messages.c.sender_facility,
                 messages.c.control_id,
+                messages.c.content_hash,
                 messages.c.ack_code,
+                messages.c.error_code,
+                messages.c.error_reason,
             ).where(messages.c.control_id.in_(control_ids), messages.c.channel.in_(channels))
         )
-        return {(r[1], r[2], r[3], r[4]): (r[0], r[5]) for r in rows}
+        return {
+            (r[1], r[2], r[3], r[4], r[5]): Appended(r[0], True, r[6], r[7], r[8]) for r in rows
+        }
 
     # -- pipeline -------------------------------------------------------------------------
 
@@ -217,7 +235,7 @@ class Journal:
             )
 
 
-def _row(m: NewMessage, now: datetime) -> dict[str, object]:
+def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object]:
     return {
         "channel": m.channel,
         "received_at": now,
@@ -235,6 +253,7 @@ def _row(m: NewMessage, now: datetime) -> dict[str, object]:
         "ack_code": m.ack_code,
         "charset": m.charset,
         "size": len(m.raw),
+        "content_hash": key[4] if key else hashlib.sha256(m.raw).hexdigest(),
         "raw": m.raw,
         "delivered_to": "",
         "error_stage": m.error_stage,
@@ -275,4 +294,6 @@ def _resolve(
         return r
     original = results[fresh[-1 - r.id][0]]
     assert original is not None
-    return Appended(original.id, True, original.ack_code)
+    return Appended(
+        original.id, True, original.ack_code, original.error_code, original.error_reason
+    )

@@ -8,6 +8,7 @@ original bytes kept) before the NAK leaves. Everything else happens later in the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.channels.conditions import type_matches
 from engine.errors import EngineError, ParseError, UnsupportedMessageType
@@ -19,6 +20,9 @@ from engine.hl7v2.reader import Message
 from engine.journal.journal import Appended, NewMessage
 from engine.journal.models import State
 from engine.transforms.patient_key import patient_key
+
+if TYPE_CHECKING:
+    from engine.channels.models import ChannelConfig
 
 
 @dataclass(slots=True)
@@ -38,10 +42,22 @@ class Prepared:
 class Intake:
     """Per-channel intake rules (pure: no I/O, testable without sockets)."""
 
-    def __init__(self, channel: str, accept: tuple[str, ...], default_charset: str) -> None:
+    def __init__(
+        self,
+        channel: str,
+        accept: tuple[str, ...],
+        default_charset: str,
+        always_ack: bool = True,
+    ) -> None:
         self.channel = channel
         self.accept = accept
         self.default_charset = default_charset
+        self.always_ack = always_ack
+
+    @classmethod
+    def for_channel(cls, channel: ChannelConfig) -> Intake:
+        src = channel.source
+        return cls(channel.name, channel.accept, src.default_charset, src.always_ack)
 
     def prepare(self, payload: bytes, peer: str = "") -> Prepared:
         row = NewMessage(channel=self.channel, raw=payload, peer=peer)
@@ -90,21 +106,19 @@ class Intake:
         self, prepared: Prepared, appended: Appended | None, failure: EngineError | None
     ) -> bytes | None:
         """The ACK bytes to send, or ``None`` when the sender's MSH-15 asked for none."""
-        error: EngineError | None
         if failure is not None:
-            ok, reject, error = False, False, failure
+            ok, reject, text, err_code = False, False, failure.reason, failure.code
         elif appended is not None:
+            # For a resend, the original's outcome: the same ACK as the first time.
             original = AckCode(appended.ack_code)
             ok = original is AckCode.AA
             reject = original is AckCode.AR
-            error = prepared.error
+            text, err_code = appended.error_reason or "", appended.error_code or ""
         else:
             raise ValueError("an ACK needs the journal result or the failure")
         code = commit_code(prepared.enhanced, ok, reject)
-        if prepared.enhanced and not wants_ack(prepared.header, code):
+        if prepared.enhanced and not self.always_ack and not wants_ack(prepared.header, code):
             return None
-        text = "" if error is None else error.reason
-        err_code = "" if error is None else error.code
         ack = build_ack(prepared.header, code, text=text, error_code=err_code)
         return encode_ack(ack, prepared.codec)
 

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("ack_code", sa.String(length=2), nullable=False),
         sa.Column("charset", sa.String(length=32), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("delivered_to", sa.Text(), nullable=False),
         sa.Column("error_stage", sa.String(length=32), nullable=True),
@@ -56,7 +57,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_journal_messages_state_id", ["state", "id"], unique=False)
         batch_op.create_index(
             "uq_journal_messages_sender_control_id",
-            ["channel", "sender_app", "sender_facility", "control_id"],
+            ["channel", "sender_app", "sender_facility", "control_id", "content_hash"],
             unique=True,
         )
 

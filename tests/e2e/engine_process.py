@@ -1,0 +1,101 @@
+"""Start the real engine (``aiguillage run``) as a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[2]
+AIGUILLAGE = Path(sys.executable).with_name("aiguillage")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def write_channels(tmp: Path, port: int, db_url: str, **engine: Any) -> Path:
+    """The repository's channels.yaml, moved to a free port and a test database."""
+    config = yaml.safe_load((REPO / "channels.yaml").read_text())
+    config["engine"].update(database_url=db_url, **engine)
+    for channel in config["channels"]:
+        channel["source"]["port"] = port
+    path = tmp / "channels.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class EngineProcess:
+    config: Path
+    port: int
+    db_url: str
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {**os.environ, **self.env}
+        env.pop("AIGUILLAGE_DATABASE_URL", None)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(AIGUILLAGE), "run", "--config", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.config.parent,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited at start:\n{self.log.read_text()[-3000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("engine did not open its port")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def scalar(self, sql: str) -> Any:
+        db = create_engine(self.db_url)
+        try:
+            with db.connect() as conn:
+                return conn.execute(text(sql)).scalar()
+        finally:
+            db.dispose()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until no message is waiting for the pipeline."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.scalar(
+                "SELECT count(*) FROM journal_messages WHERE state IN ('received', 'retrying')"
+            ):
+                return
+            time.sleep(0.1)
+        raise AssertionError("the pipeline did not finish in time")

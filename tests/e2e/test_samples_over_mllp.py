@@ -1,0 +1,96 @@
+"""Every sample file, sent with python-hl7's ``mllp_send`` (a client nobody here wrote), gets an
+answer from the running engine, which stays up; what it refuses is kept as a dead letter."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hl7.client import read_loose
+
+from tests.e2e.engine_process import EngineProcess
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "hl7v2"
+MLLP_SEND = Path(sys.executable).with_name("mllp_send")
+FILES = sorted(SAMPLES.glob("*/*.hl7"))
+ACK = re.compile(rb"MSA\|(?P<code>[A-Z]{2})\|[^\r\x1c]*")
+
+pytestmark = pytest.mark.skipif(not FILES, reason=f"no samples under {SAMPLES}")
+
+
+def send(port: int, path: Path) -> list[bytes]:
+    """Run mllp_send --loose on a file; returns the MSA segment of each answer."""
+    out = subprocess.run(
+        [str(MLLP_SEND), "--loose", "-p", str(port), "-f", str(path), "127.0.0.1"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return [m.group(0) for m in ACK.finditer(out)]
+
+
+def test_every_sample_file_gets_an_answer_and_refusals_are_dead_letters(
+    engine_proc: EngineProcess,
+) -> None:
+    sent = 0
+    refused = 0
+    for path in FILES:
+        expected = len(list(read_loose(io.BytesIO(path.read_bytes()))))
+        acks = send(engine_proc.port, path)
+        assert len(acks) == expected, f"{path.name}: {expected} sent, {len(acks)} answers"
+        for msa in acks:
+            code = msa[4:6]
+            assert code in (b"AA", b"CA", b"AE", b"AR", b"CE", b"CR"), msa
+            if code not in (b"AA", b"CA"):
+                refused += 1
+                reason = msa.split(b"|")[3] if msa.count(b"|") >= 3 else b""
+                assert reason.strip(), f"{path.name}: NAK without a reason: {msa!r}"
+        sent += expected
+        assert engine_proc.alive(), f"engine died after {path.name}"
+    engine_proc.wait_idle()
+    journaled = engine_proc.scalar("SELECT count(*) FROM journal_messages")
+    intake_dead = engine_proc.scalar(
+        "SELECT count(*) FROM journal_messages "
+        "WHERE state = 'dead_lettered' AND error_stage = 'intake'"
+    )
+    assert refused > 0 and intake_dead == refused
+    assert journaled <= sent  # resent control ids (same sender) are journaled once
+    delivered = engine_proc.scalar(
+        "SELECT count(*) FROM journal_messages WHERE state = 'delivered'"
+    )
+    assert delivered > 0
+    assert engine_proc.terminate() == 0
+
+
+def test_the_french_admission_sample_lands_in_the_record_store(engine_proc: EngineProcess) -> None:
+    acks = send(engine_proc.port, SAMPLES / "fr-ans" / "adt_a01_sgl.hl7")
+    assert acks == [b"MSA|AA|3975"]
+    engine_proc.wait_idle()
+    family = engine_proc.scalar(
+        "SELECT p.family_name FROM store_patients p JOIN store_patient_identifiers i "
+        "ON i.patient_id = p.id WHERE i.value = '000003' AND i.type_code = 'PI'"
+    )
+    assert family == "PAT-TROIS"
+    assert engine_proc.terminate() == 0
+
+
+def test_unreadable_bytes_get_a_nak_and_the_engine_keeps_serving(
+    engine_proc: EngineProcess,
+) -> None:
+    bad = SAMPLES / "python-hl7" / "cp1252_byte.hl7"
+    (nak,) = send(engine_proc.port, bad)
+    assert nak.startswith(b"MSA|AR||") and b"UTF-8" in nak
+    good = send(engine_proc.port, SAMPLES / "intl-mixed" / "ADT-A04-01.hl7")
+    assert good and good[0].startswith(b"MSA|AA|")
+    dead = engine_proc.scalar(
+        "SELECT error_code FROM journal_messages WHERE state = 'dead_lettered'"
+    )
+    assert dead == "invalid_encoding"
+    raw = engine_proc.scalar(
+        "SELECT raw FROM journal_messages WHERE error_code = 'invalid_encoding'"
+    )
+    assert bytes(raw) == bad.read_bytes().strip(b"\r\n")
