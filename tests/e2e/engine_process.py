@@ -82,10 +82,14 @@ class EngineProcess:
         return self.proc.wait(timeout)
 
     def scalar(self, sql: str) -> Any:
+        return self.column(sql)[0]
+
+    def column(self, sql: str) -> list[Any]:
+        """The first column of a query on the engine's database (read by a separate client)."""
         db = create_engine(self.db_url)
         try:
             with db.connect() as conn:
-                return conn.execute(text(sql)).scalar()
+                return [r[0] for r in conn.execute(text(sql))]
         finally:
             db.dispose()
 

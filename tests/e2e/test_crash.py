@@ -1,0 +1,110 @@
+"""Contract 1 under SIGKILL: an ACKed message is durable, and after a restart and the senders'
+resends every message is journaled once and applied to the record store once."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.adapters.mllp_framing import END_BLOCK, frame
+from tests.e2e.engine_process import EngineProcess, free_port, write_channels
+from tests.e2e.hl7_messages import oru
+
+TOTAL = 5000
+CONNECTIONS = 8
+RESULTS = 2
+KILL_AFTER = 1500
+
+pytestmark = pytest.mark.slow
+
+
+class Sender(threading.Thread):
+    """A stubborn MLLP client: resends its current message until it gets an AA."""
+
+    def __init__(self, port: int, numbers: list[int], acked: set[int], lock: threading.Lock):
+        super().__init__(daemon=True)
+        self.port, self.numbers, self.acked, self.lock = port, numbers, acked, lock
+        self.resends = 0
+
+    def run(self) -> None:
+        sock: socket.socket | None = None
+        for n in self.numbers:
+            while True:
+                try:
+                    if sock is None:
+                        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                    sock.sendall(frame(oru(n, results=RESULTS)))
+                    if b"MSA|AA|" not in _read_ack(sock):
+                        raise ConnectionError("not acknowledged")
+                    with self.lock:
+                        self.acked.add(n)
+                    break
+                except OSError:
+                    if sock is not None:
+                        sock.close()
+                    sock = None
+                    self.resends += 1
+                    time.sleep(0.05)
+        if sock is not None:
+            sock.close()
+
+
+def _read_ack(sock: socket.socket) -> bytes:
+    buf = b""
+    while END_BLOCK not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def test_sigkill_mid_stream_loses_no_acked_message_and_applies_each_once(tmp_path: Path) -> None:
+    port = free_port()
+    db_url = f"sqlite:///{tmp_path / 'engine.db'}"
+    engine = EngineProcess(
+        write_channels(tmp_path, port, db_url, log_level="warning"), port, db_url, tmp_path / "log"
+    )
+    engine.start()
+    acked: set[int] = set()
+    lock = threading.Lock()
+    senders = [
+        Sender(port, list(range(i, TOTAL, CONNECTIONS)), acked, lock) for i in range(CONNECTIONS)
+    ]
+    for s in senders:
+        s.start()
+    deadline = time.monotonic() + 120
+    while len(acked) < KILL_AFTER and time.monotonic() < deadline:
+        time.sleep(0.005)
+    engine.kill()
+    with lock:
+        acked_before_kill = set(acked)
+    assert KILL_AFTER <= len(acked_before_kill) < TOTAL, "the kill must happen mid-stream"
+
+    journaled = {int(cid[3:]) for cid in engine.column("SELECT control_id FROM journal_messages")}
+    assert acked_before_kill <= journaled, "an ACKed message is missing after SIGKILL"
+
+    engine.start()
+    for s in senders:
+        s.join(timeout=300)
+    assert not any(s.is_alive() for s in senders)
+    assert len(acked) == TOTAL
+    engine.wait_idle(timeout=120)
+
+    assert engine.scalar("SELECT count(*) FROM journal_messages") == TOTAL
+    assert engine.scalar("SELECT count(DISTINCT control_id) FROM journal_messages") == TOTAL
+    assert engine.scalar("SELECT count(*) FROM journal_messages WHERE state = 'delivered'") == TOTAL
+    assert engine.scalar("SELECT count(*) FROM store_observations") == TOTAL * RESULTS
+    assert (
+        engine.scalar(
+            "SELECT count(*) FROM (SELECT message_id FROM store_observations "
+            f"GROUP BY message_id HAVING count(*) <> {RESULTS}) AS wrong"
+        )
+        == 0
+    )
+    assert sum(s.resends for s in senders) >= 1
+    assert engine.terminate() == 0
