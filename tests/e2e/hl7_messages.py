@@ -14,6 +14,7 @@ def oru(n: int, patients: int = 50, results: int = 2) -> bytes:
     ]
     for k in range(1, results + 1):
         segments.append(
-            f"OBX|{k}|NM|718-7^Hemoglobin^LN|{k}|{12 + k}.{n % 10}|g/dL|12-16|N|||F|||20240306100000"
+            f"OBX|{k}|NM|718-7^Hemoglobin^LN|{k}|{12 + k}.{n % 10}|g/dL|12-16|N|||F"
+            "|||20240306100000"
         )
     return "\r".join(segments).encode()
