@@ -60,3 +60,31 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]
         with base.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         base.dispose()
+
+
+def _postgres_or_skip() -> Engine:
+    base = make_engine(POSTGRES_URL)
+    try:
+        with base.connect():
+            pass
+    except OperationalError as exc:
+        base.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} unreachable and CI is set: {exc.orig}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} unreachable (and CI unset)")
+    return base
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database URL whose search_path is a fresh, empty schema (dropped afterwards)."""
+    base = _postgres_or_skip()
+    schema = f"engine_test_{uuid.uuid4().hex[:12]}"
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        base.dispose()

@@ -47,8 +47,8 @@ class EngineProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, **self.env}
-        env.pop("AIGUILLAGE_DATABASE_URL", None)
+        env = {k: v for k, v in os.environ.items() if k != "AIGUILLAGE_DATABASE_URL"}
+        env.update(self.env)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(AIGUILLAGE), "run", "--config", str(self.config)],

@@ -1,0 +1,53 @@
+"""A stubborn MLLP test client that resends until acknowledged, as real senders do."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from engine.adapters.mllp_framing import END_BLOCK, frame
+from tests.e2e.hl7_messages import oru
+
+RESULTS = 2
+
+
+class Sender(threading.Thread):
+    """A stubborn MLLP client: resends its current message until it gets an AA."""
+
+    def __init__(self, port: int, numbers: list[int], acked: set[int], lock: threading.Lock):
+        super().__init__(daemon=True)
+        self.port, self.numbers, self.acked, self.lock = port, numbers, acked, lock
+        self.resends = 0
+
+    def run(self) -> None:
+        sock: socket.socket | None = None
+        for n in self.numbers:
+            while True:
+                try:
+                    if sock is None:
+                        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                    sock.sendall(frame(oru(n, results=RESULTS)))
+                    if b"MSA|AA|" not in _read_ack(sock):
+                        raise ConnectionError("not acknowledged")
+                    with self.lock:
+                        self.acked.add(n)
+                    break
+                except OSError:
+                    if sock is not None:
+                        sock.close()
+                    sock = None
+                    self.resends += 1
+                    time.sleep(0.05)
+        if sock is not None:
+            sock.close()
+
+
+def _read_ack(sock: socket.socket) -> bytes:
+    buf = b""
+    while END_BLOCK not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
