@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.engine_process import EngineProcess, free_port, write_channels
-from tests.e2e.mllp_client import Sender
+from tests.e2e.mllp_client import RESULTS, Sender
 
 TOTAL = 5000
 CONNECTIONS = 8
-from tests.e2e.mllp_client import RESULTS
-
 KILL_AFTER = 1500
 
 pytestmark = pytest.mark.slow
