@@ -115,7 +115,7 @@ class FrameDecoder:
         size = len(self._buffer) + end - pos
         if size > self.max_size:
             head = bytes(self._buffer[:HEAD_MAX])
-            head += data[pos : pos + max(0, HEAD_MAX - len(head))]
+            head += data[pos : min(end, pos + max(0, HEAD_MAX - len(head)))]
             self._buffer = bytearray()
             self._in_frame = False
             raise FrameTooLarge(
