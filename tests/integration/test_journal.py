@@ -252,9 +252,7 @@ def test_claim_holds_back_a_patient_waiting_for_a_retry_while_others_proceed(
     assert [p.id for p in after] == [a1, b1, a2, b2]
 
 
-def test_claim_does_not_hold_back_messages_without_a_patient(
-    db: Engine, journal: Journal
-) -> None:
+def test_claim_does_not_hold_back_messages_without_a_patient(db: Engine, journal: Journal) -> None:
     first, second = (
         r[0] for r in append(db, journal, new("N-1", patient=None), new("N-2", patient=None))
     )
@@ -347,9 +345,7 @@ def test_discard_ends_a_dead_letter_with_its_reason(db: Engine, journal: Journal
     )
 
 
-def test_discard_refuses_a_message_that_is_not_a_dead_letter(
-    db: Engine, journal: Journal
-) -> None:
+def test_discard_refuses_a_message_that_is_not_a_dead_letter(db: Engine, journal: Journal) -> None:
     [(ident, _, _)] = append(db, journal, new("C-1"))
     with db.connect() as conn:
         assert not queries.discard(conn, ident, "oops", "alice")

@@ -531,3 +531,18 @@ def test_check_exits_1_on_a_yaml_syntax_error(tmp_path: Path, wide_output: None)
     result = CliRunner().invoke(app, ["check", str(path)])
     assert result.exit_code == 1
     assert f"{path}:3:" in result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: `check` prints issues through rich, which hard-wraps them at 80 columns when "
+    "stderr is not a terminal (CI logs), splitting 'file:line: key: message'",
+)
+def test_check_prints_each_error_on_one_line_when_not_on_a_terminal(tmp_path: Path) -> None:
+    path = tmp_path / "a-rather-long-file-name-for-a-channels-configuration.yaml"
+    text = BASE.replace("port: 2575", "port: lots").format(extra="")
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 1
+    first = str(issues_of(text, str(path))[0])
+    assert first in result.stderr.splitlines()
