@@ -108,11 +108,6 @@ def test_a_case_file_naming_an_unknown_channel_reports_it(tmp_path: Path) -> Non
     assert "no channel 'nope'" in result.problems[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a row expectation with `count: 0` also reports 'no row where ...', so a case "
-    "cannot expect that no row matches",
-)
 def test_a_row_expectation_may_say_no_row_matches(tmp_path: Path) -> None:
     path = case_file(
         tmp_path,

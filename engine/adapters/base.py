@@ -29,6 +29,9 @@ class Delivery:
 
 class Destination(Protocol):
     name: str
+    #: True when ``write`` only writes through ``Delivery.conn``: a failed attempt's rollback
+    #: undoes it, so it must run again on the retry.
+    transactional: bool
 
     def write(self, delivery: Delivery) -> None:
         """Deliver or raise an :class:`engine.errors.EngineError` (transient or permanent)."""

@@ -25,6 +25,8 @@ class FileDestinationConfig(BaseModel):
 
 
 class FileDestination:
+    transactional = False
+
     def __init__(self, name: str, directory: Path) -> None:
         self.name = name
         self.directory = directory

@@ -45,9 +45,6 @@ class MllpSourceConfig(BaseModel):
         ),
     )
 
-    def listen_address(self) -> tuple[str, int] | None:
-        return (self.host, self.port)
-
 
 class MllpServer:
     """One listening socket of a channel."""

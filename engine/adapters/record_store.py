@@ -94,6 +94,8 @@ class RecordStoreConfig(BaseModel):
 class RecordStore:
     """Runtime of the record store destination."""
 
+    transactional = True
+
     def __init__(self, name: str = "record_store") -> None:
         self.name = name
 

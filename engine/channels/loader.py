@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine.channels.models import ChannelsFile
+from engine.channels.references import reference_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,26 @@ def parse_channels(text: str, filename: str = "<channels>") -> ChannelsFile:
     if not isinstance(data, dict):
         issues.append(ConfigIssue(filename, 1, "", "expected a mapping with a 'channels' list"))
         raise ConfigError(issues)
+    config: ChannelsFile | None = None
     try:
         config = ChannelsFile.model_validate(data)
     except ValidationError as exc:
-        issues.extend(_issue(filename, root, err) for err in exc.errors())
-    if issues:
-        raise ConfigError(issues)
+        errors = exc.errors()
+        issues.extend(_issue(filename, root, err) for err in errors if not _echo(err, errors))
+    for loc, message in reference_problems(data):
+        line, path = _locate(root, loc)
+        issues.append(ConfigIssue(filename, line, _dotted(path), message))
+    if issues or config is None:
+        raise ConfigError(sorted(issues, key=lambda i: i.line))
     return config
+
+
+def _echo(err: Any, errors: list[Any]) -> bool:
+    """pydantic adds "should have at least 1 item" to a tuple whose only item failed."""
+    loc = tuple(err["loc"])
+    return err["type"] == "too_short" and any(
+        len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc for other in errors
+    )
 
 
 def _issue(filename: str, root: yaml.Node | None, err: Any) -> ConfigIssue:
@@ -70,6 +84,7 @@ def _issue(filename: str, root: yaml.Node | None, err: Any) -> ConfigIssue:
         message = "unknown key"
     elif err["type"] == "missing":
         message = "required key is missing"
+        path.append(loc[-1])  # the missing key is, by definition, not in the file
     return ConfigIssue(filename, line, _dotted(path), message)
 
 

@@ -82,18 +82,6 @@ class ChannelConfig(Frozen):
     )
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy)
 
-    @model_validator(mode="after")
-    def _routes_name_destinations(self) -> Self:
-        for i, route in enumerate(self.routes):
-            for name in route.to:
-                if name not in self.destinations:
-                    known = ", ".join(sorted(self.destinations))
-                    raise ValueError(
-                        f"routes[{i}] names destination {name!r}, which this channel does not "
-                        f"declare (declared: {known})"
-                    )
-        return self
-
     def effective_routes(self) -> tuple[Route, ...]:
         return self.routes or (Route(to=tuple(self.destinations)),)
 
@@ -113,23 +101,8 @@ class EngineSettings(Frozen):
 
 
 class ChannelsFile(Frozen):
+    """The whole file. Cross-references are checked by the loader
+    (:mod:`engine.channels.references`), so that each problem is reported at its own key."""
+
     engine: EngineSettings = Field(default_factory=EngineSettings)
     channels: tuple[ChannelConfig, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
-        seen: set[str] = set()
-        ports: dict[tuple[str, int], str] = {}
-        for ch in self.channels:
-            if ch.name in seen:
-                raise ValueError(f"channel name {ch.name!r} is used twice")
-            seen.add(ch.name)
-            listen = ch.source.listen_address()
-            if listen is not None and ch.enabled:
-                if listen in ports:
-                    raise ValueError(
-                        f"channels {ports[listen]!r} and {ch.name!r} both listen on "
-                        f"{listen[0]}:{listen[1]}"
-                    )
-                ports[listen] = ch.name
-        return self

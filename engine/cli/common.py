@@ -17,8 +17,8 @@ from engine.channels.loader import ConfigError, load_channels
 from engine.db import database_url, make_engine
 from engine.migrate import upgrade
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="channels file (for the database URL)")

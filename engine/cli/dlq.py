@@ -81,7 +81,7 @@ def show(message_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
         )
     console.print(f"[bold]original bytes[/bold] ({msg['size']} bytes, {msg['charset'] or '?'}):")
     text = msg["raw"].decode(msg["charset"] or "latin-1", errors="replace")
-    console.print(text.replace("\r", "\n"), highlight=False, markup=False)
+    typer.echo(text.replace("\r", "\n"))
 
 
 @app.command()

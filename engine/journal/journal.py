@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, exists, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from engine.journal.models import State, events, messages
@@ -75,6 +75,8 @@ class Pending:
     patient_key: str | None
     attempts: int
     delivered_to: set[str] = field(default_factory=set)
+    #: The state this attempt ended in, once :meth:`Journal.finish` recorded it.
+    outcome: State | None = None
 
 
 class Journal:
@@ -148,19 +150,20 @@ class Journal:
 
     # -- pipeline -------------------------------------------------------------------------
 
-    def blocked_patient_keys(self, conn: Connection, now: datetime) -> set[tuple[str, str]]:
-        """(channel, patient) pairs with a message waiting for a retry: later ones must wait."""
-        rows = conn.execute(
-            select(messages.c.channel, messages.c.patient_key)
-            .where(messages.c.state == State.RETRYING, messages.c.patient_key.is_not(None))
-            .where(messages.c.next_attempt_at > now)
-            .distinct()
-        )
-        return {(r[0], r[1]) for r in rows}
-
     def claim(self, conn: Connection, now: datetime, limit: int) -> list[Pending]:
-        """The next messages to process, in arrival order, keeping each patient's order."""
-        blocked = self.blocked_patient_keys(conn, now)
+        """The next messages to process, in arrival order, keeping each patient's order.
+
+        A message waits while an earlier message of the same channel and patient is waiting for
+        its retry (contract 4); other patients' messages go on.
+        """
+        earlier = messages.alias("earlier")
+        held_back = exists().where(
+            earlier.c.state == State.RETRYING,
+            earlier.c.next_attempt_at > now,
+            earlier.c.channel == messages.c.channel,
+            earlier.c.patient_key == messages.c.patient_key,
+            earlier.c.id < messages.c.id,
+        )
         due = or_(
             messages.c.state == State.RECEIVED,
             and_(messages.c.state == State.RETRYING, messages.c.next_attempt_at <= now),
@@ -175,20 +178,14 @@ class Journal:
                 messages.c.attempts,
                 messages.c.delivered_to,
             )
-            .where(due)
+            .where(due, ~held_back)
             .order_by(messages.c.id)
-            .limit(limit + len(blocked))
-        ).all()
-        out: list[Pending] = []
-        for r in rows:
-            if r[4] is not None and (r[1], r[4]) in blocked:
-                continue
-            out.append(
-                Pending(r[0], r[1], r[2], r[3], r[4], r[5], set(filter(None, r[6].split(","))))
-            )
-            if len(out) == limit:
-                break
-        return out
+            .limit(limit)
+        )
+        return [
+            Pending(r[0], r[1], r[2], r[3], r[4], r[5], set(filter(None, r[6].split(","))))
+            for r in rows
+        ]
 
     def finish(
         self,
@@ -204,6 +201,7 @@ class Journal:
         next_attempt_at: datetime | None = None,
     ) -> None:
         """Record a state change in the caller's transaction (with the store writes, if any)."""
+        msg.outcome = state
         attempts = msg.attempts + (state != State.FILTERED)
         values: dict[str, object] = {
             "state": state,
@@ -225,13 +223,25 @@ class Journal:
     def finish_many(
         self, conn: Connection, ids: Iterable[int], state: State, now: datetime
     ) -> None:
-        """Mark several successful messages at once (one statement for the batch)."""
+        """Mark several successful messages at once (one statement for the batch).
+
+        Errors of earlier attempts are cleared from the row; they stay in ``journal_events``.
+        """
         id_list = list(ids)
         if id_list:
             conn.execute(
                 update(messages)
                 .where(messages.c.id.in_(id_list))
-                .values(state=state, updated_at=now, attempts=messages.c.attempts + 1)
+                .values(
+                    state=state,
+                    updated_at=now,
+                    attempts=messages.c.attempts + 1,
+                    next_attempt_at=None,
+                    error_stage=None,
+                    error_code=None,
+                    error_class=None,
+                    error_reason=None,
+                )
             )
 
 

@@ -58,14 +58,28 @@ class Pipeline:
         targets = self._targets(msg)
         if not targets:
             return Outcome(State.FILTERED, "no route matched")
-        for name in targets:
-            if name in pending.delivered_to:
-                continue  # delivered on an earlier attempt
-            delivery = Delivery(conn, pending.id, self.name, msg, pending.raw, now)
-            with stage(f"destination:{name}"):
-                self.destinations[name].write(delivery)
-            pending.delivered_to.add(name)
+        self._deliver(conn, pending, msg, targets, now)
         return Outcome(State.DELIVERED)
+
+    def _deliver(
+        self, conn: Connection, pending: Pending, msg: Message, targets: list[str], now: datetime
+    ) -> None:
+        """Write to each target not yet delivered. On failure, remember only the deliveries the
+        attempt's rollback does not undo, so that the retry redoes the others."""
+        kept = set(pending.delivered_to)
+        try:
+            for name in targets:
+                if name in pending.delivered_to:
+                    continue  # delivered on an earlier attempt
+                destination = self.destinations[name]
+                with stage(f"destination:{name}"):
+                    destination.write(Delivery(conn, pending.id, self.name, msg, pending.raw, now))
+                pending.delivered_to.add(name)
+                if not destination.transactional:
+                    kept.add(name)
+        except StageError:
+            pending.delivered_to = kept
+            raise
 
     def _targets(self, msg: Message) -> list[str]:
         names: list[str] = []

@@ -96,9 +96,15 @@ class Worker:
                 conn.rollback()
                 return 0
             delivered: list[int] = []
+            held: set[tuple[str, str]] = set()  # patients whose message went to retrying
             for pending in batch:
+                key = (pending.channel, pending.patient_key or "")
+                if pending.patient_key and key in held:
+                    continue  # stays as it is until the earlier message is through (contract 4)
                 if self._process(conn, pending, now):
                     delivered.append(pending.id)
+                elif pending.outcome is State.RETRYING:
+                    held.add(key)
             self.journal.finish_many(conn, delivered, State.DELIVERED, now)
             conn.commit()
         self.processed += len(batch)

@@ -328,11 +328,6 @@ def test_trace_of_an_unknown_term_exits_1(seeded: Seeded) -> None:
     assert "no message matches 'NOPE-42'" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `dlq show` prints the original bytes through rich, which hard-wraps them at 80 "
-    "columns when the output is not a terminal (`dlq show 5 > msg.hl7` corrupts segments)",
-)
 def test_show_prints_long_segments_whole_when_not_on_a_terminal(
     seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,14 +56,8 @@ def issues_of(text: str, filename: str = "channels.yaml") -> list[ConfigIssue]:
     return caught.value.issues
 
 
-def is_empty_list_artifact(issue: ConfigIssue) -> bool:
-    """The spurious 'channels: ... at least 1 item ... not 0' that accompanies any error inside
-    a channel (a bug, see the xfail test below); left out where another error is the subject."""
-    return issue.key == "channels" and "not 0" in issue.message
-
-
 def only_issue(text: str) -> ConfigIssue:
-    issues = [i for i in issues_of(text) if not is_empty_list_artifact(i)]
+    issues = issues_of(text)
     assert len(issues) == 1, "\n".join(str(i) for i in issues)
     return issues[0]
 
@@ -176,22 +170,12 @@ def test_missing_required_key_is_reported_at_its_parent() -> None:
     assert "missing" in issue.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a missing key is reported as 'channels[0]: required key is missing' without "
-    "naming the missing key (the loader drops loc parts that are absent from the YAML)",
-)
 def test_missing_required_key_is_named() -> None:
     text = BASE.replace("    accept: [ORU^R01]\n", "").format(extra="")
     issue = only_issue(text)
     assert issue.key == "channels[0].accept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an error inside a channel also yields a spurious 'channels: Tuple should have "
-    "at least 1 item after validation, not 0' (pydantic's min_length on the failed tuple)",
-)
 def test_an_error_inside_a_channel_is_not_also_reported_as_an_empty_channel_list() -> None:
     text = BASE.replace("port: 2575", "port: lots").format(extra="")
     assert [i.key for i in issues_of(text)] == ["channels[0].source.port"]
@@ -217,11 +201,6 @@ def test_route_naming_an_undeclared_destination_is_reported() -> None:
     assert "routes[0]" in issue.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a route naming an undeclared destination is reported at the channel's first "
-    "line with key 'channels[0]', not at the route (model_validator errors carry the model's loc)",
-)
 def test_route_naming_an_undeclared_destination_is_reported_at_the_route() -> None:
     text = BASE.format(extra="    routes:\n      - to: [store, archive]\n")
     issue = only_issue(text)
@@ -245,11 +224,6 @@ def test_a_disabled_channel_may_share_a_port() -> None:
     assert [c.enabled for c in config.channels] == [True, False]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a port clash is reported at line 1 with an empty key, not at the second "
-    "channel's port",
-)
 def test_two_channels_on_the_same_port_are_reported_at_the_second_port() -> None:
     text = BASE.format(extra=SECOND_CHANNEL.format(name="adt", port=2575))
     issue = only_issue(text)
@@ -264,11 +238,6 @@ def test_duplicate_channel_names_are_reported() -> None:
     assert "twice" in issue.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a duplicate channel name is reported at line 1 with an empty key, not at the "
-    "second 'name:'",
-)
 def test_duplicate_channel_names_are_reported_at_the_second_name() -> None:
     text = BASE.format(extra=SECOND_CHANNEL.format(name="lab", port=2576))
     issue = only_issue(text)
@@ -452,11 +421,6 @@ def test_duplicate_yaml_keys_are_reported_with_validation_errors() -> None:
     assert {"channels[0].source.port", "channels[0].colour"} <= keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cross-reference checks raise at the first problem, so a second route naming "
-    "an undeclared destination is not reported",
-)
 def test_every_route_naming_an_undeclared_destination_is_reported() -> None:
     text = BASE.format(extra="    routes:\n      - to: [nowhere]\n      - to: [elsewhere]\n")
     messages = " ".join(i.message for i in issues_of(text))
@@ -464,11 +428,6 @@ def test_every_route_naming_an_undeclared_destination_is_reported() -> None:
     assert "'elsewhere'" in messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ChannelsFile._unique raises at the first problem: a duplicate name hides a "
-    "port clash in the same file",
-)
 def test_a_duplicate_name_and_a_port_clash_are_both_reported() -> None:
     extra = SECOND_CHANNEL.format(name="lab", port=2576) + SECOND_CHANNEL.format(
         name="adt", port=2575
@@ -533,11 +492,6 @@ def test_check_exits_1_on_a_yaml_syntax_error(tmp_path: Path, wide_output: None)
     assert f"{path}:3:" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `check` prints issues through rich, which hard-wraps them at 80 columns when "
-    "stderr is not a terminal (CI logs), splitting 'file:line: key: message'",
-)
 def test_check_prints_each_error_on_one_line_when_not_on_a_terminal(tmp_path: Path) -> None:
     path = tmp_path / "a-rather-long-file-name-for-a-channels-configuration.yaml"
     text = BASE.replace("port: 2575", "port: lots").format(extra="")
