@@ -19,6 +19,7 @@ from engine.routes.committer import GroupCommitter
 from engine.routes.intake import Intake
 from engine.routes.pipeline import Pipeline
 from engine.routes.worker import Worker
+from engine.routes.writer import Writer
 
 log = structlog.get_logger("engine")
 
@@ -36,6 +37,7 @@ class Engine:
     db: DbEngine = field(init=False)
     journal: Journal = field(init=False)
     worker: Worker = field(init=False)
+    writer: Writer = field(init=False)
     committer: GroupCommitter = field(init=False)
     servers: list[MllpServer] = field(default_factory=list)
 
@@ -48,11 +50,12 @@ class Engine:
         channels = [c for c in self.config.channels if c.enabled]
         pipelines = {c.name: build_pipeline(c) for c in channels}
         self.worker = Worker(self.db, self.journal, pipelines)
-        self.committer = GroupCommitter(self.journal, self.db, self.worker.notify)
+        self.writer = Writer(self.db, self.journal, self.worker)
+        self.committer = GroupCommitter(self.writer)
 
     async def start(self) -> None:
         """Open every channel's listener and start the worker (which resumes unfinished work)."""
-        self.worker.start()
+        self.writer.start()
         for channel in self.config.channels:
             if not channel.enabled:
                 continue
@@ -65,8 +68,8 @@ class Engine:
         """Stop accepting, ACK what is in flight, drain the pipeline, close the database."""
         log.info("engine_stopping")
         await asyncio.gather(*(s.stop() for s in self.servers))
-        self.committer.close()
-        await asyncio.to_thread(self.worker.stop)
+        self.committer.flush()
+        await asyncio.to_thread(self.writer.stop)
         self.db.dispose()
         log.info("engine_stopped", processed=self.worker.processed)
 

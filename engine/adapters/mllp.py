@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.mllp_framing import Frame, FrameDecoder, FrameTooLarge, Junk, frame
 from engine.errors import EngineError
-from engine.routes.committer import GroupCommitter, Result
-from engine.routes.intake import Intake, Prepared
+
+if TYPE_CHECKING:  # the runtime imports this module through the channel models
+    from engine.routes.committer import GroupCommitter
+    from engine.routes.intake import Intake, Prepared
+    from engine.routes.writer import Result
 
 log = structlog.get_logger("engine.mllp")
 

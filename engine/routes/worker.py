@@ -1,5 +1,7 @@
 """The pipeline worker: takes journaled messages in arrival order and runs their pipeline.
 
+It runs in the engine's writer thread (:mod:`engine.routes.writer`), between intake commits.
+
 Each batch is one transaction: the record-store writes of every message and its end state
 commit together, so a crash leaves a message either fully applied and ``delivered`` or not
 applied and still ``received`` (contracts 1-3). One worker per engine keeps per-patient order
@@ -8,13 +10,10 @@ applied and still ``received`` (contracts 1-3). One worker per engine keeps per-
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from engine.channels.models import ErrorPolicy
 from engine.errors import TransformError
@@ -38,52 +37,17 @@ class Worker:
         engine: Engine,
         journal: Journal,
         pipelines: dict[str, Pipeline],
-        batch_size: int = 32,
+        batch_size: int = 16,
     ) -> None:
         self.engine = engine
         self.journal = journal
         self.pipelines = pipelines
         self.batch_size = batch_size
-        self.wakeup = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.processed = 0
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="pipeline-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, drain_seconds: float = 10.0) -> None:
-        """Finish what is journaled (up to ``drain_seconds``), then stop."""
-        deadline = time.monotonic() + drain_seconds
-        while time.monotonic() < deadline and self._has_due_work():
-            self.wakeup.set()
-            time.sleep(0.02)
-        self._stop.set()
-        self.wakeup.set()
-        if self._thread is not None:
-            self._thread.join(timeout=drain_seconds)
-
-    def notify(self) -> None:
-        self.wakeup.set()
-
-    def _has_due_work(self) -> bool:
+    def has_due_work(self) -> bool:
         with self.engine.connect() as conn:
             return bool(self.journal.claim(conn, utcnow(), 1))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                done = self.run_once()
-            except SQLAlchemyError as exc:
-                log.error("worker_database_error", error=type(exc).__name__)
-                done = 0
-                self._stop.wait(1.0)
-            if done == 0:
-                self.wakeup.wait(0.5)
-                self.wakeup.clear()
 
     # -- one batch ------------------------------------------------------------------------
 

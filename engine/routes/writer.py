@@ -1,0 +1,137 @@
+"""The writer thread: the one place where the engine writes to its database.
+
+SQLite allows one writer at a time, and a second writer waits in SQLite's busy handler (sleeps
+of 1 ms and more) while it holds the event loop. So one thread does every write, in this order:
+first the intake batches waiting for their commit (the senders wait for their ACK), all in one
+transaction; then one short slice of pipeline work; then again. An ACK therefore waits at most
+one pipeline slice, and under load many intake batches share each commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import structlog
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.errors import StoreUnavailable
+from engine.journal.journal import Appended, Journal, NewMessage
+from engine.routes.worker import Worker
+
+log = structlog.get_logger("engine.writer")
+
+#: What a waiting connection gets: the journal's answer, or the reason it could not store.
+Result = Appended | StoreUnavailable
+Done = Callable[[list[Result]], None]
+
+
+class Writer:
+    def __init__(self, engine: Engine, journal: Journal, worker: Worker) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.worker = worker
+        self._jobs: queue.SimpleQueue[tuple[Sequence[NewMessage], Done]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self.commits = 0
+
+    def submit(self, rows: Sequence[NewMessage], done: Done) -> None:
+        """Queue rows for the journal; ``done`` is called (in this thread) with the results."""
+        self._jobs.put((rows, done))
+        self._wake.set()
+
+    def notify(self) -> None:
+        """Journal rows changed elsewhere (e.g. an operator replay): look for pipeline work."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_seconds: float = 10.0) -> None:
+        """Commit what intake queued, finish journaled work (up to ``drain_seconds``), stop."""
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline and (
+            not self._jobs.empty() or self.worker.has_due_work()
+        ):
+            self._wake.set()
+            time.sleep(0.02)
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=drain_seconds)
+        self._close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set() or not self._jobs.empty():
+            self._commit_intake()
+            try:
+                done = self.worker.run_once()
+            except SQLAlchemyError as exc:
+                log.error("pipeline_database_error", error=type(exc).__name__)
+                done = 0
+                self._stopping.wait(1.0)
+            if done == 0 and self._jobs.empty():
+                # Retries fall due by time alone: poll now and then even when nothing arrives.
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def _commit_intake(self) -> None:
+        jobs: list[tuple[Sequence[NewMessage], Done]] = []
+        while True:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                break
+        if not jobs:
+            return
+        rows = [row for batch, _ in jobs for row in batch]
+        results: list[Result]
+        try:
+            results = list(self.journal.append(self._connection(), rows))
+            self.commits += 1
+        except SQLAlchemyError as exc:
+            log.error("journal_commit_failed", error=type(exc).__name__, batch=len(rows))
+            self._close()
+            failure = StoreUnavailable("the journal could not store the message; send it again")
+            results = [failure] * len(rows)
+        start = 0
+        for batch, done in jobs:
+            done(results[start : start + len(batch)])
+            start += len(batch)
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+                self._conn.close()
+            except SQLAlchemyError:
+                pass
+            self._conn = None
+
+
+def deliver_to_loop(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[Result]]) -> Done:
+    """A ``done`` callback that resolves asyncio futures from the writer thread."""
+
+    def done(results: list[Result]) -> None:
+        loop.call_soon_threadsafe(_resolve, futures, results)
+
+    return done
+
+
+def _resolve(futures: list[asyncio.Future[Result]], results: list[Result]) -> None:
+    for fut, result in zip(futures, results, strict=True):
+        if not fut.done():
+            fut.set_result(result)
