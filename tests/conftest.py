@@ -27,7 +27,7 @@ def store_tables() -> list[Table]:
 def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An engine whose database holds empty ``store_`` tables.
 
-    PostgreSQL gets a schema of its own per test (``schema_translate_map``), dropped after it.
+    PostgreSQL gets a schema of its own per test (its ``search_path``), dropped after it.
     The PostgreSQL case is skipped only when the server is unreachable and ``CI`` is unset.
     """
     import engine.store.models  # noqa: F401  (registers the tables on metadata)
@@ -39,28 +39,13 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]
         yield db
         db.dispose()
         return
-    base = make_engine(POSTGRES_URL)
-    try:
-        with base.connect():
-            pass
-    except OperationalError as exc:
-        base.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} unreachable and CI is set: {exc.orig}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} unreachable (and CI unset)")
-    schema = f"store_test_{uuid.uuid4().hex[:12]}"
-    with base.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = base.execution_options(schema_translate_map={None: schema})
+    db = make_engine(request.getfixturevalue("postgres_url"))
     try:
         with db.begin() as conn:
             metadata.create_all(conn, tables=store_tables())
         yield db
     finally:
-        with base.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        base.dispose()
-
+        db.dispose()
 
 def _postgres_or_skip() -> Engine:
     base = make_engine(POSTGRES_URL)

@@ -10,17 +10,17 @@ demographics changed, or INSERTs for a new patient or identifier. The read helpe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Connection, Select, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from engine.adapters.base import Delivery
 from engine.errors import TransformError, TransientError
+from engine.fastsql import FastStatement, insert_into
 from engine.store.models import encounters, observations, patient_identifiers, patients
 from engine.store.queries import counts, find_patient, patient_encounters, patient_observations
 from engine.transforms.map_hl7 import (
@@ -58,9 +58,9 @@ _ids = patient_identifiers.c
 
 
 @lru_cache(maxsize=16)
-def _find_identifiers(count: int) -> Select[Any]:
+def _find_identifiers(count: int) -> FastStatement:
     """Identifiers with these values, with their patient's demographics (one round trip)."""
-    return (
+    return FastStatement(
         select(
             _ids.patient_id,
             _ids.value,
@@ -74,10 +74,14 @@ def _find_identifiers(count: int) -> Select[Any]:
     )
 
 
+#: Column positions of a ``_find_identifiers`` row's demographics.
+_STORED = {f: 5 + i for i, f in enumerate(_DEMOGRAPHICS)}
+
+
 _UPDATE_PATIENT = patients.update().where(patients.c.id == bindparam("patient_id_"))
 _INSERT_PATIENT = patients.insert()
 _INSERT_IDENTIFIERS = patient_identifiers.insert()
-_INSERT_OBSERVATIONS = observations.insert()
+_INSERT_OBSERVATIONS = insert_into(observations)
 
 
 class RecordStoreConfig(BaseModel):
@@ -110,7 +114,7 @@ class RecordStore:
             _upsert_encounter(conn, patient_id, message_id, op.encounter, now)
         if op.observations:
             rows = [_observation_row(o, patient_id, message_id, now) for o in op.observations]
-            conn.execute(_INSERT_OBSERVATIONS, rows)
+            _INSERT_OBSERVATIONS.executemany(conn, rows)
         return patient_id
 
     def _upsert_patient(
@@ -118,16 +122,16 @@ class RecordStore:
     ) -> int:
         wanted = {i.key: i for i in patient.identifiers}
         values = list({i.value for i in patient.identifiers})
-        found = conn.execute(
-            _find_identifiers(len(values)), {f"v{i}": v for i, v in enumerate(values)}
-        ).all()
+        found = _find_identifiers(len(values)).execute(
+            conn, {f"v{i}": v for i, v in enumerate(values)}
+        )
         owners: dict[tuple[str, str, str, str], int] = {}
-        stored: Mapping[Any, Any] = {}
+        stored: tuple[Any, ...] = ()
         for row in found:
             key = (row[1], row[2], row[3], row[4])
             if key in wanted:
                 owners[key] = row[0]
-                stored = row._mapping
+                stored = row
         if len(set(owners.values())) > 1:
             raise TransformError(_conflict(owners, wanted))
         new = [i for k, i in wanted.items() if k not in owners]
@@ -137,7 +141,7 @@ class RecordStore:
             # Non-empty incoming values overwrite; a message that changes nothing (the usual
             # ORU) writes nothing, so updated_at and last_message_id name the last change.
             changes: dict[str, Any] = {
-                k: v for k, v in demographics.items() if v and v != stored[k]
+                k: v for k, v in demographics.items() if v and v != stored[_STORED[k]]
             }
             if "birth_date" in changes:
                 changes["birth_date_parsed"] = patient.birth_date_parsed

@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, and_, exists, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
+from engine.fastsql import insert_into
 from engine.journal.models import State, events, messages
+
+_INSERT_MESSAGE = insert_into(messages, returning=messages.c.id)
 
 
 def utcnow() -> datetime:
@@ -112,8 +115,7 @@ class Journal:
                 fresh_keys.append(key)
         if fresh:
             rows = [_row(m, k, now) for (_, m), k in zip(fresh, fresh_keys, strict=True)]
-            stmt = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
-            ids = [r[0] for r in conn.execute(stmt, rows)]
+            ids = [_INSERT_MESSAGE.execute(conn, row)[0][0] for row in rows]
             for (i, msg), ident in zip(fresh, ids, strict=True):
                 results[i] = Appended(ident, False, msg.ack_code, msg.error_code, msg.error_reason)
             error_rows = [

@@ -67,18 +67,18 @@ messages = Table(
     Column("error_code", String(64)),
     Column("error_class", String(64)),
     Column("error_reason", Text),
+    # Control id first: it serves the resend lookup and `aiguillage trace` by MSH-10.
     Index(
         "uq_journal_messages_sender_control_id",
+        "control_id",
         "channel",
         "sender_app",
         "sender_facility",
-        "control_id",
         "content_hash",
         unique=True,
     ),
     Index("ix_journal_messages_state_id", "state", "id"),
     Index("ix_journal_messages_patient_key", "patient_key"),
-    Index("ix_journal_messages_control_id", "control_id"),
 )
 
 events = Table(

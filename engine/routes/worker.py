@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from engine.channels.models import ErrorPolicy
 from engine.errors import TransformError
+from engine.fastsql import raw
 from engine.journal.journal import Journal, Pending, utcnow
 from engine.journal.models import State
 from engine.routes.pipeline import Pipeline, StageError
@@ -81,16 +82,17 @@ class Worker:
         pipeline = self.pipelines.get(pending.channel)
         if pipeline is None:
             return False  # a channel removed from the configuration: leave it journaled
-        savepoint = conn.begin_nested()
+        # A raw savepoint: SQLAlchemy's begin_nested() costs more than the message's own writes.
+        raw(conn, "SAVEPOINT message")
         try:
             outcome = pipeline.process(conn, pending, now)
-            savepoint.commit()
+            raw(conn, "RELEASE SAVEPOINT message")
         except StageError as exc:
-            savepoint.rollback()
+            _rollback_to_savepoint(conn)
             self._failed(conn, pipeline, pending, now, exc)
             return False
         except Exception as exc:  # a bug must not stop the engine: dead-letter the message
-            savepoint.rollback()
+            _rollback_to_savepoint(conn)
             error = TransformError(f"internal error {type(exc).__name__}: {exc}")
             log.exception("pipeline_internal_error", message_id=pending.id)
             self._failed(conn, pipeline, pending, now, StageError("pipeline", error))
@@ -128,3 +130,8 @@ class Worker:
             code=error.code,
             attempt=attempt,
         )
+
+
+def _rollback_to_savepoint(conn: Connection) -> None:
+    raw(conn, "ROLLBACK TO SAVEPOINT message")
+    raw(conn, "RELEASE SAVEPOINT message")

@@ -52,12 +52,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_journal_messages")),
     )
     with op.batch_alter_table("journal_messages", schema=None) as batch_op:
-        batch_op.create_index("ix_journal_messages_control_id", ["control_id"], unique=False)
         batch_op.create_index("ix_journal_messages_patient_key", ["patient_key"], unique=False)
         batch_op.create_index("ix_journal_messages_state_id", ["state", "id"], unique=False)
         batch_op.create_index(
             "uq_journal_messages_sender_control_id",
-            ["channel", "sender_app", "sender_facility", "control_id", "content_hash"],
+            ["control_id", "channel", "sender_app", "sender_facility", "content_hash"],
             unique=True,
         )
 
@@ -251,7 +250,6 @@ def downgrade() -> None:
         batch_op.drop_index("uq_journal_messages_sender_control_id")
         batch_op.drop_index("ix_journal_messages_state_id")
         batch_op.drop_index("ix_journal_messages_patient_key")
-        batch_op.drop_index("ix_journal_messages_control_id")
 
     op.drop_table("journal_messages")
     # ### end Alembic commands ###

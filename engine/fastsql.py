@@ -1,0 +1,109 @@
+"""Statements compiled once and run on the DBAPI cursor: the hot path's way around the
+per-execution cost of SQLAlchemy (about 60 µs a statement here, against 5-10 µs for sqlite3).
+
+The SQL text and bind processors still come from SQLAlchemy (so types, dialects and quoting
+stay its business); only the per-call work is skipped. Statements run in the caller's
+SQLAlchemy transaction, on its connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
+
+Processor = Callable[[Any], Any] | None
+
+
+def insert_into(table: Table, returning: ColumnElement[Any] | None = None) -> FastStatement:
+    """INSERT of every column but the autoincremented primary key, with one bind per column."""
+    columns: dict[str, BindParameter[Any]] = {
+        c.name: bindparam(c.name) for c in table.columns if not (c.primary_key and c.autoincrement)
+    }
+    stmt = insert(table).values(columns)
+    return FastStatement(stmt if returning is None else stmt.returning(returning))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    #: Bind names in placeholder order for positional paramstyles (sqlite's ``?``), else None.
+    positions: tuple[str, ...] | None
+    processors: Mapping[str, Processor]
+    #: For positional styles: the row's values in placeholder order, then the type conversions
+    #: to apply, by position (most columns need none).
+    getter: Callable[[Mapping[str, Any]], Any] | None
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+class FastStatement:
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        compiled = self._by_dialect.get(dialect.name)
+        if compiled is None:
+            c = self.statement.compile(dialect=dialect)
+            assert isinstance(c, SQLCompiler)
+            processors = {
+                name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                for name, bind in ((c.bind_names[b], b) for b in c.binds.values())
+            }
+            positions = tuple(c.positiontup) if c.positiontup is not None else None
+            getter = None
+            converted: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+            if positions:
+                getter = itemgetter(*positions) if len(positions) > 1 else _single(positions[0])
+                converted = tuple(
+                    (i, p) for i, k in enumerate(positions) if (p := processors.get(k)) is not None
+                )
+            compiled = _Compiled(str(c), positions, processors, getter, converted)
+            self._by_dialect[dialect.name] = compiled
+        return compiled
+
+    def _params(self, compiled: _Compiled, row: Mapping[str, Any]) -> Any:
+        procs = compiled.processors
+        if compiled.positions is not None:
+            return tuple(
+                p(row[k]) if (p := procs.get(k)) is not None else row[k] for k in compiled.positions
+            )
+        return {k: p(v) if (p := procs.get(k)) is not None else v for k, v in row.items()}
+
+    def execute(self, conn: Connection, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run once; returns the rows it yields (``[]`` for statements without results)."""
+        compiled = self._compiled(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(compiled.sql, self._params(compiled, row))
+            return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            cursor.close()
+
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        compiled = self._compiled(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(compiled.sql, [self._params(compiled, r) for r in rows])
+        finally:
+            cursor.close()
+
+
+def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:
+    return lambda row: (row[key],)
+
+
+def raw(conn: Connection, sql: str) -> None:
+    """A parameterless statement on the DBAPI cursor (e.g. SAVEPOINT)."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
