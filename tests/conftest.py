@@ -47,6 +47,7 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]
     finally:
         db.dispose()
 
+
 def _postgres_or_skip() -> Engine:
     base = make_engine(POSTGRES_URL)
     try:

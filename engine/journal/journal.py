@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, exists, insert, or_, select, update
+from sqlalchemy import Connection, and_, exists, insert, or_, select, true, update
 from sqlalchemy.engine import Engine
 
 from engine.fastsql import insert_into
@@ -152,11 +152,19 @@ class Journal:
 
     # -- pipeline -------------------------------------------------------------------------
 
-    def claim(self, conn: Connection, now: datetime, limit: int) -> list[Pending]:
+    def claim(
+        self,
+        conn: Connection,
+        now: datetime,
+        limit: int,
+        channels: Iterable[str] | None = None,
+    ) -> list[Pending]:
         """The next messages to process, in arrival order, keeping each patient's order.
 
         A message waits while an earlier message of the same channel and patient is waiting for
-        its retry (contract 4); other patients' messages go on.
+        its retry (contract 4); other patients' messages go on. ``channels`` limits the claim to
+        the channels this engine runs (a channel removed from the configuration keeps its
+        messages journaled, untouched).
         """
         earlier = messages.alias("earlier")
         held_back = exists().where(
@@ -181,6 +189,7 @@ class Journal:
                 messages.c.delivered_to,
             )
             .where(due, ~held_back)
+            .where(messages.c.channel.in_(list(channels)) if channels is not None else true())
             .order_by(messages.c.id)
             .limit(limit)
         )

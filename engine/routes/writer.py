@@ -73,7 +73,7 @@ class Writer:
         while not self._stopping.is_set() or not self._jobs.empty():
             self._commit_intake()
             try:
-                done = self.worker.run_once()
+                done = self.worker.run_once(interrupt=self._intake_waiting)
             except SQLAlchemyError as exc:
                 log.error("pipeline_database_error", error=type(exc).__name__)
                 done = 0
@@ -82,6 +82,9 @@ class Writer:
                 # Retries fall due by time alone: poll now and then even when nothing arrives.
                 self._wake.wait(0.5)
                 self._wake.clear()
+
+    def _intake_waiting(self) -> bool:
+        return not self._jobs.empty()
 
     def _commit_intake(self) -> None:
         jobs: list[tuple[Sequence[NewMessage], Done]] = []

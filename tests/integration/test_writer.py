@@ -1,0 +1,116 @@
+"""The writer thread: intake commits first, pipeline slices give way to waiting senders, and a
+failed journal commit answers every waiting sender with a transient error (never an ACK)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+
+from engine.channels.loader import load_channels
+from engine.db import make_engine
+from engine.errors import StoreUnavailable
+from engine.journal.journal import Appended, Journal
+from engine.journal.models import State, messages
+from engine.migrate import upgrade
+from engine.routes.intake import Intake
+from engine.routes.worker import MIN_SLICE, Worker
+from engine.routes.writer import Result, Writer
+from engine.runtime import build_pipeline
+from tests.e2e.hl7_messages import oru
+
+REPO = Path(__file__).resolve().parents[2]
+CHANNEL = load_channels(REPO / "channels.yaml").channels[0]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}", durability="normal")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def journal_rows(db: Engine, n: int) -> None:
+    intake = Intake.for_channel(CHANNEL)
+    with db.connect() as conn:
+        Journal(db).append(conn, [intake.prepare(oru(i), "t").row for i in range(n)])
+
+
+def states(db: Engine) -> list[str]:
+    with db.connect() as conn:
+        return [r[0] for r in conn.execute(select(messages.c.state).order_by(messages.c.id))]
+
+
+def test_a_pipeline_slice_stops_early_when_asked_and_leaves_the_rest_journaled(
+    db: Engine,
+) -> None:
+    journal_rows(db, 10)
+    worker = Worker(db, Journal(db), {CHANNEL.name: build_pipeline(CHANNEL)})
+    assert worker.run_once(interrupt=lambda: True) == MIN_SLICE
+    assert states(db) == [State.DELIVERED] * MIN_SLICE + [State.RECEIVED] * (10 - MIN_SLICE)
+    assert worker.run_once(interrupt=lambda: False) == 10 - MIN_SLICE
+    assert states(db) == [State.DELIVERED] * 10
+
+
+def test_submitted_rows_are_committed_and_answered_in_order(db: Engine) -> None:
+    journal = Journal(db)
+    writer = Writer(db, journal, Worker(db, journal, {}))
+    writer.start()
+    intake = Intake.for_channel(CHANNEL)
+    answered = threading.Event()
+    got: list[Result] = []
+
+    def done(results: list[Result]) -> None:
+        got.extend(results)
+        answered.set()
+
+    writer.submit([intake.prepare(oru(i), "t").row for i in range(5)], done)
+    assert answered.wait(10)
+    writer.stop()
+    assert all(isinstance(r, Appended) and not r.duplicate for r in got)
+    ids = [r.id for r in got if isinstance(r, Appended)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert len(states(db)) == 5
+
+
+class BrokenJournal(Journal):
+    def append(self, conn, batch):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+
+def test_a_failed_journal_commit_answers_every_sender_with_a_transient_error(db: Engine) -> None:
+    journal = BrokenJournal(db)
+    writer = Writer(db, journal, Worker(db, journal, {}))
+    writer.start()
+    intake = Intake.for_channel(CHANNEL)
+    got: list[Result] = []
+    answered = threading.Event()
+
+    def done(results: list[Result]) -> None:
+        got.extend(results)
+        answered.set()
+
+    prepared = [intake.prepare(oru(i), "t") for i in range(3)]
+    writer.submit([p.row for p in prepared], done)
+    assert answered.wait(10)
+    writer.stop()
+    assert len(got) == 3 and all(isinstance(r, StoreUnavailable) for r in got)
+    assert states(db) == []  # nothing half stored
+    failure = got[0]
+    assert isinstance(failure, StoreUnavailable)
+    nak = intake.ack(prepared[0], None, failure)
+    assert nak is not None and b"MSA|AE|CTL0|" in nak
+
+
+def test_messages_of_a_channel_no_longer_configured_stay_journaled_untouched(db: Engine) -> None:
+    journal_rows(db, 3)
+    other = CHANNEL.model_copy(update={"name": "another_channel"})
+    worker = Worker(db, Journal(db), {other.name: build_pipeline(other)})
+    assert worker.run_once() == 0
+    assert not worker.has_due_work()
+    assert states(db) == [State.RECEIVED] * 3
