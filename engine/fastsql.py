@@ -41,6 +41,7 @@ class _Compiled:
     #: to apply, by position (most columns need none).
     getter: Callable[[Mapping[str, Any]], Any] | None
     converted: tuple[tuple[int, Callable[[Any], Any]], ...]
+    defaults: Mapping[str, Any]
 
 
 class FastStatement:
@@ -65,22 +66,34 @@ class FastStatement:
                 converted = tuple(
                     (i, p) for i, k in enumerate(positions) if (p := processors.get(k)) is not None
                 )
-            compiled = _Compiled(str(c), positions, processors, getter, converted)
+            # Constants in the statement (``state = 'retrying'``) are binds with a value.
+            defaults = {
+                c.bind_names[b]: b.effective_value for b in c.binds.values() if not b.required
+            }
+            compiled = _Compiled(str(c), positions, processors, getter, converted, defaults)
             self._by_dialect[dialect.name] = compiled
         return compiled
 
     def _params(self, compiled: _Compiled, row: Mapping[str, Any]) -> Any:
+        if compiled.defaults:
+            row = {**compiled.defaults, **row}
+        if compiled.getter is not None:
+            values = compiled.getter(row)
+            if not compiled.converted:
+                return values
+            out = list(values)
+            for i, convert in compiled.converted:
+                out[i] = convert(out[i])
+            return out
+        if compiled.positions is not None:  # positional, without parameters
+            return ()
         procs = compiled.processors
-        if compiled.positions is not None:
-            return tuple(
-                p(row[k]) if (p := procs.get(k)) is not None else row[k] for k in compiled.positions
-            )
         return {k: p(v) if (p := procs.get(k)) is not None else v for k, v in row.items()}
 
     def execute(self, conn: Connection, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run once; returns the rows it yields (``[]`` for statements without results)."""
         compiled = self._compiled(conn.dialect)
-        cursor = conn.connection.cursor()
+        cursor = _cursor(conn)
         try:
             cursor.execute(compiled.sql, self._params(compiled, row))
             return list(cursor.fetchall()) if cursor.description else []
@@ -89,11 +102,19 @@ class FastStatement:
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
-        cursor = conn.connection.cursor()
+        cursor = _cursor(conn)
         try:
             cursor.executemany(compiled.sql, [self._params(compiled, r) for r in rows])
         finally:
             cursor.close()
+
+
+def _cursor(conn: Connection) -> Any:
+    """A DBAPI cursor inside the connection's SQLAlchemy transaction (begun here if need be, so
+    that SQLAlchemy's own BEGIN, e.g. SQLite's BEGIN IMMEDIATE, opens it)."""
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.cursor()
 
 
 def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:
@@ -102,7 +123,7 @@ def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:
 
 def raw(conn: Connection, sql: str) -> None:
     """A parameterless statement on the DBAPI cursor (e.g. SAVEPOINT)."""
-    cursor = conn.connection.cursor()
+    cursor = _cursor(conn)
     try:
         cursor.execute(sql)
     finally:

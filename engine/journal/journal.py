@@ -6,14 +6,83 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from sqlalchemy import Connection, and_, exists, insert, or_, select, true, update
+from sqlalchemy import Connection, Integer, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
-from engine.fastsql import insert_into
+from engine.fastsql import FastStatement, insert_into
 from engine.journal.models import State, events, messages
 
 _INSERT_MESSAGE = insert_into(messages, returning=messages.c.id)
+
+_FIND_CONTROL_ID = FastStatement(
+    select(
+        messages.c.id,
+        messages.c.channel,
+        messages.c.sender_app,
+        messages.c.sender_facility,
+        messages.c.control_id,
+        messages.c.content_hash,
+        messages.c.ack_code,
+        messages.c.error_code,
+        messages.c.error_reason,
+    ).where(messages.c.control_id == bindparam("control_id"))
+)
+
+_MARK_DELIVERED = FastStatement(
+    update(messages)
+    .where(messages.c.id == bindparam("id_"))
+    .values(
+        state=State.DELIVERED,
+        updated_at=bindparam("updated_at"),
+        attempts=messages.c.attempts + 1,
+        next_attempt_at=None,
+        error_stage=None,
+        error_code=None,
+        error_class=None,
+        error_reason=None,
+    )
+)
+
+
+@lru_cache(maxsize=8)
+def _claim_statement(channels: tuple[str, ...] | None) -> FastStatement:
+    """Due messages in arrival order, except those held back behind a patient's retry."""
+    earlier = messages.alias("earlier")
+    now = bindparam("now", type_=messages.c.received_at.type)
+    held_back = exists().where(
+        earlier.c.state == State.RETRYING,
+        earlier.c.next_attempt_at > now,
+        earlier.c.channel == messages.c.channel,
+        earlier.c.patient_key == messages.c.patient_key,
+        earlier.c.id < messages.c.id,
+    )
+    due = or_(
+        messages.c.state == State.RECEIVED,
+        and_(messages.c.state == State.RETRYING, messages.c.next_attempt_at <= now),
+    )
+    query = (
+        select(
+            messages.c.id,
+            messages.c.channel,
+            messages.c.raw,
+            messages.c.charset,
+            messages.c.patient_key,
+            messages.c.attempts,
+            messages.c.delivered_to,
+        )
+        .where(due, ~held_back)
+        .order_by(messages.c.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    if channels is not None:
+        # One bind per channel (with its value): an IN list of a tuple would be "expanding",
+        # which only SQLAlchemy's own execution knows how to render.
+        query = query.where(
+            messages.c.channel.in_([bindparam(f"ch{i}", c) for i, c in enumerate(channels)])
+        )
+    return FastStatement(query)
 
 
 def utcnow() -> datetime:
@@ -129,26 +198,12 @@ class Journal:
         return [_resolve(r, results, fresh) for r in results]
 
     def _known(self, conn: Connection, batch: Sequence[NewMessage]) -> dict[DedupKey, Appended]:
-        control_ids = {m.control_id for m in batch if m.control_id}
-        if not control_ids:
-            return {}
-        channels = {m.channel for m in batch}
-        rows = conn.execute(
-            select(
-                messages.c.id,
-                messages.c.channel,
-                messages.c.sender_app,
-                messages.c.sender_facility,
-                messages.c.control_id,
-                messages.c.content_hash,
-                messages.c.ack_code,
-                messages.c.error_code,
-                messages.c.error_reason,
-            ).where(messages.c.control_id.in_(control_ids), messages.c.channel.in_(channels))
-        )
-        return {
-            (r[1], r[2], r[3], r[4], r[5]): Appended(r[0], True, r[6], r[7], r[8]) for r in rows
-        }
+        """Journaled messages with the batch's control ids (one indexed lookup per id)."""
+        known: dict[DedupKey, Appended] = {}
+        for control_id in {m.control_id for m in batch if m.control_id}:
+            for r in _FIND_CONTROL_ID.execute(conn, {"control_id": control_id}):
+                known[(r[1], r[2], r[3], r[4], r[5])] = Appended(r[0], True, r[6], r[7], r[8])
+        return known
 
     # -- pipeline -------------------------------------------------------------------------
 
@@ -166,33 +221,10 @@ class Journal:
         the channels this engine runs (a channel removed from the configuration keeps its
         messages journaled, untouched).
         """
-        earlier = messages.alias("earlier")
-        held_back = exists().where(
-            earlier.c.state == State.RETRYING,
-            earlier.c.next_attempt_at > now,
-            earlier.c.channel == messages.c.channel,
-            earlier.c.patient_key == messages.c.patient_key,
-            earlier.c.id < messages.c.id,
-        )
-        due = or_(
-            messages.c.state == State.RECEIVED,
-            and_(messages.c.state == State.RETRYING, messages.c.next_attempt_at <= now),
-        )
-        rows = conn.execute(
-            select(
-                messages.c.id,
-                messages.c.channel,
-                messages.c.raw,
-                messages.c.charset,
-                messages.c.patient_key,
-                messages.c.attempts,
-                messages.c.delivered_to,
-            )
-            .where(due, ~held_back)
-            .where(messages.c.channel.in_(list(channels)) if channels is not None else true())
-            .order_by(messages.c.id)
-            .limit(limit)
-        )
+        key = tuple(sorted(channels)) if channels is not None else None
+        if key == ():
+            return []
+        rows = _claim_statement(key).execute(conn, {"now": now, "limit": limit})
         return [
             Pending(r[0], r[1], r[2], r[3], r[4], r[5], set(filter(None, r[6].split(","))))
             for r in rows
@@ -231,29 +263,14 @@ class Journal:
                 insert(events), [_event(msg.id, now, state, attempts, stage, code, reason)]
             )
 
-    def finish_many(
-        self, conn: Connection, ids: Iterable[int], state: State, now: datetime
-    ) -> None:
-        """Mark several successful messages at once (one statement for the batch).
+    def finish_many(self, conn: Connection, ids: Iterable[int], now: datetime) -> None:
+        """Mark several messages delivered at once (one prepared statement for the batch).
 
         Errors of earlier attempts are cleared from the row; they stay in ``journal_events``.
         """
-        id_list = list(ids)
-        if id_list:
-            conn.execute(
-                update(messages)
-                .where(messages.c.id.in_(id_list))
-                .values(
-                    state=state,
-                    updated_at=now,
-                    attempts=messages.c.attempts + 1,
-                    next_attempt_at=None,
-                    error_stage=None,
-                    error_code=None,
-                    error_class=None,
-                    error_reason=None,
-                )
-            )
+        rows = [{"id_": i, "updated_at": now} for i in ids]
+        if rows:
+            _MARK_DELIVERED.executemany(conn, rows)
 
 
 def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object]:

@@ -83,7 +83,7 @@ class Worker:
                     held.add(key)
                 if interrupt is not None and handled >= MIN_SLICE and interrupt():
                     break
-            self.journal.finish_many(conn, delivered, State.DELIVERED, now)
+            self.journal.finish_many(conn, delivered, now)
             conn.commit()
         self.processed += handled
         for ident in delivered:
