@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -93,20 +94,33 @@ class FastStatement:
     def execute(self, conn: Connection, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run once; returns the rows it yields (``[]`` for statements without results)."""
         compiled = self._compiled(conn.dialect)
+        params = self._params(compiled, row)
         cursor = _cursor(conn)
         try:
-            cursor.execute(compiled.sql, self._params(compiled, row))
+            cursor.execute(compiled.sql, params)
             return list(cursor.fetchall()) if cursor.description else []
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, compiled.sql, params, exc) from exc
         finally:
             cursor.close()
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
+        params = [self._params(compiled, r) for r in rows]
         cursor = _cursor(conn)
         try:
-            cursor.executemany(compiled.sql, [self._params(compiled, r) for r in rows])
+            cursor.executemany(compiled.sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, compiled.sql, params, exc) from exc
         finally:
             cursor.close()
+
+
+def _wrapped(conn: Connection, sql: str, params: Any, exc: Exception) -> StatementError:
+    """The driver's error as SQLAlchemy's (OperationalError, IntegrityError...), as the rest of
+    the engine expects: the same types whichever path ran the statement."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    return DBAPIError.instance(sql, params, exc, dbapi_error, dialect=conn.dialect)
 
 
 def _cursor(conn: Connection) -> Any:
@@ -126,5 +140,7 @@ def raw(conn: Connection, sql: str) -> None:
     cursor = _cursor(conn)
     try:
         cursor.execute(sql)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, (), exc) from exc
     finally:
         cursor.close()

@@ -6,12 +6,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 
-from sqlalchemy import Connection, Integer, and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 
 from engine.fastsql import FastStatement, insert_into
+from engine.journal.claim import claim_rows
 from engine.journal.models import State, events, messages
 
 _INSERT_MESSAGE = insert_into(messages, returning=messages.c.id)
@@ -44,45 +44,6 @@ _MARK_DELIVERED = FastStatement(
         error_reason=None,
     )
 )
-
-
-@lru_cache(maxsize=8)
-def _claim_statement(channels: tuple[str, ...] | None) -> FastStatement:
-    """Due messages in arrival order, except those held back behind a patient's retry."""
-    earlier = messages.alias("earlier")
-    now = bindparam("now", type_=messages.c.received_at.type)
-    held_back = exists().where(
-        earlier.c.state == State.RETRYING,
-        earlier.c.next_attempt_at > now,
-        earlier.c.channel == messages.c.channel,
-        earlier.c.patient_key == messages.c.patient_key,
-        earlier.c.id < messages.c.id,
-    )
-    due = or_(
-        messages.c.state == State.RECEIVED,
-        and_(messages.c.state == State.RETRYING, messages.c.next_attempt_at <= now),
-    )
-    query = (
-        select(
-            messages.c.id,
-            messages.c.channel,
-            messages.c.raw,
-            messages.c.charset,
-            messages.c.patient_key,
-            messages.c.attempts,
-            messages.c.delivered_to,
-        )
-        .where(due, ~held_back)
-        .order_by(messages.c.id)
-        .limit(bindparam("limit", type_=Integer()))
-    )
-    if channels is not None:
-        # One bind per channel (with its value): an IN list of a tuple would be "expanding",
-        # which only SQLAlchemy's own execution knows how to render.
-        query = query.where(
-            messages.c.channel.in_([bindparam(f"ch{i}", c) for i, c in enumerate(channels)])
-        )
-    return FastStatement(query)
 
 
 def utcnow() -> datetime:
@@ -224,7 +185,7 @@ class Journal:
         key = tuple(sorted(channels)) if channels is not None else None
         if key == ():
             return []
-        rows = _claim_statement(key).execute(conn, {"now": now, "limit": limit})
+        rows = claim_rows(conn, now, limit, key)
         return [
             Pending(r[0], r[1], r[2], r[3], r[4], r[5], set(filter(None, r[6].split(","))))
             for r in rows

@@ -78,6 +78,10 @@ class Writer:
                 log.error("pipeline_database_error", error=type(exc).__name__)
                 done = 0
                 self._stopping.wait(1.0)
+            except Exception:  # the writer must outlive any bug, or every sender would hang
+                log.exception("writer_internal_error")
+                done = 0
+                self._stopping.wait(1.0)
             if done == 0 and self._jobs.empty():
                 # Retries fall due by time alone: poll now and then even when nothing arrives.
                 self._wake.wait(0.5)
@@ -100,7 +104,7 @@ class Writer:
         try:
             results = list(self.journal.append(self._connection(), rows))
             self.commits += 1
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # no ACK without a commit; a NAK for any failure
             log.error("journal_commit_failed", error=type(exc).__name__, batch=len(rows))
             self._close()
             failure = StoreUnavailable("the journal could not store the message; send it again")

@@ -114,3 +114,40 @@ def test_messages_of_a_channel_no_longer_configured_stay_journaled_untouched(db:
     assert worker.run_once() == 0
     assert not worker.has_due_work()
     assert states(db) == [State.RECEIVED] * 3
+
+
+class ExplodingWorker(Worker):
+    def run_once(self, interrupt=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the pipeline")
+
+
+def test_the_writer_survives_a_bug_in_the_pipeline_and_keeps_acknowledging(db: Engine) -> None:
+    journal = Journal(db)
+    writer = Writer(db, journal, ExplodingWorker(db, journal, {}))
+    writer.start()
+    intake = Intake.for_channel(CHANNEL)
+    for i in range(2):  # the second batch comes after the first pipeline failure
+        answered = threading.Event()
+        got: list[Result] = []
+
+        def done(results: list[Result], got: list[Result] = got, ev: threading.Event = answered):
+            got.extend(results)
+            ev.set()
+
+        writer.submit([intake.prepare(oru(i), "t").row], done)
+        assert answered.wait(10)
+        assert isinstance(got[0], Appended)
+    writer.stop()
+    assert len(states(db)) == 2
+
+
+def test_driver_errors_on_the_fast_path_arrive_as_sqlalchemy_errors(db: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from engine.fastsql import insert_into
+    from engine.store.models import patient_identifiers
+
+    stmt = insert_into(patient_identifiers)
+    row = {"patient_id": 999, "value": "x", "authority": "", "authority_oid": "", "type_code": "PI"}
+    with db.connect() as conn, pytest.raises(IntegrityError):
+        stmt.execute(conn, row)  # no patient 999: the foreign key refuses it
