@@ -79,8 +79,8 @@ _STORED = {f: 5 + i for i, f in enumerate(_DEMOGRAPHICS)}
 
 
 _UPDATE_PATIENT = patients.update().where(patients.c.id == bindparam("patient_id_"))
-_INSERT_PATIENT = patients.insert()
-_INSERT_IDENTIFIERS = patient_identifiers.insert()
+_INSERT_PATIENT = insert_into(patients, returning=patients.c.id)
+_INSERT_IDENTIFIERS = insert_into(patient_identifiers)
 _INSERT_OBSERVATIONS = insert_into(observations)
 
 
@@ -149,19 +149,14 @@ class RecordStore:
                 changes.update(patient_id_=patient_id, updated_at=now, last_message_id=message_id)
                 conn.execute(_UPDATE_PATIENT, changes)
         else:
-            result = conn.execute(
-                _INSERT_PATIENT,
-                {
-                    **demographics,
-                    "birth_date_parsed": patient.birth_date_parsed,
-                    "created_at": now,
-                    "updated_at": now,
-                    "last_message_id": message_id,
-                },
-            )
-            inserted = result.inserted_primary_key
-            assert inserted is not None
-            patient_id = int(inserted[0])
+            new_patient = {
+                **demographics,
+                "birth_date_parsed": patient.birth_date_parsed,
+                "created_at": now,
+                "updated_at": now,
+                "last_message_id": message_id,
+            }
+            patient_id = int(_INSERT_PATIENT.execute(conn, new_patient)[0][0])
         if new:
             _insert_identifiers(conn, patient_id, new)
         return patient_id
@@ -179,7 +174,7 @@ def _insert_identifiers(conn: Connection, patient_id: int, new: list[IdentifierR
         for i in new
     ]
     try:
-        conn.execute(_INSERT_IDENTIFIERS, rows)
+        _INSERT_IDENTIFIERS.executemany(conn, rows)
     except IntegrityError as exc:
         # Another worker stored the same identifier after our SELECT: on retry we will find it.
         raise TransientError("a patient identifier was stored concurrently; retrying") from exc

@@ -26,7 +26,7 @@ from engine.routes.pipeline import Pipeline, StageError
 log = structlog.get_logger("engine.worker")
 
 #: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
-MIN_SLICE = 2
+MIN_SLICE = 8
 
 
 def backoff_delay(policy: ErrorPolicy, attempt: int) -> float:
