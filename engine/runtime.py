@@ -19,6 +19,7 @@ from engine.migrate import upgrade
 from engine.routes.committer import GroupCommitter
 from engine.routes.intake import Intake
 from engine.routes.pipeline import Pipeline
+from engine.routes.pipeline_process import PipelineProcess
 from engine.routes.worker import Worker
 from engine.routes.writer import Writer
 
@@ -53,11 +54,20 @@ class Engine:
         channels = [c for c in self.config.channels if c.enabled]
         pipelines = {c.name: build_pipeline(c) for c in channels}
         self.worker = Worker(self.db, self.journal, pipelines)
-        self.writer = Writer(self.db, self.journal, self.worker)
+        self.process: PipelineProcess | None = None
+        if settings.pipeline == "process":
+            self.process = PipelineProcess(self.config, url)
+            self.writer = Writer(
+                self.db, self.journal, None, self.process.notify, self.process.intake_waiting
+            )
+        else:
+            self.writer = Writer(self.db, self.journal, self.worker)
         self.committer = GroupCommitter(self.writer)
 
     async def start(self) -> None:
         """Open every channel's listener and start the worker (which resumes unfinished work)."""
+        if self.process is not None:
+            self.process.start()
         self.writer.start()
         for channel in self.config.channels:
             if not channel.enabled:
@@ -73,8 +83,10 @@ class Engine:
         await asyncio.gather(*(s.stop() for s in self.servers))
         self.committer.flush()
         await asyncio.to_thread(self.writer.stop)
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop)
         self.db.dispose()
-        log.info("engine_stopped", processed=self.worker.processed)
+        log.info("engine_stopped")
 
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""

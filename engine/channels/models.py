@@ -94,6 +94,14 @@ class EngineSettings(Frozen):
         default="full",
         description="SQLite synchronous mode: full survives power loss, normal a process crash",
     )
+    pipeline: Literal["process", "thread"] = Field(
+        default="thread",
+        description=(
+            "thread: in the receiving process, between journal commits (best on SQLite); "
+            "process: in a process of its own, with its own core (SQLite's one writer lock "
+            "then makes ACK latency spikier: see README)"
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_patient_data: bool = Field(
         default=False, description="debug only: allow payloads and names in logs"

@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing.sharedctypes import Synchronized
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -31,10 +32,25 @@ Done = Callable[[list[Result]], None]
 
 
 class Writer:
-    def __init__(self, engine: Engine, journal: Journal, worker: Worker) -> None:
+    """Commits intake; runs the pipeline between commits when it has a ``worker``.
+
+    With the pipeline in another process (``worker=None``), ``pipeline`` is told after each
+    commit and ``intake_waiting`` is raised while batches wait for their commit.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        journal: Journal,
+        worker: Worker | None,
+        pipeline: Callable[[], None] = lambda: None,
+        intake_waiting: Synchronized[int] | None = None,
+    ) -> None:
         self.engine = engine
         self.journal = journal
         self.worker = worker
+        self.pipeline = pipeline
+        self.intake_waiting = intake_waiting
         self._jobs: queue.SimpleQueue[tuple[Sequence[NewMessage], Done]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -45,6 +61,8 @@ class Writer:
     def submit(self, rows: Sequence[NewMessage], done: Done) -> None:
         """Queue rows for the journal; ``done`` is called (in this thread) with the results."""
         self._jobs.put((rows, done))
+        if self.intake_waiting is not None:
+            self.intake_waiting.value = 1
         self._wake.set()
 
     def notify(self) -> None:
@@ -59,7 +77,7 @@ class Writer:
         """Commit what intake queued, finish journaled work (up to ``drain_seconds``), stop."""
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline and (
-            not self._jobs.empty() or self.worker.has_due_work()
+            not self._jobs.empty() or (self.worker is not None and self.worker.has_due_work())
         ):
             self._wake.set()
             time.sleep(0.02)
@@ -72,20 +90,23 @@ class Writer:
     def _run(self) -> None:
         while not self._stopping.is_set() or not self._jobs.empty():
             self._commit_intake()
-            try:
-                done = self.worker.run_once(interrupt=self._intake_waiting)
-            except SQLAlchemyError as exc:
-                log.error("pipeline_database_error", error=type(exc).__name__)
-                done = 0
-                self._stopping.wait(1.0)
-            except Exception:  # the writer must outlive any bug, or every sender would hang
-                log.exception("writer_internal_error")
-                done = 0
-                self._stopping.wait(1.0)
+            done = self._pipeline_slice()
             if done == 0 and self._jobs.empty():
                 # Retries fall due by time alone: poll now and then even when nothing arrives.
                 self._wake.wait(0.5)
                 self._wake.clear()
+
+    def _pipeline_slice(self) -> int:
+        if self.worker is None:
+            return 0
+        try:
+            return self.worker.run_once(interrupt=self._intake_waiting)
+        except SQLAlchemyError as exc:
+            log.error("pipeline_database_error", error=type(exc).__name__)
+        except Exception:  # the writer must outlive any bug, or every sender would hang
+            log.exception("writer_internal_error")
+        self._stopping.wait(1.0)
+        return 0
 
     def _intake_waiting(self) -> bool:
         return not self._jobs.empty()
@@ -109,6 +130,9 @@ class Writer:
             self._close()
             failure = StoreUnavailable("the journal could not store the message; send it again")
             results = [failure] * len(rows)
+        if self.intake_waiting is not None and self._jobs.empty():
+            self.intake_waiting.value = 0
+        self.pipeline()
         start = 0
         for batch, done in jobs:
             done(results[start : start + len(batch)])

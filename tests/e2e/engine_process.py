@@ -76,6 +76,28 @@ class EngineProcess:
         self.proc.kill()
         self.proc.wait()
 
+    def children(self) -> list[int]:
+        """Processes the engine started (its pipeline process), from /proc."""
+        assert self.proc is not None
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    @staticmethod
+    def gone(pids: list[int], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(_running(pid) for pid in pids):
+                return True
+            time.sleep(0.05)
+        return False
+
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
@@ -103,3 +125,12 @@ class EngineProcess:
                 return
             time.sleep(0.1)
         raise AssertionError("the pipeline did not finish in time")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container may have no init to reap orphans)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

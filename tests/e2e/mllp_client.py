@@ -28,7 +28,7 @@ class Sender(threading.Thread):
                     if sock is None:
                         sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
                     sock.sendall(frame(oru(n, results=RESULTS)))
-                    if b"MSA|AA|" not in _read_ack(sock):
+                    if b"MSA|AA|" not in read_ack(sock):
                         raise ConnectionError("not acknowledged")
                     with self.lock:
                         self.acked.add(n)
@@ -43,11 +43,12 @@ class Sender(threading.Thread):
             sock.close()
 
 
-def _read_ack(sock: socket.socket) -> bytes:
+def read_ack(sock: socket.socket) -> bytes:
+    """Bytes up to the end of the next MLLP frame, or what came before the peer closed."""
     buf = b""
     while END_BLOCK not in buf:
-        chunk = sock.recv(4096)
+        chunk = sock.recv(65536)
         if not chunk:
-            raise ConnectionError("closed")
+            break
         buf += chunk
     return buf

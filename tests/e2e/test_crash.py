@@ -19,12 +19,14 @@ KILL_AFTER = 1500
 pytestmark = pytest.mark.slow
 
 
-def test_sigkill_mid_stream_loses_no_acked_message_and_applies_each_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pipeline", ["thread", "process"])
+def test_sigkill_mid_stream_loses_no_acked_message_and_applies_each_once(
+    tmp_path: Path, pipeline: str
+) -> None:
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'engine.db'}"
-    engine = EngineProcess(
-        write_channels(tmp_path, port, db_url, log_level="warning"), port, db_url, tmp_path / "log"
-    )
+    channels = write_channels(tmp_path, port, db_url, log_level="warning", pipeline=pipeline)
+    engine = EngineProcess(channels, port, db_url, tmp_path / "log")
     engine.start()
     acked: set[int] = set()
     lock = threading.Lock()
@@ -36,7 +38,10 @@ def test_sigkill_mid_stream_loses_no_acked_message_and_applies_each_once(tmp_pat
     deadline = time.monotonic() + 120
     while len(acked) < KILL_AFTER and time.monotonic() < deadline:
         time.sleep(0.005)
+    children = engine.children()  # the pipeline process (and multiprocessing's tracker)
+    assert bool(children) == (pipeline == "process")
     engine.kill()
+    assert engine.gone(children), "the pipeline process outlived its killed parent"
     with lock:
         acked_before_kill = set(acked)
     assert KILL_AFTER <= len(acked_before_kill) < TOTAL, "the kill must happen mid-stream"

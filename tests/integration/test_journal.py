@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,12 +13,10 @@ import engine.routes.worker as worker_module
 from engine.adapters.base import Delivery
 from engine.channels.loader import load_channels
 from engine.channels.models import Backoff, ChannelConfig, ErrorPolicy
-from engine.db import make_engine
 from engine.errors import StoreUnavailable
 from engine.journal import queries
 from engine.journal.journal import Journal, NewMessage
 from engine.journal.models import State, events, messages
-from engine.migrate import upgrade
 from engine.routes.intake import Intake
 from engine.routes.pipeline import Pipeline
 from engine.routes.worker import Worker, backoff_delay
@@ -45,14 +42,6 @@ def oru(control_id: str, patient: str = "000003", glucose: str = "182") -> bytes
 def as_utc(value: datetime) -> datetime:
     """SQLite gives the journal's datetimes back naive; they are UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'journal.db'}", durability="normal")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from engine.adapters.mllp_framing import END_BLOCK, START_BLOCK, frame
 from engine.channels.loader import parse_channels
 from engine.runtime import Engine
 from tests.e2e.engine_process import free_port
+from tests.e2e.mllp_client import read_ack
 
 CHANNELS = """
 engine:
@@ -83,16 +84,6 @@ def running(tmp_path: Path) -> Iterator[RunningEngine]:
     eng = RunningEngine(tmp_path)
     yield eng
     eng.stop()
-
-
-def read_ack(sock: socket.socket) -> bytes:
-    buf = b""
-    while END_BLOCK not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
 
 
 def msa(ack: bytes) -> list[str]:

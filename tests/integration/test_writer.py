@@ -4,7 +4,6 @@ failed journal commit answers every waiting sender with a transient error (never
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
 from engine.channels.loader import load_channels
-from engine.db import make_engine
 from engine.errors import StoreUnavailable
 from engine.journal.journal import Appended, Journal
 from engine.journal.models import State, messages
-from engine.migrate import upgrade
 from engine.routes.intake import Intake
 from engine.routes.worker import MIN_SLICE, Worker
 from engine.routes.writer import Result, Writer
@@ -25,14 +22,6 @@ from tests.e2e.hl7_messages import oru
 
 REPO = Path(__file__).resolve().parents[2]
 CHANNEL = load_channels(REPO / "channels.yaml").channels[0]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}", durability="normal")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def journal_rows(db: Engine, n: int) -> None:

@@ -1,0 +1,21 @@
+"""Fixtures of the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from engine.db import make_engine
+from engine.migrate import upgrade
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database (journal and record store) in a temporary directory."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'engine.db'}", durability="normal")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
