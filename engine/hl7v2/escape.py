@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from engine.hl7v2.separators import Separators
 
 
 def escape(text: str, seps: Separators) -> str:
     """Escape delimiter characters so that ``text`` is safe inside one component."""
-    return text.translate(_escape_table(seps))
+    key = (seps.field, seps.component, seps.repetition, seps.escape, seps.subcomponent)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = _escape_table(seps)
+    return text.translate(table)
 
 
-@lru_cache(maxsize=32)
+#: Translation tables by delimiters (a tuple of str: hashed and compared in C, on the ACK path).
+_TABLES: dict[tuple[str, str, str, str, str], dict[int, str]] = {}
+
+
 def _escape_table(seps: Separators) -> dict[int, str]:
     e = seps.escape
     return {

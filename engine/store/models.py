@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -74,7 +75,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         return _sqlite_result
 
 
+@lru_cache(maxsize=4096)
 def _sqlite_bind(value: datetime | None) -> str | None:
+    # Cached: the rows of one message share their times (created_at, most observation times).
+    # Equal aware datetimes are the same instant, so they share one UTC text.
     if value is None:
         return None
     if value.tzinfo is None:
