@@ -1,10 +1,11 @@
-"""Diagnostic: the engine's MLLP intake with the pipeline worker switched off.
+"""Diagnostic: the engine's MLLP intake with the pipeline switched off.
 
 Runs the real engine (same temporary channels file as mllp_ingest.py) in a subprocess where
-``Worker.start`` is a no-op, so that nothing competes with intake for the SQLite write lock or
-the GIL; then drives it at 1 and 16 synchronous connections. Comparing with mllp_ingest.py's
-figures separates the cost of intake itself from the cost of sharing the database with the
-worker. Output: JSON on stdout. Not a target measurement.
+``Worker.run_once`` does nothing (messages stay ``received``), so that nothing competes with
+intake for the SQLite write lock or the GIL; then drives it at 1 and 16 synchronous
+connections. Comparing with mllp_ingest.py's figures separates the cost of intake itself from
+the cost of sharing the database with the pipeline. Output: JSON on stdout. Not a target
+measurement.
 
 ``python bench/intake_only.py [--messages 5000] [--durability full|normal]``
 """
@@ -31,10 +32,10 @@ def serve(config: str) -> None:
     from engine.cli.main import app
     from engine.routes.worker import Worker
 
-    def no_worker(self: Worker) -> None:
-        return None
+    def no_pipeline(self: Worker, *args: object, **kwargs: object) -> int:
+        return 0
 
-    Worker.start = no_worker  # type: ignore[method-assign]
+    setattr(Worker, "run_once", no_pipeline)  # noqa: B010 (monkeypatch for the diagnostic)
     app(["run", "--config", config])
 
 
@@ -57,7 +58,10 @@ def main() -> None:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    out: dict[str, object] = {"worker": "off", "durability": args.durability or "as configured"}
+    out: dict[str, object] = {
+        "pipeline": "off (Worker.run_once patched to do nothing)",
+        "durability": args.durability or "as configured",
+    }
     try:
         mi.wait_listening(port, proc)
         batches = mi.Batches(args.messages, next_start=700_000_000)

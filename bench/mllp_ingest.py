@@ -583,6 +583,21 @@ def profile_run(args: argparse.Namespace, results: Path, stamp: str) -> dict[str
 # -- report -------------------------------------------------------------------------------------
 
 
+def source_state() -> dict[str, Any]:
+    """The engine code measured: the engine runs from the working tree (editable install)."""
+
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "engine").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "engine_files_modified": dirty}
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -633,6 +648,7 @@ def main() -> None:
         "benchmark": "mllp_ingest",
         "started_at": stamp,
         "machine": machine(),
+        "source": source_state(),
         "note": (
             "client processes, the server under test and the SQLite writer share the same "
             f"{os.cpu_count()} cores: every figure includes that contention"

@@ -35,12 +35,17 @@ def build_pipeline(channel: ChannelConfig) -> Pipeline:
     return Pipeline(channel, destinations)
 
 
+def build_worker(config: ChannelsFile, db: DbEngine) -> Worker:
+    """The pipeline worker of every enabled channel."""
+    channels = [c for c in config.channels if c.enabled]
+    return Worker(db, Journal(db), {c.name: build_pipeline(c) for c in channels})
+
+
 @dataclass
 class Engine:
     config: ChannelsFile
     db: DbEngine = field(init=False)
     journal: Journal = field(init=False)
-    worker: Worker = field(init=False)
     writer: Writer = field(init=False)
     committer: GroupCommitter = field(init=False)
     servers: list[MllpServer] = field(default_factory=list)
@@ -51,9 +56,6 @@ class Engine:
         self.db = make_engine(url, durability=settings.durability)
         upgrade(self.db)
         self.journal = Journal(self.db)
-        channels = [c for c in self.config.channels if c.enabled]
-        pipelines = {c.name: build_pipeline(c) for c in channels}
-        self.worker = Worker(self.db, self.journal, pipelines)
         self.process: PipelineProcess | None = None
         if settings.pipeline == "process":
             self.process = PipelineProcess(self.config, url)
@@ -61,7 +63,7 @@ class Engine:
                 self.db, self.journal, None, self.process.notify, self.process.intake_waiting
             )
         else:
-            self.writer = Writer(self.db, self.journal, self.worker)
+            self.writer = Writer(self.db, self.journal, build_worker(self.config, self.db))
         self.committer = GroupCommitter(self.writer)
 
     async def start(self) -> None:

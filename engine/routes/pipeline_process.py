@@ -87,9 +87,7 @@ def run(
 
     from engine import logs
     from engine.db import make_engine
-    from engine.journal.journal import Journal
-    from engine.routes.worker import Worker
-    from engine.runtime import build_pipeline
+    from engine.runtime import build_worker
 
     # Ctrl-C reaches the whole process group: the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -97,8 +95,7 @@ def run(
     config = ChannelsFile.model_validate_json(config_json)
     logs.configure(config.engine.log_level, config.engine.log_patient_data)
     db = make_engine(url, durability=config.engine.durability)
-    channels = [c for c in config.channels if c.enabled]
-    worker = Worker(db, Journal(db), {c.name: build_pipeline(c) for c in channels})
+    worker = build_worker(config, db)
 
     def interrupt() -> bool:
         return bool(intake_waiting.value)
