@@ -13,9 +13,9 @@ from engine.adapters.mllp_framing import frame
 from engine.cli.send import split_file
 from tests.e2e.engine_process import EngineProcess, free_port, write_channels
 from tests.e2e.mllp_client import Sender
+from tests.sample_files import SAMPLES
 
 pytestmark = pytest.mark.postgres
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "hl7v2"
 
 
 @pytest.fixture

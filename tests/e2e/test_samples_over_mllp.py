@@ -13,8 +13,8 @@ import pytest
 from hl7.client import read_loose
 
 from tests.e2e.engine_process import EngineProcess
+from tests.sample_files import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "hl7v2"
 MLLP_SEND = Path(sys.executable).with_name("mllp_send")
 FILES = sorted(SAMPLES.glob("*/*.hl7"))
 ACK = re.compile(rb"MSA\|(?P<code>[A-Z]{2})\|[^\r\x1c]*")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -20,8 +19,8 @@ from engine.adapters.record_store import (
 from engine.errors import TransformError
 from engine.hl7v2.reader import Message
 from engine.transforms.map_hl7 import map_message
+from tests.sample_files import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "hl7v2"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from engine.errors import EncodingError
@@ -15,8 +13,7 @@ from engine.hl7v2.charset import (
     encode_ack,
     header_charset,
 )
-
-SAMPLES = Path(__file__).parents[2].parent / "shared" / "samples" / "hl7v2"
+from tests.sample_files import SAMPLES
 
 
 def message(charset: str, name: str = "DUPRÉ^Élodie") -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,7 @@ from engine.transforms.map_hl7 import (
     map_message,
 )
 from engine.transforms.patient_key import patient_key
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "hl7v2"
+from tests.sample_files import SAMPLES
 
 
 def sample(relative: str) -> Message:

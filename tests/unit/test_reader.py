@@ -22,8 +22,8 @@ from engine.hl7v2.charset import decode
 from engine.hl7v2.escape import escape, unescape
 from engine.hl7v2.reader import Message, Segment
 from engine.hl7v2.separators import DEFAULT, Separators
+from tests.sample_files import SAMPLES
 
-SAMPLES = Path(__file__).parents[2].parent / "shared" / "samples" / "hl7v2"
 if not SAMPLES.is_dir():
     pytest.skip(f"shared HL7 v2 samples not found at {SAMPLES}", allow_module_level=True)
 
