@@ -99,7 +99,11 @@ def send(
     """Send HL7 files over MLLP and print each ACK code."""
     from engine.cli.send import send_files
 
-    failures = send_files(files, host, port, timeout)
+    try:
+        failures = send_files(files, host, port, timeout)
+    except OSError as exc:
+        err_console.print(f"cannot send to {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
     raise typer.Exit(1 if failures else 0)
 
 
