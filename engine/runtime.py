@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
@@ -35,10 +37,13 @@ def build_pipeline(channel: ChannelConfig) -> Pipeline:
     return Pipeline(channel, destinations)
 
 
-def build_worker(config: ChannelsFile, db: DbEngine) -> Worker:
+def build_worker(
+    config: ChannelsFile, db: DbEngine, write_lock: AbstractContextManager[Any] | None = None
+) -> Worker:
     """The pipeline worker of every enabled channel."""
     channels = [c for c in config.channels if c.enabled]
-    return Worker(db, Journal(db), {c.name: build_pipeline(c) for c in channels})
+    pipelines = {c.name: build_pipeline(c) for c in channels}
+    return Worker(db, Journal(db), pipelines, write_lock=write_lock)
 
 
 @dataclass
@@ -60,7 +65,12 @@ class Engine:
         if settings.pipeline == "process":
             self.process = PipelineProcess(self.config, url)
             self.writer = Writer(
-                self.db, self.journal, None, self.process.notify, self.process.intake_waiting
+                self.db,
+                self.journal,
+                None,
+                self.process.notify,
+                self.process.intake_waiting,
+                self.process.write_lock,
             )
         else:
             self.writer = Writer(self.db, self.journal, build_worker(self.config, self.db))

@@ -35,6 +35,9 @@ class PipelineProcess:
         self.stopping = _CONTEXT.Event()
         #: Set by intake while it waits to commit: the pipeline then ends its slice early.
         self.intake_waiting: Synchronized[int] = _CONTEXT.Value("i", 0)
+        #: Taken around every write transaction by both processes: SQLite has one writer, and
+        #: its busy handler sleeps (1, 2, 5... ms) where a lock hands over at once.
+        self.write_lock = _CONTEXT.Lock()
         self.process: Any = None
 
     def start(self) -> None:
@@ -46,6 +49,7 @@ class PipelineProcess:
                 self.wake,
                 self.stopping,
                 self.intake_waiting,
+                self.write_lock,
                 os.getpid(),
             ),
             name="aiguillage-pipeline",
@@ -79,6 +83,7 @@ def run(
     wake: Any,
     stopping: Any,
     intake_waiting: Synchronized[int],
+    write_lock: Any,
     parent: int,
     drain_seconds: float = 10.0,
 ) -> None:
@@ -95,7 +100,7 @@ def run(
     config = ChannelsFile.model_validate_json(config_json)
     logs.configure(config.engine.log_level, config.engine.log_patient_data)
     db = make_engine(url, durability=config.engine.durability)
-    worker = build_worker(config, db)
+    worker = build_worker(config, db, write_lock)
 
     def interrupt() -> bool:
         return bool(intake_waiting.value)

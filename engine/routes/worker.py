@@ -11,7 +11,9 @@ applied and still ``received`` (contracts 1-3). One worker per engine keeps per-
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -43,15 +45,18 @@ class Worker:
         journal: Journal,
         pipelines: dict[str, Pipeline],
         batch_size: int = 64,
+        write_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.engine = engine
         self.journal = journal
         self.pipelines = pipelines
         self.batch_size = batch_size
+        #: Held around each transaction when another process writes to the same SQLite file.
+        self.write_lock = write_lock or nullcontext()
         self.processed = 0
 
     def has_due_work(self) -> bool:
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             return bool(self.journal.claim(conn, utcnow(), 1, self.pipelines))
 
     # -- one batch ------------------------------------------------------------------------
@@ -64,7 +69,7 @@ class Worker:
         it to commit waiting intake, whose senders wait for their ACK.
         """
         handled = 0
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             now = utcnow()
             batch = self.journal.claim(conn, now, self.batch_size, self.pipelines)
             if not batch:

@@ -14,7 +14,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.sharedctypes import Synchronized
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -45,12 +47,14 @@ class Writer:
         worker: Worker | None,
         pipeline: Callable[[], None] = lambda: None,
         intake_waiting: Synchronized[int] | None = None,
+        write_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.engine = engine
         self.journal = journal
         self.worker = worker
         self.pipeline = pipeline
         self.intake_waiting = intake_waiting
+        self.write_lock = write_lock or nullcontext()
         self._jobs: queue.SimpleQueue[tuple[Sequence[NewMessage], Done]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -123,7 +127,8 @@ class Writer:
         rows = [row for batch, _ in jobs for row in batch]
         results: list[Result]
         try:
-            results = list(self.journal.append(self._connection(), rows))
+            with self.write_lock:
+                results = list(self.journal.append(self._connection(), rows))
             self.commits += 1
         except Exception as exc:  # no ACK without a commit; a NAK for any failure
             log.error("journal_commit_failed", error=type(exc).__name__, batch=len(rows))
