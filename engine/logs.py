@@ -44,3 +44,13 @@ def configure(level: str = "info", patient_data: bool = False) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )
+
+
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """An unexpected exception as log fields: its class and where it was raised, not its
+    message, which may quote the data being processed (contract 8)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
+    return {"error": type(exc).__name__, "where": where}

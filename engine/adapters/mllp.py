@@ -98,6 +98,7 @@ class MllpConnection(asyncio.Protocol):
         self.junk_bytes = 0
         self._paused = False
         self._closing = False
+        self._closing_after_nak = False
         self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -146,15 +147,25 @@ class MllpConnection(asyncio.Protocol):
 
     def _answer(self, prepared: Prepared, result: Result, close_after: bool) -> None:
         self.outstanding -= 1
-        if isinstance(result, EngineError):
-            ack = self.server.intake.ack(prepared, None, result)
-        else:
-            ack = self.server.intake.ack(prepared, result, None)
-            _log_outcome(self.server.intake.channel, prepared, result.id, result.duplicate)
+        try:
+            if isinstance(result, EngineError):
+                ack = self.server.intake.ack(prepared, None, result)
+            else:
+                ack = self.server.intake.ack(prepared, result, None)
+                _log_outcome(self.server.intake.channel, prepared, result.id, result.duplicate)
+            framed = frame(ack) if ack is not None else None
+        except Exception as exc:  # never leave a sender waiting in silence
+            log.error("mllp_ack_failed", peer=self.peer, error=type(exc).__name__)
+            self.close("ack_failed")
+            return
         if self.transport is not None and not self.transport.is_closing():
-            if ack is not None:
-                self.transport.write(frame(ack))
-            if self._paused and self.outstanding < MAX_OUTSTANDING // 2:
+            if framed is not None:
+                self.transport.write(framed)
+            if (
+                self._paused
+                and not self._closing_after_nak
+                and self.outstanding < MAX_OUTSTANDING // 2
+            ):
                 self._paused = False
                 self.transport.resume_reading()
         if close_after:
@@ -163,8 +174,10 @@ class MllpConnection(asyncio.Protocol):
     def _reject_oversized(self, exc: FrameTooLarge) -> None:
         """Journal the head of the frame as a dead letter, NAK it, and close the connection."""
         prepared = self.server.intake.prepare_rejected(exc.head, self.peer, exc)
-        if self.transport is not None:
+        if self.transport is not None and not self._paused:
+            self._paused = True
             self.transport.pause_reading()
+        self._closing_after_nak = True
         self._journal(prepared, close_after=True)
 
     def _touch(self) -> None:

@@ -101,7 +101,10 @@ def replay(
     skipped = sorted(set(targets) - set(done))
     console.print(f"requeued {len(done)} message(s): {done}")
     if skipped:
-        console.print(f"skipped {len(skipped)} not dead-lettered: {skipped}")
+        console.print(
+            f"skipped {len(skipped)} (not dead letters, or oversized messages kept only in "
+            f"part, which cannot be replayed): {skipped}"
+        )
 
 
 @app.command()

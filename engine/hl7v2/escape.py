@@ -26,8 +26,10 @@ def _escape_table(seps: Separators) -> dict[int, str]:
         ord(seps.component): f"{e}S{e}",
         ord(seps.subcomponent): f"{e}T{e}",
         ord(seps.repetition): f"{e}R{e}",
-        ord("\r"): f"{e}X0D{e}",
-        ord("\n"): f"{e}X0A{e}",
+        # Every control character (CR, LF, and MLLP's 0x0B and 0x1C among them) as hex: an
+        # unescaped value echoed into an ACK must never break its segments or its framing.
+        **{c: f"{e}X{c:02X}{e}" for c in range(0x20)},
+        0x7F: f"{e}X7F{e}",
     }
 
 

@@ -16,14 +16,19 @@ from engine.errors import ParseError
 from engine.hl7v2.escape import unescape
 from engine.hl7v2.separators import Separators
 
-_SEGMENT_BREAK = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _PATH = re.compile(r"([A-Z][A-Z0-9]{2})-(\d+)(?:\[(\d+)\])?(?:\.(\d+))?(?:\.(\d+))?\Z")
 
 
 def split_segments(text: str) -> list[str]:
-    """Split on CR, LF or CRLF and drop blank lines."""
-    return [s for s in _SEGMENT_BREAK.split(text) if s.strip()]
+    """Split on CR, LF or CRLF and drop blank lines.
+
+    A message that uses CR (alone or in CRLF) breaks only there: a bare LF inside it is data
+    (a line break in a text value), not a segment break.
+    """
+    if "\r" in text:
+        return [s.lstrip("\n") for s in text.split("\r") if s.strip()]
+    return [s for s in text.split("\n") if s.strip()]
 
 
 class Segment:
@@ -105,11 +110,12 @@ class Message:
             raise ParseError(f"expected an MSH segment, found {start[:3]!r}")
         self.text = start
         self._segments = [Segment(s, self.separators) for s in split_segments(start)]
-        for seg in self._segments:
+        for number, seg in enumerate(self._segments, 1):
             if not _SEGMENT_ID.match(seg.name) or (
                 len(seg.text) > 3 and seg.text[3] != self.separators.field
             ):
-                raise ParseError(f"malformed segment {seg.text[:12]!r}")
+                # Name the position only: the text may be patient data (it reaches the NAK).
+                raise ParseError(f"segment {number} does not start with a segment name")
 
     @property
     def segments(self) -> list[Segment]:

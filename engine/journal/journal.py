@@ -53,6 +53,15 @@ def utcnow() -> datetime:
 DedupKey = tuple[str, str | None, str | None, str, str]
 
 
+def content_digest(raw: bytes) -> str:
+    """SHA-256 of a message with its MSH-7 (date/time of message) blanked."""
+    end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
+    fields = raw[:end].split(raw[3:4] or b"|")
+    if len(fields) > 6:
+        fields[6] = b""  # MSH-7: fields[0] is "MSH", fields[1] MSH-2
+    return hashlib.sha256((raw[3:4] or b"|").join(fields) + raw[end:]).hexdigest()
+
+
 @dataclass(slots=True)
 class NewMessage:
     """A message as intake hands it to the journal."""
@@ -75,15 +84,28 @@ class NewMessage:
     error_reason: str | None = None
 
     def dedup_key(self) -> DedupKey | None:
-        """Sender, MSH-10 and content: a resend repeats all of them.
+        """Channel, sender, MSH-10 (contract 3) and a digest of the content but MSH-7.
 
-        A different message reusing a control id is not a resend, so it is journaled and
-        processed, never answered from the earlier message's outcome.
+        A resend repeats the first four (senders often stamp a new MSH-7 when they resend);
+        a different content under the same four is a control id reused, not a resend.
         """
         if not self.control_id:
             return None
-        digest = hashlib.sha256(self.raw).hexdigest()
+        digest = content_digest(self.raw)
         return (self.channel, self.sender_app, self.sender_facility, self.control_id, digest)
+
+    def reject_reused_control_id(self, original: int | None) -> None:
+        """Keep this message as a dead letter: its sender reused a control id."""
+        self.state = State.DEAD_LETTERED
+        self.ack_code = "AR"
+        self.error_stage = "intake"
+        self.error_code = "control_id_reused"
+        self.error_class = "ControlIdReused"
+        self.error_reason = (
+            f"MSH-10 {self.control_id!r} was already used by this sender "
+            f"(message {original if original is not None else 'in the same batch'}) for a "
+            "different content; kept as a dead letter for review"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +146,8 @@ class Journal:
         """Store a batch in one transaction (group commit); resent messages are not stored again.
 
         A message whose sender and MSH-10 are already journaled for the channel is a resend: it
-        gets the original's id and ACK code back (contract 3).
+        gets the original's id and ACK code back (contract 3). If its content (but MSH-7)
+        differs, the control id was reused: the message is kept as a dead letter and refused.
         """
         now = utcnow()
         keys = [m.dedup_key() for m in batch]
@@ -133,14 +156,20 @@ class Journal:
         fresh: list[tuple[int, NewMessage]] = []
         fresh_keys: list[DedupKey | None] = []
         in_batch: dict[DedupKey, int] = {}
+        senders: dict[tuple[str, str | None, str | None, str], int | None] = {
+            k[:4]: a.id for k, a in known.items()
+        }
         for i, (msg, key) in enumerate(zip(batch, keys, strict=True)):
             if key is not None and key in known:
                 results[i] = known[key]
             elif key is not None and key in in_batch:
                 results[i] = Appended(-1 - in_batch[key], True, msg.ack_code)
             else:
-                if key is not None:
+                if key is not None and key[:4] in senders:
+                    msg.reject_reused_control_id(senders[key[:4]])
+                elif key is not None:
                     in_batch[key] = len(fresh)
+                    senders[key[:4]] = None
                 fresh.append((i, msg))
                 fresh_keys.append(key)
         if fresh:

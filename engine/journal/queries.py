@@ -12,6 +12,9 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 from engine.journal.journal import utcnow
 from engine.journal.models import PENDING_STATES, State, events, messages
 
+#: Dead letters kept only in part (their head), which replay must refuse.
+NOT_REPLAYABLE = "message_too_large"
+
 #: Columns shown in listings (never the raw bytes).
 SUMMARY = (
     messages.c.id,
@@ -111,13 +114,16 @@ def replay(
     conn: Connection, ids: Sequence[int], actor: str, now: datetime | None = None
 ) -> list[int]:
     """Put dead letters back in the pipeline. Messages no longer dead-lettered are skipped, so
-    replaying twice applies once. Returns the ids actually requeued."""
+    replaying twice applies once; so are truncated oversized messages. Returns the ids
+    actually requeued."""
     now = now or utcnow()
     requeued = [
         r[0]
         for r in conn.execute(
             update(messages)
             .where(messages.c.id.in_(list(ids)), messages.c.state == State.DEAD_LETTERED)
+            # An oversized message was kept truncated: replaying it would apply half a message.
+            .where(or_(messages.c.error_code.is_(None), messages.c.error_code != NOT_REPLAYABLE))
             .values(state=State.RECEIVED, updated_at=now, next_attempt_at=None, attempts=0)
             .returning(messages.c.id)
         )

@@ -15,8 +15,15 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.adapters.base import Delivery, Destination
+from engine.channels.conditions import type_matches
 from engine.channels.models import ChannelConfig, FilterStep, Route, ValidateStep
-from engine.errors import EncodingError, EngineError, StoreUnavailable, TransformError
+from engine.errors import (
+    EncodingError,
+    EngineError,
+    StoreUnavailable,
+    TransformError,
+    UnsupportedMessageType,
+)
 from engine.hl7v2.reader import Message
 from engine.journal.journal import Pending
 from engine.journal.models import State
@@ -49,6 +56,11 @@ class Pipeline:
     def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
         with stage("parse"):
             msg = _parse(pending)
+        kind = f"{msg.message_type}^{msg.trigger}"
+        if not type_matches(kind, self.config.accept):  # a replayed intake dead letter
+            raise StageError(
+                "accept", UnsupportedMessageType(f"channel {self.name!r} does not accept {kind}")
+            )
         for step in self.steps:
             if isinstance(step, ValidateStep):
                 with stage("validate"):

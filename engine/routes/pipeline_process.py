@@ -114,8 +114,8 @@ def run(
                     break
             try:
                 done = worker.run_once(interrupt=interrupt)
-            except Exception:  # keep going: a bug must not stop the pipeline for every message
-                log.exception("pipeline_error")
+            except Exception as exc:  # keep going: a bug must not stop the pipeline
+                log.error("pipeline_error", **logs.error_fields(exc))
                 done = 0
                 time.sleep(1.0)
             if done == 0 and not stopping.is_set():

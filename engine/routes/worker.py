@@ -23,6 +23,7 @@ from engine.errors import TransformError
 from engine.fastsql import raw
 from engine.journal.journal import Journal, Pending, utcnow
 from engine.journal.models import State
+from engine.logs import error_fields
 from engine.routes.pipeline import Pipeline, StageError
 
 log = structlog.get_logger("engine.worker")
@@ -109,8 +110,9 @@ class Worker:
             return False
         except Exception as exc:  # a bug must not stop the engine: dead-letter the message
             _rollback_to_savepoint(conn)
-            error = TransformError(f"internal error {type(exc).__name__}: {exc}")
-            log.exception("pipeline_internal_error", message_id=pending.id)
+            where = error_fields(exc)["where"]
+            error = TransformError(f"internal error {type(exc).__name__} at {where}: {exc}")
+            log.error("pipeline_internal_error", message_id=pending.id, **error_fields(exc))
             self._failed(conn, pipeline, pending, now, StageError("pipeline", error))
             return False
         if outcome.state is State.DELIVERED:

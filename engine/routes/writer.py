@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StoreUnavailable
 from engine.journal.journal import Appended, Journal, NewMessage
+from engine.logs import error_fields
 from engine.routes.worker import Worker
 
 log = structlog.get_logger("engine.writer")
@@ -107,8 +108,8 @@ class Writer:
             return self.worker.run_once(interrupt=self._intake_waiting)
         except SQLAlchemyError as exc:
             log.error("pipeline_database_error", error=type(exc).__name__)
-        except Exception:  # the writer must outlive any bug, or every sender would hang
-            log.exception("writer_internal_error")
+        except Exception as exc:  # the writer must outlive any bug, or every sender would hang
+            log.error("writer_internal_error", **error_fields(exc))
         self._stopping.wait(1.0)
         return 0
 
@@ -137,11 +138,17 @@ class Writer:
             results = [failure] * len(rows)
         if self.intake_waiting is not None and self._jobs.empty():
             self.intake_waiting.value = 0
-        self.pipeline()
         start = 0
         for batch, done in jobs:
-            done(results[start : start + len(batch)])
+            try:
+                done(results[start : start + len(batch)])
+            except Exception as exc:  # one waiter's failure must not stop the writer
+                log.error("intake_answer_failed", error=type(exc).__name__)
             start += len(batch)
+        try:
+            self.pipeline()
+        except Exception as exc:
+            log.error("pipeline_notify_failed", error=type(exc).__name__)
 
     def _connection(self) -> Connection:
         if self._conn is None:

@@ -15,8 +15,8 @@ from engine.hl7v2.reader import split_segments
 def validate_structure(text: str, profile: str) -> None:
     """Raise :class:`ValidationError` unless hl7apy accepts the message's structure.
 
-    ``hl7apy_tolerant`` checks that the segments group into the message structure of its
-    version; ``hl7apy_strict`` also applies every HL7 rule (cardinality, datatypes, tables).
+    ``hl7apy_tolerant`` checks the message structure of its version (required segments and
+    groups); ``hl7apy_strict`` also checks datatypes and field values as it parses.
     """
     # hl7apy only splits on CR and silently drops the rest of an LF-separated message.
     normalised = "\r".join(split_segments(text))
@@ -24,8 +24,7 @@ def validate_structure(text: str, profile: str) -> None:
     level = VALIDATION_LEVEL.STRICT if strict else VALIDATION_LEVEL.TOLERANT
     try:
         msg: Any = parse_message(normalised, validation_level=level, find_groups=True)
-        if strict:
-            msg.validate()
+        msg.validate()
     except HL7apyException as exc:
         raise ValidationError(f"hl7apy: {exc}") from exc
     except (ValueError, KeyError, IndexError, AttributeError) as exc:
