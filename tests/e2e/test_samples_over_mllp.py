@@ -4,6 +4,7 @@ answer from the running engine, which stays up; what it refuses is kept as a dea
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -37,7 +38,8 @@ def test_every_sample_file_gets_an_answer_and_refusals_are_dead_letters(
     engine_proc: EngineProcess,
 ) -> None:
     sent = 0
-    refused = 0
+    accepted = 0
+    refused: set[str] = set()  # MSA-2 of every NAK
     for path in FILES:
         expected = len(list(read_loose(io.BytesIO(path.read_bytes()))))
         acks = send(engine_proc.port, path)
@@ -45,25 +47,49 @@ def test_every_sample_file_gets_an_answer_and_refusals_are_dead_letters(
         for msa in acks:
             code = msa[4:6]
             assert code in (b"AA", b"CA", b"AE", b"AR", b"CE", b"CR"), msa
-            if code not in (b"AA", b"CA"):
-                refused += 1
-                reason = msa.split(b"|")[3] if msa.count(b"|") >= 3 else b""
+            fields = msa.decode("latin-1").split("|")
+            if code in (b"AA", b"CA"):
+                accepted += 1
+            else:
+                refused.add(fields[2])
+                reason = fields[3] if len(fields) > 3 else ""
                 assert reason.strip(), f"{path.name}: NAK without a reason: {msa!r}"
         sent += expected
         assert engine_proc.alive(), f"engine died after {path.name}"
     engine_proc.wait_idle()
     journaled = engine_proc.scalar("SELECT count(*) FROM journal_messages")
-    intake_dead = engine_proc.scalar(
-        "SELECT count(*) FROM journal_messages "
-        "WHERE state = 'dead_lettered' AND error_stage = 'intake'"
+    dead_at_intake = {
+        cid or ""
+        for cid in engine_proc.column(
+            "SELECT control_id FROM journal_messages "
+            "WHERE state = 'dead_lettered' AND error_stage = 'intake'"
+        )
+    }
+    # Every NAK names a message kept as a dead letter (resends get the same NAK, not a row).
+    assert refused and refused == dead_at_intake
+    assert journaled <= sent  # resent messages (same sender and MSH-10) are journaled once
+    ended = engine_proc.scalar(
+        "SELECT count(*) FROM journal_messages WHERE state IN ('delivered', 'dead_lettered')"
     )
-    assert refused > 0 and intake_dead == refused
-    assert journaled <= sent  # resent control ids (same sender) are journaled once
-    delivered = engine_proc.scalar(
-        "SELECT count(*) FROM journal_messages WHERE state = 'delivered'"
-    )
-    assert delivered > 0
+    assert ended == journaled  # every journaled message reached an end state
+    assert engine_proc.scalar("SELECT count(*) FROM journal_messages WHERE state = 'delivered'")
+    assert accepted > 0
     assert engine_proc.terminate() == 0
+    assert_logs_hold_no_patient_data(engine_proc.log.read_text(encoding="utf-8"))
+
+
+#: Names and identifiers that appear in the sample messages (PID-3, PID-5, OBX-5 texts).
+PATIENT_DATA = ("PAT-TROIS", "279035121518989", "EVERYWOMAN", "DUCK", "DONALD", "000003")
+
+
+def assert_logs_hold_no_patient_data(log: str) -> None:
+    """Contract 8: JSON events with ids, never names, identifiers or payloads."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines, "the engine logged nothing"
+    events = [json.loads(line) for line in lines]  # every line is a JSON event
+    assert any("message_id" in e for e in events)
+    for needle in PATIENT_DATA:
+        assert needle not in log, f"patient data {needle!r} found in the engine's log"
 
 
 def test_the_french_admission_sample_lands_in_the_record_store(engine_proc: EngineProcess) -> None:

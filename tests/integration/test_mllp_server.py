@@ -207,3 +207,58 @@ def test_many_concurrent_connections_are_all_answered(running: RunningEngine) ->
     for t in threads:
         t.join(60)
     assert results.count("AA") == 400
+
+
+def test_control_characters_in_msh_10_still_get_an_answer(running: RunningEngine) -> None:
+    with running.connect() as sock:
+        sock.sendall(frame(adt("A\\X0B\\B\\X1C\\C").encode()))
+        ack = read_ack(sock)
+        assert msa(ack)[1] == "AA"
+        assert ack.count(b"\x0b") == 1 and ack.count(b"\x1c") == 1  # framing intact
+        sock.sendall(frame(adt("NEXT").encode()))  # and the connection still serves
+        assert msa(read_ack(sock))[1:3] == ["AA", "NEXT"]
+
+
+def test_a_nak_for_a_malformed_segment_names_its_position_not_its_text(
+    running: RunningEngine,
+) -> None:
+    broken = adt("M1", name="DUPONT") + "dupont jean-pierre|clinical note\r"
+    with running.connect() as sock:
+        sock.sendall(frame(broken.encode()))
+        nak = msa(read_ack(sock))
+    assert nak[1:3] == ["AR", "M1"]
+    assert "segment 4" in nak[3]
+    assert "dupont" not in "|".join(nak).lower()
+
+
+def test_a_line_break_inside_a_text_value_is_data_not_a_segment(running: RunningEngine) -> None:
+    with_note = adt("N1") + "NTE|1||first line\nsecond line\r"
+    with running.connect() as sock:
+        sock.sendall(frame(with_note.encode()))
+        assert msa(read_ack(sock))[1:3] == ["AA", "N1"]
+
+
+def test_a_resend_with_a_new_msh7_is_still_a_resend(running: RunningEngine) -> None:
+    first = adt("T1")
+    again = first.replace("20240306111154||ADT", "20240306120000||ADT", 1)
+    assert again != first
+    with running.connect() as sock:
+        for payload in (first, again):
+            sock.sendall(frame(payload.encode()))
+            assert msa(read_ack(sock))[1:3] == ["AA", "T1"]
+    running.wait_idle()
+    assert running.rows("SELECT count(*) FROM journal_messages") == [(1,)]
+
+
+def test_a_control_id_reused_for_another_message_is_refused_and_kept(
+    running: RunningEngine,
+) -> None:
+    with running.connect() as sock:
+        sock.sendall(frame(adt("U1", name="FIRST").encode()))
+        assert msa(read_ack(sock))[1] == "AA"
+        sock.sendall(frame(adt("U1", name="OTHER").encode()))
+        nak = msa(read_ack(sock))
+    assert nak[1:3] == ["AR", "U1"] and "already used" in nak[3]
+    running.wait_idle()
+    rows = running.rows("SELECT state, error_code FROM journal_messages ORDER BY id")
+    assert rows == [("delivered", None), ("dead_lettered", "control_id_reused")]

@@ -140,3 +140,32 @@ def test_driver_errors_on_the_fast_path_arrive_as_sqlalchemy_errors(db: Engine) 
     row = {"patient_id": 999, "value": "x", "authority": "", "authority_oid": "", "type_code": "PI"}
     with db.connect() as conn, pytest.raises(IntegrityError):
         stmt.execute(conn, row)  # no patient 999: the foreign key refuses it
+
+
+def test_an_oversized_dead_letter_is_not_replayed_and_a_replayed_refusal_is_refused_again(
+    db: Engine,
+) -> None:
+    from engine.errors import MessageTooLarge
+    from engine.journal import queries
+
+    intake = Intake.for_channel(CHANNEL)
+    siu = oru(1).replace(b"ORU^R01^ORU_R01", b"SIU^S12^SIU_S12")
+    rows = [
+        intake.prepare_rejected(oru(0)[:100], "t", MessageTooLarge("too large")).row,
+        intake.prepare(siu, "t").row,
+    ]
+    with db.connect() as conn:
+        big, unsupported = (a.id for a in Journal(db).append(conn, rows))
+        assert queries.replay(conn, [big, unsupported], "tester") == [unsupported]
+    worker = Worker(db, Journal(db), {CHANNEL.name: build_pipeline(CHANNEL)})
+    assert worker.run_once() == 1
+    with db.connect() as conn:
+        again = queries.message(conn, unsupported)
+        kept = queries.message(conn, big)
+    assert again is not None and kept is not None
+    assert (again["state"], again["error_stage"], again["error_code"]) == (
+        State.DEAD_LETTERED,
+        "accept",
+        "unsupported_message_type",
+    )
+    assert kept["state"] == State.DEAD_LETTERED
