@@ -93,19 +93,3 @@ class UnknownPatient(PermanentError):
     """The message names no usable patient identifier."""
 
     code = "missing_patient"
-
-
-PERMANENT_CODES: frozenset[str] = frozenset(
-    cls.code
-    for cls in (
-        PermanentError,
-        FramingError,
-        MessageTooLarge,
-        EncodingError,
-        ParseError,
-        UnsupportedMessageType,
-        ValidationError,
-        TransformError,
-        UnknownPatient,
-    )
-)

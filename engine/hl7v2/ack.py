@@ -231,7 +231,7 @@ def wants_ack(header: Header, code: AckCode) -> bool:
     ER only on error, SU only on success. An empty or unknown value in enhanced mode counts
     as AL: answering too often is safer than leaving a sender without an answer.
     """
-    if not (header.accept_ack_type or header.app_ack_type):
+    if not is_enhanced(header):
         return True
     mode = header.accept_ack_type if code.is_commit else header.app_ack_type
     if mode == "NE":

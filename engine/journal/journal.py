@@ -138,7 +138,7 @@ class Journal:
     """Durable record of every message. Thread-safe: each caller passes or gets a connection."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.engine = engine  # the database this journal lives in (callers pass connections)
 
     # -- intake ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from engine.channels.conditions import type_matches
 from engine.errors import EngineError, ParseError, UnsupportedMessageType
-from engine.hl7v2.ack import AckCode, build_ack, commit_code, wants_ack
+from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
 from engine.hl7v2.batch import is_batch
 from engine.hl7v2.charset import decode, encode_ack
 from engine.hl7v2.header import Header, fallback_header, read_header
@@ -36,7 +36,7 @@ class Prepared:
 
     @property
     def enhanced(self) -> bool:
-        return bool(self.header.accept_ack_type or self.header.app_ack_type)
+        return is_enhanced(self.header)
 
 
 class Intake:
@@ -66,12 +66,12 @@ class Intake:
         try:
             text, codec = decode(payload, self.default_charset)
             row.charset = codec
-            header = read_header(text)
-            _fill_header(row, header)
             if is_batch(text):
                 raise ParseError(
                     "HL7 batches (FHS/BHS) are not accepted: send one message per frame"
                 )
+            header = read_header(text)
+            _fill_header(row, header)
             if not header.message_type:
                 raise ParseError("MSH-9 (message type) is empty")
             kind = f"{header.message_type}^{header.trigger}"

@@ -61,9 +61,6 @@ class PipelineProcess:
     def notify(self) -> None:
         self.wake.set()
 
-    def alive(self) -> bool:
-        return self.process is not None and bool(self.process.is_alive())
-
     def stop(self, drain_seconds: float = 10.0) -> None:
         """Ask the pipeline to finish what is journaled (up to ``drain_seconds``) and exit."""
         if self.process is None:
