@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.journal.journal import NewMessage
+from engine.journal.records import NewMessage
 from engine.routes.writer import Result, Writer, deliver_to_loop
 
 

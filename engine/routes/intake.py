@@ -17,8 +17,8 @@ from engine.hl7v2.batch import is_batch
 from engine.hl7v2.charset import decode, encode_ack
 from engine.hl7v2.header import Header, fallback_header, read_header
 from engine.hl7v2.reader import Message
-from engine.journal.journal import Appended, NewMessage
 from engine.journal.models import State
+from engine.journal.records import Appended, NewMessage
 from engine.transforms.patient_key import patient_key
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from engine.errors import (
     UnsupportedMessageType,
 )
 from engine.hl7v2.reader import Message
-from engine.journal.journal import Pending
 from engine.journal.models import State
+from engine.journal.records import Pending
 from engine.transforms.validate import validate_structure
 
 

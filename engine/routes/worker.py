@@ -21,8 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from engine.channels.models import ErrorPolicy
 from engine.errors import TransformError
 from engine.fastsql import raw
-from engine.journal.journal import Journal, Pending, utcnow
+from engine.journal.journal import Journal, utcnow
 from engine.journal.models import State
+from engine.journal.records import Pending
 from engine.logs import error_fields
 from engine.routes.pipeline import Pipeline, StageError
 

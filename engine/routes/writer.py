@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StoreUnavailable
-from engine.journal.journal import Appended, Journal, NewMessage
+from engine.journal.journal import Journal
+from engine.journal.records import Appended, NewMessage
 from engine.logs import error_fields
 from engine.routes.worker import Worker
 

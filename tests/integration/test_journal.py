@@ -15,8 +15,9 @@ from engine.channels.loader import load_channels
 from engine.channels.models import Backoff, ChannelConfig, ErrorPolicy
 from engine.errors import StoreUnavailable
 from engine.journal import queries
-from engine.journal.journal import Journal, NewMessage
+from engine.journal.journal import Journal
 from engine.journal.models import State, events, messages
+from engine.journal.records import NewMessage
 from engine.routes.intake import Intake
 from engine.routes.pipeline import Pipeline
 from engine.routes.worker import Worker, backoff_delay

@@ -12,8 +12,9 @@ from sqlalchemy.exc import OperationalError
 
 from engine.channels.loader import load_channels
 from engine.errors import StoreUnavailable
-from engine.journal.journal import Appended, Journal
+from engine.journal.journal import Journal
 from engine.journal.models import State, messages
+from engine.journal.records import Appended
 from engine.routes.intake import Intake
 from engine.routes.worker import MIN_SLICE, Worker
 from engine.routes.writer import Result, Writer

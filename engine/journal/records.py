@@ -1,0 +1,91 @@
+"""What the journal stores and answers: new messages, append results, pending messages."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from engine.journal.models import State
+
+DedupKey = tuple[str, str | None, str | None, str, str]
+
+
+def content_digest(raw: bytes) -> str:
+    """SHA-256 of a message with its MSH-7 (date/time of message) blanked."""
+    end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
+    fields = raw[:end].split(raw[3:4] or b"|")
+    if len(fields) > 6:
+        fields[6] = b""  # MSH-7: fields[0] is "MSH", fields[1] MSH-2
+    return hashlib.sha256((raw[3:4] or b"|").join(fields) + raw[end:]).hexdigest()
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message as intake hands it to the journal."""
+
+    channel: str
+    raw: bytes
+    peer: str = ""
+    charset: str = ""
+    sender_app: str | None = None
+    sender_facility: str | None = None
+    control_id: str | None = None
+    message_type: str | None = None
+    trigger: str | None = None
+    patient_key: str | None = None
+    state: State = State.RECEIVED
+    ack_code: str = "AA"
+    error_stage: str | None = None
+    error_code: str | None = None
+    error_class: str | None = None
+    error_reason: str | None = None
+
+    def dedup_key(self) -> DedupKey | None:
+        """Channel, sender, MSH-10 (contract 3) and a digest of the content but MSH-7.
+
+        A resend repeats the first four (senders often stamp a new MSH-7 when they resend);
+        a different content under the same four is a control id reused, not a resend.
+        """
+        if not self.control_id:
+            return None
+        digest = content_digest(self.raw)
+        return (self.channel, self.sender_app, self.sender_facility, self.control_id, digest)
+
+    def reject_reused_control_id(self, original: int | None) -> None:
+        """Keep this message as a dead letter: its sender reused a control id."""
+        self.state = State.DEAD_LETTERED
+        self.ack_code = "AR"
+        self.error_stage = "intake"
+        self.error_code = "control_id_reused"
+        self.error_class = "ControlIdReused"
+        self.error_reason = (
+            f"MSH-10 {self.control_id!r} was already used by this sender "
+            f"(message {original if original is not None else 'in the same batch'}) for a "
+            "different content; kept as a dead letter for review"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The journal's answer for one message; a duplicate carries the original's outcome."""
+
+    id: int
+    duplicate: bool
+    ack_code: str
+    error_code: str | None = None
+    error_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Pending:
+    """A message the pipeline has to (re)process."""
+
+    id: int
+    channel: str
+    raw: bytes
+    charset: str
+    patient_key: str | None
+    attempts: int
+    delivered_to: set[str] = field(default_factory=set)
+    #: The state this attempt ended in, once :meth:`Journal.finish` recorded it.
+    outcome: State | None = None
