@@ -137,15 +137,15 @@ class MllpConnection(asyncio.Protocol):
         prepared = self.server.intake.prepare(payload, self.peer)
         self._journal(prepared)
 
-    def _journal(self, prepared: Prepared, close_after: bool = False) -> None:
+    def _journal(self, prepared: Prepared) -> None:
         self.outstanding += 1
         if self.outstanding >= MAX_OUTSTANDING and not self._paused and self.transport:
             self._paused = True
             self.transport.pause_reading()
         fut = self.server.committer.submit(prepared.row)
-        fut.add_done_callback(lambda f: self._answer(prepared, f.result(), close_after))
+        fut.add_done_callback(lambda f: self._answer(prepared, f.result()))
 
-    def _answer(self, prepared: Prepared, result: Result, close_after: bool) -> None:
+    def _answer(self, prepared: Prepared, result: Result) -> None:
         self.outstanding -= 1
         try:
             if isinstance(result, EngineError):
@@ -168,7 +168,8 @@ class MllpConnection(asyncio.Protocol):
             ):
                 self._paused = False
                 self.transport.resume_reading()
-        if close_after:
+        if self._closing_after_nak and self.outstanding == 0:
+            # Reading stopped at the oversized frame, so its NAK is the last answer due.
             self.close("message_too_large")
 
     def _reject_oversized(self, exc: FrameTooLarge) -> None:
@@ -178,7 +179,7 @@ class MllpConnection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
         self._closing_after_nak = True
-        self._journal(prepared, close_after=True)
+        self._journal(prepared)
 
     def _touch(self) -> None:
         if self._idle is not None:

@@ -97,9 +97,8 @@ class EngineSettings(Frozen):
     pipeline: Literal["process", "thread"] = Field(
         default="thread",
         description=(
-            "thread: in the receiving process, between journal commits (best on SQLite); "
-            "process: in a process of its own, with its own core (SQLite's one writer lock "
-            "then makes ACK latency spikier: see README)"
+            "thread: in the receiving process, between journal commits; process: in a "
+            "process of its own, with its own core (measured in bench/RESULTS.md)"
         ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"

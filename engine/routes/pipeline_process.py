@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
@@ -85,8 +86,6 @@ def run(
     drain_seconds: float = 10.0,
 ) -> None:
     """Entry point of the pipeline process."""
-    import time
-
     from engine import logs
     from engine.db import make_engine
     from engine.runtime import build_worker

@@ -62,7 +62,6 @@ class Writer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
-        self.commits = 0
 
     def submit(self, rows: Sequence[NewMessage], done: Done) -> None:
         """Queue rows for the journal; ``done`` is called (in this thread) with the results."""
@@ -131,14 +130,17 @@ class Writer:
         try:
             with self.write_lock:
                 results = list(self.journal.append(self._connection(), rows))
-            self.commits += 1
         except Exception as exc:  # no ACK without a commit; a NAK for any failure
             log.error("journal_commit_failed", error=type(exc).__name__, batch=len(rows))
             self._close()
             failure = StoreUnavailable("the journal could not store the message; send it again")
             results = [failure] * len(rows)
-        if self.intake_waiting is not None and self._jobs.empty():
+        if self.intake_waiting is not None:
+            # Lower the flag, then raise it again if a batch slipped in meanwhile: ``submit``
+            # queues before it raises the flag, so no batch can wait behind a lowered flag.
             self.intake_waiting.value = 0
+            if not self._jobs.empty():
+                self.intake_waiting.value = 1
         start = 0
         for batch, done in jobs:
             try:

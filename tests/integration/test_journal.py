@@ -393,6 +393,15 @@ def receive(db: Engine, channel: ChannelConfig, *payloads: bytes) -> list[int]:
     return [a.id for a in appended]
 
 
+def store_failing_once(db: Engine, hospital: ChannelConfig) -> tuple[ChannelConfig, Flaky, Worker]:
+    """The hospital channel with 3 attempts 10 s apart, whose store fails once."""
+    policy = ErrorPolicy(max_attempts=3, backoff=Backoff(initial_seconds=10))
+    channel = hospital.model_copy(update={"errors": policy})
+    once = Flaky("store", failures=1)
+    worker = Worker(db, Journal(db), {channel.name: Pipeline(channel, {"store": once})})
+    return channel, once, worker
+
+
 def run_until_idle(worker: Worker) -> None:
     for _ in range(100):
         if not worker.run_once():
@@ -505,10 +514,7 @@ def test_backoff_grows_exponentially_up_to_its_cap() -> None:
 def test_a_message_retried_successfully_is_delivered(
     db: Engine, hospital: ChannelConfig, clock: Clock
 ) -> None:
-    policy = ErrorPolicy(max_attempts=3, backoff=Backoff(initial_seconds=10))
-    channel = hospital.model_copy(update={"errors": policy})
-    once = Flaky("store", failures=1)
-    worker = Worker(db, Journal(db), {channel.name: Pipeline(channel, {"store": once})})
+    channel, once, worker = store_failing_once(db, hospital)
     [ident] = receive(db, channel, oru("ORU-1"))
     worker.run_once()
     clock.now += timedelta(seconds=10)
@@ -544,10 +550,7 @@ def test_replaying_a_dead_letter_twice_applies_it_once(
 def test_a_patients_later_message_waits_for_its_earlier_message_in_the_same_batch(
     db: Engine, hospital: ChannelConfig, clock: Clock
 ) -> None:
-    policy = ErrorPolicy(max_attempts=3, backoff=Backoff(initial_seconds=10))
-    channel = hospital.model_copy(update={"errors": policy})
-    once = Flaky("store", failures=1)
-    worker = Worker(db, Journal(db), {channel.name: Pipeline(channel, {"store": once})})
+    channel, once, worker = store_failing_once(db, hospital)
     first, second = receive(db, channel, oru("ORU-1"), oru("ORU-2"))
     worker.run_once()
     assert row(db, first)["state"] == State.RETRYING
