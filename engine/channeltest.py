@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +37,7 @@ from engine.db import make_engine, metadata
 from engine.errors import EngineError
 from engine.hl7v2.reader import Message
 from engine.journal.journal import Journal
-from engine.journal.models import messages
+from engine.journal.models import State, messages
 from engine.migrate import upgrade
 from engine.routes.intake import Intake
 from engine.routes.worker import Worker
@@ -67,9 +67,7 @@ class DeadLetterExpectation(Strict):
 
 class Expectation(Strict):
     acks: list[str] | None = None
-    states: (
-        list[Literal["received", "retrying", "filtered", "delivered", "dead_lettered"]] | None
-    ) = None
+    states: list[State] | None = None
     dead_letters: list[DeadLetterExpectation] | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     rows: list[RowExpectation] = Field(default_factory=list)
@@ -162,7 +160,7 @@ def _compare(conn: Connection, exp: Expectation, acks: list[str], problems: list
     ).all()
     states = [r[0] for r in journal_rows]
     if exp.states is not None and states != exp.states:
-        problems.append(f"states: expected {exp.states}, got {states}")
+        problems.append(f"states: expected {[str(x) for x in exp.states]}, got {states}")
     if exp.dead_letters is not None:
         got = [(r[1], r[2]) for r in journal_rows if r[0] == "dead_lettered"]
         want = [(d.code, d.stage) for d in exp.dead_letters]
