@@ -93,3 +93,60 @@ class UnknownPatient(PermanentError):
     """The message names no usable patient identifier."""
 
     code = "missing_patient"
+
+
+class InvalidIns(PermanentError):
+    """A matricule sent as an INS is malformed or its key is wrong."""
+
+    code = "invalid_ins"
+
+
+class InsRefused(PermanentError):
+    """An INS this deployment does not accept (a test or demo OID in production)."""
+
+    code = "ins_refused"
+
+
+class IdentityError(EngineError):
+    """A patient-identity outcome that needs waiting or a human, not a dead letter.
+
+    ``disposition`` says where the message goes: ``held`` (waits until an ADT makes its patient
+    known, then replays by itself) or ``review`` (an operator decides). ``code`` is the DMP
+    error code (DOMAIN.md §3). ``keys`` are the identity keys a held message waits on.
+    """
+
+    disposition: ClassVar[str] = "review"
+    ack_code = "AE"
+
+    def __init__(
+        self, reason: str, candidates: list[int] | None = None, keys: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(reason)
+        #: Stored patients involved (shown to the operator).
+        self.candidates = candidates or []
+        self.keys = keys
+
+
+class PatientNotKnown(IdentityError):
+    """902: a result or document for a patient the store does not know yet."""
+
+    code = "902"
+    disposition = "held"
+
+
+class InsMissing(IdentityError):
+    """903: no usable INS where the channel requires one."""
+
+    code = "903"
+
+
+class IdentityConflict(IdentityError):
+    """904: the INS or the traits do not match the stored identity exactly."""
+
+    code = "904"
+
+
+class IncompleteTraits(IdentityError):
+    """905: an INS without the traits that must travel with it."""
+
+    code = "905"

@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
 
-from engine.adapters.base import Destination
+from engine.adapters.base import BuildContext, Destination
 from engine.adapters.mllp import MllpServer
-from engine.channels.models import ChannelConfig, ChannelsFile
+from engine.channels.models import ChannelConfig, ChannelsFile, EngineSettings
 from engine.db import database_url, make_engine
 from engine.journal.journal import Journal
 from engine.migrate import upgrade
@@ -30,9 +30,11 @@ log = structlog.get_logger("engine")
 SWITCH_INTERVAL = 0.0005
 
 
-def build_pipeline(channel: ChannelConfig) -> Pipeline:
+def build_pipeline(channel: ChannelConfig, settings: EngineSettings | None = None) -> Pipeline:
+    identity = (settings or EngineSettings()).identity
+    context = BuildContext(accept_test_ins=identity.accept_test_ins)
     destinations: dict[str, Destination] = {
-        name: cfg.build(name) for name, cfg in channel.destinations.items()
+        name: cfg.build(name, context) for name, cfg in channel.destinations.items()
     }
     return Pipeline(channel, destinations)
 
@@ -42,7 +44,7 @@ def build_worker(
 ) -> Worker:
     """The pipeline worker of every enabled channel."""
     channels = [c for c in config.channels if c.enabled]
-    pipelines = {c.name: build_pipeline(c) for c in channels}
+    pipelines = {c.name: build_pipeline(c, config.engine) for c in channels}
     return Worker(db, Journal(db), pipelines, write_lock=write_lock)
 
 

@@ -27,6 +27,14 @@ class Delivery:
     now: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """Deployment settings a destination may need when it is built."""
+
+    #: Accept INS with the test and demo OIDs (``engine.identity.accept_test_ins``).
+    accept_test_ins: bool = False
+
+
 class Destination(Protocol):
     name: str
     #: True when ``write`` only writes through ``Delivery.conn``: a failed attempt's rollback

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.base import Delivery
+from engine.adapters.base import BuildContext, Delivery
 from engine.errors import DestinationUnavailable
 
 
@@ -20,7 +20,8 @@ class FileDestinationConfig(BaseModel):
     type: Literal["file"]
     directory: Path = Field(description="created if missing")
 
-    def build(self, name: str) -> FileDestination:
+    def build(self, name: str, context: BuildContext) -> FileDestination:
+        del context  # files need no deployment setting
         return FileDestination(name, self.directory)
 
 

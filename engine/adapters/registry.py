@@ -19,4 +19,7 @@ DestinationConfig = Annotated[
 ]
 
 SOURCES = {"mllp": MllpSourceConfig}
-DESTINATIONS = {"record_store": RecordStoreConfig, "file": FileDestinationConfig}
+DESTINATIONS: dict[str, type[RecordStoreConfig | FileDestinationConfig]] = {
+    "record_store": RecordStoreConfig,
+    "file": FileDestinationConfig,
+}

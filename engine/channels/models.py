@@ -86,6 +86,16 @@ class ChannelConfig(Frozen):
         return self.routes or (Route(to=tuple(self.destinations)),)
 
 
+class IdentitySettings(Frozen):
+    accept_test_ins: bool = Field(
+        default=False,
+        description=(
+            "accept INS with the test (1.2.250.1.213.1.4.10) and demo (.11) OIDs; a "
+            "production deployment refuses them"
+        ),
+    )
+
+
 class EngineSettings(Frozen):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; AIGUILLAGE_DATABASE_URL overrides it"
@@ -105,6 +115,7 @@ class EngineSettings(Frozen):
     log_patient_data: bool = Field(
         default=False, description="debug only: allow payloads and names in logs"
     )
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
 
 
 class ChannelsFile(Frozen):

@@ -26,6 +26,9 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 class State(StrEnum):
     """A message's state. ``filtered``, ``delivered``, ``dead_lettered`` and ``discarded`` end it.
 
+    ``held`` waits for its patient to become known (an ADT releases it, error 902); ``review``
+    waits for an operator to settle an identity problem (903-905). Neither is dead.
+
     ``processing`` is not written to the journal: the pipeline applies a message and records its
     end state in one transaction, so a crash mid-way leaves it ``received`` and it runs again.
     """
@@ -36,6 +39,8 @@ class State(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     DISCARDED = "discarded"
+    HELD = "held"
+    REVIEW = "review"
 
 
 PENDING_STATES = (State.RECEIVED, State.RETRYING)
@@ -93,4 +98,13 @@ events = Table(
     Column("code", String(64)),
     Column("reason", Text),
     Column("actor", String(128)),
+)
+
+#: What a held message waits for: ``ins:<matricule>`` or ``local:<value>^<authority>`` keys.
+holds = Table(
+    "journal_holds",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("journal_messages.id"), nullable=False, index=True),
+    Column("key", String(300), nullable=False, index=True),
 )

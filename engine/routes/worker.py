@@ -19,8 +19,10 @@ import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from engine.channels.models import ErrorPolicy
-from engine.errors import TransformError
+from engine.errors import IdentityError, TransformError
 from engine.fastsql import raw
+from engine.identity.review import open_review
+from engine.journal import holds
 from engine.journal.journal import Journal, utcnow
 from engine.journal.models import State
 from engine.journal.records import Pending
@@ -126,6 +128,9 @@ class Worker:
         self, conn: Connection, pipeline: Pipeline, pending: Pending, now: datetime, exc: StageError
     ) -> None:
         error = exc.error
+        if isinstance(error, IdentityError):
+            self._parked(conn, pending, now, exc.stage, error)
+            return
         attempt = pending.attempts + 1
         policy = pipeline.config.errors
         retry = error.transient and attempt < policy.max_attempts
@@ -148,6 +153,33 @@ class Worker:
             stage=exc.stage,
             code=error.code,
             attempt=attempt,
+        )
+
+    def _parked(
+        self, conn: Connection, pending: Pending, now: datetime, stage: str, error: IdentityError
+    ) -> None:
+        """Held for its patient (902) or queued for identity review (903-905): not dead."""
+        held = error.disposition == "held"
+        state = State.HELD if held else State.REVIEW
+        self.journal.finish(
+            conn,
+            pending,
+            state,
+            now,
+            stage=stage,
+            code=error.code,
+            error_class=type(error).__name__,
+            reason=error.reason,
+        )
+        if held:
+            holds.park(conn, pending.id, error.keys)
+        else:
+            open_review(conn, pending.id, pending.channel, error, now)
+        log.warning(
+            "message_held" if held else "message_in_identity_review",
+            message_id=pending.id,
+            stage=stage,
+            code=error.code,
         )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 from engine.db import metadata
@@ -100,18 +101,35 @@ patients = Table(
     "store_patients",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    _text("family_name"),
+    # The INS (DOMAIN.md §1): at most one per patient, one patient per INS (partial unique
+    # index below). Only a qualified identity (PID-32 VALI) carries one.
+    _text("ins"),
+    _text("ins_oid"),
+    _text("identity_status"),  # PID-32 codes as received, e.g. VALI, PROV
+    # Traits: birth name, first given name, given names, birth date, sex, birth place.
+    _text("birth_name"),
+    _text("first_given_name"),
     _text("given_names"),
-    _text("birth_date"),  # HL7 TS text as received, e.g. 19790328
+    _text("birth_date"),  # YYYYMMDD as received
     Column("birth_date_parsed", Date),
     _text("sex"),
-    _text("birth_place"),
+    _text("birth_place"),  # INSEE code
+    _text("used_name"),
     _text("address"),
     _text("phone"),
+    # A40: the patient this one was merged into; the absorbed identity still resolves to it.
+    Column("merged_into", Id, ForeignKey("store_patients.id")),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     # The journal message that last touched the row (no FK: the journal may live elsewhere).
     Column("last_message_id", BigInteger),
+    Index(
+        "uq_store_patients_ins",
+        "ins",
+        unique=True,
+        sqlite_where=text("ins != ''"),
+        postgresql_where=text("ins != ''"),
+    ),
 )
 
 patient_identifiers = Table(
@@ -122,7 +140,7 @@ patient_identifiers = Table(
     Column("value", Text, nullable=False),
     _text("authority"),  # CX-4.1 namespace id
     _text("authority_oid"),  # CX-4.2 universal id
-    _text("type_code"),  # CX-5: PI, INS, MR, NH...
+    _text("type_code"),  # CX-5: PI, MR... (the INS lives on the patient)
     UniqueConstraint("value", "authority", "authority_oid", "type_code"),
 )
 
@@ -174,4 +192,56 @@ observations = Table(
     Index(None, "message_id"),
 )
 
-STORE_TABLES: tuple[Table, ...] = (patients, patient_identifiers, encounters, observations)
+identity_events = Table(
+    "store_identity_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False, index=True),
+    Column("message_id", BigInteger),  # the journal message that caused it, if any
+    Column("at", UtcDateTime, nullable=False),
+    Column("event", Text, nullable=False),  # created, traits_updated, ins_attached, ...
+    _text("detail"),  # JSON: the values before and after
+    _text("actor"),  # "engine" or the operator
+    _text("reason"),
+)
+
+merges = Table(
+    "store_merges",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("survivor_id", Id, ForeignKey("store_patients.id"), nullable=False),
+    Column("absorbed_id", Id, ForeignKey("store_patients.id"), nullable=False),
+    Column("message_id", BigInteger),
+    Column("at", UtcDateTime, nullable=False),
+    Column("moved", Text, nullable=False),  # JSON: ids of the rows moved, to undo the merge
+    Column("undone_at", UtcDateTime),
+    _text("undone_by"),
+    _text("undo_reason"),
+)
+
+identity_reviews = Table(
+    "store_identity_reviews",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", BigInteger, nullable=False, index=True),
+    Column("channel", Text, nullable=False),
+    Column("code", Text, nullable=False),  # 903, 904, 905
+    Column("reason", Text, nullable=False),
+    _text("candidates"),  # JSON: ids of the stored patients involved
+    Column("status", Text, nullable=False),  # open, attached, rejected
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    _text("resolved_by"),
+    _text("resolution_reason"),
+    Column("patient_id", Id, ForeignKey("store_patients.id")),  # when attached
+)
+
+STORE_TABLES: tuple[Table, ...] = (
+    patients,
+    patient_identifiers,
+    encounters,
+    observations,
+    identity_events,
+    merges,
+    identity_reviews,
+)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from engine.errors import UnknownPatient
-from engine.hl7v2.reader import Message, Segment
+from engine.hl7v2.reader import Message
 from engine.hl7v2.separators import Separators
+from engine.identity.hl7 import hl7_identity
+from engine.identity.model import Identity
 from engine.transforms.hl7_values import (
     has_value,
-    parse_date,
     parse_ts,
     part,
     render_address,
@@ -23,33 +24,12 @@ _ADMITTING = frozenset({"A01", "A04"})
 
 
 @dataclass(frozen=True, slots=True)
-class IdentifierRecord:
-    """One PID-3 repetition (CX). Absent parts are ``""``."""
-
-    value: str
-    authority: str = ""  # CX-4.1
-    authority_oid: str = ""  # CX-4.2
-    type_code: str = ""  # CX-5
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.value, self.authority, self.authority_oid, self.type_code)
-
-
-@dataclass(frozen=True, slots=True)
 class PatientRecord:
-    identifiers: tuple[IdentifierRecord, ...]
-    family_name: str = ""
-    given_names: str = ""
-    birth_date: str = ""  # HL7 TS text as received
-    sex: str = ""
-    birth_place: str = ""
+    """The patient a message names: its identity (INS, local ids, traits) and contact data."""
+
+    identity: Identity
     address: str = ""
     phone: str = ""
-
-    @property
-    def birth_date_parsed(self) -> date | None:
-        return parse_date(self.birth_date)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,55 +54,16 @@ def extract_patient(msg: Message) -> PatientRecord:
     pid = msg.segment("PID")
     if pid is None:
         raise UnknownPatient("the message has no PID segment")
-    seps = msg.separators
-    identifiers = _identifiers(pid, seps)
-    if not identifiers:
+    identity = hl7_identity(msg, pid)
+    if not identity.ins and not identity.local_ids:
         raise UnknownPatient("PID-3 carries no usable patient identifier (no value)")
-    family, given = _name(pid.repetitions(5), seps)
-    addresses = pid.repetitions(11)
+    seps = msg.separators
     phones = pid.repetitions(13)
     return PatientRecord(
-        identifiers=identifiers,
-        family_name=family,
-        given_names=given,
-        birth_date=pid.get(7, 1),
-        sex=pid.get(8),
-        birth_place=pid.get(23) or _birth_place_code(addresses, seps),
-        address=_address(addresses, seps),
+        identity=identity,
+        address=_address(pid.repetitions(11), seps),
         phone=render_phone(phones[0], seps) if phones else "",
     )
-
-
-def _identifiers(pid: Segment, seps: Separators) -> tuple[IdentifierRecord, ...]:
-    # DOMAIN.md §2: an INS is only integrated when PID-32 says the identity is qualified (VALI).
-    ins_usable = "VALI" in pid.repetitions(32)
-    seen: dict[tuple[str, str, str, str], IdentifierRecord] = {}
-    for raw in pid.repetitions(3):
-        value = part(raw, seps, 1)
-        if not has_value(value):
-            continue
-        ident = IdentifierRecord(
-            value=value,
-            authority=part(raw, seps, 4, 1),
-            authority_oid=part(raw, seps, 4, 2),
-            type_code=part(raw, seps, 5),
-        )
-        if ident.type_code == "INS" and not ins_usable:
-            continue
-        seen.setdefault(ident.key, ident)
-    return tuple(seen.values())
-
-
-def _name(names: list[str], seps: Separators) -> tuple[str, str]:
-    if not names:
-        return "", ""
-    raw = next((n for n in names if part(n, seps, 7) == "L"), names[0])
-    family = part(raw, seps, 1, 1)
-    first, others = part(raw, seps, 2).strip(), part(raw, seps, 3).strip()
-    # In France XPN-3 lists all given names, the first included (DOMAIN.md §2): no repeat.
-    if first and (others == first or others.startswith(first + " ")):
-        return family, others
-    return family, " ".join(p for p in (first, others) if p)
 
 
 def _address(addresses: list[str], seps: Separators) -> str:
@@ -132,14 +73,6 @@ def _address(addresses: list[str], seps: Separators) -> str:
         text = render_address(raw, seps)
         if text:
             return text
-    return ""
-
-
-def _birth_place_code(addresses: list[str], seps: Separators) -> str:
-    """The INSEE birth-place code: XAD-9 of the PID-11 repetition typed BDL (France)."""
-    for raw in addresses:
-        if part(raw, seps, 7) == "BDL":
-            return part(raw, seps, 9)
     return ""
 
 

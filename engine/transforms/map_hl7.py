@@ -12,9 +12,10 @@ from typing import Literal
 
 from engine.errors import UnsupportedMessageType, ValidationError
 from engine.hl7v2.reader import Message
+from engine.identity.hl7 import merged_identity
+from engine.identity.model import Identity
 from engine.transforms.map_adt import (
     EncounterRecord,
-    IdentifierRecord,
     PatientRecord,
     extract_encounter,
     extract_patient,
@@ -24,7 +25,6 @@ from engine.transforms.map_oru import ObservationRecord, OrderRecord, extract_ob
 __all__ = [
     "SUPPORTED_TYPES",
     "EncounterRecord",
-    "IdentifierRecord",
     "ObservationRecord",
     "OrderRecord",
     "PatientRecord",
@@ -35,7 +35,9 @@ __all__ = [
     "map_message",
 ]
 
-OperationKind = Literal["upsert_patient", "close_encounter", "add_results"]
+OperationKind = Literal[
+    "upsert_patient", "close_encounter", "add_results", "merge_patients", "change_identity"
+]
 
 #: ADT events that update the patient and the encounter of PV1 (admit, transfer, register,
 #: update, change of class, cancellations of admit and of discharge).
@@ -46,8 +48,12 @@ _PERSON_EVENTS = frozenset({"A05", "A28", "A31"})
 #: Encounter status an event sets (other visit events keep the stored one).
 _STATUS_BY_EVENT = {"A11": "cancelled", "A13": "open"}
 
+#: Identity events that name a second identity in MRG-1: A40 merges the patient of MRG-1 into
+#: the patient of PID; A47 changes the identifier list (MRG-1 holds the former one).
+_MRG_EVENTS: dict[str, OperationKind] = {"A40": "merge_patients", "A47": "change_identity"}
+
 SUPPORTED_TYPES: frozenset[str] = frozenset(
-    {f"ADT^{t}" for t in (*_VISIT_EVENTS, *_PERSON_EVENTS, "A03")} | {"ORU^R01"}
+    {f"ADT^{t}" for t in (*_VISIT_EVENTS, *_PERSON_EVENTS, *_MRG_EVENTS, "A03")} | {"ORU^R01"}
 )
 
 
@@ -59,6 +65,13 @@ class StoreOperation:
     patient: PatientRecord
     encounter: EncounterRecord | None = None
     observations: tuple[ObservationRecord, ...] = ()
+    #: MRG-1 of A40/A47: the absorbed or former identity.
+    previous: Identity | None = None
+
+    @property
+    def from_identity_source(self) -> bool:
+        """ADT messages may create and update identities; results never do."""
+        return self.kind != "add_results"
 
 
 def map_message(msg: Message) -> StoreOperation:
@@ -71,6 +84,11 @@ def map_message(msg: Message) -> StoreOperation:
     if kind == "ORU^R01":
         return StoreOperation("add_results", patient, None, tuple(extract_observations(msg)))
     trigger = msg.trigger
+    if trigger in _MRG_EVENTS:
+        previous = merged_identity(msg)
+        if previous is None:
+            raise ValidationError(f"ADT^{trigger} names no identifier in MRG-1")
+        return StoreOperation(_MRG_EVENTS[trigger], patient, previous=previous)
     if trigger == "A03":
         encounter = extract_encounter(msg, closing=True)
         if encounter is None:

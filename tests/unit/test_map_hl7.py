@@ -11,12 +11,13 @@ from engine.hl7v2.reader import Message
 from engine.transforms.hl7_values import parse_date, parse_ts
 from engine.transforms.map_hl7 import (
     SUPPORTED_TYPES,
-    IdentifierRecord,
     extract_encounter,
     extract_observations,
     extract_patient,
     map_message,
 )
+from engine.identity.ins import InsKind
+from engine.identity.model import Ins, LocalId, Traits
 from engine.transforms.patient_key import patient_key
 from tests.sample_files import SAMPLES
 
@@ -29,39 +30,45 @@ def sample(relative: str) -> Message:
     return Message(path.read_text(encoding="utf-8-sig"))
 
 
-def test_french_admission_names_the_local_identifier_and_the_validated_ins() -> None:
+def test_french_admission_gives_the_local_identifier_the_ins_and_its_traits() -> None:
     patient = extract_patient(sample("fr-ans/adt_a01_sgl.hl7"))
-    assert patient.identifiers == (
-        IdentifierRecord("000003", "CHU-X", "000897406", "PI"),
-        IdentifierRecord("279035121518989", "ASIP-SANTE-INS-NIR", "1.2.250.1.213.1.4.10", "INS"),
+    identity = patient.identity
+    assert identity.local_ids == (LocalId("000003", "CHU-X", "000897406", "PI"),)
+    assert identity.ins == (Ins("279035121518989", "1.2.250.1.213.1.4.10", InsKind.NIR_TEST),)
+    assert identity.traits == Traits(
+        birth_name="PAT-TROIS",
+        first_given_name="DOMINIQUE",
+        given_names="DOMINIQUE",
+        birth_date="19790328",
+        sex="F",
+        birth_place="63220",  # INSEE code of the BDL address
     )
-    assert (patient.family_name, patient.given_names) == ("PAT-TROIS", "DOMINIQUE")
-    assert (patient.birth_date, patient.birth_date_parsed) == ("19790328", date(1979, 3, 28))
-    assert patient.sex == "F"
-    assert patient.birth_place == "63220"  # INSEE code of the BDL address
+    assert identity.reliability == ("VALI",)
+    assert identity.birth_name_typed and not identity.birth_date_corrected
     assert patient.address == "28 Av de Breteuil, PARIS, 75007, FRA"
-
-
-def test_ins_without_vali_is_left_out_of_the_identifiers() -> None:
-    text = sample("fr-ans/adt_a01_sgl.hl7").text.replace("|VALI|", "|PROV|")
-    patient = extract_patient(Message(text))
-    assert [i.type_code for i in patient.identifiers] == ["PI"]
 
 
 def test_legal_name_repetition_is_preferred_over_the_first() -> None:
     patient = extract_patient(sample("intl-mixed/ADT-A01-01.hl7"))
-    assert (patient.family_name, patient.given_names) == ("Josh", "stanley")
-    assert patient.identifiers[0] == IdentifierRecord("PATID1234", "test1", "2.16.1", "MR")
-    assert patient.identifiers[1] == IdentifierRecord("123456789", "USSSA", "", "SS")
-    assert patient.birth_place == "St. Francis Community Hospital of Lower South Side"
+    traits = patient.identity.traits
+    assert (traits.birth_name, traits.given_names) == ("Josh", "stanley")
+    assert patient.identity.local_ids[0] == LocalId("PATID1234", "test1", "2.16.1", "MR")
+    assert patient.identity.local_ids[1] == LocalId("123456789", "USSSA", "", "SS")
+    assert traits.birth_place == "St. Francis Community Hospital of Lower South Side"
     assert patient.phone == "78788788"
 
 
 def test_given_names_join_xpn2_and_xpn3() -> None:
     patient = extract_patient(sample("python-hl7/sample_hl7.hl7"))
-    assert (patient.family_name, patient.given_names) == ("EVERYWOMAN", "EVE E")
-    assert patient.identifiers == (IdentifierRecord("555-44-4444"),)
-    assert patient.birth_date_parsed is None  # 196203520 is not a date
+    traits = patient.identity.traits
+    assert (traits.birth_name, traits.first_given_name, traits.given_names) == (
+        "EVERYWOMAN",
+        "EVE",
+        "EVE E",
+    )
+    assert patient.identity.local_ids == (LocalId("555-44-4444"),)
+    assert patient.identity.birth_name_typed  # PID-5 is typed L
+    assert parse_date(traits.birth_date) is None  # 196203520 is not a date
 
 
 def test_pid3_with_only_the_hl7_null_is_an_unknown_patient() -> None:
@@ -156,7 +163,7 @@ def test_observations_before_any_obr_have_no_order() -> None:
 def test_french_result_report_keeps_coded_values_as_hl7_text() -> None:
     op = map_message(sample("fr-ans/oru_r01_v12.hl7"))
     assert op.kind == "add_results"
-    assert op.patient.identifiers[0].type_code == "INS"
+    assert op.patient.identity.ins[0].kind is InsKind.NIR
     assert len(op.observations) == 12
     assert op.observations[6].code == "DESTDMP"
     assert op.observations[6].value == "Y"
@@ -196,10 +203,25 @@ def test_discharge_without_visit_number_is_invalid() -> None:
         map_message(Message(text))
 
 
+def test_merge_names_the_absorbed_identifier_of_mrg1() -> None:
+    op = map_message(sample("intl-mixed/ADT-A40-01.hl7"))
+    assert op.kind == "merge_patients"
+    assert op.patient.identity.local_ids == (LocalId("12345", "BCBS", "", "MR"),)
+    assert op.previous is not None
+    assert op.previous.local_ids == (LocalId("56789", "BCBS", "", "MR"),)
+
+
+def test_merge_without_mrg1_is_invalid() -> None:
+    text = sample("intl-mixed/ADT-A40-01.hl7").text.replace("MRG|56789^^^BCBS^MR", "MRG|")
+    with pytest.raises(ValidationError, match="MRG-1"):
+        map_message(Message(text))
+
+
 def test_unsupported_message_type_is_refused() -> None:
-    assert "ADT^A40" not in SUPPORTED_TYPES
-    with pytest.raises(UnsupportedMessageType, match="ADT\\^A40"):
-        map_message(sample("intl-mixed/ADT-A40-01.hl7"))
+    assert "ADT^A45" not in SUPPORTED_TYPES
+    text = sample("intl-mixed/ADT-A40-01.hl7").text.replace("ADT^A40", "ADT^A45")
+    with pytest.raises(UnsupportedMessageType, match="ADT\\^A45"):
+        map_message(Message(text))
 
 
 def test_patient_key_prefers_the_local_identifier() -> None:

@@ -1,0 +1,1 @@
+"""Patient identity by the national health identity (INS): codec, extraction, rules, review."""

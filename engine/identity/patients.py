@@ -1,0 +1,239 @@
+"""The record store's patients as identities: lookups by INS and local identifier, creation,
+updates and the identity history. Every change is recorded with the message that caused it.
+
+Lookups follow merges: a patient absorbed by an A40 resolves to its survivor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.errors import TransientError
+from engine.fastsql import FastStatement, insert_into
+from engine.identity.ins import classify_oid
+from engine.identity.model import Ins, LocalId, Traits
+from engine.store.models import identity_events, patient_identifiers, patients
+from engine.transforms.hl7_values import parse_date
+
+_p = patients.c
+_i = patient_identifiers.c
+TRAIT_COLUMNS = Traits.__slots__
+_PATIENT = (
+    _p.id,
+    _p.ins,
+    _p.ins_oid,
+    _p.identity_status,
+    _p.merged_into,
+    _p.address,
+    _p.phone,
+    *(_p[t] for t in TRAIT_COLUMNS),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPatient:
+    id: int
+    ins: str
+    ins_oid: str
+    identity_status: str
+    traits: Traits
+    address: str = ""
+    phone: str = ""
+
+    @property
+    def stored_ins(self) -> Ins | None:
+        kind = classify_oid(self.ins_oid)
+        return Ins(self.ins, self.ins_oid, kind) if self.ins and kind else None
+
+    def keys(self, local_ids: tuple[LocalId, ...] = ()) -> tuple[str, ...]:
+        """Hold keys this patient answers to (its INS and the given local identifiers)."""
+        keys = [local_key(i) for i in local_ids]
+        return (ins_key(self.ins), *keys) if self.ins else tuple(keys)
+
+
+def ins_key(value: str) -> str:
+    return f"ins:{value}"
+
+
+def local_key(ident: LocalId) -> str:
+    return f"local:{ident.key}"
+
+
+def _stored(row: Any) -> StoredPatient:
+    return StoredPatient(row[0], row[1], row[2], row[3], Traits(*row[7:]), row[5], row[6])
+
+
+_BY_ID = FastStatement(select(*_PATIENT).where(_p.id == bindparam("id")))
+_BY_INS = FastStatement(select(*_PATIENT).where(_p.ins == bindparam("ins")))
+
+
+@lru_cache(maxsize=16)
+def _by_local(count: int) -> FastStatement:
+    """Patients holding identifiers with these values (one round trip; fixed IN per size)."""
+    return FastStatement(
+        select(_i.value, _i.authority, _i.authority_oid, *_PATIENT)
+        .join(patients, _p.id == _i.patient_id)
+        .where(_i.value.in_([bindparam(f"v{n}") for n in range(count)]))
+    )
+
+
+def _follow(conn: Connection, row: Any) -> StoredPatient:
+    seen = set()
+    while row[4] is not None and row[0] not in seen:  # merged: resolve to the survivor
+        seen.add(row[0])
+        row = _BY_ID.execute(conn, {"id": row[4]})[0]
+    return _stored(row)
+
+
+def by_id(conn: Connection, patient_id: int) -> StoredPatient | None:
+    rows = _BY_ID.execute(conn, {"id": patient_id})
+    return _follow(conn, rows[0]) if rows else None
+
+
+def by_ins(conn: Connection, values: list[str]) -> dict[int, StoredPatient]:
+    """The patients holding any of these INS, by id."""
+    found: dict[int, StoredPatient] = {}
+    for value in values:
+        for row in _BY_INS.execute(conn, {"ins": value}):
+            patient = _follow(conn, row)
+            found[patient.id] = patient
+    return found
+
+
+def by_local(conn: Connection, ids: tuple[LocalId, ...]) -> dict[int, StoredPatient]:
+    """The patients holding these local identifiers (value and authority), by id."""
+    if not ids:
+        return {}
+    wanted = {(i.value, i.authority, i.authority_oid) for i in ids}
+    values = sorted({i.value for i in ids})
+    found: dict[int, StoredPatient] = {}
+    for row in _by_local(len(values)).execute(conn, {f"v{n}": v for n, v in enumerate(values)}):
+        if (row[0], row[1], row[2]) in wanted:
+            patient = _follow(conn, row[3:])
+            found[patient.id] = patient
+    return found
+
+
+_INSERT_PATIENT = insert_into(patients, returning=_p.id)
+_INSERT_IDENTIFIER = insert_into(patient_identifiers)
+#: A new patient row: "" for the text columns (absent HL7 values), None for the others.
+_BLANK: dict[str, Any] = {
+    c.name: "" if c.server_default is not None else None for c in patients.columns if c.name != "id"
+}
+
+
+def create(conn: Connection, values: dict[str, Any], message_id: int | None, now: datetime) -> int:
+    """A new patient from column values (traits, INS, demographics)."""
+    row = dict(_BLANK)
+    row.update(values, created_at=now, updated_at=now, last_message_id=message_id)
+    try:
+        patient_id = int(_INSERT_PATIENT.execute(conn, row)[0][0])
+    except IntegrityError as exc:  # the INS was stored concurrently: the retry will find it
+        raise TransientError("a patient with this INS was stored concurrently") from exc
+    record(conn, patient_id, message_id, now, "created", _visible(values))
+    return patient_id
+
+
+def change(
+    conn: Connection,
+    patient_id: int,
+    changes: dict[str, Any],
+    message_id: int | None,
+    now: datetime,
+    event: str,
+    detail: dict[str, Any] | None = None,
+    actor: str = "engine",
+    reason: str = "",
+) -> None:
+    """Update a patient's columns and record why."""
+    if "birth_date" in changes:
+        changes = {**changes, "birth_date_parsed": parse_date(changes["birth_date"])}
+    conn.execute(
+        update(patients)
+        .where(_p.id == patient_id)
+        .values(**changes, updated_at=now, last_message_id=message_id)
+    )
+    record(conn, patient_id, message_id, now, event, detail or _visible(changes), actor, reason)
+
+
+def update_contact(
+    conn: Connection, patient_id: int, values: dict[str, Any], message_id: int, now: datetime
+) -> None:
+    """Address and phone: demographics, not identity (no history line)."""
+    conn.execute(
+        update(patients)
+        .where(_p.id == patient_id)
+        .values(**values, updated_at=now, last_message_id=message_id)
+    )
+
+
+def add_local_ids(
+    conn: Connection, patient_id: int, ids: list[LocalId], message_id: int | None, now: datetime
+) -> None:
+    if not ids:
+        return
+    rows = [
+        {
+            "patient_id": patient_id,
+            "value": i.value,
+            "authority": i.authority,
+            "authority_oid": i.authority_oid,
+            "type_code": i.type_code,
+        }
+        for i in ids
+    ]
+    try:
+        _INSERT_IDENTIFIER.executemany(conn, rows)
+    except IntegrityError as exc:
+        raise TransientError("a patient identifier was stored concurrently; retrying") from exc
+
+
+def owned_local_keys(conn: Connection, patient_id: int) -> set[tuple[str, str, str]]:
+    rows = conn.execute(
+        select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id == patient_id)
+    )
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def local_ids_of(conn: Connection, patient_id: int) -> tuple[LocalId, ...]:
+    rows = conn.execute(
+        select(_i.value, _i.authority, _i.authority_oid, _i.type_code).where(
+            _i.patient_id == patient_id
+        )
+    )
+    return tuple(LocalId(*r) for r in rows)
+
+
+def record(
+    conn: Connection,
+    patient_id: int,
+    message_id: int | None,
+    now: datetime,
+    event: str,
+    detail: dict[str, Any],
+    actor: str = "engine",
+    reason: str = "",
+) -> None:
+    """One line of the patient's identity history (stored, never logged: it holds traits)."""
+    conn.execute(
+        insert(identity_events).values(
+            patient_id=patient_id,
+            message_id=message_id,
+            at=now,
+            event=event,
+            detail=json.dumps(detail, default=str, ensure_ascii=False, sort_keys=True),
+            actor=actor,
+            reason=reason,
+        )
+    )
+
+
+def _visible(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v not in ("", None)}

@@ -1,0 +1,142 @@
+"""The identity-review queue: messages whose identity needs a human (903, 904, 905).
+
+A message in review is not dead: its journal state is ``review``. An operator attaches it to a
+patient (it is replayed and filed under that patient, whatever the rules said) or rejects it
+(it ends ``discarded``). Every resolution names who and why, in the review row and the journal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from engine.errors import IdentityError
+from engine.journal.models import State, events, messages
+from engine.store.models import identity_reviews, patients
+
+_r = identity_reviews.c
+OPEN, ATTACHED, REJECTED = "open", "attached", "rejected"
+
+
+def open_review(
+    conn: Connection, message_id: int, channel: str, error: IdentityError, now: datetime
+) -> None:
+    """Queue a message for review (in the caller's transaction); a replayed message that
+    fails again reuses its open review."""
+    values = {
+        "code": error.code,
+        "reason": error.reason,
+        "candidates": json.dumps(error.candidates),
+    }
+    done = conn.execute(
+        update(identity_reviews)
+        .where(_r.message_id == message_id, _r.status == OPEN)
+        .values(**values)
+    ).rowcount
+    if not done:
+        conn.execute(
+            insert(identity_reviews).values(
+                message_id=message_id, channel=channel, status=OPEN, created_at=now, **values
+            )
+        )
+
+
+def attached_patient(conn: Connection, message_id: int) -> int | None:
+    """The patient an operator attached this message to, if any."""
+    return conn.execute(
+        select(_r.patient_id)
+        .where(_r.message_id == message_id, _r.status == ATTACHED)
+        .order_by(_r.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def reviews(conn: Connection, status: str | None = OPEN) -> list[dict[str, Any]]:
+    query = select(identity_reviews).order_by(_r.id)
+    if status:
+        query = query.where(_r.status == status)
+    return [_decoded(r._mapping) for r in conn.execute(query)]
+
+
+def review(conn: Connection, review_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(identity_reviews).where(_r.id == review_id)).first()
+    return None if row is None else _decoded(row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    review_id: int
+    message_id: int
+    status: str
+
+
+def attach(
+    conn: Connection, review_id: int, patient_id: int, actor: str, reason: str, now: datetime
+) -> Resolution:
+    """File the message under ``patient_id``: the review closes and the message is replayed."""
+    found = conn.execute(select(patients.c.id).where(patients.c.id == patient_id)).scalar()
+    if found is None:
+        raise LookupError(f"no patient {patient_id} in the store")
+    return _close(conn, review_id, ATTACHED, State.RECEIVED, actor, reason, now, patient_id)
+
+
+def reject(conn: Connection, review_id: int, actor: str, reason: str, now: datetime) -> Resolution:
+    """End the message for good (``discarded``, kept in the journal with who and why)."""
+    return _close(conn, review_id, REJECTED, State.DISCARDED, actor, reason, now, None)
+
+
+def _close(
+    conn: Connection,
+    review_id: int,
+    status: str,
+    state: State,
+    actor: str,
+    reason: str,
+    now: datetime,
+    patient_id: int | None,
+) -> Resolution:
+    row = review(conn, review_id)
+    if row is None:
+        raise LookupError(f"no identity review {review_id}")
+    if row["status"] != OPEN:
+        raise ValueError(f"identity review {review_id} is already {row['status']}")
+    conn.execute(
+        update(identity_reviews)
+        .where(_r.id == review_id)
+        .values(
+            status=status,
+            resolved_at=now,
+            resolved_by=actor,
+            resolution_reason=reason,
+            patient_id=patient_id,
+        )
+    )
+    message_id = row["message_id"]
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.state == State.REVIEW)
+        .values(state=state, updated_at=now, next_attempt_at=None, attempts=0)
+    )
+    conn.execute(
+        insert(events).values(
+            message_id=message_id,
+            at=now,
+            state=state,
+            attempt=0,
+            stage="operator",
+            code=f"identity_{status}",
+            reason=reason,
+            actor=actor,
+        )
+    )
+    return Resolution(review_id, message_id, status)
+
+
+def _decoded(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["candidates"] = json.loads(out["candidates"] or "[]")
+    return out
