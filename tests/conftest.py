@@ -19,18 +19,20 @@ POSTGRES_URL = os.environ.get(
 
 
 def store_tables() -> list[Table]:
-    """The record store's tables only, so other tables in ``metadata`` are left alone."""
-    return [t for t in metadata.sorted_tables if t.name.startswith("store_")]
+    """The record store's tables and the journal's (the identity rules hold and release
+    journaled messages), so other tables in ``metadata`` are left alone."""
+    return [t for t in metadata.sorted_tables if t.name.startswith(("store_", "journal_"))]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine whose database holds empty ``store_`` tables.
+    """An engine whose database holds empty ``store_`` and ``journal_`` tables.
 
     PostgreSQL gets a schema of its own per test (its ``search_path``), dropped after it.
     The PostgreSQL case is skipped only when the server is unreachable and ``CI`` is unset.
     """
-    import engine.store.models  # noqa: F401  (registers the tables on metadata)
+    import engine.journal.models
+    import engine.store.models  # noqa: F401  (register the tables on metadata)
 
     if request.param == "sqlite":
         db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
-from engine.adapters.base import Delivery
+from engine.adapters.base import BuildContext, Delivery
 from engine.adapters.record_store import (
     RecordStore,
     RecordStoreConfig,
@@ -16,8 +16,9 @@ from engine.adapters.record_store import (
     patient_encounters,
     patient_observations,
 )
-from engine.errors import TransformError
+from engine.errors import IdentityConflict, PatientNotKnown
 from engine.hl7v2.reader import Message
+from engine.identity.rules import IdentityPolicy
 from engine.transforms.map_hl7 import map_message
 from tests.sample_files import SAMPLES
 
@@ -31,9 +32,23 @@ def sample_text(relative: str) -> str:
     return path.read_text(encoding="utf-8-sig")
 
 
+#: The demo profile: the French samples carry the test INS OID.
+STORE = RecordStore(policy=IdentityPolicy(accept_test_ins=True))
+
+
 def apply(db: Engine, text: str, message_id: int) -> int:
     with db.begin() as conn:
-        return RecordStore().apply(conn, message_id, map_message(Message(text)), NOW)
+        return STORE.apply(conn, message_id, map_message(Message(text)), NOW)
+
+
+def person_from(text: str) -> str:
+    """An ADT^A28 registering the patient of ``text`` (its MSH and PID, nothing else)."""
+    segments = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    msh = next(s for s in segments if s.startswith("MSH"))
+    pid = next(s for s in segments if s.startswith("PID"))
+    fields = msh.split("|")
+    fields[8] = "ADT^A28^ADT_A05"
+    return "|".join(fields) + "\r" + pid
 
 
 def adt(pid3: str, family: str, control_id: str = "1") -> str:
@@ -52,14 +67,13 @@ def test_admission_creates_the_patient_its_identifiers_and_an_open_encounter(
         patient = find_patient(conn, "000003", "CHU-X")
         assert patient is not None
         assert patient["id"] == patient_id
-        assert (patient["family_name"], patient["given_names"]) == ("PAT-TROIS", "DOMINIQUE")
+        assert (patient["birth_name"], patient["given_names"]) == ("PAT-TROIS", "DOMINIQUE")
+        assert (patient["ins"], patient["ins_oid"]) == ("279035121518989", "1.2.250.1.213.1.4.10")
+        assert patient["identity_status"] == "VALI"
         assert patient["birth_date_parsed"].isoformat() == "1979-03-28"
         assert patient["last_message_id"] == 1
         assert patient["created_at"] == NOW
-        assert {(i["value"], i["type_code"]) for i in patient["identifiers"]} == {
-            ("000003", "PI"),
-            ("279035121518989", "INS"),
-        }
+        assert [(i["value"], i["type_code"]) for i in patient["identifiers"]] == [("000003", "PI")]
         [enc] = patient_encounters(conn, patient_id)
         assert (enc["visit_number"], enc["visit_authority"], enc["status"]) == (
             "000897406",
@@ -67,7 +81,7 @@ def test_admission_creates_the_patient_its_identifiers_and_an_open_encounter(
             "open",
         )
         assert enc["admitted_at"] == datetime(2024, 3, 6, 10, 11, 54, tzinfo=UTC)
-        assert counts(conn) == {"patients": 1, "identifiers": 2, "encounters": 1, "observations": 0}
+        assert counts(conn) == {"patients": 1, "identifiers": 1, "encounters": 1, "observations": 0}
 
 
 def test_update_changes_demographics_without_duplicating(store_db: Engine) -> None:
@@ -77,6 +91,7 @@ def test_update_changes_demographics_without_duplicating(store_db: Engine) -> No
         admission.replace("ADT^A01^ADT_A01", "ADT^A08^ADT_A01")
         .replace("28 Av de Breteuil^^PARIS^^75007", "3 Rue Neuve^^LYON^^69001")
         .replace("|19790328|F|", "|19790328||")  # an empty sex must not erase the stored one
+        .replace("|VALI|", "||")  # (with its INS, the message would lack a trait: 905)
     )
     assert apply(store_db, update, 2) == first
     with store_db.connect() as conn:
@@ -85,7 +100,7 @@ def test_update_changes_demographics_without_duplicating(store_db: Engine) -> No
         assert patient["address"] == "3 Rue Neuve, LYON, 69001, FRA"
         assert patient["sex"] == "F"
         assert patient["last_message_id"] == 2
-        assert counts(conn) == {"patients": 1, "identifiers": 2, "encounters": 1, "observations": 0}
+        assert counts(conn) == {"patients": 1, "identifiers": 1, "encounters": 1, "observations": 0}
 
 
 def test_discharge_closes_the_encounter(store_db: Engine) -> None:
@@ -100,7 +115,9 @@ def test_discharge_closes_the_encounter(store_db: Engine) -> None:
 
 
 def test_result_message_stores_each_observation_with_its_fields(store_db: Engine) -> None:
-    patient_id = apply(store_db, sample_text("intl-mixed/LAB-ORU-1.hl7"), 7)
+    oru = sample_text("intl-mixed/LAB-ORU-1.hl7")
+    patient_id = apply(store_db, person_from(oru), 6)
+    assert apply(store_db, oru, 7) == patient_id
     with store_db.connect() as conn:
         rows = patient_observations(conn, patient_id)
     assert len(rows) == 10
@@ -121,32 +138,46 @@ def test_result_message_stores_each_observation_with_its_fields(store_db: Engine
     assert rows[9]["order_filler_number"] == "890775544"
 
 
-def test_result_for_an_unknown_patient_creates_the_patient(store_db: Engine) -> None:
-    patient_id = apply(store_db, sample_text("intl-mixed/LAB-ORU-1.hl7"), 1)
+def test_result_for_an_unknown_patient_is_held_and_writes_nothing(store_db: Engine) -> None:
+    with pytest.raises(PatientNotKnown) as caught:
+        apply(store_db, sample_text("intl-mixed/LAB-ORU-1.hl7"), 1)
+    assert caught.value.code == "902"
+    assert caught.value.keys == ("local:10006579^1",)
     with store_db.connect() as conn:
-        patient = find_patient(conn, "10006579", "1")
-        assert patient is not None
-        assert patient["id"] == patient_id
-        assert (patient["family_name"], patient["given_names"]) == ("DUCK", "DONALD D")
-        assert counts(conn)["patients"] == 1
+        assert counts(conn) == {"patients": 0, "identifiers": 0, "encounters": 0, "observations": 0}
+
+
+ORU_INS = "276037510669380^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS"
+ADMITTED_INS = "279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS"
 
 
 def test_result_naming_the_ins_attaches_to_the_admitted_patient(store_db: Engine) -> None:
     patient_id = apply(store_db, sample_text("fr-ans/adt_a01_sgl.hl7"), 1)
-    # Same INS in both files (the ORU carries only the INS); make the numbers agree.
-    oru = sample_text("fr-ans/oru_r01_v12.hl7").replace(
-        "276037510669380^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS",
-        "279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS",
+    # The ORU sample carries only an INS, of another test patient: give it the admitted
+    # patient's INS and traits.
+    oru = (
+        sample_text("fr-ans/oru_r01_v12.hl7")
+        .replace(ORU_INS, ADMITTED_INS)
+        .replace("DE VINCI^DONATELLO^^^^^L||20100807|M", "PAT-TROIS^DOMINIQUE^^^^^L||19790328|F")
     )
     assert apply(store_db, oru, 2) == patient_id
     with store_db.connect() as conn:
         assert counts(conn) == {
             "patients": 1,
-            "identifiers": 2,
+            "identifiers": 1,
             "encounters": 1,
             "observations": 12,
         }
         assert patient_observations(conn, patient_id)[6]["code"] == "DESTDMP"
+
+
+def test_result_naming_a_known_ins_with_other_traits_is_a_conflict(store_db: Engine) -> None:
+    apply(store_db, sample_text("fr-ans/adt_a01_sgl.hl7"), 1)
+    oru = sample_text("fr-ans/oru_r01_v12.hl7").replace(ORU_INS, ADMITTED_INS)
+    with pytest.raises(IdentityConflict, match="birth_name, first_given_name, birth_date, sex"):
+        apply(store_db, oru, 2)
+    with store_db.connect() as conn:
+        assert counts(conn)["observations"] == 0
 
 
 def test_identifiers_of_two_patients_raise_and_write_nothing(store_db: Engine) -> None:
@@ -154,13 +185,13 @@ def test_identifiers_of_two_patients_raise_and_write_nothing(store_db: Engine) -
     second = apply(store_db, adt("B2^^^CHU-Y^PI", "DURAND", "2"), 2)
     assert first != second
     both = adt("A1^^^CHU-X^PI~B2^^^CHU-Y^PI~C3^^^CHU-Z^PI", "MERGED", "3")
-    with pytest.raises(TransformError, match="belong to 2 different patients"):
+    with pytest.raises(IdentityConflict, match="belong to 2 different patients"):
         apply(store_db, both, 3)
     with store_db.connect() as conn:
         assert counts(conn) == {"patients": 2, "identifiers": 2, "encounters": 0, "observations": 0}
         patient = find_patient(conn, "A1")
         assert patient is not None
-        assert (patient["family_name"], patient["last_message_id"]) == ("MARTIN", 1)
+        assert (patient["birth_name"], patient["last_message_id"]) == ("MARTIN", 1)
 
 
 def test_same_value_under_two_authorities_gives_two_patients(store_db: Engine) -> None:
@@ -171,7 +202,7 @@ def test_same_value_under_two_authorities_gives_two_patients(store_db: Engine) -
         assert counts(conn)["patients"] == 2
         found = find_patient(conn, "12345", "CHU-Y")
         assert found is not None
-        assert found["family_name"] == "DURAND"
+        assert found["birth_name"] == "DURAND"
         with pytest.raises(LookupError, match="2 patients"):
             find_patient(conn, "12345")
 
@@ -185,8 +216,9 @@ def test_identifier_without_authority_matches_only_itself(store_db: Engine) -> N
 
 
 def test_configured_destination_writes_through_the_delivery(store_db: Engine) -> None:
-    store = RecordStoreConfig(type="record_store").build("dmp")
+    store = RecordStoreConfig(type="record_store").build("dmp", BuildContext())
     msg = Message(sample_text("python-hl7/sample_hl7.hl7"))
+    apply(store_db, person_from(msg.text), 4)
     with store_db.begin() as conn:
         store.write(Delivery(conn, 5, "lab", msg, msg.text.encode(), NOW))
     with store_db.connect() as conn:

@@ -1,0 +1,152 @@
+"""``aiguillage identity``: the identity-review queue, held messages, merges."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.identity import compare, review
+from engine.identity.events import unmerge
+from engine.journal.journal import utcnow
+from engine.journal.models import State, messages
+
+app = typer.Typer(no_args_is_help=True, help="Patient identity: conflicts to review, merges")
+
+OperatorOption = Annotated[str | None, typer.Option(help="who decides (default: login name)")]
+
+
+@app.command()
+def conflicts(
+    all_: Annotated[bool, typer.Option("--all", help="resolved ones too")] = False,
+    json: JsonOption = False,
+    config: ConfigOption = Path("channels.yaml"),
+) -> None:
+    """Messages waiting for an identity decision (903, 904, 905), oldest first."""
+    with database(config) as conn:
+        rows = review.reviews(conn, None if all_ else review.OPEN)
+    if json:
+        print_json(rows)
+        return
+    table = Table("id", "message", "channel", "code", "status", "candidates", "reason")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["message_id"]),
+            r["channel"],
+            r["code"],
+            r["status"],
+            ", ".join(map(str, r["candidates"])),
+            r["reason"],
+        )
+    console.print(table)
+    console.print(f"{len(rows)} review(s)")
+
+
+@app.command()
+def show(review_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
+    """The message's identity beside each stored patient involved; differences in red."""
+    with database(config) as conn:
+        row = review.review(conn, review_id)
+        if row is None:
+            err_console.print(f"no identity review {review_id}")
+            raise typer.Exit(1)
+        identity = compare.message_identity(conn, row["message_id"])
+        stored = [compare.patient_column(conn, p) for p in row["candidates"]]
+    console.print(
+        f"review {review_id}: message {row['message_id']} ({row['channel']}), "
+        f"code {row['code']}, {row['status']}: {row['reason']}",
+        highlight=False,
+    )
+    columns = [compare.message_column(identity)] if identity else []
+    columns += [c for c in stored if c is not None]
+    table = Table("trait", *(c.title for c in columns))
+    differ = (
+        set().union(*(compare.differing(columns[0], c) for c in columns[1:])) if columns else set()
+    )
+    for name in compare.ROWS:
+        cells = [c.values.get(name, "") for c in columns]
+        style = "bold red" if name in differ else None
+        table.add_row(name, *cells, style=style)
+    console.print(table)
+    if differ:
+        console.print(f"differing: {', '.join(sorted(differ))}", highlight=False)
+
+
+@app.command()
+def resolve(
+    review_id: int,
+    patient: Annotated[int | None, typer.Option(help="attach the message to this patient")] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="end the message for good")] = False,
+    reason: Annotated[str, typer.Option(help="why (kept with the decision)")] = "",
+    operator: OperatorOption = None,
+    config: ConfigOption = Path("channels.yaml"),
+) -> None:
+    """Settle a review: --patient P files the message under P (it is replayed), or --reject."""
+    if (patient is None) == (not reject):
+        err_console.print("give either --patient P or --reject")
+        raise typer.Exit(2)
+    if reject and not reason:
+        err_console.print("--reject needs --reason")
+        raise typer.Exit(2)
+    actor = operator or getpass.getuser()
+    with database(config) as conn:
+        try:
+            if patient is not None:
+                done = review.attach(conn, review_id, patient, actor, reason, utcnow())
+            else:
+                done = review.reject(conn, review_id, actor, reason, utcnow())
+        except (LookupError, ValueError) as exc:
+            err_console.print(str(exc))
+            raise typer.Exit(1) from exc
+        conn.commit()
+    what = f"attached to patient {patient}, replayed" if patient is not None else "rejected"
+    console.print(f"review {review_id} (message {done.message_id}): {what} by {actor}")
+
+
+@app.command()
+def held(json: JsonOption = False, config: ConfigOption = Path("channels.yaml")) -> None:
+    """Messages held until their patient is known (902)."""
+    m = messages.c
+    with database(config) as conn:
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(m.id, m.channel, m.received_at, m.message_type, m.trigger, m.control_id)
+                .where(m.state == State.HELD)
+                .order_by(m.id)
+            )
+        ]
+    if json:
+        print_json(rows)
+        return
+    for r in rows:
+        console.print(
+            f"{r['id']} {r['channel']} {r['message_type']}^{r['trigger']} {r['control_id']}",
+            highlight=False,
+        )
+    console.print(f"{len(rows)} held message(s)")
+
+
+@app.command("unmerge")
+def unmerge_(
+    merge_id: int,
+    reason: Annotated[str, typer.Option(help="why (kept with the merge)")],
+    operator: OperatorOption = None,
+    config: ConfigOption = Path("channels.yaml"),
+) -> None:
+    """Undo an A40 merge: the absorbed patient gets back what the merge moved."""
+    actor = operator or getpass.getuser()
+    with database(config) as conn:
+        try:
+            unmerge(conn, merge_id, actor, reason, utcnow())
+        except (LookupError, ValueError) as exc:
+            err_console.print(str(exc))
+            raise typer.Exit(1) from exc
+        conn.commit()
+    console.print(f"merge {merge_id} undone by {actor}")

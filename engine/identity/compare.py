@@ -1,0 +1,70 @@
+"""Side-by-side identities for the operator: what a message says against stored patients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from engine.hl7v2.reader import Message
+from engine.identity import patients
+from engine.identity.hl7 import hl7_identity
+from engine.identity.model import STRICT_TRAITS, Identity, Traits, fold
+from engine.journal.models import messages
+
+ROWS = ("ins", "ins_oid", "identity_status", *Traits.__slots__)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    title: str
+    values: dict[str, str]
+
+
+def message_identity(conn: Connection, message_id: int) -> Identity | None:
+    """The identity in a journaled message's PID, or None (not HL7 v2, no PID)."""
+    row = conn.execute(
+        select(messages.c.raw, messages.c.charset).where(messages.c.id == message_id)
+    ).first()
+    if row is None:
+        return None
+    try:
+        msg = Message(row[0].decode(row[1] or "utf-8").lstrip("\ufeff"))
+        pid = msg.segment("PID")
+    except (UnicodeDecodeError, LookupError, ValueError):
+        return None
+    return None if pid is None else hl7_identity(msg, pid)
+
+
+def message_column(identity: Identity) -> Column:
+    ins = identity.preferred_ins
+    values = {
+        "ins": ins.value if ins else "",
+        "ins_oid": ins.oid if ins else "",
+        "identity_status": "~".join(identity.reliability),
+    }
+    values.update({t: getattr(identity.traits, t) for t in Traits.__slots__})
+    return Column("message", values)
+
+
+def patient_column(conn: Connection, patient_id: int) -> Column | None:
+    stored = patients.by_id(conn, patient_id)
+    if stored is None:
+        return None
+    values = {
+        "ins": stored.ins,
+        "ins_oid": stored.ins_oid,
+        "identity_status": stored.identity_status,
+    }
+    values.update({t: getattr(stored.traits, t) for t in Traits.__slots__})
+    return Column(f"patient {stored.id}", values)
+
+
+def differing(a: Column, b: Column) -> set[str]:
+    """Rows given on both sides that differ (names folded as the matching rules do)."""
+    out = set()
+    for row in ROWS:
+        x, y = a.values.get(row, ""), b.values.get(row, "")
+        if x and y and (fold(x) != fold(y) if row in STRICT_TRAITS else x != y):
+            out.add(row)
+    return out

@@ -1,0 +1,166 @@
+"""An engine in this process, fed over MLLP by python-hl7's client, for identity scenarios.
+
+Messages are built here with chosen identities; the store is read back with SQL; the operator
+commands run through the real CLI (``aiguillage identity ...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import hl7.client
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner, Result
+
+from engine.channels.loader import parse_channels
+from engine.cli.main import app
+from engine.identity.ins import nir_key
+from engine.runtime import Engine
+from tests.e2e.engine_process import free_port
+
+TEST_OID = "1.2.250.1.213.1.4.10"
+NIA_OID = "1.2.250.1.213.1.4.9"
+NIR_OID = "1.2.250.1.213.1.4.8"
+
+CHANNELS = """
+engine:
+  database_url: {url}
+  durability: normal
+  identity: {{accept_test_ins: {accept}}}
+channels:
+  - name: hospital
+    source: {{type: mllp, port: {port}}}
+    accept: ["ADT^*", "ORU^R01"]
+    destinations:
+      store: {{type: record_store}}
+"""
+
+
+def nir(body: str) -> str:
+    """A matricule with its key: 13 characters + 2 digits."""
+    return f"{body}{nir_key(body):02d}"
+
+
+def pid(
+    ipp: str = "",
+    ins: str = "",
+    oid: str = TEST_OID,
+    name: str = "PAT-TROIS",
+    given: str = "DOMINIQUE",
+    dob: str = "19790328",
+    sex: str = "F",
+    status: str = "VALI",
+    more_ids: tuple[str, ...] = (),
+) -> str:
+    ids = [f"{ipp}^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"] if ipp else []
+    if ins:
+        ids.append(f"{ins}^^^ASIP-SANTE-INS-NIR&{oid}&ISO^INS")
+    ids.extend(more_ids)
+    fields = ["PID", "1", "", "~".join(ids), "", f"{name}^{given}^{given}^^^^L", "", dob, sex]
+    fields += [""] * (33 - len(fields))
+    fields[32] = status
+    return "|".join(fields)
+
+
+def msh(kind: str, control_id: str) -> str:
+    head = "MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154"
+    return f"{head}||{kind}|{control_id}|P|2.5||||||UNICODE UTF-8"
+
+
+def adt(trigger: str, pid_segment: str, control_id: str, mrg: str = "") -> str:
+    segments = [msh(f"ADT^{trigger}", control_id), "EVN||20240306111154", pid_segment]
+    if mrg:
+        segments.append(f"MRG|{mrg}")
+    if trigger == "A01":
+        segments.append(f"PV1|1|I|||||||||||||||||V{control_id}^^^CHU-X^VN")
+    return "\r".join(segments)
+
+
+def oru(pid_segment: str, control_id: str, value: str = "4.2") -> str:
+    return "\r".join(
+        [
+            msh("ORU^R01^ORU_R01", control_id),
+            pid_segment,
+            f"OBR|1|P{control_id}|F{control_id}|2823-3^Potassium^LN",
+            f"OBX|1|NM|2823-3^Potassium^LN||{value}|mmol/L|3.5-5.0|N|||F|||20240306101500",
+        ]
+    )
+
+
+class IdentityEngine:
+    def __init__(self, url: str, accept_test_ins: bool = True) -> None:
+        self.url = url
+        self.port = free_port()
+        accept = "true" if accept_test_ins else "false"
+        self.engine = Engine(
+            parse_channels(CHANNELS.format(url=url, port=self.port, accept=accept))
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.engine.start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.engine.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def send(self, *messages: str) -> list[str]:
+        """Send over MLLP with python-hl7's client; the MSA-1 code of each ACK."""
+        codes = []
+        with hl7.client.MLLPClient("127.0.0.1", self.port) as client:
+            for message in messages:
+                ack = client.send_message(message).decode("utf-8")
+                msa = next(s for s in ack.replace("\n", "\r").split("\r") if s.startswith("MSA"))
+                codes.append(msa.split("|")[1])
+        self.wait_idle()
+        return codes
+
+    def rows(self, sql: str, **params: object) -> list[tuple[object, ...]]:
+        with self.engine.db.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
+
+    def wait_idle(self) -> None:
+        for _ in range(500):
+            if not self.rows(
+                "SELECT id FROM journal_messages WHERE state IN ('received', 'retrying')"
+            ):
+                return
+            time.sleep(0.02)
+        raise AssertionError("pipeline did not finish")
+
+    def states(self) -> list[tuple[str, str]]:
+        """(MSH-10, state) of every journaled message, in arrival order."""
+        return [
+            (str(r[0]), str(r[1]))
+            for r in self.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
+        ]
+
+    def patient(self, ipp: str) -> dict[str, object]:
+        rows = self.rows(
+            "SELECT p.id, p.ins, p.ins_oid, p.identity_status, p.birth_name, p.merged_into "
+            "FROM store_patients p JOIN store_patient_identifiers i ON i.patient_id = p.id "
+            "WHERE i.value = :ipp",
+            ipp=ipp,
+        )
+        assert len(rows) == 1, rows
+        keys = ("id", "ins", "ins_oid", "identity_status", "birth_name", "merged_into")
+        return dict(zip(keys, rows[0], strict=True))
+
+    def observations(self, patient_id: object) -> list[str]:
+        return [
+            str(r[0])
+            for r in self.rows(
+                "SELECT value FROM store_observations WHERE patient_id = :p ORDER BY id",
+                p=patient_id,
+            )
+        ]
+
+    def cli(self, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
+        monkeypatch.setenv("AIGUILLAGE_DATABASE_URL", self.url)
+        return CliRunner().invoke(app, ["identity", *args, "--config", str(Path("absent.yaml"))])
