@@ -36,7 +36,7 @@ channels:
     source: {{type: mllp, port: {port}}}
     accept: ["ADT^*", "ORU^R01"]
     destinations:
-      store: {{type: record_store}}
+      store: {{type: record_store, require_ins: {require_ins}}}
 """
 
 
@@ -92,13 +92,16 @@ def oru(pid_segment: str, control_id: str, value: str = "4.2") -> str:
 
 
 class IdentityEngine:
-    def __init__(self, url: str, accept_test_ins: bool = True) -> None:
+    def __init__(self, url: str, accept_test_ins: bool = True, require_ins: bool = False) -> None:
         self.url = url
         self.port = free_port()
-        accept = "true" if accept_test_ins else "false"
-        self.engine = Engine(
-            parse_channels(CHANNELS.format(url=url, port=self.port, accept=accept))
+        config = CHANNELS.format(
+            url=url,
+            port=self.port,
+            accept=str(accept_test_ins).lower(),
+            require_ins=str(require_ins).lower(),
         )
+        self.engine = Engine(parse_channels(config))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
+import structlog
 from tests.integration.identity_harness import (
     NIA_OID,
     NIR_OID,
@@ -238,3 +238,37 @@ def test_the_production_profile_refuses_a_test_ins(tmp_path: Path) -> None:
         assert production.rows("SELECT count(*) FROM store_patients") == [(0,)]
     finally:
         production.stop()
+
+
+def test_an_ins_without_its_traits_waits_for_review_as_905(engine: IdentityEngine) -> None:
+    engine.send(adt("A28", pid("IPP1", INS, sex=""), "1"))
+    assert engine.rows("SELECT state, error_code FROM journal_messages") == [("review", "905")]
+    assert engine.rows("SELECT code FROM store_identity_reviews") == [("905",)]
+    assert engine.rows("SELECT count(*) FROM store_patients") == [(0,)]
+
+
+def test_a_channel_that_requires_the_ins_sends_messages_without_one_to_review_as_903(
+    tmp_path: Path,
+) -> None:
+    dmp = IdentityEngine(f"sqlite:///{tmp_path / 'dmp.db'}", require_ins=True)
+    try:
+        dmp.send(
+            adt("A28", pid("IPP1", INS, status="PROV"), "1"), adt("A28", pid("IPP2", INS), "2")
+        )
+        assert dmp.rows("SELECT state, error_code FROM journal_messages ORDER BY id") == [
+            ("review", "903"),
+            ("delivered", None),
+        ]
+    finally:
+        dmp.stop()
+
+
+def test_the_log_says_why_an_ins_was_not_used_without_naming_the_patient(
+    engine: IdentityEngine,
+) -> None:
+    with structlog.testing.capture_logs() as events:
+        engine.send(adt("A28", pid("IPP1", INS, status="PROV"), "1"))
+    [event] = [e for e in events if e["event"] == "ins_not_used"]
+    assert "VALI" in event["reason"]
+    text = json.dumps(events)
+    assert INS not in text and "PAT-TROIS" not in text and "IPP1" not in text

@@ -15,12 +15,8 @@ from engine.errors import InvalidIns, ParseError
 from engine.identity.cda import cda_identity, cda_identity_from_bytes
 from engine.identity.ins import InsKind, check_matricule
 from engine.identity.model import Identity, Ins, LocalId, Traits
-from tests.sample_files import REPO
+from tests.sample_files import CDA_COPIES, CDA_SAMPLES, CDA_SHARED
 
-CDA_SHARED = REPO.parent / "shared" / "samples" / "cda" / "fr-cisis"
-CDA_COPIES = REPO / "tests" / "samples" / "cda" / "fr-cisis"
-#: Every CDA of the shared corpus when it is there; otherwise the copies kept in tests/.
-CDA_SAMPLES = CDA_SHARED if CDA_SHARED.is_dir() else CDA_COPIES
 CDA_FILES = sorted(CDA_SAMPLES.glob("*.xml"))
 TSH_1 = CDA_SAMPLES / "BIO-CR-BIO_2024.01_TSH_1.xml"
 #: Upstream samples whose INS (production NIR OID) has a wrong key: extraction reads it as
