@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, and_, func, select
 
 from engine.channels.loader import load_channels
-from engine.channels.models import ChannelConfig
+from engine.channels.models import ChannelConfig, EngineSettings
 from engine.db import make_engine, metadata
 from engine.errors import EngineError
 from engine.hl7v2.reader import Message
@@ -101,17 +101,19 @@ def run_case_file(path: Path) -> list[CaseResult]:
     channel = next((c for c in config.channels if c.name == spec.channel), None)
     if channel is None:
         return [CaseResult(spec.channel, [f"no channel {spec.channel!r} in {spec.channels}"])]
-    return [run_case(channel, case, path.parent) for case in spec.cases]
+    return [run_case(channel, case, path.parent, config.engine) for case in spec.cases]
 
 
-def run_case(channel: ChannelConfig, case: Case, base: Path) -> CaseResult:
+def run_case(
+    channel: ChannelConfig, case: Case, base: Path, settings: EngineSettings | None = None
+) -> CaseResult:
     result = CaseResult(case.name)
     with tempfile.TemporaryDirectory() as tmp:
         db = make_engine(f"sqlite:///{tmp}/case.db", durability="normal")
         try:
             upgrade(db)
             acks = _feed(db, channel, [_payload(m, base) for m in case.messages])
-            worker = Worker(db, Journal(db), {channel.name: build_pipeline(channel)})
+            worker = Worker(db, Journal(db), {channel.name: build_pipeline(channel, settings)})
             while worker.run_once():
                 pass
             with db.connect() as conn:

@@ -15,6 +15,12 @@ REPO = HERE.parent
 CASES_DIR = HERE / "channels"
 CASE_FILES = sorted(p for p in CASES_DIR.glob("*.yaml") if not p.name.endswith(".channels.yaml"))
 
+# The result's patient is registered first: a result for an unknown patient would be held.
+REGISTRATION = """\
+          MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306101154||ADT^A28^ADT_A05|A28-1|P|2.5
+          EVN|A28|20240306101154
+          PID|1||000003^^^CHU-X^PI||PAT-TROIS^DOMINIQUE||19790328|F
+"""
 GOOD_ORU = """\
           MSH|^~\\&|LABO|LAB-A|DPI|CHU-X|20240306111154||ORU^R01^ORU_R01|ORU-1|P|2.5
           PID|1||000003^^^CHU-X^PI||PAT-TROIS^DOMINIQUE||19790328|F
@@ -24,7 +30,8 @@ GOOD_ORU = """\
 
 
 def case_file(tmp_path: Path, expect: str, name: str = "wrong.yaml") -> Path:
-    """A one-case file for the repository's channels.yaml, with the given ``expect`` block."""
+    """A one-case file for the repository's channels.yaml, with the given ``expect`` block:
+    a patient registration (ADT^A28) then a result for that patient."""
     path = tmp_path / name
     path.write_text(
         f"channels: {REPO / 'channels.yaml'}\n"
@@ -32,6 +39,8 @@ def case_file(tmp_path: Path, expect: str, name: str = "wrong.yaml") -> Path:
         "cases:\n"
         "  - name: a result\n"
         "    messages:\n"
+        "      - hl7: |\n"
+        f"{REGISTRATION}"
         "      - hl7: |\n"
         f"{GOOD_ORU}"
         "    expect:\n"
@@ -59,9 +68,9 @@ def test_channel_cases_hold(path: Path) -> None:
 def test_a_correct_expectation_reports_no_problem(tmp_path: Path) -> None:
     path = case_file(
         tmp_path,
-        "      acks: [AA]\n"
-        "      states: [delivered]\n"
-        "      counts: {store_observations: 1}\n"
+        "      acks: [AA, AA]\n"
+        "      states: [delivered, delivered]\n"
+        "      counts: {store_patients: 1, store_observations: 1}\n"
         "      rows:\n"
         "        - table: store_observations\n"
         "          where: {code: '1554-5'}\n"
@@ -75,8 +84,8 @@ def test_a_correct_expectation_reports_no_problem(tmp_path: Path) -> None:
 def test_a_wrong_expectation_makes_the_runner_report_each_problem(tmp_path: Path) -> None:
     path = case_file(
         tmp_path,
-        "      acks: [AR]\n"
-        "      states: [dead_lettered]\n"
+        "      acks: [AA, AR]\n"
+        "      states: [delivered, dead_lettered]\n"
         "      dead_letters: [{code: parse_error}]\n"
         "      counts: {store_observations: 5}\n"
         "      rows:\n"
@@ -89,8 +98,8 @@ def test_a_wrong_expectation_makes_the_runner_report_each_problem(tmp_path: Path
     [result] = run_case_file(path)
     assert not result.ok
     text = "\n".join(result.problems)
-    assert "ACK codes: expected ['AR'], got ['AA']" in text
-    assert "states: expected ['dead_lettered'], got ['delivered']" in text
+    assert "ACK codes: expected ['AA', 'AR'], got ['AA', 'AA']" in text
+    assert "states: expected ['delivered', 'dead_lettered'], got ['delivered', 'delivered']" in text
     assert "dead letters" in text
     assert "store_observations: expected 5 rows, got 1" in text
     assert "value is '182', expected '999'" in text
@@ -129,8 +138,8 @@ def test_the_test_command_exits_0_when_every_case_holds() -> None:
 def test_the_test_command_exits_1_and_shows_the_problem_when_a_case_fails(
     tmp_path: Path,
 ) -> None:
-    path = case_file(tmp_path, "      acks: [AR]\n")
+    path = case_file(tmp_path, "      acks: [AA, AR]\n")
     result = CliRunner().invoke(app, ["test", str(path)])
     assert result.exit_code == 1
     assert "FAIL" in result.stdout
-    assert "ACK codes: expected ['AR'], got ['AA']" in result.stdout
+    assert "ACK codes: expected ['AA', 'AR'], got ['AA', 'AA']" in result.stdout

@@ -50,14 +50,22 @@ def check(file: Annotated[Path, typer.Argument(help="channels file")] = CHANNELS
 
 @app.command()
 def stats(config: ConfigOption = CHANNELS, json: JsonOption = False) -> None:
-    """Per channel: received, in flight, filtered, delivered, dead-lettered."""
+    """Per channel: received, in flight, filtered, delivered, dead-lettered, held, in review."""
     with database(config) as conn:
         rows = queries.stats(conn)
     if json:
         print_json([asdict(r) for r in rows])
         return
     table = Table(
-        "channel", "received", "in flight", "filtered", "delivered", "dead-lettered", "discarded"
+        "channel",
+        "received",
+        "in flight",
+        "filtered",
+        "delivered",
+        "dead-lettered",
+        "discarded",
+        "held",
+        "in review",
     )
     for r in rows:
         table.add_row(r.channel, *(str(v) for v in list(asdict(r).values())[1:]))

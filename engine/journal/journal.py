@@ -45,6 +45,9 @@ _MARK_DELIVERED = FastStatement(
 )
 
 
+_NOT_ATTEMPTS = frozenset({State.FILTERED, State.HELD, State.REVIEW})
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -150,7 +153,9 @@ class Journal:
     ) -> None:
         """Record a state change in the caller's transaction (with the store writes, if any)."""
         msg.outcome = state
-        attempts = msg.attempts + (state != State.FILTERED)
+        # Holding a message for its patient or an identity decision is not a failed attempt:
+        # it must not use up the retries of a later transient error.
+        attempts = msg.attempts + (state not in _NOT_ATTEMPTS)
         values: dict[str, object] = {
             "state": state,
             "updated_at": now,

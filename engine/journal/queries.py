@@ -46,6 +46,8 @@ class ChannelStats:
     delivered: int
     dead_lettered: int
     discarded: int
+    held: int  # waiting for their patient (902)
+    review: int  # waiting for an identity decision (903-905)
 
 
 def stats(conn: Connection) -> list[ChannelStats]:
@@ -67,6 +69,8 @@ def stats(conn: Connection) -> list[ChannelStats]:
             delivered=c.get(State.DELIVERED, 0),
             dead_lettered=c.get(State.DEAD_LETTERED, 0),
             discarded=c.get(State.DISCARDED, 0),
+            held=c.get(State.HELD, 0),
+            review=c.get(State.REVIEW, 0),
         )
         for ch, c in by_channel.items()
     ]

@@ -29,6 +29,11 @@ from engine.runtime import build_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 
+A28 = (
+    "MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306101154||ADT^A28^ADT_A05|A28-1|P|2.5\r"
+    "EVN|A28|20240306101154\r"
+    "PID|1||000003^^^CHU-X^PI||PAT-TROIS^DOMINIQUE||19790328|F"
+)
 ORU = (
     "MSH|^~\\&|LABO|LAB-A|DPI|CHU-X|20240306111154||ORU^R01^ORU_R01|{cid}|P|2.5\r"
     "PID|1||000003^^^CHU-X^PI||PAT-TROIS^DOMINIQUE||19790328|F\r"
@@ -57,6 +62,7 @@ class Down:
 class Seeded:
     """Journal ids of the messages made for the tests."""
 
+    registered: int
     delivered: int
     invalid: int
     unsupported: int
@@ -83,11 +89,14 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
 
 @pytest.fixture
 def seeded(db: Engine) -> Seeded:
-    """One delivered result and three dead letters on two channels."""
+    """A registered patient, a delivered result for them and three dead letters on two
+    channels. The registration (ADT^A28) comes first: a result for a patient the store does
+    not know yet would be held, not delivered."""
     hospital = load_channels(REPO / "channels.yaml").channels[0]
     lab = hospital.model_copy(update={"name": "lab", "errors": ErrorPolicy(max_attempts=1)})
     journal = Journal(db)
     ids = Seeded(
+        registered=receive(db, hospital, A28),
         delivered=receive(db, hospital, ORU.format(cid="ORU-1")),
         invalid=receive(db, hospital, A03_WITHOUT_VISIT),
         unsupported=receive(db, hospital, ORM),
@@ -285,12 +294,14 @@ def test_stats_json_counts_each_channel(seeded: Seeded) -> None:
     by_channel = {r["channel"]: r for r in json.loads(result.stdout)}
     assert by_channel["hospital_hl7"] == {
         "channel": "hospital_hl7",
-        "received": 3,
+        "received": 4,
         "in_flight": 0,
         "filtered": 0,
-        "delivered": 1,
+        "delivered": 2,
         "dead_lettered": 2,
         "discarded": 0,
+        "held": 0,
+        "review": 0,
     }
     assert (by_channel["lab"]["received"], by_channel["lab"]["dead_lettered"]) == (1, 1)
 
@@ -320,6 +331,7 @@ def test_trace_json_by_message_id_includes_the_history(seeded: Seeded) -> None:
 def test_trace_by_patient_key_finds_each_of_the_patients_messages(seeded: Seeded) -> None:
     result = cli("trace", "000003^CHU-X", "--json")
     assert sorted(r["id"] for r in json.loads(result.stdout)) == [
+        seeded.registered,
         seeded.delivered,
         seeded.unavailable,
     ]

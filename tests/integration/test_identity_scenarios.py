@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import structlog
+
+from engine.journal.queries import stats
 from tests.integration.identity_harness import (
     NIA_OID,
     NIR_OID,
@@ -54,6 +56,9 @@ def test_results_before_the_admission_are_held_then_filed_in_order_once_it_arriv
     assert engine.states() == [("1", "held"), ("2", "held")]
     assert engine.rows("SELECT error_code FROM journal_messages") == [("902",), ("902",)]
     assert engine.rows("SELECT count(*) FROM store_patients") == [(0,)]
+    with engine.engine.db.connect() as conn:
+        [counts] = stats(conn)
+    assert (counts.held, counts.in_flight, counts.dead_lettered) == (2, 0, 0)
     engine.send(adt("A28", pid("IPP1", INS), "3"))
     engine.wait_idle()
     assert engine.states() == [("1", "delivered"), ("2", "delivered"), ("3", "delivered")]

@@ -40,6 +40,17 @@ def oru(control_id: str, patient: str = "000003", glucose: str = "182") -> bytes
     ).encode()
 
 
+def a28(control_id: str, patient: str = "000003") -> bytes:
+    """The registration (ADT^A28) of the patient of :func:`oru`, same identifier and traits."""
+    return "\r".join(
+        [
+            f"MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306101154||ADT^A28^ADT_A05|{control_id}|P|2.5",
+            "EVN|A28|20240306101154",
+            f"PID|1||{patient}^^^CHU-X^PI||PAT-TROIS^DOMINIQUE||19790328|F",
+        ]
+    ).encode()
+
+
 def as_utc(value: datetime) -> datetime:
     """SQLite gives the journal's datetimes back naive; they are UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -409,6 +420,15 @@ def run_until_idle(worker: Worker) -> None:
     raise AssertionError("the worker never ran out of work")
 
 
+def register_patient(db: Engine, hospital: ChannelConfig) -> int:
+    """Make the patient of :func:`oru` known to the record store (an ADT^A28 delivered by the
+    real pipeline): a result for a patient the store does not know is held, not delivered."""
+    [ident] = receive(db, hospital, a28("A28-1"))
+    run_until_idle(Worker(db, Journal(db), {hospital.name: build_pipeline(hospital)}))
+    assert row(db, ident)["state"] == State.DELIVERED
+    return ident
+
+
 def observation_values(db: Engine) -> list[tuple[int, str, str]]:
     with db.connect() as conn:
         rows = conn.execute(
@@ -430,6 +450,7 @@ def events_of(db: Engine, message_id: int) -> list[dict[str, object]]:
 def test_a_result_is_delivered_with_its_observations_stored(
     db: Engine, hospital: ChannelConfig, clock: Clock
 ) -> None:
+    register_patient(db, hospital)
     [ident] = receive(db, hospital, oru("ORU-1", glucose="182"))
     worker = Worker(db, Journal(db), {hospital.name: build_pipeline(hospital)})
     run_until_idle(worker)
@@ -528,6 +549,7 @@ def test_replaying_a_dead_letter_twice_applies_it_once(
 ) -> None:
     policy = ErrorPolicy(max_attempts=1)
     failing = hospital.model_copy(update={"errors": policy})
+    register_patient(db, hospital)
     [ident] = receive(db, hospital, oru("ORU-1", glucose="182"))
     down = Worker(db, Journal(db), {failing.name: Pipeline(failing, {"store": Flaky("store", 1)})})
     run_until_idle(down)
@@ -575,6 +597,7 @@ def test_a_retry_after_a_later_destination_failed_still_writes_the_record_store(
     pipeline = Pipeline(channel, {"store": store, "copy": Flaky("copy", failures=1)})
     assert pipeline.routes[0].to == ("store", "copy")
     worker = Worker(db, Journal(db), {channel.name: pipeline})
+    register_patient(db, hospital)
     [ident] = receive(db, channel, oru("ORU-1", glucose="182"))
     worker.run_once()
     assert row(db, ident)["state"] == State.RETRYING
@@ -583,3 +606,33 @@ def test_a_retry_after_a_later_destination_failed_still_writes_the_record_store(
     worker.run_once()
     assert row(db, ident)["state"] == State.DELIVERED
     assert observation_values(db) == [(ident, "1554-5", "182"), (ident, "2345-7", "140")]
+
+
+def test_a_result_for_a_patient_not_known_yet_is_held_until_a_registration_releases_it(
+    db: Engine, hospital: ChannelConfig, clock: Clock
+) -> None:
+    worker = Worker(db, Journal(db), {hospital.name: build_pipeline(hospital)})
+    [result] = receive(db, hospital, oru("ORU-1", glucose="182"))
+    run_until_idle(worker)
+    held = row(db, result)
+    assert (held["state"], held["error_stage"], held["error_code"]) == (
+        State.HELD,
+        "destination:store",
+        "902",
+    )
+    assert held["next_attempt_at"] is None
+    assert observation_values(db) == []
+    assert worker.run_once() == 0  # a held message is not retried
+
+    clock.now += timedelta(minutes=5)
+    [registration] = receive(db, hospital, a28("A28-1"))
+    run_until_idle(worker)
+    assert row(db, registration)["state"] == State.DELIVERED
+    delivered = row(db, result)
+    assert (delivered["state"], delivered["error_code"]) == (State.DELIVERED, None)
+    assert observation_values(db) == [(result, "1554-5", "182"), (result, "2345-7", "140")]
+    assert [(e["state"], e["stage"], e["code"]) for e in events_of(db, result)] == [
+        (State.HELD, "destination:store", "902"),
+        (State.RECEIVED, "identity", "released"),
+    ]
+    assert delivered["attempts"] == 1  # holding is not an attempt: only the delivery counts

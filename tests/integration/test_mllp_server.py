@@ -163,7 +163,7 @@ def test_character_sets_follow_msh18_with_the_channel_default(running: RunningEn
         nak = msa(read_ack(sock))
         assert nak[1:3] == ["AR", "L3"] and "UTF-8" in nak[3]
     running.wait_idle()
-    names = {r[0] for r in running.rows("SELECT family_name FROM store_patients")}
+    names = {r[0] for r in running.rows("SELECT birth_name FROM store_patients")}
     assert names == {"HÉLÈNE", "€URO"}
 
 

@@ -4,6 +4,7 @@ failed journal commit answers every waiting sender with a transient error (never
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,23 @@ REPO = Path(__file__).resolve().parents[2]
 CHANNEL = load_channels(REPO / "channels.yaml").channels[0]
 
 
-def journal_rows(db: Engine, n: int) -> None:
+def a28(n: int) -> bytes:
+    """ADT^A28 number ``n``: registers a new patient ``n``, delivered by the record store
+    (a result for a patient not known yet would be held instead)."""
+    return "\r".join(
+        [
+            f"MSH|^~\\&|GAM|CHU-TEST|AIGUILLAGE|CHU-TEST|20240306111154||ADT^A28^ADT_A05|A28-{n}"
+            "|P|2.5||||||UNICODE UTF-8",
+            "EVN|A28|20240306111154",
+            f"PID|1||IPP{n:05d}^^^CHU-TEST^PI||NOM{n}^PRENOM{n}||19800115|F",
+        ]
+    ).encode()
+
+
+def journal_rows(db: Engine, n: int, message: Callable[[int], bytes] = oru) -> None:
     intake = Intake.for_channel(CHANNEL)
     with db.connect() as conn:
-        Journal(db).append(conn, [intake.prepare(oru(i), "t").row for i in range(n)])
+        Journal(db).append(conn, [intake.prepare(message(i), "t").row for i in range(n)])
 
 
 def states(db: Engine) -> list[str]:
@@ -39,7 +53,7 @@ def states(db: Engine) -> list[str]:
 def test_a_pipeline_slice_stops_early_when_asked_and_leaves_the_rest_journaled(
     db: Engine,
 ) -> None:
-    journal_rows(db, 10)
+    journal_rows(db, 10, a28)
     worker = Worker(db, Journal(db), {CHANNEL.name: build_pipeline(CHANNEL)})
     assert worker.run_once(interrupt=lambda: True) == MIN_SLICE
     assert states(db) == [State.DELIVERED] * MIN_SLICE + [State.RECEIVED] * (10 - MIN_SLICE)

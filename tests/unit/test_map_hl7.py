@@ -8,6 +8,8 @@ import pytest
 
 from engine.errors import UnknownPatient, UnsupportedMessageType, ValidationError
 from engine.hl7v2.reader import Message
+from engine.identity.ins import InsKind
+from engine.identity.model import Ins, LocalId, Traits
 from engine.transforms.hl7_values import parse_date, parse_ts
 from engine.transforms.map_hl7 import (
     SUPPORTED_TYPES,
@@ -16,8 +18,6 @@ from engine.transforms.map_hl7 import (
     extract_patient,
     map_message,
 )
-from engine.identity.ins import InsKind
-from engine.identity.model import Ins, LocalId, Traits
 from engine.transforms.patient_key import patient_key
 from tests.sample_files import SAMPLES
 
