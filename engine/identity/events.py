@@ -16,11 +16,11 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, insert, select, update
 
-from engine.errors import IdentityConflict
+from engine.errors import IdentityConflict, PatientNotKnown
 from engine.identity import patients
 from engine.identity.filing import Filing
 from engine.identity.model import Identity
-from engine.identity.patients import StoredPatient
+from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.rules import decide_ins
 from engine.store.models import encounters, merges, observations, patient_identifiers
 from engine.transforms.map_hl7 import StoreOperation
@@ -180,8 +180,12 @@ def change_identity(
     """A47: the identifier list changed; MRG-1 holds the former identifier."""
     assert op.previous is not None
     target = _previous(conn, op.previous)
-    if target is None:
-        raise IdentityConflict("A47: no patient holds the former identifier of MRG-1")
+    if target is None:  # e.g. the A47 overtook the registration: wait for it
+        raise PatientNotKnown(
+            "A47: no patient holds the former identifier of MRG-1 yet: held until an ADT "
+            "makes it known",
+            keys=identity_keys([i.value for i in op.previous.ins], op.previous.local_ids),
+        )
     decision = decide_ins(op.patient.identity, filing.policy)
     former = {i.value for i in op.previous.ins}
     if target.ins and target.ins in former:

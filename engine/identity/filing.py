@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from engine.errors import IdentityError, InsMissing, PatientNotKnown
 from engine.identity import patients, review
 from engine.identity.model import Identity, Traits
-from engine.identity.patients import StoredPatient, ins_key, local_key
+from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.resolve import identify
 from engine.identity.rules import QUALIFIED, IdentityPolicy, InsDecision, decide_ins
 from engine.journal import holds
@@ -81,19 +81,14 @@ class Filing:
         else:
             patient_id = found.id
             _update(conn, found, record, decision, message_id, now)
-        keys = [local_key(i) for i in identity.local_ids]
-        keys += [ins_key(i.value) for i in decision.usable]
-        released = holds.release(conn, keys, now)
+        released = holds.release(conn, hold_keys(identity, decision), now)
         if released:
             log.info("held_messages_released", message_id=message_id, released=released)
         return patient_id
 
 
 def hold_keys(identity: Identity, decision: InsDecision) -> tuple[str, ...]:
-    return (
-        *(ins_key(i.value) for i in decision.usable),
-        *(local_key(i) for i in identity.local_ids),
-    )
+    return identity_keys([i.value for i in decision.usable], identity.local_ids)
 
 
 def _status(identity: Identity) -> str:

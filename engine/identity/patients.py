@@ -7,6 +7,7 @@ Lookups follow merges: a patient absorbed by an A40 resolves to its survivor.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -52,10 +53,10 @@ class StoredPatient:
         kind = classify_oid(self.ins_oid)
         return Ins(self.ins, self.ins_oid, kind) if self.ins and kind else None
 
-    def keys(self, local_ids: tuple[LocalId, ...] = ()) -> tuple[str, ...]:
-        """Hold keys this patient answers to (its INS and the given local identifiers)."""
-        keys = [local_key(i) for i in local_ids]
-        return (ins_key(self.ins), *keys) if self.ins else tuple(keys)
+
+def identity_keys(ins_values: Iterable[str], local_ids: Iterable[LocalId]) -> tuple[str, ...]:
+    """The hold keys of an identity: what a held message waits for, what a patient releases."""
+    return (*(ins_key(v) for v in ins_values), *(local_key(i) for i in local_ids))
 
 
 def ins_key(value: str) -> str:

@@ -7,7 +7,7 @@ import threading
 import time
 
 from engine.adapters.mllp_framing import END_BLOCK, frame
-from tests.e2e.hl7_messages import oru
+from tests.e2e.hl7_messages import PATIENTS, a28, oru
 
 RESULTS = 2
 
@@ -52,3 +52,11 @@ def read_ack(sock: socket.socket) -> bytes:
             break
         buf += chunk
     return buf
+
+
+def register_patients(port: int, patients: int = PATIENTS) -> None:
+    """Send an ADT^A28 for each generated patient (results for unknown patients are held)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for p in range(patients):
+            sock.sendall(frame(a28(p)))
+            assert b"MSA|AA|" in read_ack(sock)

@@ -12,7 +12,8 @@ import pytest
 from engine.adapters.mllp_framing import frame
 from engine.cli.send import split_file
 from tests.e2e.engine_process import EngineProcess, free_port, write_channels
-from tests.e2e.mllp_client import Sender
+from tests.e2e.hl7_messages import PATIENTS
+from tests.e2e.mllp_client import Sender, register_patients
 from tests.sample_files import SAMPLES
 
 pytestmark = pytest.mark.postgres
@@ -36,7 +37,9 @@ def pg_engine(tmp_path: Path, postgres_url: str) -> Iterator[EngineProcess]:
     assert not (tmp_path / "unused.db").exists(), "the environment variable must win"
 
 
-def test_messages_flow_into_the_postgres_record_store_once(pg_engine: EngineProcess) -> None:
+def test_results_held_for_their_patients_flow_into_the_postgres_store_once_they_are_known(
+    pg_engine: EngineProcess,
+) -> None:
     acked: set[int] = set()
     senders = [
         Sender(pg_engine.port, list(range(i, 400, 4)), acked, threading.Lock()) for i in range(4)
@@ -50,9 +53,14 @@ def test_messages_flow_into_the_postgres_record_store_once(pg_engine: EngineProc
     again = Sender(pg_engine.port, [7], acked, threading.Lock())
     again.run()
     pg_engine.wait_idle()
-    assert pg_engine.scalar("SELECT count(*) FROM journal_messages") == 400
+    # No patient is known yet: every result waits (902), none is dead.
+    assert pg_engine.column("SELECT DISTINCT state FROM journal_messages") == ["held"]
+    register_patients(pg_engine.port)
+    pg_engine.wait_idle()
+    assert pg_engine.scalar("SELECT count(*) FROM journal_messages") == 400 + PATIENTS
+    assert pg_engine.column("SELECT DISTINCT state FROM journal_messages") == ["delivered"]
     assert pg_engine.scalar("SELECT count(*) FROM store_observations") == 800
-    assert pg_engine.scalar("SELECT count(*) FROM store_patients") == 50
+    assert pg_engine.scalar("SELECT count(*) FROM store_patients") == PATIENTS
     assert pg_engine.terminate() == 0
 
 
