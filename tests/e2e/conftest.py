@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.engine_process import EngineProcess, free_port, write_channels
+from tests.e2e.engine_process import STARTED, EngineProcess, free_port, write_channels
+
+
+@pytest.fixture(autouse=True)
+def no_engine_left_running() -> Iterator[None]:
+    """Kill what a test started, even when it failed half way."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.alive():
+            proc.kill()
 
 
 @pytest.fixture

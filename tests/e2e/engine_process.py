@@ -37,6 +37,10 @@ def write_channels(tmp: Path, port: int, db_url: str, **engine: Any) -> Path:
     return path
 
 
+#: Every engine process started, so that a failing test cannot leave one running.
+STARTED: list[EngineProcess] = []
+
+
 @dataclass
 class EngineProcess:
     config: Path
@@ -57,6 +61,7 @@ class EngineProcess:
                 env=env,
                 cwd=self.config.parent,
             )
+        STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
