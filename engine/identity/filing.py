@@ -126,16 +126,11 @@ def _update(
         event = "ins_replaced" if found.ins else "ins_attached"
         changes: dict[str, Any] = {t: getattr(traits, t) for t in _INS_TRAITS}
         changes.update(ins=ins.value, ins_oid=ins.oid, identity_status=_status(identity))
-        before = {"ins_kind": str(found.stored_ins.kind) if found.stored_ins else ""}
-        patients.change(
-            conn,
-            found.id,
-            changes,
-            message_id,
-            now,
-            event,
-            {"before": before, "ins_kind": ins.kind},
-        )
+        # The history keeps what was replaced (the database, never the logs, holds it).
+        before = {"ins": found.ins, "ins_oid": found.ins_oid}
+        before.update({t: getattr(found.traits, t) for t in _INS_TRAITS})
+        detail = {"before": before, "after": changes}
+        patients.change(conn, found.id, changes, message_id, now, event, detail)
         found = dataclasses.replace(
             found, ins=ins.value, ins_oid=ins.oid, identity_status=changes["identity_status"]
         )

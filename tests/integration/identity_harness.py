@@ -6,21 +6,15 @@ commands run through the real CLI (``aiguillage identity ...``).
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 from pathlib import Path
 
 import hl7.client
 import pytest
-from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
-from engine.channels.loader import parse_channels
 from engine.cli.main import app
 from engine.identity.ins import nir_key
-from engine.runtime import Engine
-from tests.e2e.engine_process import free_port
+from tests.integration.inprocess import InProcessEngine
 
 TEST_OID = "1.2.250.1.213.1.4.10"
 NIA_OID = "1.2.250.1.213.1.4.9"
@@ -91,27 +85,15 @@ def oru(pid_segment: str, control_id: str, value: str = "4.2") -> str:
     )
 
 
-class IdentityEngine:
+class IdentityEngine(InProcessEngine):
     def __init__(self, url: str, accept_test_ins: bool = True, require_ins: bool = False) -> None:
         self.url = url
-        self.port = free_port()
-        config = CHANNELS.format(
+        super().__init__(
+            CHANNELS,
             url=url,
-            port=self.port,
             accept=str(accept_test_ins).lower(),
             require_ins=str(require_ins).lower(),
         )
-        self.engine = Engine(parse_channels(config))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.engine.start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.engine.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
     def send(self, *messages: str) -> list[str]:
         """Send over MLLP with python-hl7's client; the MSA-1 code of each ACK."""
@@ -123,19 +105,6 @@ class IdentityEngine:
                 codes.append(msa.split("|")[1])
         self.wait_idle()
         return codes
-
-    def rows(self, sql: str, **params: object) -> list[tuple[object, ...]]:
-        with self.engine.db.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql), params)]
-
-    def wait_idle(self) -> None:
-        for _ in range(500):
-            if not self.rows(
-                "SELECT id FROM journal_messages WHERE state IN ('received', 'retrying')"
-            ):
-                return
-            time.sleep(0.02)
-        raise AssertionError("pipeline did not finish")
 
     def states(self) -> list[tuple[str, str]]:
         """(MSH-10, state) of every journaled message, in arrival order."""

@@ -6,21 +6,16 @@ clients are plain blocking sockets, as a sender's would be.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from engine.adapters.mllp_framing import END_BLOCK, START_BLOCK, frame
-from engine.channels.loader import parse_channels
-from engine.runtime import Engine
-from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
+from tests.integration.inprocess import InProcessEngine
 
 CHANNELS = """
 engine:
@@ -48,35 +43,9 @@ def adt(cid: str, name: str = "DARK", msh_tail: str = "") -> str:
     )
 
 
-class RunningEngine:
+class RunningEngine(InProcessEngine):
     def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        config = parse_channels(CHANNELS.format(db=tmp / "e.db", port=self.port))
-        self.engine = Engine(config)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.engine.start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.engine.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
-
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        with self.engine.db.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-
-    def wait_idle(self) -> None:
-        for _ in range(200):
-            if not self.rows("SELECT id FROM journal_messages WHERE state = 'received'"):
-                return
-            time.sleep(0.02)
-        raise AssertionError("pipeline did not finish")
+        super().__init__(CHANNELS, db=tmp / "e.db")
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""The engine in this process (its event loop in a thread), for tests that talk to it over
+real sockets and read its database."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+from sqlalchemy import text
+
+from engine.channels.loader import parse_channels
+from engine.runtime import Engine
+from tests.e2e.engine_process import free_port
+
+
+class InProcessEngine:
+    """Starts the engine of a channels text whose ``{port}`` is filled with a free port."""
+
+    def __init__(self, channels: str, **values: object) -> None:
+        self.port = free_port()
+        self.engine = Engine(parse_channels(channels.format(port=self.port, **values)))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.engine.start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.engine.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def rows(self, sql: str, **params: object) -> list[tuple[object, ...]]:
+        with self.engine.db.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
+
+    def wait_idle(self) -> None:
+        """Until no message waits for the pipeline (received, or retrying)."""
+        for _ in range(500):
+            if not self.rows(
+                "SELECT id FROM journal_messages WHERE state IN ('received', 'retrying')"
+            ):
+                return
+            time.sleep(0.02)
+        raise AssertionError("pipeline did not finish")
