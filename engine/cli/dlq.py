@@ -113,10 +113,11 @@ def discard(
     reason: Annotated[str, typer.Option(help="why (kept in the journal)")],
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
-    """Give up on a dead letter for good; it stays in the journal, marked discarded."""
+    """Give up on a dead letter (or a held message) for good; it stays in the journal,
+    marked discarded."""
     with database(config) as conn:
         ok = queries.discard(conn, message_id, reason, getpass.getuser())
     if not ok:
-        err_console.print(f"message {message_id} is not a dead letter")
+        err_console.print(f"message {message_id} is not a dead letter nor held")
         raise typer.Exit(1)
     console.print(f"discarded {message_id}")

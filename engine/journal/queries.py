@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from engine.journal.journal import utcnow
-from engine.journal.models import PENDING_STATES, State, events, messages
+from engine.journal.models import PENDING_STATES, State, events, holds, messages
 
 #: Dead letters kept only in part (their head), which replay must refuse.
 NOT_REPLAYABLE = "message_too_large"
@@ -142,13 +142,19 @@ def select_dead_letters(conn: Connection, channel: str, code: str | None) -> lis
 
 
 def discard(conn: Connection, message_id: int, reason: str, actor: str) -> bool:
-    """End a dead letter for good (kept in the journal, with who and why)."""
+    """End a dead letter, or a message held for a patient that will never be known, for good
+    (kept in the journal, with who and why)."""
     now = utcnow()
     done = conn.execute(
         update(messages)
-        .where(messages.c.id == message_id, messages.c.state == State.DEAD_LETTERED)
+        .where(
+            messages.c.id == message_id,
+            messages.c.state.in_((State.DEAD_LETTERED, State.HELD)),
+        )
         .values(state=State.DISCARDED, updated_at=now)
     ).rowcount
+    if done:
+        conn.execute(delete(holds).where(holds.c.message_id == message_id))
     _log_action(
         conn, [message_id] if done else [], now, State.DISCARDED, "discarded", reason, actor
     )

@@ -280,7 +280,7 @@ def test_discard_requires_a_reason(db: Engine, seeded: Seeded) -> None:
 def test_discard_of_a_message_that_is_not_a_dead_letter_exits_1(db: Engine, seeded: Seeded) -> None:
     result = cli("dlq", "discard", str(seeded.delivered), "--reason", "no")
     assert result.exit_code == 1
-    assert f"message {seeded.delivered} is not a dead letter" in result.stderr
+    assert f"message {seeded.delivered} is not a dead letter nor held" in result.stderr
     assert state_of(db, seeded.delivered) == State.DELIVERED
     assert operator_events(db, seeded.delivered) == []
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import structlog
+from typer.testing import CliRunner
 
+from engine.cli.main import app
 from engine.journal.queries import stats
 from tests.integration.identity_harness import (
     NIA_OID,
@@ -277,3 +279,19 @@ def test_the_log_says_why_an_ins_was_not_used_without_naming_the_patient(
     assert "VALI" in event["reason"]
     text = json.dumps(events)
     assert INS not in text and "PAT-TROIS" not in text and "IPP1" not in text
+
+
+def test_a_held_result_whose_patient_will_never_come_can_be_discarded(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.send(oru(pid("NOBODY"), "1"))
+    [(message_id,)] = engine.rows("SELECT id FROM journal_messages")
+    monkeypatch.setenv("AIGUILLAGE_DATABASE_URL", engine.url)
+    result = CliRunner().invoke(
+        app, ["dlq", "discard", str(message_id), "--reason", "lab test patient"]
+    )
+    assert result.exit_code == 0, result.output
+    assert engine.states() == [("1", "discarded")]
+    assert engine.rows("SELECT count(*) FROM journal_holds") == [(0,)]
+    engine.send(adt("A28", pid("NOBODY"), "2"))  # a later registration releases nothing
+    assert engine.states() == [("1", "discarded"), ("2", "delivered")]
