@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import TransientError
@@ -72,7 +72,11 @@ def _stored(row: Any) -> StoredPatient:
 
 
 _BY_ID = FastStatement(select(*_PATIENT).where(_p.id == bindparam("id")))
-_BY_INS = FastStatement(select(*_PATIENT).where(_p.ins == bindparam("ins")))
+# ``ins != ''`` repeats the partial unique index's condition: without it neither SQLite nor
+# PostgreSQL may use that index for a bound value (a full scan of the patients).
+_BY_INS = FastStatement(
+    select(*_PATIENT).where(_p.ins == bindparam("ins"), _p.ins != literal_column("''"))
+)
 
 
 @lru_cache(maxsize=16)
