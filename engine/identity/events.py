@@ -36,10 +36,8 @@ _MOVED = {
 
 
 def _previous(conn: Connection, previous: Identity) -> StoredPatient | None:
-    found = {
-        **patients.by_local(conn, previous.local_ids),
-        **patients.by_ins(conn, [i.value for i in previous.ins]),
-    }
+    by_ins, by_local = patients.lookup(conn, [i.value for i in previous.ins], previous.local_ids)
+    found = {**by_local, **by_ins}
     if len(found) > 1:
         raise IdentityConflict("MRG-1 names several patients", sorted(found))
     return next(iter(found.values()), None)

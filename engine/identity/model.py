@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from engine.identity.ins import InsKind
 
@@ -96,6 +97,7 @@ class Identity:
         return self.ins[0] if self.ins else None
 
 
+@lru_cache(maxsize=65536)  # names repeat across the messages of a patient
 def fold(text: str) -> str:
     """Case- and accent-folded text for comparing names; hyphens and apostrophes are kept."""
     decomposed = unicodedata.normalize("NFKD", text)

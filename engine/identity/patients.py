@@ -13,8 +13,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, literal_column, select, update
+from sqlalchemy import Connection, bindparam, insert, literal_column, select, union_all, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 
 from engine.errors import TransientError
 from engine.fastsql import FastStatement, insert_into
@@ -72,21 +73,30 @@ def _stored(row: Any) -> StoredPatient:
 
 
 _BY_ID = FastStatement(select(*_PATIENT).where(_p.id == bindparam("id")))
-# ``ins != ''`` repeats the partial unique index's condition: without it neither SQLite nor
-# PostgreSQL may use that index for a bound value (a full scan of the patients).
-_BY_INS = FastStatement(
-    select(*_PATIENT).where(_p.ins == bindparam("ins"), _p.ins != literal_column("''"))
-)
+_NONE: ColumnElement[str] = literal_column("''")
 
 
-@lru_cache(maxsize=16)
-def _by_local(count: int) -> FastStatement:
-    """Patients holding identifiers with these values (one round trip; fixed IN per size)."""
-    return FastStatement(
-        select(_i.value, _i.authority, _i.authority_oid, *_PATIENT)
-        .join(patients, _p.id == _i.patient_id)
-        .where(_i.value.in_([bindparam(f"v{n}") for n in range(count)]))
-    )
+@lru_cache(maxsize=32)
+def _lookup(ins_count: int, local_count: int) -> FastStatement:
+    """Patients holding these INS or local identifier values, in one round trip (fixed IN
+    lists per size). Each row starts with ``i`` or ``l`` (which lookup found it) and the
+    identifier's value, authority and OID."""
+    parts = []
+    if ins_count:
+        # ``ins != ''`` repeats the partial unique index's condition: without it neither
+        # SQLite nor PostgreSQL may use that index for a bound value (a full scan).
+        parts.append(
+            select(literal_column("'i'"), _p.ins, _NONE, _NONE, *_PATIENT).where(
+                _p.ins.in_([bindparam(f"i{n}") for n in range(ins_count)]), _p.ins != _NONE
+            )
+        )
+    if local_count:
+        parts.append(
+            select(literal_column("'l'"), _i.value, _i.authority, _i.authority_oid, *_PATIENT)
+            .join(patients, _p.id == _i.patient_id)
+            .where(_i.value.in_([bindparam(f"v{n}") for n in range(local_count)]))
+        )
+    return FastStatement(parts[0] if len(parts) == 1 else union_all(*parts))
 
 
 def _follow(conn: Connection, row: Any) -> StoredPatient:
@@ -102,28 +112,37 @@ def by_id(conn: Connection, patient_id: int) -> StoredPatient | None:
     return _follow(conn, rows[0]) if rows else None
 
 
+def lookup(
+    conn: Connection, ins_values: list[str], ids: tuple[LocalId, ...]
+) -> tuple[dict[int, StoredPatient], dict[int, StoredPatient]]:
+    """The patients holding any of these INS, and those holding these local identifiers
+    (value and authority), by id."""
+    values = sorted({i.value for i in ids})
+    if not ins_values and not values:
+        return {}, {}
+    params = {f"i{n}": v for n, v in enumerate(ins_values)}
+    params.update({f"v{n}": v for n, v in enumerate(values)})
+    wanted = {(i.value, i.authority, i.authority_oid) for i in ids}
+    by_ins: dict[int, StoredPatient] = {}
+    by_local: dict[int, StoredPatient] = {}
+    for row in _lookup(len(ins_values), len(values)).execute(conn, params):
+        if row[0] == "i":
+            patient = _follow(conn, row[4:])
+            by_ins[patient.id] = patient
+        elif (row[1], row[2], row[3]) in wanted:
+            patient = _follow(conn, row[4:])
+            by_local[patient.id] = patient
+    return by_ins, by_local
+
+
 def by_ins(conn: Connection, values: list[str]) -> dict[int, StoredPatient]:
     """The patients holding any of these INS, by id."""
-    found: dict[int, StoredPatient] = {}
-    for value in values:
-        for row in _BY_INS.execute(conn, {"ins": value}):
-            patient = _follow(conn, row)
-            found[patient.id] = patient
-    return found
+    return lookup(conn, values, ())[0]
 
 
 def by_local(conn: Connection, ids: tuple[LocalId, ...]) -> dict[int, StoredPatient]:
     """The patients holding these local identifiers (value and authority), by id."""
-    if not ids:
-        return {}
-    wanted = {(i.value, i.authority, i.authority_oid) for i in ids}
-    values = sorted({i.value for i in ids})
-    found: dict[int, StoredPatient] = {}
-    for row in _by_local(len(values)).execute(conn, {f"v{n}": v for n, v in enumerate(values)}):
-        if (row[0], row[1], row[2]) in wanted:
-            patient = _follow(conn, row[3:])
-            found[patient.id] = patient
-    return found
+    return lookup(conn, [], ids)[1]
 
 
 _INSERT_PATIENT = insert_into(patients, returning=_p.id)

@@ -26,8 +26,7 @@ def identify(
     stored traits instead.
     """
     values = [i.value for i in decision.usable]
-    by_ins = patients.by_ins(conn, values) if values else {}
-    by_local = patients.by_local(conn, identity.local_ids)
+    by_ins, by_local = patients.lookup(conn, values, identity.local_ids)
     candidates = sorted({*by_ins, *by_local})
     if len(by_ins) > 1:
         raise IdentityConflict("the NIR and NIA of this message belong to two patients", candidates)
