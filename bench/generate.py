@@ -1,9 +1,16 @@
-"""Deterministic generator of realistic ORU^R01 v2.5 lab results (about 1.5 KB, 10 OBX).
+"""Deterministic generator of realistic ORU^R01 v2.5 lab results (about 1.6 KB, 10 OBX).
 
 Each message has a unique MSH-10, CR segment separators, MSH-18 ``UNICODE UTF-8``, a PID drawn
 from a seeded pool of patients (varied ids, names with accents, birth dates, sexes, addresses),
 a PV1, an ORC/OBR for the panel and ten OBX with LOINC codes, UCUM units, reference ranges and
 abnormal flags computed from the value. The same ``seed`` always yields the same bytes.
+
+The PID is a qualified French identity (PAM-FR): PID-3 holds the hospital's IPP (CX-5 ``PI``,
+authority ``CHU-X``) and the INS (a valid NIR built from sex, birth date and birth place, with
+the *test* INS OID, accepted when ``engine.identity.accept_test_ins`` is true), PID-5 is typed
+``L`` (birth name, first given name, all given names) and PID-32 says ``VALI``. The engine holds
+results for a patient it does not know (902): :func:`registrations` gives one ADT^A28 per pool
+patient, with the same PID, to send first.
 
 Run ``python bench/generate.py [N]`` to print size statistics and one sample message.
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 import random
 import statistics
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,6 +77,18 @@ STREETS = (
     "ALLÉE DES TILLEULS",
     "RUE VICTOR HUGO",
 )
+#: The hospital that assigns the IPP (PID-3 CX-4), whatever laboratory sends the result.
+IPP_AUTHORITY = "CHU-X"
+IPP_AUTHORITY_OID = "1.2.250.1.71.4.2.2"
+#: The INS-NIR OID of the test environment (production: 1.2.250.1.213.1.4.8).
+INS_OID = "1.2.250.1.213.1.4.10"
+INS_AUTHORITY = "ASIP-SANTE-INS-NIR"
+#: PID-32, the identity reliability code: the INS was checked against the national service.
+QUALIFIED = "VALI"
+
+#: Distinct patients the generated results are about (the default pool).
+POOL_SIZE = 2000
+
 SENDERS = (
     ("LABOSIL", "LABO-CENTRAL"),
     ("BIOLOGIX", "CHU-NORD"),
@@ -122,6 +142,7 @@ PANELS = (
 @dataclass(frozen=True, slots=True)
 class Patient:
     ipp: str
+    ins: str  # NIR matricule: 13 characters and the 2-digit key
     family: str
     given: str
     second: str
@@ -134,31 +155,58 @@ class Patient:
     phone: str
 
 
+def nir_key(body: str) -> int:
+    """The key of a 13-character NIR body (as engine.identity.ins.nir_key; 2A/2B read as 19/18)."""
+    digits = body[:5] + {"2A": "19", "2B": "18"}.get(body[5:7], body[5:7]) + body[7:]
+    return 97 - int(digits) % 97
+
+
+class NirNumbering:
+    """Unique NIR: sex, year and month of birth, INSEE birth place, then a birth order number
+    counted per (sex, month, place) so that no two patients of a pool share one."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, int] = {}
+
+    def next(self, sex: str, birth: datetime, insee: str) -> str:
+        prefix = f"{1 if sex == 'M' else 2}{birth:%y%m}{insee}"
+        order = self.orders.get(prefix, 0) + 1
+        if order > 999:
+            raise ValueError(f"more than 999 births for NIR prefix {prefix}")
+        self.orders[prefix] = order
+        body = f"{prefix}{order:03d}"
+        return f"{body}{nir_key(body):02d}"
+
+
 def make_patients(count: int, seed: int) -> list[Patient]:
+    """``count`` patients; the first ``n`` are the same whatever ``count`` (same ``seed``)."""
+    return list(iter_patients(count, seed))
+
+
+def iter_patients(count: int, seed: int) -> Iterator[Patient]:
+    """The patients of :func:`make_patients`, one at a time (for pools of millions)."""
     rng = random.Random(seed * 7919 + 1)
-    out: list[Patient] = []
+    numbering = NirNumbering()
     for i in range(count):
         sex = rng.choice("MF")
         names = GIVEN_M if sex == "M" else GIVEN_F
         given, second = rng.sample(names, 2)
         birth = datetime(1930, 1, 1) + timedelta(days=rng.randrange(0, 365 * 93))
         city, zip_code, insee = rng.choice(CITIES)
-        out.append(
-            Patient(
-                ipp=f"{rng.randrange(10**7, 10**8)}{i:05d}",
-                family=rng.choice(FAMILY_NAMES),
-                given=given,
-                second=second,
-                birth_date=birth.strftime("%Y%m%d"),
-                sex=sex,
-                street=f"{rng.randrange(1, 200)} {rng.choice(STREETS)}",
-                city=city,
-                zip_code=zip_code,
-                insee=insee,
-                phone=f"0{rng.randrange(1, 8)}{rng.randrange(10**7, 10**8)}",
-            )
+        yield Patient(
+            ipp=f"{rng.randrange(10**7, 10**8)}{i:05d}",
+            ins=numbering.next(sex, birth, insee),
+            family=rng.choice(FAMILY_NAMES),
+            given=given,
+            second=second,
+            birth_date=birth.strftime("%Y%m%d"),
+            sex=sex,
+            street=f"{rng.randrange(1, 200)} {rng.choice(STREETS)}",
+            city=city,
+            zip_code=zip_code,
+            insee=insee,
+            phone=f"0{rng.randrange(1, 8)}{rng.randrange(10**7, 10**8)}",
         )
-    return out
 
 
 def _value(a: Analyte, rng: random.Random) -> tuple[str, str]:
@@ -186,12 +234,48 @@ def _ts(dt: datetime) -> str:
     return dt.strftime("%Y%m%d%H%M%S") + "+0100"
 
 
+def pid_segment(patient: Patient, qualified: bool = True) -> str:
+    """PID of a qualified identity: IPP and INS in PID-3, birth name typed L, PID-32 VALI.
+
+    ``qualified=False``: the IPP alone (no INS, PID-32 empty), as a feed without the INS.
+    """
+    p = patient
+    ins = f"~{p.ins}^^^{INS_AUTHORITY}&{INS_OID}&ISO^INS" if qualified else ""
+    return (
+        f"PID|1||{p.ipp}^^^{IPP_AUTHORITY}&{IPP_AUTHORITY_OID}&ISO^PI{ins}||"
+        f"{p.family}^{p.given}^{p.given} {p.second}^^^^L||{p.birth_date}|{p.sex}|||"
+        f"{p.street}^^{p.city}^^{p.zip_code}^FRA^H~^^^^^^BDL^^{p.insee}||{p.phone}^PRN^PH"
+        + (f"{'|' * 19}{QUALIFIED}" if qualified else "")
+    )
+
+
+def adt_a28(index: int, patient: Patient, base: datetime) -> str:
+    """ADT^A28 (add person information) from the hospital's patient administration: creates
+    ``patient`` in the record store. MSH-10 is ``R`` + ``index`` on nine digits."""
+    now = base + timedelta(seconds=index)
+    return CR.join(
+        [
+            f"MSH|^~\\&|GAM|{IPP_AUTHORITY}|AIGUILLAGE|GHT-EXEMPLE|{_ts(now)}||ADT^A28^ADT_A05|"
+            f"R{index:09d}|P|2.5|||||FRA|UNICODE UTF-8|||",
+            f"EVN||{_ts(now)}",
+            pid_segment(patient),
+            "PV1|1|N",
+        ]
+    )
+
+
 def oru_r01(
-    index: int, patient: Patient, rng: random.Random, base: datetime, control: int | None = None
+    index: int,
+    patient: Patient,
+    rng: random.Random,
+    base: datetime,
+    control: int | None = None,
+    qualified: bool = True,
 ) -> str:
     """One ORU^R01 v2.5 with 10 OBX (text with CR separators, no trailing CR).
 
-    MSH-10 is ``B`` + ``control`` (default ``index``) on nine digits or more.
+    MSH-10 is ``B`` + ``control`` (default ``index``) on nine digits or more; ``qualified``:
+    see :func:`pid_segment`.
     """
     app, facility = SENDERS[index % len(SENDERS)]
     now = base + timedelta(seconds=index * 3 + rng.randrange(3))
@@ -203,10 +287,7 @@ def oru_r01(
     segments = [
         f"MSH|^~\\&|{app}|{facility}|AIGUILLAGE|GHT-EXEMPLE|{_ts(now)}||ORU^R01^ORU_R01|"
         f"{control_id}|P|2.5|||||FRA|UNICODE UTF-8|||",
-        f"PID|1||{patient.ipp}^^^{facility}&1.2.250.1.71.4.2.2.{index % len(SENDERS) + 1}&ISO^PI"
-        f"||{patient.family}^{patient.given}^{patient.given} {patient.second}^^^^L||"
-        f"{patient.birth_date}|{patient.sex}|||{patient.street}^^{patient.city}^^"
-        f"{patient.zip_code}^FRA^H~^^^^^^BDL^^{patient.insee}||{patient.phone}^PRN^PH",
+        pid_segment(patient, qualified),
         f"PV1|1|O|LABO^^^{facility}||||{prescriber}|||||||||||"
         f"V{rng.randrange(10**8, 10**9)}^^^{facility}^VN",
         f"ORC|RE|{order}^{app}|{order}^{facility}||CM||||{_ts(collected)}|||{prescriber}",
@@ -223,7 +304,9 @@ def oru_r01(
     return CR.join(segments)
 
 
-def generate(count: int, seed: int = 2575, patients: int = 2000, start: int = 0) -> list[bytes]:
+def generate(
+    count: int, seed: int = 2575, patients: int = POOL_SIZE, start: int = 0
+) -> list[bytes]:
     """``count`` UTF-8 encoded messages with MSH-10 ``B<start + i>``.
 
     The patient pool depends only on ``patients`` (the same people across calls, as in real
@@ -236,6 +319,14 @@ def generate(count: int, seed: int = 2575, patients: int = 2000, start: int = 0)
         oru_r01(i, pool[rng.randrange(len(pool))], rng, base, start + i).encode("utf-8")
         for i in range(count)
     ]
+
+
+def registrations(patients: int = POOL_SIZE) -> list[bytes]:
+    """One ADT^A28 per patient of the pool :func:`generate` draws from (same ``patients``), in
+    pool order: sent and delivered first, they make every generated ORU's patient known."""
+    base = datetime(2025, 2, 1, 7, 0, 0)
+    pool = make_patients(patients, 2575)
+    return [adt_a28(i, p, base).encode("utf-8") for i, p in enumerate(pool)]
 
 
 def main() -> None:

@@ -1,5 +1,11 @@
 """MLLP ingest benchmark: the engine (ACK after the journal commit, full pipeline into SQLite)
-against a python-hl7 reference server, on generated 1.5 KB ORU^R01 messages with 10 OBX.
+against a python-hl7 reference server, on generated 1.6 KB ORU^R01 messages with 10 OBX.
+
+The messages carry a qualified French identity (IPP + INS in PID-3, PID-5 typed L, PID-32
+VALI: bench/generate.py). The engine holds results for patients it does not know (902), so
+every engine started here is first sent one ADT^A28 per pool patient (2,000, untimed, same PID
+as the results), and the benchmark waits until they are delivered before the timed steps. A
+message ending ``held``, ``review`` or ``dead_lettered`` fails the benchmark.
 
 Per run:
 
@@ -59,9 +65,11 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from generate import generate  # noqa: E402
+from generate import POOL_SIZE, generate, registrations  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+#: Journal states a benchmark message must never end in (the pipeline did not file it).
+FAILED_STATES = ("held", "review", "dead_lettered")
 START, END = b"\x0b", b"\x1c\r"
 CONNECTIONS_PER_CLIENT_PROCESS = 4
 
@@ -339,12 +347,44 @@ class EngineProcess:
 
 
 def count_delivered(db_path: Path) -> int:
+    """Messages delivered; raises PipelineFailure as soon as one ended in FAILED_STATES."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
     try:
+        failed = conn.execute(
+            "SELECT state, count(*) FROM journal_messages WHERE state IN (?, ?, ?) GROUP BY state",
+            FAILED_STATES,
+        ).fetchall()
         row = conn.execute(
             "SELECT count(*) FROM journal_messages WHERE state = 'delivered'"
         ).fetchone()
-        return int(row[0])
+    finally:
+        conn.close()
+    if failed:
+        raise PipelineFailure(db_path, {str(s): int(n) for s, n in failed})
+    return int(row[0])
+
+
+class PipelineFailure(RuntimeError):
+    """Messages the pipeline held, sent to identity review or dead-lettered: the figures would
+    not measure the pipeline filing results."""
+
+    def __init__(self, db_path: Path, failed: dict[str, int]) -> None:
+        super().__init__(
+            f"journal messages not delivered: {failed}; all states {count_states(db_path)}; "
+            f"first errors: {first_errors(db_path)}"
+        )
+
+
+def first_errors(db_path: Path, limit: int = 3) -> list[tuple[str, str, str]]:
+    """(state, error code, reason) of the first failed messages, for the failure message."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT state, error_code, error_reason FROM journal_messages WHERE state IN "
+            "(?, ?, ?) ORDER BY id LIMIT ?",
+            (*FAILED_STATES, limit),
+        )
+        return [(str(s), str(c), str(r)) for s, c, r in rows]
     finally:
         conn.close()
 
@@ -395,12 +435,25 @@ def engine(durability: str | None) -> Iterator[EngineProcess]:
         )
     try:
         wait_listening(port, proc)
-        yield EngineProcess(proc, port, db_path, log_path)
+        eng = EngineProcess(proc, port, db_path, log_path)
+        register_patients(eng)
+        yield eng
     finally:
         stop(proc)
         if proc.returncode not in (0, -signal.SIGTERM):
             sys.stderr.write(log_path.read_text()[-4000:])
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def register_patients(eng: EngineProcess) -> None:
+    """Untimed: one ADT^A28 per pool patient, delivered before any result is sent (the engine
+    holds results for patients it does not know)."""
+    started = time.perf_counter()
+    load = engine_load(eng, registrations(POOL_SIZE), 16)
+    _check(load, "patient registration")
+    if load.delivered_at is None:
+        raise RuntimeError("the patient registrations (ADT^A28) were not all delivered")
+    log(f"{POOL_SIZE:,} patients registered (ADT^A28) in {time.perf_counter() - started:.1f} s")
 
 
 def engine_load(
@@ -438,6 +491,14 @@ def engine_load(
     if delivered_at is None:
         sys.stderr.write(f"pipeline did not drain: {count_states(eng.db_path)}\n")
     return load
+
+
+def check_all_delivered(db_path: Path, what: str) -> dict[str, int]:
+    """The journal's states; raises unless every message is ``delivered``."""
+    states = count_states(db_path)
+    if set(states) != {"delivered"}:
+        raise RuntimeError(f"{what}: journal states {states}, not all delivered")
+    return states
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -497,9 +558,8 @@ def one_run(args: argparse.Namespace, index: int) -> dict[str, float | None]:
                 f"p99 {load.latency(0.99):.1f} ms"
             )
         out["engine_rss_mb_after_run"] = eng.rss_kb() / 1024
-        states = count_states(eng.db_path)
-        if set(states) != {"delivered"}:
-            log(f"run {index + 1}: journal states {states}")
+        states = check_all_delivered(eng.db_path, f"run {index + 1}")
+        log(f"run {index + 1}: journal states {states}")
     return out
 
 
@@ -517,7 +577,7 @@ def long_run(args: argparse.Namespace) -> dict[str, Any]:
         log("long run: sending at 16 connections")
         load = engine_load(eng, msgs, 16, 1, rss_every=0.25)
         hwm_kb = eng.rss_kb("VmHWM")
-        states = count_states(eng.db_path)
+        states = check_all_delivered(eng.db_path, "long run")
     samples = load.samples
     t0 = samples[0][0]
     t1 = samples[-1][0]
@@ -663,8 +723,12 @@ def main() -> None:
                 "bytes_mean": statistics.fmean(sizes),
                 "bytes_min": min(sizes),
                 "bytes_max": max(sizes),
-                "distinct_patients_pool": 2000,
+                "distinct_patients_pool": POOL_SIZE,
+                "identity": "PID-3 IPP (PI, CHU-X) + INS (test NIR OID), PID-5 typed L, "
+                "PID-32 VALI: the INS is used (INS lookup, local lookup, trait comparison)",
             },
+            "patients_registered_first": f"{POOL_SIZE} ADT^A28 per engine, untimed, "
+            "delivered before the first timed step (unknown patients' results are held)",
             "sender": "synchronous: each connection sends its next message after the ACK",
             "pipelined_window": args.window,
             "client_processes_at_16": math.ceil(16 / CONNECTIONS_PER_CLIENT_PROCESS),
