@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint install clean
+.PHONY: run test bench bench-identify lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/mllp_ingest.py
+
+bench-identify: $(STAMP)  # 1M patients on SQLite and PostgreSQL: about 6 minutes
+	$(BIN)/python bench/identify.py
 
 clean:
 	rm -rf $(VENV) var
