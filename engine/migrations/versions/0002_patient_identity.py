@@ -154,6 +154,10 @@ def upgrade() -> None:
                 "merged_into", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
             )
         )
+        batch_op.alter_column("family_name", new_column_name="birth_name")
+
+    _move_ins_to_the_patient()
+    with op.batch_alter_table("store_patients", schema=None) as batch_op:
         batch_op.create_index(
             "uq_store_patients_ins",
             ["ins"],
@@ -167,20 +171,44 @@ def upgrade() -> None:
             ["merged_into"],
             ["id"],
         )
-        batch_op.alter_column("family_name", new_column_name="birth_name")
 
-    # The INS moves from the identifier list to the patient (only VALI ones were stored).
+
+_INS_ROW = (
+    "FROM store_patient_identifiers i "
+    "WHERE i.patient_id = store_patients.id AND i.type_code = 'INS'"
+)
+_SHARED_INS = "SELECT ins FROM store_patients WHERE ins != '' GROUP BY ins HAVING count(*) > 1"
+
+
+def _move_ins_to_the_patient() -> None:
+    """The INS moves from the identifier list to the patient (only VALI ones were stored).
+
+    Before this revision an INS was matched with its CX-4 text, so two patients could hold the
+    same matricule; such patients lose it (their IPP still matches them) and the next ADT
+    qualifies one of them, the other then meeting an identity conflict (904) for review.
+    """
     op.execute(
-        "UPDATE store_patients SET ins = (SELECT i.value FROM store_patient_identifiers i "
-        "WHERE i.patient_id = store_patients.id AND i.type_code = 'INS' ORDER BY i.id LIMIT 1), "
-        "ins_oid = (SELECT i.authority_oid FROM store_patient_identifiers i "
-        "WHERE i.patient_id = store_patients.id AND i.type_code = 'INS' ORDER BY i.id LIMIT 1), "
-        "identity_status = 'VALI' "
-        "WHERE EXISTS (SELECT 1 FROM store_patient_identifiers i "
-        "WHERE i.patient_id = store_patients.id AND i.type_code = 'INS')"
+        f"UPDATE store_patients SET ins = (SELECT i.value {_INS_ROW} ORDER BY i.id LIMIT 1), "
+        f"ins_oid = (SELECT i.authority_oid {_INS_ROW} ORDER BY i.id LIMIT 1), "
+        f"identity_status = 'VALI' WHERE EXISTS (SELECT 1 {_INS_ROW})"
     )
     op.execute("DELETE FROM store_patient_identifiers WHERE type_code = 'INS'")
-    # ### end Alembic commands ###
+    op.execute(
+        "INSERT INTO store_identity_events (patient_id, at, event, detail, actor, reason) "
+        "SELECT id, CURRENT_TIMESTAMP, 'ins_withheld', '{}', 'migration 0002', "
+        f"'the same INS was on several patients' FROM store_patients WHERE ins IN ({_SHARED_INS})"
+    )
+    op.execute(
+        "UPDATE store_patients SET ins = '', ins_oid = '', identity_status = '' "
+        f"WHERE ins IN ({_SHARED_INS})"
+    )
+    # The first given name was only kept as the head of the list of given names.
+    first_word = (
+        "split_part(given_names, ' ', 1)"
+        if op.get_bind().dialect.name == "postgresql"
+        else "substr(given_names, 1, instr(given_names || ' ', ' ') - 1)"
+    )
+    op.execute(f"UPDATE store_patients SET first_given_name = {first_word}")
 
 
 def downgrade() -> None:
