@@ -18,10 +18,11 @@ from sqlalchemy import Connection, insert, select, update
 
 from engine.errors import IdentityConflict, PatientNotKnown
 from engine.identity import patients
-from engine.identity.filing import Filing
+from engine.identity.filing import Filing, hold_keys, qualify, status_of
 from engine.identity.model import Identity
 from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.rules import decide_ins
+from engine.journal import holds
 from engine.store.models import encounters, merges, observations, patient_identifiers
 from engine.transforms.map_hl7 import StoreOperation
 
@@ -184,42 +185,40 @@ def change_identity(
             "makes it known",
             keys=identity_keys([i.value for i in op.previous.ins], op.previous.local_ids),
         )
-    decision = decide_ins(op.patient.identity, filing.policy)
-    former = {i.value for i in op.previous.ins}
-    if target.ins and target.ins in former:
+    identity = op.patient.identity
+    decision = decide_ins(identity, filing.policy)
+    if target.ins and target.ins in {i.value for i in op.previous.ins}:
         new = decision.preferred
         if new is None:
-            status = "~".join(op.patient.identity.reliability) or "PROV"
-            patients.change(
-                conn,
-                target.id,
-                {"ins": "", "ins_oid": "", "identity_status": status},
-                message_id,
-                now,
-                "ins_removed",
-                {"status": status},
-            )
-            log.info("ins_removed", message_id=message_id, patient_id=target.id)
+            _demote(conn, target, status_of(identity) or "PROV", message_id, now)
         elif new.value != target.ins:
             holder = patients.by_ins(conn, [new.value])
             if holder and target.id not in holder:
                 raise IdentityConflict(
                     "A47: the new INS belongs to another patient", [target.id, *holder]
                 )
-            patients.change(
-                conn,
-                target.id,
-                {"ins": new.value, "ins_oid": new.oid},
-                message_id,
-                now,
-                "ins_replaced",
-                {"ins_kind": new.kind},
-            )
-    owned = patients.owned_local_keys(conn, target.id)
-    new_ids = [
-        i
-        for i in op.patient.identity.local_ids
-        if (i.value, i.authority, i.authority_oid) not in owned
-    ]
+            qualify(conn, target, op.patient, new, message_id, now)
+    new_ids = patients.new_local_ids(conn, target.id, identity.local_ids)
+    owners = patients.lookup(conn, [], tuple(new_ids))[1]
+    if owners.keys() - {target.id}:
+        raise IdentityConflict(
+            "A47: a new local identifier belongs to another patient", [target.id, *owners]
+        )
     patients.add_local_ids(conn, target.id, new_ids, message_id, now)
+    holds.release(conn, hold_keys(identity, decision), now)
     return target.id
+
+
+def _demote(
+    conn: Connection, target: StoredPatient, status: str, message_id: int, now: datetime
+) -> None:
+    """The INS is withdrawn (A47 with ``""`` in its slot): the identity is no longer qualified."""
+    before = {
+        "ins": target.ins,
+        "ins_oid": target.ins_oid,
+        "identity_status": target.identity_status,
+    }
+    after = {"ins": "", "ins_oid": "", "identity_status": status}
+    detail = {"before": before, "after": after}
+    patients.change(conn, target.id, after, message_id, now, "ins_removed", detail)
+    log.info("ins_removed", message_id=message_id, patient_id=target.id)

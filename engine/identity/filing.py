@@ -16,9 +16,9 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection
 
-from engine.errors import IdentityError, InsMissing, PatientNotKnown
+from engine.errors import IdentityError, InsMissing, PatientNotKnown, UnknownPatient
 from engine.identity import patients, review
-from engine.identity.model import Identity, Traits
+from engine.identity.model import Identity, Ins, Traits
 from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.resolve import identify
 from engine.identity.rules import QUALIFIED, IdentityPolicy, InsDecision, decide_ins
@@ -41,28 +41,43 @@ class Filing:
     ) -> int:
         """The id of the patient the message is filed under; raises IdentityError."""
         identity = record.identity
+        decision = InsDecision(())
         try:
             decision = decide_ins(identity, self.policy)
             if identity.ins and not decision.usable:
                 log.info("ins_not_used", message_id=message_id, reason=decision.why_not)
             if self.policy.require_ins and not decision.usable:
                 raise InsMissing(f"this channel requires an INS ({decision.why_not})")
+            if not decision.usable and not identity.local_ids:
+                raise UnknownPatient(
+                    f"no usable patient identifier: {decision.why_not}, and no local identifier"
+                )
             found = identify(conn, identity, decision, adt=adt)
-        except IdentityError:
-            attached = review.attached_patient(conn, message_id)
-            if attached is None:
-                raise
-            log.info("identity_attached_by_operator", message_id=message_id, patient_id=attached)
-            return attached
-        if not adt:
-            if found is None:
+            if found is None and not adt:
                 raise PatientNotKnown(
                     "no patient in the store has this INS or local identifier yet: held until "
                     "an ADT makes it known",
                     keys=hold_keys(identity, decision),
                 )
+        except IdentityError:
+            found = self._attached(conn, message_id)
+            if found is None:
+                raise
+            if not decision.usable:  # the rules refused the INS: the operator did not add it
+                decision = InsDecision(())
+        if not adt:
+            assert found is not None
             return found.id
         return self.file_adt(conn, message_id, record, decision, found, now)
+
+    @staticmethod
+    def _attached(conn: Connection, message_id: int) -> StoredPatient | None:
+        """The patient an operator attached this message to (after its merges), if any."""
+        attached = review.attached_patient(conn, message_id)
+        patient = None if attached is None else patients.by_id(conn, attached)
+        if patient is not None:
+            log.info("identity_attached_by_operator", message_id=message_id, patient_id=patient.id)
+        return patient
 
     def file_adt(
         self,
@@ -91,7 +106,8 @@ def hold_keys(identity: Identity, decision: InsDecision) -> tuple[str, ...]:
     return identity_keys([i.value for i in decision.usable], identity.local_ids)
 
 
-def _status(identity: Identity) -> str:
+def status_of(identity: Identity) -> str:
+    """The identity status as stored: PID-32's codes joined (e.g. ``VALI``)."""
     return "~".join(identity.reliability)
 
 
@@ -102,7 +118,7 @@ def _new_patient(record: PatientRecord, decision: InsDecision) -> dict[str, Any]
         birth_date_parsed=parse_date(traits.birth_date),
         address=record.address,
         phone=record.phone,
-        identity_status=_status(record.identity),
+        identity_status=status_of(record.identity),
     )
     ins = decision.preferred
     if ins is not None:
@@ -118,35 +134,14 @@ def _update(
     message_id: int,
     now: datetime,
 ) -> None:
-    identity, traits = record.identity, record.identity.traits
     ins = decision.preferred
     if ins is not None and found.ins != ins.value:
-        # Qualification of a provisional identity, or an NIA replaced by the NIR (A31): the
-        # INS traits come with it.
-        event = "ins_replaced" if found.ins else "ins_attached"
-        changes: dict[str, Any] = {t: getattr(traits, t) for t in _INS_TRAITS}
-        changes.update(ins=ins.value, ins_oid=ins.oid, identity_status=_status(identity))
-        # The history keeps what was replaced (the database, never the logs, holds it).
-        before = {"ins": found.ins, "ins_oid": found.ins_oid}
-        before.update({t: getattr(found.traits, t) for t in _INS_TRAITS})
-        detail = {"before": before, "after": changes}
-        patients.change(conn, found.id, changes, message_id, now, event, detail)
-        found = dataclasses.replace(
-            found, ins=ins.value, ins_oid=ins.oid, identity_status=changes["identity_status"]
-        )
-        found = dataclasses.replace(found, traits=traits)
+        found = qualify(conn, found, record, ins, message_id, now)
     changes = _identity_changes(found, record)
     if changes:
         before = {k: getattr(found.traits, k, found.identity_status) for k in changes}
-        patients.change(
-            conn,
-            found.id,
-            changes,
-            message_id,
-            now,
-            "traits_updated",
-            {"before": before, "after": changes},
-        )
+        detail = {"before": before, "after": changes}
+        patients.change(conn, found.id, changes, message_id, now, "traits_updated", detail)
     contact = {
         k: v
         for k, v in (("address", record.address), ("phone", record.phone))
@@ -154,12 +149,37 @@ def _update(
     }
     if contact:
         patients.update_contact(conn, found.id, contact, message_id, now)
-    new = [
-        i
-        for i in identity.local_ids
-        if (i.value, i.authority, i.authority_oid) not in patients.owned_local_keys(conn, found.id)
-    ]
+    new = patients.new_local_ids(conn, found.id, record.identity.local_ids)
     patients.add_local_ids(conn, found.id, new, message_id, now)
+
+
+def qualify(
+    conn: Connection,
+    found: StoredPatient,
+    record: PatientRecord,
+    ins: Ins,
+    message_id: int,
+    now: datetime,
+) -> StoredPatient:
+    """Qualification of a provisional identity, or an NIA replaced by the NIR (A31): the INS
+    comes with its traits (those the message gives)."""
+    traits = record.identity.traits
+    changes: dict[str, Any] = {t: getattr(traits, t) for t in _INS_TRAITS if getattr(traits, t)}
+    changes.update(ins=ins.value, ins_oid=ins.oid, identity_status=status_of(record.identity))
+    # The history keeps what was replaced (the database, never the logs, holds it).
+    before = {"ins": found.ins, "ins_oid": found.ins_oid}
+    before.update({t: getattr(found.traits, t) for t in _INS_TRAITS})
+    event = "ins_replaced" if found.ins else "ins_attached"
+    detail = {"before": before, "after": changes}
+    patients.change(conn, found.id, changes, message_id, now, event, detail)
+    qualified = {t: changes.get(t, getattr(found.traits, t)) for t in _INS_TRAITS}
+    return dataclasses.replace(
+        found,
+        ins=ins.value,
+        ins_oid=ins.oid,
+        identity_status=changes["identity_status"],
+        traits=dataclasses.replace(found.traits, **qualified),
+    )
 
 
 def _identity_changes(found: StoredPatient, record: PatientRecord) -> dict[str, Any]:
@@ -176,7 +196,11 @@ def _identity_changes(found: StoredPatient, record: PatientRecord) -> dict[str, 
             and not (qualified and name in _INS_TRAITS)
         ):
             changes[name] = value
-    status = _status(record.identity)
-    if status and status != found.identity_status and not (qualified and QUALIFIED not in status):
-        changes["identity_status"] = status
+    status = status_of(record.identity)
+    if status and status != found.identity_status:
+        if qualified and QUALIFIED not in status:
+            # Only an A47 demotes a qualified identity (DOMAIN.md §2): kept, and said.
+            log.warning("identity_status_kept", patient_id=found.id, received=status)
+        else:
+            changes["identity_status"] = status
     return changes

@@ -52,7 +52,7 @@ def identifiers(
 ) -> tuple[tuple[Ins, ...], tuple[LocalId, ...], int]:
     """INS, local identifiers and the count of ignored INS-like ids in a CX list."""
     ins: list[Ins] = []
-    local: dict[str, LocalId] = {}
+    local: dict[tuple[str, str, str, str], LocalId] = {}
     ignored = 0
     for raw in repetitions:
         value = part(raw, seps, 1)
@@ -71,7 +71,7 @@ def identifiers(
             ignored += 1
             continue
         ident = LocalId(value, part(raw, seps, 4, 1), oid, type_code)
-        local.setdefault(ident.key, ident)
+        local.setdefault((value, ident.authority, oid, type_code), ident)
     return tuple(ins), tuple(local.values()), ignored
 
 

@@ -40,9 +40,25 @@ class LocalId:
     type_code: str = ""  # CX-5: PI, MR, ...
 
     @property
-    def key(self) -> str:
-        """The store's lookup key: ``value^authority`` (namespace, else OID)."""
-        return f"{self.value}^{self.authority or self.authority_oid}"
+    def keys(self) -> tuple[str, ...]:
+        """``value^namespace`` and ``value^OID`` (``value^`` without either): two identifiers
+        are the same when they share one (see :meth:`same_as`)."""
+        if not self.authority and not self.authority_oid:
+            return (f"{self.value}^",)
+        return tuple(f"{self.value}^{a}" for a in (self.authority, self.authority_oid) if a)
+
+    def same_as(self, value: str, authority: str, authority_oid: str) -> bool:
+        """The same identifier: same value under the same namespace or the same OID (senders
+        write CX-4 as ``CHU-X``, ``CHU-X&1.2.250...&ISO`` or ``&1.2.250...&ISO``), or under
+        no authority at all on both sides."""
+        if value != self.value:
+            return False
+        if not (self.authority or self.authority_oid or authority or authority_oid):
+            return True
+        return bool(
+            (self.authority and self.authority == authority)
+            or (self.authority_oid and self.authority_oid == authority_oid)
+        )
 
 
 @dataclass(frozen=True, slots=True)

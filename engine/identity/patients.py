@@ -57,15 +57,15 @@ class StoredPatient:
 
 def identity_keys(ins_values: Iterable[str], local_ids: Iterable[LocalId]) -> tuple[str, ...]:
     """The hold keys of an identity: what a held message waits for, what a patient releases."""
-    return (*(ins_key(v) for v in ins_values), *(local_key(i) for i in local_ids))
+    return (*(ins_key(v) for v in ins_values), *(k for i in local_ids for k in local_keys(i)))
 
 
 def ins_key(value: str) -> str:
     return f"ins:{value}"
 
 
-def local_key(ident: LocalId) -> str:
-    return f"local:{ident.key}"
+def local_keys(ident: LocalId) -> tuple[str, ...]:
+    return tuple(f"local:{k}" for k in ident.keys)
 
 
 def _stored(row: Any) -> StoredPatient:
@@ -122,14 +122,13 @@ def lookup(
         return {}, {}
     params = {f"i{n}": v for n, v in enumerate(ins_values)}
     params.update({f"v{n}": v for n, v in enumerate(values)})
-    wanted = {(i.value, i.authority, i.authority_oid) for i in ids}
     by_ins: dict[int, StoredPatient] = {}
     by_local: dict[int, StoredPatient] = {}
     for row in _lookup(len(ins_values), len(values)).execute(conn, params):
         if row[0] == "i":
             patient = _follow(conn, row[4:])
             by_ins[patient.id] = patient
-        elif (row[1], row[2], row[3]) in wanted:
+        elif any(i.same_as(row[1], row[2], row[3]) for i in ids):
             patient = _follow(conn, row[4:])
             by_local[patient.id] = patient
     return by_ins, by_local
@@ -219,11 +218,12 @@ def add_local_ids(
         raise TransientError("a patient identifier was stored concurrently; retrying") from exc
 
 
-def owned_local_keys(conn: Connection, patient_id: int) -> set[tuple[str, str, str]]:
-    rows = conn.execute(
+def new_local_ids(conn: Connection, patient_id: int, ids: tuple[LocalId, ...]) -> list[LocalId]:
+    """Those of ``ids`` the patient does not hold yet (in any CX-4 form)."""
+    owned = conn.execute(
         select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id == patient_id)
-    )
-    return {(r[0], r[1], r[2]) for r in rows}
+    ).all()
+    return [i for i in ids if not any(i.same_as(*row) for row in owned)]
 
 
 def local_ids_of(conn: Connection, patient_id: int) -> tuple[LocalId, ...]:

@@ -14,6 +14,10 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from engine.journal.models import State, events, holds, messages
 
+#: Set in ``Connection.info`` when a release happened: the worker ends its batch there, so
+#: that the released messages (older) run before the patient's later messages (contract 4).
+RELEASED = "aiguillage.released"
+
 
 def park(conn: Connection, message_id: int, keys: Sequence[str]) -> None:
     """Record what a held message waits for (in the caller's transaction)."""
@@ -41,6 +45,7 @@ def release(conn: Connection, keys: Sequence[str], now: datetime) -> list[int]:
         ).scalars()
     )
     if released:
+        conn.info[RELEASED] = True
         conn.execute(
             insert(events),
             [

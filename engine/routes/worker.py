@@ -90,6 +90,8 @@ class Worker:
                     delivered.append(pending.id)
                 elif pending.outcome is State.RETRYING:
                     held.add(key)
+                if conn.info.pop(holds.RELEASED, False):
+                    break  # released messages are older: the next batch takes them first
                 if interrupt is not None and handled >= MIN_SLICE and interrupt():
                     break
             self.journal.finish_many(conn, delivered, now)
