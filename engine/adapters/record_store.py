@@ -18,8 +18,9 @@ from sqlalchemy import Connection, select
 
 from engine.adapters.base import BuildContext, Delivery
 from engine.fastsql import insert_into
-from engine.identity.events import change_identity, merge
+from engine.identity.events import change_identity
 from engine.identity.filing import Filing
+from engine.identity.merge import merge
 from engine.identity.rules import IdentityPolicy
 from engine.store.models import encounters, observations
 from engine.store.queries import counts, find_patient, patient_encounters, patient_observations

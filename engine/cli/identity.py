@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.identity import compare, review
-from engine.identity.events import unmerge
+from engine.identity.merge import unmerge
 from engine.journal.journal import utcnow
 from engine.journal.models import State, messages
 
@@ -144,9 +144,14 @@ def unmerge_(
     actor = operator or getpass.getuser()
     with database(config) as conn:
         try:
-            unmerge(conn, merge_id, actor, reason, utcnow())
+            done = unmerge(conn, merge_id, actor, reason, utcnow())
         except (LookupError, ValueError) as exc:
             err_console.print(str(exc))
             raise typer.Exit(1) from exc
         conn.commit()
     console.print(f"merge {merge_id} undone by {actor}")
+    if done.filed_since:
+        console.print(
+            f"{done.filed_since} observation(s) filed on the survivor since the merge stay "
+            "there: check whether they belong to the absorbed patient"
+        )

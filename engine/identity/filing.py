@@ -29,7 +29,7 @@ from engine.transforms.map_adt import PatientRecord
 log = structlog.get_logger("engine.identity")
 
 #: Traits that only the INS qualification sets on a qualified identity.
-_INS_TRAITS = ("birth_name", "first_given_name", "given_names", "birth_date", "sex", "birth_place")
+INS_TRAITS = ("birth_name", "first_given_name", "given_names", "birth_date", "sex", "birth_place")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +164,15 @@ def qualify(
     """Qualification of a provisional identity, or an NIA replaced by the NIR (A31): the INS
     comes with its traits (those the message gives)."""
     traits = record.identity.traits
-    changes: dict[str, Any] = {t: getattr(traits, t) for t in _INS_TRAITS if getattr(traits, t)}
+    changes: dict[str, Any] = {t: getattr(traits, t) for t in INS_TRAITS if getattr(traits, t)}
     changes.update(ins=ins.value, ins_oid=ins.oid, identity_status=status_of(record.identity))
     # The history keeps what was replaced (the database, never the logs, holds it).
     before = {"ins": found.ins, "ins_oid": found.ins_oid}
-    before.update({t: getattr(found.traits, t) for t in _INS_TRAITS})
+    before.update({t: getattr(found.traits, t) for t in INS_TRAITS})
     event = "ins_replaced" if found.ins else "ins_attached"
     detail = {"before": before, "after": changes}
     patients.change(conn, found.id, changes, message_id, now, event, detail)
-    qualified = {t: changes.get(t, getattr(found.traits, t)) for t in _INS_TRAITS}
+    qualified = {t: changes.get(t, getattr(found.traits, t)) for t in INS_TRAITS}
     return dataclasses.replace(
         found,
         ins=ins.value,
@@ -193,7 +193,7 @@ def _identity_changes(found: StoredPatient, record: PatientRecord) -> dict[str, 
         if (
             value
             and value != getattr(found.traits, name)
-            and not (qualified and name in _INS_TRAITS)
+            and not (qualified and name in INS_TRAITS)
         ):
             changes[name] = value
     status = status_of(record.identity)

@@ -176,10 +176,60 @@ def test_a40_merges_both_sides_data_and_an_operator_can_undo_it(
     [(merge_id,)] = engine.rows("SELECT id FROM store_merges")
     undone = engine.cli(monkeypatch, "unmerge", str(merge_id), "--reason", "wrong A40")
     assert undone.exit_code == 0, undone.output
+    # The result filed through GONE's IPP after the merge cannot be told from KEEP's own:
+    # the undo leaves it on the survivor and says so for the operator to check.
+    assert "1 observation(s) filed on the survivor since the merge" in undone.stdout
     assert engine.observations(survivor["id"]) == ["1.1", "3.3"]
     assert engine.observations(absorbed_id) == ["2.2"]
     assert engine.patient("GONE")["id"] == absorbed_id
     assert engine.rows("SELECT undone_by, undo_reason FROM store_merges")[0][1] == "wrong A40"
+
+
+GONE = "GONE^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"
+
+
+def test_a40_of_a_qualified_duplicate_moves_its_ins_to_the_survivor(
+    engine: IdentityEngine,
+) -> None:
+    # The usual duplicate: the qualified record is absorbed by the hospital's main record,
+    # whose A40 PID already carries the INS.
+    engine.send(
+        adt("A28", pid("GONE", INS), "1"),
+        adt("A28", pid("KEEP", status=""), "2"),
+        adt("A40", pid("KEEP", INS), "3", mrg=GONE),
+    )
+    assert engine.states()[2] == ("3", "delivered")
+    survivor = engine.patient("KEEP")
+    assert (survivor["ins"], survivor["identity_status"]) == (INS, "VALI")
+    engine.send(oru(pid("", INS), "4"))
+    assert engine.observations(survivor["id"]) == ["4.2"]
+
+
+def test_a40_whose_ins_traits_disagree_with_the_survivor_is_refused_for_review(
+    engine: IdentityEngine,
+) -> None:
+    engine.send(
+        adt("A28", pid("GONE", INS), "1"),
+        adt("A28", pid("KEEP", name="MARTIN", given="PAUL", sex="M", status=""), "2"),
+        adt("A40", pid("KEEP", name="MARTIN", given="PAUL", sex="M", status=""), "3", mrg=GONE),
+    )
+    assert engine.states()[2] == ("3", "review")
+    assert engine.patient("GONE")["ins"] == INS
+    assert engine.rows("SELECT count(*) FROM store_merges") == [(0,)]
+
+
+def test_a40_of_two_patients_holding_the_same_visit_is_refused_for_review(
+    engine: IdentityEngine,
+) -> None:
+    visit = "PV1|1|I|||||||||||||||||V9^^^CHU-X^VN"
+    engine.send(
+        adt("A01", pid("GONE", status=""), "1").rsplit("\r", 1)[0] + "\r" + visit,
+        adt("A01", pid("KEEP", status=""), "2").rsplit("\r", 1)[0] + "\r" + visit,
+        adt("A40", pid("KEEP", status=""), "3", mrg=GONE),
+    )
+    assert engine.states()[2] == ("3", "review")
+    reason = engine.rows("SELECT error_reason FROM journal_messages WHERE control_id = '3'")
+    assert reason == [("A40: both patients hold the same visit number",)]
 
 
 def test_a40_between_two_patients_with_different_ins_is_refused_for_review(
