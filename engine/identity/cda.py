@@ -3,9 +3,9 @@
 French CI-SIS documents carry the INS as a ``patientRole/id`` whose ``@root`` is an INS OID and
 the local IPP as another ``id``; the INS traits are name parts told apart by ``@qualifier``
 (``BR`` birth, ``CL`` in use). Values are kept as the document writes them (no case or accent
-folding): comparing is :mod:`engine.identity.model`'s job, deciding whether the INS may be used
-is :func:`usable_ins`'s. Nothing here logs, and error reasons never quote the document, because
-both would put patient data in the logs.
+folding): comparing is :mod:`engine.identity.model`'s job, deciding whether the INS may be
+used is :func:`engine.identity.rules.decide_ins`'s. Nothing here logs, and error reasons never
+quote the document, because both would put patient data in the logs.
 """
 
 from __future__ import annotations

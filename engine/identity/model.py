@@ -1,8 +1,9 @@
 """One typed patient identity, whatever message it came from (HL7 v2 PID or CDA recordTarget).
 
 Extraction (:mod:`engine.identity.hl7`, :mod:`engine.identity.cda`) only reads what the
-message says; whether its INS may be used is decided by :func:`usable_ins`, and matching
-against the store by :mod:`engine.identity.match`.
+message says; whether its INS may be used is decided by
+:func:`engine.identity.rules.decide_ins`, and matching against the store by
+:mod:`engine.identity.resolve`.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ from sqlalchemy.sql import ColumnElement
 
 from engine.errors import TransientError
 from engine.fastsql import FastStatement, insert_into
-from engine.identity.ins import classify_oid
-from engine.identity.model import Ins, LocalId, Traits
+from engine.identity.model import LocalId, Traits
 from engine.store.models import identity_events, patient_identifiers, patients
 from engine.transforms.hl7_values import parse_date
 
@@ -48,11 +47,6 @@ class StoredPatient:
     traits: Traits
     address: str = ""
     phone: str = ""
-
-    @property
-    def stored_ins(self) -> Ins | None:
-        kind = classify_oid(self.ins_oid)
-        return Ins(self.ins, self.ins_oid, kind) if self.ins and kind else None
 
 
 def identity_keys(ins_values: Iterable[str], local_ids: Iterable[LocalId]) -> tuple[str, ...]:
@@ -139,11 +133,6 @@ def by_ins(conn: Connection, values: list[str]) -> dict[int, StoredPatient]:
     return lookup(conn, values, ())[0]
 
 
-def by_local(conn: Connection, ids: tuple[LocalId, ...]) -> dict[int, StoredPatient]:
-    """The patients holding these local identifiers (value and authority), by id."""
-    return lookup(conn, [], ids)[1]
-
-
 _INSERT_PATIENT = insert_into(patients, returning=_p.id)
 _INSERT_IDENTIFIER = insert_into(patient_identifiers)
 #: A new patient row: "" for the text columns (absent HL7 values), None for the others.
@@ -224,15 +213,6 @@ def new_local_ids(conn: Connection, patient_id: int, ids: tuple[LocalId, ...]) -
         select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id == patient_id)
     ).all()
     return [i for i in ids if not any(i.same_as(*row) for row in owned)]
-
-
-def local_ids_of(conn: Connection, patient_id: int) -> tuple[LocalId, ...]:
-    rows = conn.execute(
-        select(_i.value, _i.authority, _i.authority_oid, _i.type_code).where(
-            _i.patient_id == patient_id
-        )
-    )
-    return tuple(LocalId(*r) for r in rows)
 
 
 def record(

@@ -20,7 +20,7 @@ from tests.sample_files import CDA_COPIES, CDA_SAMPLES, CDA_SHARED
 CDA_FILES = sorted(CDA_SAMPLES.glob("*.xml"))
 TSH_1 = CDA_SAMPLES / "BIO-CR-BIO_2024.01_TSH_1.xml"
 #: Upstream samples whose INS (production NIR OID) has a wrong key: extraction reads it as
-#: written, refusing it is usable_ins's job. Listed so a fixed upstream file is noticed.
+#: written, refusing it is decide_ins's job. Listed so a fixed upstream file is noticed.
 KNOWN_BAD_KEY = {"CSE-MDE_2023.01.xml"}
 
 TEST_NIR_OID = "1.2.250.1.213.1.4.10"

@@ -127,25 +127,6 @@ def test_every_transposition_of_two_adjacent_different_characters_fails(
     reason_of(swapped)
 
 
-def test_mod_97_detects_every_adjacent_transposition_of_distinct_digits() -> None:
-    # Inside the 13-digit body: swapping a,b at weights 10^(k+1), 10^k shifts it by 9*(a-b)*10^k.
-    for k in range(12):
-        for a in range(10):
-            for b in range(10):
-                if a != b:
-                    assert 9 * (a - b) * 10**k % 97 != 0
-    # Across the body/key boundary: the body's last digit c swaps with the key's first digit k1.
-    # The residue r = body mod 97 and c = body mod 10 are independent (97 and 10 are coprime),
-    # so trying every (r, c) covers every body.
-    for residue in range(97):
-        key = 97 - residue
-        k1, k2 = divmod(key, 10)
-        for c in range(10):
-            if c != k1:
-                new_residue = (residue + k1 - c) % 97
-                assert 97 - new_residue != 10 * c + k2
-
-
 # --- Corsica ------------------------------------------------------------------------------
 
 
