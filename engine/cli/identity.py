@@ -81,9 +81,9 @@ def show(review_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
 @app.command()
 def resolve(
     review_id: int,
+    reason: Annotated[str, typer.Option(help="why (kept with the decision)")],
     patient: Annotated[int | None, typer.Option(help="attach the message to this patient")] = None,
     reject: Annotated[bool, typer.Option("--reject", help="end the message for good")] = False,
-    reason: Annotated[str, typer.Option(help="why (kept with the decision)")] = "",
     operator: OperatorOption = None,
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
@@ -91,8 +91,8 @@ def resolve(
     if (patient is None) == (not reject):
         err_console.print("give either --patient P or --reject")
         raise typer.Exit(2)
-    if reject and not reason:
-        err_console.print("--reject needs --reason")
+    if not reason.strip():
+        err_console.print("--reason must say why")
         raise typer.Exit(2)
     actor = operator or getpass.getuser()
     with database(config) as conn:

@@ -20,6 +20,7 @@ from engine.store.models import identity_reviews, patients
 
 _r = identity_reviews.c
 OPEN, ATTACHED, REJECTED = "open", "attached", "rejected"
+_TWO_IDENTITIES = frozenset({"A40", "A47"})
 
 
 def open_review(
@@ -77,10 +78,22 @@ class Resolution:
 def attach(
     conn: Connection, review_id: int, patient_id: int, actor: str, reason: str, now: datetime
 ) -> Resolution:
-    """File the message under ``patient_id``: the review closes and the message is replayed."""
+    """File the message under ``patient_id``: the review closes and the message is replayed.
+
+    A merge (A40) or an identifier change (A47) names two identities: attaching it to one
+    patient has no meaning, so such a review can only be rejected (and the identities fixed
+    at the source, which then resends)."""
     found = conn.execute(select(patients.c.id).where(patients.c.id == patient_id)).scalar()
     if found is None:
         raise LookupError(f"no patient {patient_id} in the store")
+    row = review(conn, review_id)
+    trigger = None
+    if row is not None:
+        trigger = conn.execute(
+            select(messages.c.trigger).where(messages.c.id == row["message_id"])
+        ).scalar()
+    if trigger in _TWO_IDENTITIES:
+        raise ValueError(f"an ADT^{trigger} names two identities: it can only be rejected")
     return _close(conn, review_id, ATTACHED, State.RECEIVED, actor, reason, now, patient_id)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import IncompleteTraits, InsRefused
+from engine.errors import IdentityConflict, IncompleteTraits, InsRefused
 from engine.identity.ins import NOT_PRODUCTION, check_matricule
 from engine.identity.model import Identity, Ins
 
@@ -49,6 +49,9 @@ def decide_ins(identity: Identity, policy: IdentityPolicy) -> InsDecision:
         return InsDecision((), "INS without VALI in PID-32: integrated without the INS")
     if identity.birth_date_corrected:
         return InsDecision((), "birth date corrected (ZFD-4): integrated without the INS")
+    nirs = {i.value for i in identity.ins if not i.is_nia}
+    if len(nirs) > 1:
+        raise IdentityConflict("the message carries two different NIR")
     usable = []
     for ins in (preferred, *(i for i in identity.ins if i != preferred)):
         value = check_matricule(ins.value)

@@ -124,6 +124,14 @@ def stage(name: str) -> Iterator[None]:
     except EngineError as exc:
         raise StageError(name, exc) from exc
     except OperationalError as exc:
-        raise StageError(name, StoreUnavailable(f"database unavailable: {exc.orig}")) from exc
+        unavailable = StoreUnavailable(f"database unavailable: {_first_line(exc)}")
+        raise StageError(name, unavailable) from exc
     except DBAPIError as exc:
-        raise StageError(name, TransformError(f"database rejected the write: {exc.orig}")) from exc
+        rejected = TransformError(f"database rejected the write: {_first_line(exc)}")
+        raise StageError(name, rejected) from exc
+
+
+def _first_line(exc: DBAPIError) -> str:
+    """The driver's message without its details: PostgreSQL's DETAIL line quotes the values
+    of the row (patient data), which must not reach a reason (contract 8)."""
+    return str(exc.orig).split("\n", 1)[0]

@@ -232,6 +232,28 @@ def test_a40_of_two_patients_holding_the_same_visit_is_refused_for_review(
     assert reason == [("A40: both patients hold the same visit number",)]
 
 
+def test_a40_in_review_can_be_rejected_but_not_attached_to_one_patient(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twin = {"name": "MARTIN", "given": "LEA", "dob": "20180505", "sex": "F"}
+    engine.send(
+        adt("A28", pid("T1", TWIN_A, **twin), "1"),
+        adt("A28", pid("T2", TWIN_B, **twin), "2"),
+        adt("A40", pid("T1", TWIN_A, **twin), "3", mrg="T2^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"),
+    )
+    [review] = json.loads(engine.cli(monkeypatch, "conflicts", "--json").stdout)
+    first = str(engine.patient("T1")["id"])
+    attach = ["resolve", str(review["id"]), "--patient", first, "--reason", "same child"]
+    refused = engine.cli(monkeypatch, *attach)
+    assert refused.exit_code == 1
+    assert "can only be rejected" in refused.stderr
+    no_reason = engine.cli(monkeypatch, "resolve", str(review["id"]), "--reject", "--reason", " ")
+    assert no_reason.exit_code == 2
+    rejected = ["resolve", str(review["id"]), "--reject", "--reason", "twins, not a duplicate"]
+    assert engine.cli(monkeypatch, *rejected).exit_code == 0
+    assert engine.states()[2] == ("3", "discarded")
+
+
 def test_a40_between_two_patients_with_different_ins_is_refused_for_review(
     engine: IdentityEngine,
 ) -> None:

@@ -230,3 +230,19 @@ def test_configured_destination_writes_through_the_delivery(store_db: Engine) ->
         ("1554-5", "^182", "70_105"),
         ("1553-5", "^182", "70_105"),
     ]
+
+
+def test_a_database_refusal_gives_a_reason_without_the_rows_values(store_db: Engine) -> None:
+    from sqlalchemy import insert
+
+    from engine.routes.pipeline import StageError, stage
+    from engine.store.models import patient_identifiers
+
+    patient_id = apply(store_db, adt("SECRET-IPP^^^CHU-X^PI", "MARTIN"), 1)
+    row = {"patient_id": patient_id, "value": "SECRET-IPP", "authority": "CHU-X"}
+    row.update(authority_oid="", type_code="PI")
+    with pytest.raises(StageError) as caught, store_db.begin() as conn, stage("destination:x"):
+        conn.execute(insert(patient_identifiers).values(**row))
+    assert caught.value.error.code == "transform_failed"
+    assert "rejected the write" in caught.value.error.reason
+    assert "SECRET-IPP" not in caught.value.error.reason

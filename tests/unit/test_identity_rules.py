@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import IncompleteTraits, InsRefused, InvalidIns
+from engine.errors import IdentityConflict, IncompleteTraits, InsRefused, InvalidIns
 from engine.identity.ins import InsKind
 from engine.identity.model import Identity, Ins, Traits, fold
 from engine.identity.rules import IdentityPolicy, decide_ins
@@ -39,6 +39,12 @@ def test_a_corrected_birth_date_keeps_the_ins_out() -> None:
 
 def test_the_nir_is_preferred_over_the_nia() -> None:
     assert decide_ins(identity(NIA, NIR), PRODUCTION).preferred == NIR
+
+
+def test_two_different_nir_in_one_message_is_a_conflict() -> None:
+    other = Ins("185057512300143", NIR.oid, InsKind.NIR)
+    with pytest.raises(IdentityConflict, match="two different NIR"):
+        decide_ins(identity(NIR, other), PRODUCTION)
 
 
 def test_a_wrong_key_is_an_invalid_ins_even_when_qualified() -> None:
