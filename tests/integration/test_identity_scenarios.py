@@ -16,6 +16,7 @@ from engine.journal.queries import stats
 from tests.integration.identity_harness import (
     NIA_OID,
     NIR_OID,
+    TEST_OID,
     IdentityEngine,
     adt,
     nir,
@@ -367,3 +368,65 @@ def test_a_held_result_whose_patient_will_never_come_can_be_discarded(
     assert engine.rows("SELECT count(*) FROM journal_holds") == [(0,)]
     engine.send(adt("A28", pid("NOBODY"), "2"))  # a later registration releases nothing
     assert engine.states() == [("1", "discarded"), ("2", "delivered")]
+
+
+NEW_INS = nir("2790351215190")
+
+
+def test_a47_with_a_new_qualified_ins_replaces_the_old_and_records_both(
+    engine: IdentityEngine,
+) -> None:
+    old = f"{INS}^^^ASIP-SANTE-INS-NIR&{TEST_OID}&ISO^INS"
+    engine.send(adt("A28", pid("IPP1", INS), "1"), adt("A47", pid("IPP1", NEW_INS), "2", mrg=old))
+    assert engine.states()[1] == ("2", "delivered")
+    assert engine.patient("IPP1")["ins"] == NEW_INS
+    [(detail,)] = engine.rows(
+        "SELECT detail FROM store_identity_events WHERE event = 'ins_replaced'"
+    )
+    assert json.loads(str(detail))["before"]["ins"] == INS
+
+
+def test_an_a47_before_its_patient_is_held_then_applied_once_the_patient_is_known(
+    engine: IdentityEngine,
+) -> None:
+    engine.send(adt("A47", pid("NEW1"), "1", mrg="OLD1^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"))
+    assert engine.states() == [("1", "held")]
+    engine.send(adt("A28", pid("OLD1"), "2"))
+    assert engine.states() == [("1", "delivered"), ("2", "delivered")]
+    assert engine.patient("NEW1")["id"] == engine.patient("OLD1")["id"]
+
+
+def test_an_a47_giving_the_patient_another_patients_ipp_goes_to_review(
+    engine: IdentityEngine,
+) -> None:
+    engine.send(
+        adt("A28", pid("IPP1", status=""), "1"),
+        adt("A28", pid("IPP2", name="DUPONT", status=""), "2"),
+        adt("A47", pid("IPP2", status=""), "3", mrg="IPP1^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"),
+    )
+    assert engine.states()[2] == ("3", "review")
+    assert engine.patient("IPP1")["id"] != engine.patient("IPP2")["id"]
+
+
+def test_an_attached_adt_updates_the_patient_but_not_its_qualified_traits(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.send(adt("A28", pid("IPP1", INS), "1"))
+    engine.send(adt("A01", pid("IPP1", INS, dob="19790329"), "2"))
+    assert engine.states()[1] == ("2", "review")
+    [review] = json.loads(engine.cli(monkeypatch, "conflicts", "--json").stdout)
+    patient = engine.patient("IPP1")
+    done = engine.cli(
+        monkeypatch,
+        "resolve",
+        str(review["id"]),
+        "--patient",
+        str(patient["id"]),
+        "--reason",
+        "admission is right, the birth date typo is fixed at the source",
+    )
+    assert done.exit_code == 0, done.output
+    engine.wait_idle()
+    assert engine.states()[1] == ("2", "delivered")
+    assert engine.rows("SELECT birth_date FROM store_patients") == [("19790328",)]
+    assert engine.rows("SELECT visit_number FROM store_encounters") == [("V2",)]
