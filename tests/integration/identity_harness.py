@@ -136,3 +136,10 @@ class IdentityEngine(InProcessEngine):
     def cli(self, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
         monkeypatch.setenv("AIGUILLAGE_DATABASE_URL", self.url)
         return CliRunner().invoke(app, ["identity", *args, "--config", str(Path("absent.yaml"))])
+
+    def attach(
+        self, monkeypatch: pytest.MonkeyPatch, review_id: object, patient_id: object, why: str
+    ) -> Result:
+        """``aiguillage identity resolve ID --patient P --reason WHY``."""
+        args = ["resolve", str(review_id), "--patient", str(patient_id), "--reason", why]
+        return self.cli(monkeypatch, *args)

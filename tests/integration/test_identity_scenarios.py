@@ -26,6 +26,17 @@ from tests.integration.identity_harness import (
 
 INS = nir("2790351215189")  # the ANS test patient, 279035121518989
 TWIN_A, TWIN_B = nir("1850575123001"), nir("1850575123002")
+TWIN = {"name": "MARTIN", "given": "LEA", "dob": "20180505", "sex": "F"}
+T2 = "T2^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"
+
+
+def twins(*then: str) -> tuple[str, ...]:
+    """The registrations of twins T1 and T2 (same names and birth date), then ``then``."""
+    return (
+        adt("A28", pid("T1", TWIN_A, **TWIN), "1"),
+        adt("A28", pid("T2", TWIN_B, **TWIN), "2"),
+        *then,
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -138,18 +149,14 @@ def test_a_rejected_conflict_is_discarded_with_who_and_why(
 def test_twins_with_the_same_names_and_birth_date_stay_two_patients(
     engine: IdentityEngine,
 ) -> None:
-    twin = {"name": "MARTIN", "given": "LEA", "dob": "20180505", "sex": "F"}
-    engine.send(
-        adt("A28", pid("T1", TWIN_A, **twin), "1"),
-        adt("A28", pid("T2", TWIN_B, **twin), "2"),
-        oru(pid("", TWIN_B, **twin), "3", "9.9"),
-    )
+
+    engine.send(*twins(oru(pid("", TWIN_B, **TWIN), "3", "9.9")))
     a, b = engine.patient("T1"), engine.patient("T2")
     assert a["id"] != b["id"]
     assert (a["ins"], b["ins"]) == (TWIN_A, TWIN_B)
     assert (engine.observations(a["id"]), engine.observations(b["id"])) == ([], ["9.9"])
     # A message naming one twin's IPP and the other's INS is a conflict, never a guess.
-    engine.send(oru(pid("T1", TWIN_B, **twin), "4"))
+    engine.send(oru(pid("T1", TWIN_B, **TWIN), "4"))
     assert engine.states()[3] == ("4", "review")
 
 
@@ -236,12 +243,7 @@ def test_a40_of_two_patients_holding_the_same_visit_is_refused_for_review(
 def test_a40_in_review_can_be_rejected_but_not_attached_to_one_patient(
     engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    twin = {"name": "MARTIN", "given": "LEA", "dob": "20180505", "sex": "F"}
-    engine.send(
-        adt("A28", pid("T1", TWIN_A, **twin), "1"),
-        adt("A28", pid("T2", TWIN_B, **twin), "2"),
-        adt("A40", pid("T1", TWIN_A, **twin), "3", mrg="T2^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"),
-    )
+    engine.send(*twins(adt("A40", pid("T1", TWIN_A, **TWIN), "3", mrg=T2)))
     [review] = json.loads(engine.cli(monkeypatch, "conflicts", "--json").stdout)
     first = str(engine.patient("T1")["id"])
     attach = ["resolve", str(review["id"]), "--patient", first, "--reason", "same child"]
@@ -258,12 +260,7 @@ def test_a40_in_review_can_be_rejected_but_not_attached_to_one_patient(
 def test_a40_between_two_patients_with_different_ins_is_refused_for_review(
     engine: IdentityEngine,
 ) -> None:
-    twin = {"name": "MARTIN", "given": "LEA", "dob": "20180505", "sex": "F"}
-    engine.send(
-        adt("A28", pid("T1", TWIN_A, **twin), "1"),
-        adt("A28", pid("T2", TWIN_B, **twin), "2"),
-        adt("A40", pid("T1", TWIN_A, **twin), "3", mrg="T2^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"),
-    )
+    engine.send(*twins(adt("A40", pid("T1", TWIN_A, **TWIN), "3", mrg=T2)))
     assert engine.states()[2] == ("3", "review")
     assert engine.rows("SELECT count(*) FROM store_patients WHERE merged_into IS NOT NULL") == [
         (0,)
@@ -416,15 +413,8 @@ def test_an_attached_adt_updates_the_patient_but_not_its_qualified_traits(
     assert engine.states()[1] == ("2", "review")
     [review] = json.loads(engine.cli(monkeypatch, "conflicts", "--json").stdout)
     patient = engine.patient("IPP1")
-    done = engine.cli(
-        monkeypatch,
-        "resolve",
-        str(review["id"]),
-        "--patient",
-        str(patient["id"]),
-        "--reason",
-        "admission is right, the birth date typo is fixed at the source",
-    )
+    why = "admission is right, the birth date typo is fixed at the source"
+    done = engine.attach(monkeypatch, review["id"], patient["id"], why)
     assert done.exit_code == 0, done.output
     engine.wait_idle()
     assert engine.states()[1] == ("2", "delivered")
