@@ -28,6 +28,28 @@ log = structlog.get_logger("engine.pipeline")
 _CONTEXT = multiprocessing.get_context("spawn")
 
 
+class ParentGone(Exception):
+    """The engine process that started this pipeline is gone."""
+
+
+class _LockWhileParentLives:
+    """The shared write lock, given up on when the parent dies: a parent killed (SIGKILL)
+    while holding it never releases it, and waiting for it forever would keep this process
+    alive beside the restarted engine's."""
+
+    def __init__(self, lock: Any, parent: int) -> None:
+        self.lock = lock
+        self.parent = parent
+
+    def __enter__(self) -> None:
+        while not self.lock.acquire(timeout=0.5):
+            if os.getppid() != self.parent:
+                raise ParentGone
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 class PipelineProcess:
     def __init__(self, config: ChannelsFile, url: str) -> None:
         self.config_json = config.model_dump_json(by_alias=True)
@@ -96,7 +118,7 @@ def run(
     config = ChannelsFile.model_validate_json(config_json)
     logs.configure(config.engine.log_level, config.engine.log_patient_data)
     db = make_engine(url, durability=config.engine.durability)
-    worker = build_worker(config, db, write_lock)
+    worker = build_worker(config, db, _LockWhileParentLives(write_lock, parent))
 
     def interrupt() -> bool:
         return bool(intake_waiting.value)
@@ -110,6 +132,8 @@ def run(
                     break
             try:
                 done = worker.run_once(interrupt=interrupt)
+            except ParentGone:
+                break
             except Exception as exc:  # keep going: a bug must not stop the pipeline
                 log.error("pipeline_error", **logs.error_fields(exc))
                 done = 0
@@ -117,6 +141,8 @@ def run(
             if done == 0 and not stopping.is_set():
                 wake.wait(0.5)
                 wake.clear()
+    except ParentGone:  # waiting for the write lock its killed parent held
+        pass
     finally:
         db.dispose()
         log.info("pipeline_process_stopped", processed=worker.processed)
