@@ -150,3 +150,10 @@ class IncompleteTraits(IdentityError):
     """905: an INS without the traits that must travel with it."""
 
     code = "905"
+
+
+class DocumentError(PermanentError):
+    """A CDA document is unsafe, malformed or breaks a CI-SIS rule; the reason names the line."""
+
+    code = "invalid_document"
+    ack_code = "AR"

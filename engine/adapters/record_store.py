@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select
 
 from engine.adapters.base import BuildContext, Delivery
+from engine.cda.filing import file_document
+from engine.errors import DocumentError
 from engine.fastsql import insert_into
 from engine.identity.events import change_identity
 from engine.identity.filing import Filing
@@ -76,6 +78,8 @@ class RecordStore:
 
     def apply(self, conn: Connection, message_id: int, op: StoreOperation, now: datetime) -> int:
         """Apply ``op`` in the caller's transaction; returns the patient's id."""
+        if op.kind == "add_documents":
+            return self._documents(conn, message_id, op, now)
         if op.kind == "merge_patients":
             patient_id = merge(conn, self.filing, message_id, op, now)
         elif op.kind == "change_identity":
@@ -89,6 +93,18 @@ class RecordStore:
         if op.observations:
             rows = [_observation_row(o, patient_id, message_id, now) for o in op.observations]
             _INSERT_OBSERVATIONS.executemany(conn, rows)
+        return patient_id
+
+    def _documents(
+        self, conn: Connection, message_id: int, op: StoreOperation, now: datetime
+    ) -> int:
+        if not op.documents:
+            raise DocumentError(
+                "no CDA in the message (a document sent by reference is not fetched)"
+            )
+        patient_id = self.filing.patient_for(conn, message_id, op.patient, now, adt=False)
+        for record in op.documents:
+            file_document(conn, patient_id, message_id, op.patient.identity, record, now)
         return patient_id
 
 

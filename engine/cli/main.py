@@ -13,13 +13,14 @@ from rich.table import Table
 from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
-from engine.cli import dlq, identity
+from engine.cli import dlq, identity, patient
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.journal import queries
 
 app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", add_completion=False)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(identity.app, name="identity")
+app.add_typer(patient.app, name="patient")
 
 CHANNELS = Path("channels.yaml")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
+from engine.cda.safexml import parse_document
 from engine.errors import ParseError
 from engine.identity.ins import BILLING_OIDS, classify_oid
 from engine.identity.model import Identity, Ins, LocalId, Traits
@@ -21,25 +22,13 @@ _NS = {"v": CDA_NS}
 _CLINICAL_DOCUMENT = f"{{{CDA_NS}}}ClinicalDocument"
 
 
-def _parser() -> etree.XMLParser:
-    """A parser that never fetches or expands entities (XXE, billion laughs) nor the network.
-
-    A new one per call: lxml parsers keep state and are not meant to be shared across threads.
-    """
-    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-
-
 def cda_identity_from_bytes(data: bytes) -> Identity:
-    """The identity of a serialized CDA document; ParseError when it is not one.
+    """The identity of a serialized CDA document.
 
-    The reason gives only the line where XML parsing stopped: libxml2's own message can quote
-    the document's text.
+    DocumentError when the bytes are not safe, well-formed XML (:func:`parse_document`: no
+    DOCTYPE, size and depth limits), ParseError when the XML is not a CDA with one patient.
     """
-    try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise ParseError(f"the document is not well-formed XML (line {exc.lineno})") from exc
-    return cda_identity(root)
+    return cda_identity(parse_document(data))
 
 
 def cda_identity(root: etree._Element) -> Identity:

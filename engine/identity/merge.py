@@ -22,6 +22,7 @@ from engine.identity import patients
 from engine.identity.filing import INS_TRAITS, Filing
 from engine.identity.model import Identity
 from engine.identity.patients import StoredPatient
+from engine.store.documents import documents
 from engine.store.models import encounters, merges, observations, patient_identifiers
 from engine.store.models import patients as store_patients
 from engine.transforms.map_hl7 import StoreOperation
@@ -33,6 +34,7 @@ MOVED = {
     "identifiers": patient_identifiers,
     "encounters": encounters,
     "observations": observations,
+    "documents": documents,
 }
 
 

@@ -8,10 +8,11 @@ from alembic import context
 from sqlalchemy.engine import Engine
 
 import engine.journal.models
+import engine.store.documents
 import engine.store.models
 from engine.db import metadata
 
-_ = engine.journal.models
+_ = (engine.journal.models, engine.store.documents)
 
 
 def run_migrations_online() -> None:

@@ -93,8 +93,12 @@ def _sqlite_result(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _text(name: str) -> Column[str]:
+def text_column(name: str) -> Column[str]:
+    """A text column where absent HL7 values are ``""`` (not NULL)."""
     return Column(name, Text, nullable=False, default="", server_default="")
+
+
+_text = text_column
 
 
 patients = Table(

@@ -20,6 +20,11 @@ from engine.transforms.map_adt import (
     extract_encounter,
     extract_patient,
 )
+from engine.transforms.map_documents import (
+    DocumentRecord,
+    carries_documents,
+    extract_documents,
+)
 from engine.transforms.map_oru import ObservationRecord, OrderRecord, extract_observations
 
 __all__ = [
@@ -36,7 +41,12 @@ __all__ = [
 ]
 
 OperationKind = Literal[
-    "upsert_patient", "close_encounter", "add_results", "merge_patients", "change_identity"
+    "upsert_patient",
+    "close_encounter",
+    "add_results",
+    "add_documents",
+    "merge_patients",
+    "change_identity",
 ]
 
 #: ADT events that update the patient and the encounter of PV1 (admit, transfer, register,
@@ -52,8 +62,13 @@ _STATUS_BY_EVENT = {"A11": "cancelled", "A13": "open"}
 #: the patient of PID; A47 changes the identifier list (MRG-1 holds the former one).
 _MRG_EVENTS: dict[str, OperationKind] = {"A40": "merge_patients", "A47": "change_identity"}
 
+#: Documents (DOMAIN.md §3): initial, replacement, deletion.
+_DOCUMENT_EVENTS = frozenset({"T02", "T10", "T04"})
+
 SUPPORTED_TYPES: frozenset[str] = frozenset(
-    {f"ADT^{t}" for t in (*_VISIT_EVENTS, *_PERSON_EVENTS, *_MRG_EVENTS, "A03")} | {"ORU^R01"}
+    {f"ADT^{t}" for t in (*_VISIT_EVENTS, *_PERSON_EVENTS, *_MRG_EVENTS, "A03")}
+    | {f"MDM^{t}" for t in _DOCUMENT_EVENTS}
+    | {"ORU^R01"}
 )
 
 
@@ -67,11 +82,12 @@ class StoreOperation:
     observations: tuple[ObservationRecord, ...] = ()
     #: MRG-1 of A40/A47: the absorbed or former identity.
     previous: Identity | None = None
+    documents: tuple[DocumentRecord, ...] = ()
 
     @property
     def from_identity_source(self) -> bool:
-        """ADT messages may create and update identities; results never do."""
-        return self.kind != "add_results"
+        """ADT messages may create and update identities; results and documents never do."""
+        return self.kind not in ("add_results", "add_documents")
 
 
 def map_message(msg: Message) -> StoreOperation:
@@ -81,6 +97,8 @@ def map_message(msg: Message) -> StoreOperation:
     if kind not in SUPPORTED_TYPES:
         raise UnsupportedMessageType(f"the record store does not map {kind or 'empty MSH-9'}")
     patient = extract_patient(msg)
+    if msg.message_type == "MDM" or (kind == "ORU^R01" and carries_documents(msg)):
+        return StoreOperation("add_documents", patient, documents=extract_documents(msg))
     if kind == "ORU^R01":
         return StoreOperation("add_results", patient, None, tuple(extract_observations(msg)))
     trigger = msg.trigger

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from engine.errors import InvalidIns, ParseError
+from engine.errors import DocumentError, InvalidIns, ParseError
 from engine.identity.cda import cda_identity, cda_identity_from_bytes
 from engine.identity.ins import InsKind, check_matricule
 from engine.identity.model import Identity, Ins, LocalId, Traits
@@ -262,48 +262,47 @@ def test_xml_that_is_not_a_cda_is_a_parse_error() -> None:
     [b"", b"MSH|^~\\&|APP|FAC\rPID|||123^^^H||PAT-TROIS^DOMINIQUE", b"<a><b></a>", b"\xff\xfe\x00"],
     ids=["empty", "hl7v2", "unbalanced", "garbage"],
 )
-def test_non_xml_bytes_are_a_parse_error(data: bytes) -> None:
-    with pytest.raises(ParseError, match="not well-formed XML") as caught:
+def test_non_xml_bytes_are_a_document_error(data: bytes) -> None:
+    with pytest.raises(DocumentError, match="not well-formed XML") as caught:
         cda_identity_from_bytes(data)
 
     assert "PAT-TROIS" not in caught.value.reason
 
 
-def test_parse_error_reason_does_not_quote_the_document() -> None:
+def test_document_error_reason_does_not_quote_the_document() -> None:
     broken = cda(patient('<family qualifier="BR">PAT-TROIS</famille>'))
 
-    with pytest.raises(ParseError) as caught:
+    with pytest.raises(DocumentError) as caught:
         cda_identity_from_bytes(broken)
 
     assert "PAT-TROIS" not in caught.value.reason
     assert "famil" not in caught.value.reason
 
 
-# --- hardened parser -------------------------------------------------------------------------
+# --- hardened parser (engine.cda.safexml; tests/unit/test_safexml.py covers the attacks) -----
 
 
-def test_cda_external_entity_is_not_resolved(tmp_path: Path) -> None:
+def test_cda_external_entity_is_refused_unread(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("SECRET-FROM-DISK")
     doctype = f'<!DOCTYPE ClinicalDocument [<!ENTITY xxe SYSTEM "{secret.as_uri()}">]>'
     names = patient("<family>&xxe;</family><given>A&xxe;</given>")
     document = cda(f'<id root="1.2.3" extension="IPP"/>{names}', doctype=doctype)
 
-    identity = cda_identity_from_bytes(document)
+    with pytest.raises(DocumentError, match="DOCTYPE is not allowed") as caught:
+        cda_identity_from_bytes(document)
 
-    assert "SECRET" not in repr(identity)
-    assert identity.traits.birth_name == ""
-    assert identity.traits.given_names == "A"
+    assert "SECRET" not in caught.value.reason
 
 
-def test_cda_internal_entities_are_not_expanded() -> None:
+def test_cda_internal_entities_are_refused() -> None:
     doctype = (
         '<!DOCTYPE ClinicalDocument [<!ENTITY a "AAAAAAAAAA">'
         '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
     )
     document = cda(patient("<family>&b;</family>"), doctype=doctype)
 
-    identity = cda_identity_from_bytes(document)
+    with pytest.raises(DocumentError, match="DOCTYPE is not allowed") as caught:
+        cda_identity_from_bytes(document)
 
-    assert "AAAA" not in repr(identity)
-    assert identity.traits.birth_name == ""
+    assert "AAAA" not in caught.value.reason

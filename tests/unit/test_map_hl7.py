@@ -161,14 +161,23 @@ def test_observations_before_any_obr_have_no_order() -> None:
 
 
 def test_french_result_report_keeps_coded_values_as_hl7_text() -> None:
+    observations = extract_observations(sample("fr-ans/oru_r01_v12.hl7"))
+    assert len(observations) == 12
+    assert observations[6].code == "DESTDMP"
+    assert observations[6].value == "Y"
+    assert observations[10].value == "1.2.250.1.213.1.1.8^CDAN1"
+    assert observations[0].order.text.startswith("Créatinine clairance")
+
+
+def test_a_result_carrying_a_cda_in_an_ed_obx_is_a_document() -> None:
     op = map_message(sample("fr-ans/oru_r01_v12.hl7"))
-    assert op.kind == "add_results"
+    assert op.kind == "add_documents"
     assert op.patient.identity.ins[0].kind is InsKind.NIR
-    assert len(op.observations) == 12
-    assert op.observations[6].code == "DESTDMP"
-    assert op.observations[6].value == "Y"
-    assert op.observations[10].value == "1.2.250.1.213.1.1.8^CDAN1"
-    assert op.observations[0].order.text.startswith("Créatinine clairance")
+    # OBX-1 carries a placeholder text, base64 without its padding; OBX-10 (mail body) is not
+    # XML and is no document.
+    [document] = op.documents
+    assert document.content == "Document médical au format CDA".encode()
+    assert (document.action, document.masked_ps) == ("initial", False)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,154 @@
+"""Documents into the record store: one row per document id and version, with its lifecycle.
+
+The patient comes from the identity rules (``engine.identity.filing``): a document never
+creates or changes a patient. When PID-3 and the CDA ``recordTarget`` both give an INS they must
+be the same (DOMAIN.md §3): otherwise the document waits for identity review (904).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, insert, select, update
+
+from engine.cda.header import DocumentHeader, read_header
+from engine.cda.safexml import parse_document
+from engine.errors import DocumentError, IdentityConflict
+from engine.identity.cda import cda_identity
+from engine.identity.model import Identity
+from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
+from engine.transforms.hl7_values import parse_ts
+from engine.transforms.map_documents import DocumentRecord
+
+log = structlog.get_logger("engine.documents")
+_d = documents.c
+_HEADER_COLUMNS = (
+    "document_id",
+    "set_id",
+    "version",
+    "type_code",
+    "type_system",
+    "type_label",
+    "title",
+    "effective_time",
+    "confidentiality",
+    "author_id",
+    "author_name",
+    "facility",
+    "service_start",
+    "service_end",
+    "level",
+    "replaces",
+)
+
+
+def file_document(
+    conn: Connection,
+    patient_id: int,
+    message_id: int,
+    sender: Identity,
+    record: DocumentRecord,
+    now: datetime,
+) -> int:
+    """Store (or apply the lifecycle action of) one document; returns its row id."""
+    root = parse_document(record.content)
+    header = read_header(root)
+    if not header.document_id:
+        raise DocumentError("the CDA has no ClinicalDocument/id")
+    _check_same_patient(sender, cda_identity(root))
+    digest = hashlib.sha256(record.content).hexdigest()
+    existing = conn.execute(
+        select(_d.id, _d.sha256, _d.status).where(
+            _d.document_id == header.document_id, _d.version == header.version
+        )
+    ).first()
+    if existing is not None and existing.sha256 != digest:
+        raise DocumentError(
+            f"document {header.document_id} version {header.version} is already stored with "
+            "other content: a new content needs a new version"
+        )
+    if record.action == "delete":
+        return _delete(conn, patient_id, message_id, header, record, digest, existing, now)
+    if existing is not None:  # a resend or a replay: applied once
+        return int(existing.id)
+    parent = header.replaces or (record.parent_number if record.action == "replace" else "")
+    if parent:
+        _supersede(conn, parent, header, now)
+    row_id = _insert(conn, patient_id, message_id, header, record, digest, CURRENT, now)
+    log.info("document_stored", message_id=message_id, document_row=row_id, action=record.action)
+    return row_id
+
+
+def _check_same_patient(sender: Identity, document: Identity) -> None:
+    pid = {i.value for i in sender.ins}
+    cda = {i.value for i in document.ins}
+    if pid and cda and not pid & cda:
+        raise IdentityConflict("PID-3 and the CDA recordTarget name different INS")
+
+
+def _supersede(conn: Connection, parent: str, header: DocumentHeader, now: datetime) -> None:
+    conn.execute(
+        update(documents)
+        .where(_d.document_id == parent, _d.status == CURRENT)
+        .values(status=SUPERSEDED, updated_at=now)
+    )
+    if header.set_id:  # earlier versions of the same set are superseded too
+        conn.execute(
+            update(documents)
+            .where(_d.set_id == header.set_id, _d.version < header.version, _d.status == CURRENT)
+            .values(status=SUPERSEDED, updated_at=now)
+        )
+
+
+def _delete(
+    conn: Connection,
+    patient_id: int,
+    message_id: int,
+    header: DocumentHeader,
+    record: DocumentRecord,
+    digest: str,
+    existing: Any,
+    now: datetime,
+) -> int:
+    """Mark the document deleted (kept for audit, hidden from readers)."""
+    target = record.document_number or header.document_id
+    conn.execute(
+        update(documents)
+        .where(_d.document_id == target, _d.status != DELETED)
+        .values(status=DELETED, updated_at=now)
+    )
+    if existing is not None:
+        return int(existing.id)
+    # Never stored (or stored under another id): keep what the deletion carried, deleted.
+    return _insert(conn, patient_id, message_id, header, record, digest, DELETED, now)
+
+
+def _insert(
+    conn: Connection,
+    patient_id: int,
+    message_id: int,
+    header: DocumentHeader,
+    record: DocumentRecord,
+    digest: str,
+    status: str,
+    now: datetime,
+) -> int:
+    values: dict[str, Any] = {k: v for k, v in asdict(header).items() if k in _HEADER_COLUMNS}
+    values.update(
+        patient_id=patient_id,
+        message_id=message_id,
+        authored_at=parse_ts(header.effective_time) if header.effective_time else None,
+        masked_ps=record.masked_ps,
+        invisible_patient=record.invisible_patient,
+        invisible_legal_reps=record.invisible_legal_reps,
+        status=status,
+        sha256=digest,
+        content=record.content,
+        stored_at=now,
+        updated_at=now,
+    )
+    return int(conn.execute(insert(documents).values(**values).returning(_d.id)).scalar_one())

@@ -1,0 +1,82 @@
+"""``aiguillage patient show INS``: a patient's record as a professional reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.store.record import patient_record
+
+app = typer.Typer(no_args_is_help=True, help="Read the record store")
+
+
+@app.command()
+def show(
+    ins: Annotated[str, typer.Argument(help="the patient's INS (NIR or NIA, 15 characters)")],
+    json: JsonOption = False,
+    config: ConfigOption = Path("channels.yaml"),
+) -> None:
+    """Identity, documents newest first, and the last results of the patient holding INS."""
+    with database(config) as conn:
+        record = patient_record(conn, ins.strip().upper())
+    if record is None:
+        err_console.print(f"no patient has the INS {ins}")
+        raise typer.Exit(1)
+    if json:
+        print_json(record)
+        return
+    _identity(record)
+    _documents(record["documents"])
+    _results(record["results"])
+
+
+def _identity(r: dict[str, Any]) -> None:
+    names = r["birth_name"] + (f" (used: {r['used_name']})" if r["used_name"] else "")
+    console.print(f"[bold]{names}[/bold], {r['given_names'] or r['first_given_name']}")
+    born = _date(r["birth_date"])
+    console.print(f"born {born}, sex {r['sex'] or '?'}, birth place {r['birth_place'] or '?'}")
+    console.print(
+        f"INS {r['ins']} ({r['ins_oid']}), identity {r['identity_status'] or 'not qualified'}"
+    )
+    for ident in r["identifiers"]:
+        where = ident["authority"] or ident["authority_oid"]
+        console.print(f"  {ident['type_code'] or 'id'} {ident['value']} ({where})", highlight=False)
+
+
+def _documents(rows: list[dict[str, Any]]) -> None:
+    table = Table("date", "type", "title", "author", "level", "status", title="Documents")
+    for d in rows:
+        flags = " masked" if d["masked_ps"] else ""
+        table.add_row(
+            _date(d["effective_time"]),
+            f"{d['type_code']} {d['type_label']}".strip(),
+            d["title"],
+            d["author_name"] or d["facility"],
+            d["level"],
+            f"{d['status']}{flags}",
+        )
+    console.print(table)
+
+
+def _results(rows: list[dict[str, Any]]) -> None:
+    table = Table("date", "test", "value", "unit", "range", "flag", title="Last results")
+    for o in rows:
+        table.add_row(
+            _date(o["observed_ts"]),
+            o["code_text"] or o["code"],
+            o["value"],
+            o["unit"],
+            o["reference_range"],
+            o["abnormal_flags"],
+        )
+    console.print(table)
+
+
+def _date(ts: str) -> str:
+    """``YYYY-MM-DD`` of an HL7 timestamp (as written), or the text itself."""
+    digits = ts[:8]
+    return f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}" if len(digits) == 8 else ts

@@ -1,0 +1,62 @@
+"""The record store's documents (CDA R2), as the DMP keeps them (DOMAIN.md §3-6).
+
+Every version is kept: a replacement marks the version it replaces ``superseded``, a deletion
+marks the document ``deleted`` (kept for audit, hidden from readers). A document id and version
+is stored once: re-sending or replaying it changes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from engine.db import metadata
+from engine.store.models import Id, UtcDateTime, text_column
+
+CURRENT, SUPERSEDED, DELETED = "current", "superseded", "deleted"
+
+documents = Table(
+    "store_documents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False),
+    Column("message_id", BigInteger),  # the journal message that brought it
+    Column("document_id", Text, nullable=False),  # ClinicalDocument/id: root or root^extension
+    text_column("set_id"),
+    Column("version", Integer, nullable=False),
+    text_column("type_code"),  # LOINC 11502-2, SYNTH, REMB...
+    text_column("type_system"),
+    text_column("type_label"),
+    text_column("title"),
+    text_column("effective_time"),  # as written (HL7 TS)
+    Column("authored_at", UtcDateTime),
+    text_column("confidentiality"),  # N, R, V
+    Column("masked_ps", Boolean, nullable=False, default=False),  # MASQUE_PS
+    Column("invisible_patient", Boolean, nullable=False, default=False),
+    Column("invisible_legal_reps", Boolean, nullable=False, default=False),
+    text_column("author_id"),  # RPPS / ADELI: root^extension
+    text_column("author_name"),
+    text_column("facility"),
+    text_column("service_start"),
+    text_column("service_end"),
+    text_column("level"),  # N1 (PDF body) or N3 (structured)
+    text_column("replaces"),  # document id of the version it replaces
+    Column("status", Text, nullable=False),  # current, superseded, deleted
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("document_id", "version"),
+    Index(None, "patient_id", "status"),
+)

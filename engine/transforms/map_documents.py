@@ -1,0 +1,96 @@
+"""CDA documents carried by HL7 v2 (CI-SIS "transmission de documents CDA en HL7 v2",
+DOMAIN.md §3): ORU^R01 or MDM^T02/T10/T04 with the CDA base64-encoded in an OBX of type ED.
+
+MDM says what happens by its trigger (T02 initial, T10 replacement, T04 deletion; TXA-12 is
+the document, TXA-13 the one it replaces); ORU by OBX-11 (``F`` new, ``C`` correction, ``D``
+deletion). Y/N OBX whose OBX-3.3 is ``MetaDMPMSS`` carry the DMP masking flags.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.errors import DocumentError
+from engine.hl7v2.reader import Message, Segment
+
+Action = Literal["initial", "replace", "delete"]
+
+_BY_TRIGGER: dict[str, Action] = {"T02": "initial", "T10": "replace", "T04": "delete"}
+_BY_RESULT_STATUS: dict[str, Action] = {"F": "initial", "C": "replace", "D": "delete"}
+_METADATA = "MetaDMPMSS"
+#: MetaDMPMSS codes kept as masking flags (the others address MSSanté mail).
+MASKING = {
+    "MASQUE_PS": "masked_ps",
+    "INVISIBLE_PATIENT": "invisible_patient",
+    "INVISIBLE_REP_LEGAUX": "invisible_legal_reps",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """One CDA a message carries, with what to do with it."""
+
+    content: bytes
+    action: Action
+    masked_ps: bool = False
+    invisible_patient: bool = False
+    invisible_legal_reps: bool = False
+    document_number: str = ""  # TXA-12 (MDM): the document this message is about
+    parent_number: str = ""  # TXA-13 (MDM T10): the document it replaces
+
+
+def carries_documents(msg: Message) -> bool:
+    return any(_is_cda(obx) for obx in msg.all("OBX"))
+
+
+def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
+    """Every CDA of the message; raises DocumentError when one cannot be decoded."""
+    flags = _masking(msg)
+    txa = msg.segment("TXA")
+    number = txa.get(12, 1) if txa is not None else ""
+    parent = txa.get(13, 1) if txa is not None else ""
+    out = []
+    for obx in msg.all("OBX"):
+        if not _is_cda(obx):
+            continue
+        if msg.message_type == "MDM":
+            action = _BY_TRIGGER.get(msg.trigger, "initial")
+        else:
+            action = _BY_RESULT_STATUS.get(obx.get(11), "initial")
+        out.append(
+            DocumentRecord(
+                content=_decode(obx),
+                action=action,
+                document_number=number,
+                parent_number=parent,
+                **flags,
+            )
+        )
+    return tuple(out)
+
+
+def _is_cda(obx: Segment) -> bool:
+    """An ED OBX holding XML (OBX-5: source^type^subtype XML^encoding^data), not metadata."""
+    return obx.get(2) == "ED" and obx.get(3, 3) != _METADATA and obx.get(5, 3).upper() == "XML"
+
+
+def _decode(obx: Segment) -> bytes:
+    encoding, data = obx.get(5, 4), obx.get(5, 5)
+    if encoding.upper() != "BASE64":
+        raise DocumentError(f"OBX {obx.get(1)}: CDA encoding {encoding or 'none'} is not Base64")
+    data = data.strip()
+    data += "=" * (-len(data) % 4)  # some senders drop the final padding
+    try:
+        return binascii.a2b_base64(data.encode("ascii"), strict_mode=False)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise DocumentError(f"OBX {obx.get(1)}: OBX-5.5 is not valid Base64") from exc
+
+
+def _masking(msg: Message) -> dict[str, bool]:
+    flags = dict.fromkeys(MASKING.values(), False)
+    for obx in msg.all("OBX"):
+        if obx.get(3, 3) == _METADATA and obx.get(3, 1) in MASKING:
+            flags[MASKING[obx.get(3, 1)]] = obx.get(5, 1) == "Y"
+    return flags
