@@ -66,13 +66,13 @@ def file_document(
             _d.document_id == header.document_id, _d.version == header.version
         )
     ).first()
+    if record.action == "delete":  # the copy a deletion carries need not be byte-identical
+        return _delete(conn, patient_id, message_id, header, record, digest, existing, now)
     if existing is not None and existing.sha256 != digest:
         raise DocumentError(
             f"document {header.document_id} version {header.version} is already stored with "
             "other content: a new content needs a new version"
         )
-    if record.action == "delete":
-        return _delete(conn, patient_id, message_id, header, record, digest, existing, now)
     if existing is not None:  # a resend or a replay: applied once
         return int(existing.id)
     parent = header.replaces or (record.parent_number if record.action == "replace" else "")

@@ -6,6 +6,7 @@ commands run through the real CLI (``aiguillage identity ...``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import hl7.client
@@ -28,7 +29,7 @@ engine:
 channels:
   - name: hospital
     source: {{type: mllp, port: {port}}}
-    accept: ["ADT^*", "ORU^R01"]
+    accept: {types}
     destinations:
       store: {{type: record_store, require_ins: {require_ins}}}
 """
@@ -86,11 +87,18 @@ def oru(pid_segment: str, control_id: str, value: str = "4.2") -> str:
 
 
 class IdentityEngine(InProcessEngine):
-    def __init__(self, url: str, accept_test_ins: bool = True, require_ins: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        accept_test_ins: bool = True,
+        require_ins: bool = False,
+        accept: tuple[str, ...] = ("ADT^*", "ORU^R01"),
+    ) -> None:
         self.url = url
         super().__init__(
             CHANNELS,
             url=url,
+            types=json.dumps(list(accept)),
             accept=str(accept_test_ins).lower(),
             require_ins=str(require_ins).lower(),
         )

@@ -1,0 +1,178 @@
+"""CDA documents over MLLP (python-hl7's client) into the record store, on SQLite and
+PostgreSQL: storage with metadata, lifecycle, idempotency, identity checks, unsafe XML."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli.main import app
+from tests.integration.identity_harness import IdentityEngine, adt, msh, pid
+from tests.sample_files import CDA_SAMPLES, SAMPLES
+
+INS = "279035121518989"  # the ANS test patient of the CI-SIS samples
+TSH = CDA_SAMPLES / "BIO-CR-BIO_2024.01_TSH_1.xml"
+PATIENT = pid("IPP1", INS)
+MASKING = {"MASQUE_PS": "Y", "INVISIBLE_PATIENT": "N", "INVISIBLE_REP_LEGAUX": "Y"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdentityEngine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'documents.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    running = IdentityEngine(url, accept=("ADT^*", "ORU^R01", "MDM^*"))
+    yield running
+    running.stop()
+
+
+def mdm(trigger: str, cda: bytes, control_id: str, pid_segment: str = PATIENT) -> str:
+    """An MDM carrying ``cda`` base64-encoded in OBX 1, with MetaDMPMSS masking flags."""
+    data = base64.b64encode(cda).decode()
+    segments = [
+        msh(f"MDM^{trigger}^MDM_T02", control_id),
+        "EVN||20240306111154",
+        pid_segment,
+        "TXA|1|11502-2|TEXT|20240306111154",
+        f"OBX|1|ED|11502-2^CR d'examens biologiques^LN||^text^XML^Base64^{data}||||||F",
+    ]
+    for n, (code, value) in enumerate(MASKING.items(), start=2):
+        segments.append(f"OBX|{n}|CWE|{code}^{code}^MetaDMPMSS||{value}||||||F")
+    return "\r".join(segments)
+
+
+def documents(engine: IdentityEngine) -> list[tuple[object, ...]]:
+    return engine.rows("SELECT document_id, version, status FROM store_documents ORDER BY id")
+
+
+def test_a_lab_report_in_an_mdm_is_stored_with_its_metadata_and_bytes(
+    engine: IdentityEngine,
+) -> None:
+    cda = TSH.read_bytes()
+    assert engine.send(adt("A28", PATIENT, "1"), mdm("T02", cda, "2")) == ["AA", "AA"]
+    assert engine.states() == [("1", "delivered"), ("2", "delivered")]
+    [row] = engine.rows(
+        "SELECT d.patient_id, d.document_id, d.set_id, d.version, d.type_code, d.title, "
+        "d.author_name, d.facility, d.level, d.confidentiality, d.masked_ps, "
+        "d.invisible_patient, d.invisible_legal_reps, d.status, d.sha256, d.content "
+        "FROM store_documents d"
+    )
+    assert row[0] == engine.patient("IPP1")["id"]
+    # Header values as the file writes them (see tests/unit/test_cda_header.py).
+    assert row[1:10] == (
+        "1.2.250.1.213.1.1.1.55.2024.9.1",
+        "1.2.250.1.213.1.1.1.55.2024.9",
+        1,
+        "11502-2",
+        "Compte rendu d'examens biologiques",
+        "Marcel CAMPARINI",
+        "Laboratoire des charmes",
+        "N3",
+        "N",
+    )
+    assert [bool(v) for v in row[10:13]] == [True, False, True]  # MetaDMPMSS flags
+    assert row[13] == "current"
+    assert (row[14], bytes(row[15])) == (hashlib.sha256(cda).hexdigest(), cda)
+
+
+def test_a_resent_or_replayed_document_is_stored_once(engine: IdentityEngine) -> None:
+    cda = TSH.read_bytes()
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", cda, "2"), mdm("T02", cda, "3"))
+    assert engine.states()[1:] == [("2", "delivered"), ("3", "delivered")]
+    assert len(documents(engine)) == 1
+
+
+def test_a_new_content_under_a_stored_id_and_version_is_refused(engine: IdentityEngine) -> None:
+    cda = TSH.read_bytes()
+    changed = cda.replace(b"Laboratoire des charmes", "Laboratoire des chênes".encode())
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", cda, "2"), mdm("T02", changed, "3"))
+    assert engine.rows("SELECT state, error_code FROM journal_messages WHERE control_id = '3'") == [
+        ("dead_lettered", "invalid_document")
+    ]
+
+
+def test_a_document_for_an_unknown_patient_is_held_until_its_admission(
+    engine: IdentityEngine,
+) -> None:
+    engine.send(mdm("T02", TSH.read_bytes(), "1"))
+    assert engine.states() == [("1", "held")]
+    engine.send(adt("A28", PATIENT, "2"))
+    assert engine.states() == [("1", "delivered"), ("2", "delivered")]
+    assert len(documents(engine)) == 1
+
+
+def test_a_document_whose_record_target_is_another_ins_goes_to_review(
+    engine: IdentityEngine,
+) -> None:
+    other = pid("IPP2", "185057512300143", name="MARTIN", given="PAUL", dob="19850505", sex="M")
+    engine.send(adt("A28", other, "1"), mdm("T02", TSH.read_bytes(), "2", pid_segment=other))
+    assert engine.rows("SELECT state, error_code FROM journal_messages WHERE control_id = '2'") == [
+        ("review", "904")
+    ]
+    assert documents(engine) == []
+
+
+BOMB = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&lol3;</title></ClinicalDocument>"""
+
+
+def test_an_xml_bomb_is_a_dead_letter_and_the_engine_goes_on(engine: IdentityEngine) -> None:
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", BOMB, "2"), mdm("T02", TSH.read_bytes(), "3"))
+    assert engine.states() == [("1", "delivered"), ("2", "dead_lettered"), ("3", "delivered")]
+    [(code, reason)] = engine.rows(
+        "SELECT error_code, error_reason FROM journal_messages WHERE control_id = '2'"
+    )
+    assert code == "invalid_document"
+    assert "DOCTYPE is not allowed" in str(reason)
+
+
+def test_the_ans_samples_initial_replace_delete_leave_one_superseded_and_one_deleted(
+    engine: IdentityEngine,
+) -> None:
+    names = ("mdm_t02_cda_base64.hl7", "mdm_t10_replace_base64.hl7", "mdm_t04_delete_base64.hl7")
+    files = [SAMPLES / "fr-ans" / n for n in names]
+    if not all(f.exists() for f in files):
+        pytest.skip("the ANS MDM samples are absent (../shared/samples not mounted)")
+    admission = (SAMPLES / "fr-ans" / "adt_a01_sgl.hl7").read_text(encoding="utf-8")
+    # The three files share MSH-10 015: as one sender's messages they need their own ids.
+    texts = [f.read_text(encoding="utf-8") for f in files]
+    engine.send(admission, *(t.replace("|015|", f"|10{n}|") for n, t in enumerate(texts)))
+    assert [s for _, s in engine.states()] == ["delivered"] * 4
+    radio = "1.2.250.1.71.4.2.2.120456789.7102400008"
+    assert documents(engine) == [(f"{radio}1", 1, "superseded"), (f"{radio}2", 2, "deleted")]
+    # Replaying the whole sequence changes nothing.
+    engine.send(*(t.replace("|015|", f"|20{n}|") for n, t in enumerate(texts)))
+    assert documents(engine) == [(f"{radio}1", 1, "superseded"), (f"{radio}2", 2, "deleted")]
+
+
+def test_patient_show_lists_the_current_documents_and_hides_deleted_ones(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
+    monkeypatch.setenv("AIGUILLAGE_DATABASE_URL", engine.url)
+    shown = CliRunner().invoke(app, ["patient", "show", INS, "--json"])
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.stdout)
+    assert (record["ins"], record["birth_name"]) == (INS, "PAT-TROIS")
+    assert [(d["title"], d["status"]) for d in record["documents"]] == [
+        ("Compte rendu d'examens biologiques", "current")
+    ]
+    text = CliRunner().invoke(app, ["patient", "show", INS]).stdout
+    assert "11502-2" in text and "2021-04-01" in text and "Documents" in text
+    engine.send(mdm("T04", TSH.read_bytes(), "3"))
+    assert (
+        json.loads(CliRunner().invoke(app, ["patient", "show", INS, "--json"]).stdout)["documents"]
+        == []
+    )
+    missing = CliRunner().invoke(app, ["patient", "show", "185057512300143"])
+    assert missing.exit_code == 1
+    assert "no patient has the INS" in missing.stderr
