@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from engine.cda.header import DocumentHeader, read_header
 from engine.cda.safexml import parse_document
-from engine.errors import DocumentError, IdentityConflict
+from engine.errors import DocumentError, IdentityConflict, ParseError
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
@@ -55,8 +55,11 @@ def file_document(
     now: datetime,
 ) -> int:
     """Store (or apply the lifecycle action of) one document; returns its row id."""
-    root = parse_document(record.content)
-    header = read_header(root)
+    try:
+        root = parse_document(record.content)
+        header = read_header(root)
+    except (DocumentError, ParseError) as exc:
+        raise DocumentError(f"the CDA of OBX {record.obx or '?'}: {exc.reason}") from exc
     if not header.document_id:
         raise DocumentError("the CDA has no ClinicalDocument/id")
     _check_same_patient(sender, cda_identity(root))
@@ -68,6 +71,14 @@ def file_document(
     ).first()
     if record.action == "delete":  # the copy a deletion carries need not be byte-identical
         return _delete(conn, patient_id, message_id, header, record, digest, existing, now)
+    parent = header.replaces or (record.parent_number if record.action == "replace" else "")
+    if existing is not None and existing.status == DELETED:
+        # A late copy of a deleted document (a replacement overtaken by its deletion): what
+        # it replaced is superseded all the same, and it stays deleted.
+        if parent:
+            _supersede(conn, parent, header, now)
+        log.info("document_already_deleted", message_id=message_id, document_row=existing.id)
+        return int(existing.id)
     if existing is not None and existing.sha256 != digest:
         raise DocumentError(
             f"document {header.document_id} version {header.version} is already stored with "
@@ -75,7 +86,6 @@ def file_document(
         )
     if existing is not None:  # a resend or a replay: applied once
         return int(existing.id)
-    parent = header.replaces or (record.parent_number if record.action == "replace" else "")
     if parent:
         _supersede(conn, parent, header, now)
     row_id = _insert(conn, patient_id, message_id, header, record, digest, CURRENT, now)

@@ -39,6 +39,7 @@ class DocumentRecord:
     invisible_legal_reps: bool = False
     document_number: str = ""  # TXA-12 (MDM): the document this message is about
     parent_number: str = ""  # TXA-13 (MDM T10): the document it replaces
+    obx: str = ""  # OBX-1 of the segment that carried it (for error reasons)
 
 
 def carries_documents(msg: Message) -> bool:
@@ -65,6 +66,7 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
                 action=action,
                 document_number=number,
                 parent_number=parent,
+                obx=obx.get(1),
                 **flags,
             )
         )

@@ -176,3 +176,45 @@ def test_patient_show_lists_the_current_documents_and_hides_deleted_ones(
     missing = CliRunner().invoke(app, ["patient", "show", "185057512300143"])
     assert missing.exit_code == 1
     assert "no patient has the INS" in missing.stderr
+
+
+#: What becomes of each ANS message carrying a CDA, sent after the admission of the test
+#: patient, in file-name order (so the deletion T04 overtakes its replacement T10).
+ANS_OUTCOMES = {
+    "mdm_t02_cda_base64": ("delivered", None),
+    # OBX 1 holds the text "Document medcial au format CDA niveau 1", not a CDA.
+    "mdm_t02_cda_ref": ("dead_lettered", "invalid_document"),
+    # PID-3's INS 276037510669380 has a wrong key (the right one would be 26).
+    "mdm_t02_lps_mss": ("dead_lettered", "invalid_ins"),
+    "mdm_t02_lps_mss_base64": ("dead_lettered", "invalid_ins"),
+    "mdm_t02_v12": ("dead_lettered", "invalid_ins"),
+    "mdm_t04_delete_base64": ("delivered", None),
+    "mdm_t10_replace_base64": ("delivered", None),
+    "oru_r01_cda_bio_base64": ("delivered", None),
+    "oru_r01_cda_refs": ("dead_lettered", "invalid_document"),
+    # PID-3 names the test patient, the two CDAs recordTarget 277076322082910.
+    "oru_r01_two_cda_base64_820kb": ("review", "904"),
+}
+
+
+def test_every_ans_message_with_a_cda_is_stored_or_refused_with_a_named_reason(
+    engine: IdentityEngine,
+) -> None:
+    fr_ans = SAMPLES / "fr-ans"
+    if not (fr_ans / "oru_r01_two_cda_base64_820kb.hl7").exists():
+        pytest.skip("the ANS samples are absent (../shared/samples not mounted)")
+    engine.send((fr_ans / "adt_a01_sgl.hl7").read_text(encoding="utf-8"))
+    for name in ANS_OUTCOMES:
+        text = (fr_ans / f"{name}.hl7").read_text(encoding="utf-8")
+        engine.send(text.replace("|015|", f"|{name}|"))  # the files share MSH-10 015
+    rows = engine.rows(
+        "SELECT control_id, state, error_code, error_reason FROM journal_messages "
+        "WHERE message_type <> 'ADT' ORDER BY id"
+    )
+    assert {r[0]: (r[1], r[2]) for r in rows} == ANS_OUTCOMES
+    assert all(r[3] for r in rows if r[1] != "delivered"), "every refusal names its reason"
+    assert documents(engine) == [
+        ("1.2.250.1.71.4.2.2.120456789.71024000081", 1, "superseded"),
+        ("1.2.250.1.71.4.2.2.120456789.71024000082", 2, "deleted"),
+        ("1.2.250.1.213.1.1.9", 1, "current"),
+    ]
