@@ -45,6 +45,22 @@ __all__ = [
 _INSERT_OBSERVATIONS = insert_into(observations)
 
 
+class DocumentChecks(BaseModel):
+    """How CDA documents are checked before they are stored (each failure is a dead letter
+    whose reason names the line and the rule)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    xsd: Literal["none", "cda", "cisis"] = Field(
+        default="none",
+        description="XSD validation: the normative CDA R2 schema, or the French extended one",
+    )
+    cisis_header: bool = Field(
+        default=False,
+        description="CI-SIS header rules (templateIds, ids, version, code, author, INS...)",
+    )
+
+
 class RecordStoreConfig(BaseModel):
     """Apply ADT and ORU^R01 messages to the shared record store (same database as the journal)."""
 
@@ -55,12 +71,13 @@ class RecordStoreConfig(BaseModel):
         default=False,
         description="a message without a usable INS goes to identity review (error 903)",
     )
+    documents: DocumentChecks = Field(default_factory=DocumentChecks)
 
     def build(self, name: str, context: BuildContext) -> RecordStore:
         policy = IdentityPolicy(
             accept_test_ins=context.accept_test_ins, require_ins=self.require_ins
         )
-        return RecordStore(name, policy)
+        return RecordStore(name, policy, self.documents)
 
 
 class RecordStore:
@@ -68,9 +85,15 @@ class RecordStore:
 
     transactional = True
 
-    def __init__(self, name: str = "record_store", policy: IdentityPolicy | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "record_store",
+        policy: IdentityPolicy | None = None,
+        checks: DocumentChecks | None = None,
+    ) -> None:
         self.name = name
         self.filing = Filing(policy or IdentityPolicy())
+        self.checks = checks or DocumentChecks()
 
     def write(self, delivery: Delivery) -> None:
         op = map_message(delivery.message)
@@ -104,7 +127,16 @@ class RecordStore:
             )
         patient_id = self.filing.patient_for(conn, message_id, op.patient, now, adt=False)
         for record in op.documents:
-            file_document(conn, patient_id, message_id, op.patient.identity, record, now)
+            file_document(
+                conn,
+                patient_id,
+                message_id,
+                op.patient.identity,
+                record,
+                now,
+                xsd=None if self.checks.xsd == "none" else self.checks.xsd,
+                cisis_header=self.checks.cisis_header,
+            )
         return patient_id
 
 
@@ -165,6 +197,7 @@ def _observation_row(
     return {
         "patient_id": patient_id,
         "message_id": message_id,
+        "document_row": None,
         "order_placer_number": order.placer_number,
         "order_filler_number": order.filler_number,
         "order_code": order.code,

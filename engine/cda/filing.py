@@ -15,8 +15,10 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, insert, select, update
 
+from engine.cda.entries import store_extracts
 from engine.cda.header import DocumentHeader, read_header
 from engine.cda.safexml import parse_document
+from engine.cda.validate import Schema, validate
 from engine.errors import DocumentError, IdentityConflict, ParseError
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
@@ -53,13 +55,22 @@ def file_document(
     sender: Identity,
     record: DocumentRecord,
     now: datetime,
+    *,
+    xsd: Schema | None = None,
+    cisis_header: bool = False,
 ) -> int:
     """Store (or apply the lifecycle action of) one document; returns its row id."""
+    where = f"the CDA of OBX {record.obx or '?'}"
     try:
         root = parse_document(record.content)
         header = read_header(root)
     except (DocumentError, ParseError) as exc:
-        raise DocumentError(f"the CDA of OBX {record.obx or '?'}: {exc.reason}") from exc
+        raise DocumentError(f"{where}: {exc.reason}") from exc
+    problems = validate(root, xsd, cisis_header)
+    if problems:
+        shown = "; ".join(f"line {p.line}: {p.rule}: {p.message}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise DocumentError(f"{where}: {shown}{more}")
     if not header.document_id:
         raise DocumentError("the CDA has no ClinicalDocument/id")
     _check_same_patient(sender, cda_identity(root))
@@ -89,7 +100,14 @@ def file_document(
     if parent:
         _supersede(conn, parent, header, now)
     row_id = _insert(conn, patient_id, message_id, header, record, digest, CURRENT, now)
-    log.info("document_stored", message_id=message_id, document_row=row_id, action=record.action)
+    entries = store_extracts(conn, patient_id, message_id, row_id, root, now)
+    log.info(
+        "document_stored",
+        message_id=message_id,
+        document_row=row_id,
+        action=record.action,
+        entries=entries,
+    )
     return row_id
 
 

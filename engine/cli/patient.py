@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,9 @@ def show(
         return
     _identity(record)
     _documents(record["documents"])
+    _summary(record["summary"])
     _results(record["results"])
+    _reimbursements(record["reimbursements"])
 
 
 def _identity(r: dict[str, Any]) -> None:
@@ -60,6 +63,35 @@ def _documents(rows: list[dict[str, Any]]) -> None:
             f"{d['status']}{flags}",
         )
     console.print(table)
+
+
+_KINDS = ("problem", "allergy", "treatment", "vaccination", "risk_factor")
+
+
+def _summary(rows: list[dict[str, Any]]) -> None:
+    """Problems, allergies, treatments, vaccinations and risk factors from the documents."""
+    for kind in _KINDS:
+        entries = [r for r in rows if r["kind"] == kind]
+        if not entries:
+            continue
+        table = Table("since", "what", "code", "until", title=f"{kind.replace('_', ' ')}s")
+        for e in entries:
+            table.add_row(_date(e["start"]), e["label"] or e["text"], e["code"], _date(e["end"]))
+        console.print(table)
+
+
+def _reimbursements(rows: list[dict[str, Any]]) -> None:
+    """Reimbursements of the last 24 months (the DMP's window), newest first."""
+    cutoff = (datetime.now(UTC) - timedelta(days=730)).strftime("%Y%m%d")
+    recent = [r for r in rows if r["date"][:8] >= cutoff]
+    table = Table("date", "category", "what", "quantity", "prescriber", title="Reimbursements")
+    for r in recent:
+        table.add_row(
+            _date(r["date"]), r["category"], r["label"] or r["code"], r["quantity"], r["prescriber"]
+        )
+    console.print(table)
+    if len(recent) < len(rows):
+        console.print(f"({len(rows) - len(recent)} older than 24 months not shown)")
 
 
 def _results(rows: list[dict[str, Any]]) -> None:

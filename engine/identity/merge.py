@@ -22,7 +22,7 @@ from engine.identity import patients
 from engine.identity.filing import INS_TRAITS, Filing
 from engine.identity.model import Identity
 from engine.identity.patients import StoredPatient
-from engine.store.documents import documents
+from engine.store.documents import documents, reimbursements, summary_entries
 from engine.store.models import encounters, merges, observations, patient_identifiers
 from engine.store.models import patients as store_patients
 from engine.transforms.map_hl7 import StoreOperation
@@ -35,6 +35,8 @@ MOVED = {
     "encounters": encounters,
     "observations": observations,
     "documents": documents,
+    "summary_entries": summary_entries,
+    "reimbursements": reimbursements,
 }
 
 

@@ -60,3 +60,35 @@ documents = Table(
     UniqueConstraint("document_id", "version"),
     Index(None, "patient_id", "status"),
 )
+
+#: What level-3 documents say, extracted for reading at a glance. Rows follow their document:
+#: readers show those of current documents only.
+summary_entries = Table(
+    "store_summary_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False, index=True),
+    Column("document_row", Id, ForeignKey("store_documents.id"), nullable=False, index=True),
+    Column("kind", Text, nullable=False),  # problem, allergy, treatment, vaccination, risk_factor
+    text_column("code"),
+    text_column("code_system"),
+    text_column("label"),
+    text_column("start"),
+    text_column("end"),
+    text_column("text"),
+)
+
+reimbursements = Table(
+    "store_reimbursements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False, index=True),
+    Column("document_row", Id, ForeignKey("store_documents.id"), nullable=False, index=True),
+    Column("category", Text, nullable=False),  # medicine, vaccination, device, encounter, ...
+    text_column("code"),
+    text_column("code_system"),
+    text_column("label"),
+    text_column("date"),
+    text_column("quantity"),
+    text_column("prescriber"),
+)

@@ -173,6 +173,8 @@ observations = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False),
     Column("message_id", BigInteger, nullable=False),
+    # The CDA document (store_documents.id) a result was extracted from; NULL for HL7 v2 OBX.
+    Column("document_row", BigInteger),
     _text("order_placer_number"),
     _text("order_filler_number"),
     _text("order_code"),

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from engine.identity import patients as identity_patients
-from engine.store.documents import DELETED, documents
+from engine.store.documents import CURRENT, DELETED, documents, reimbursements, summary_entries
 from engine.store.models import observations, patient_identifiers, patients
 
 _IDENTITY = (
@@ -74,6 +74,8 @@ def patient_record(conn: Connection, ins: str, last_results: int = 20) -> dict[s
             .order_by(d.authored_at.desc(), d.id.desc())
         )
     ]
+    record["summary"] = _extracted(conn, summary_entries, patient_id, "start")
+    record["reimbursements"] = _extracted(conn, reimbursements, patient_id, "date")
     o = observations.c
     record["results"] = [
         dict(r._mapping)
@@ -85,3 +87,18 @@ def patient_record(conn: Connection, ins: str, last_results: int = 20) -> dict[s
         )
     ]
     return record
+
+
+def _extracted(
+    conn: Connection, table: Any, patient_id: int, date_column: str
+) -> list[dict[str, Any]]:
+    """Rows extracted from the patient's current documents, newest first."""
+    t, d = table.c, documents.c
+    columns = [c for c in t if c.name not in ("id", "patient_id", "document_row")]
+    rows = conn.execute(
+        select(*columns, d.title.label("document_title"))
+        .join(documents, d.id == t.document_row)
+        .where(t.patient_id == patient_id, d.status == CURRENT)
+        .order_by(t[date_column].desc(), t.id)
+    )
+    return [dict(r._mapping) for r in rows]

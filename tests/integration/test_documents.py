@@ -218,3 +218,32 @@ def test_every_ans_message_with_a_cda_is_stored_or_refused_with_a_named_reason(
         ("1.2.250.1.71.4.2.2.120456789.71024000082", 2, "deleted"),
         ("1.2.250.1.213.1.1.9", 1, "current"),
     ]
+
+
+def test_level_3_documents_give_their_entries_to_the_patients_summary(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vsm, remb = CDA_SAMPLES / "VSM_1.4_2022.01.xml", CDA_SAMPLES / "CNAM-HR_2021.01.xml"
+    engine.send(
+        adt("A28", PATIENT, "1"),
+        mdm("T02", TSH.read_bytes(), "2"),
+        mdm("T02", vsm.read_bytes(), "3"),
+        mdm("T02", remb.read_bytes(), "4"),
+    )
+    assert [s for _, s in engine.states()] == ["delivered"] * 4
+    # Counts read from the files (see tests/unit/test_cda_extract.py): 2 lab results in the
+    # TSH report, 11 summary entries in the VSM, 25 claims in the CNAM-HR history.
+    assert engine.rows(
+        "SELECT count(*) FROM store_observations WHERE document_row IS NOT NULL"
+    ) == [(2,)]
+    kinds = engine.rows("SELECT kind, count(*) FROM store_summary_entries GROUP BY kind")
+    assert sorted(kinds) == [("allergy", 1), ("problem", 2), ("risk_factor", 6), ("treatment", 2)]
+    assert engine.rows("SELECT count(*) FROM store_reimbursements") == [(25,)]
+    monkeypatch.setenv("AIGUILLAGE_DATABASE_URL", engine.url)
+    record = json.loads(CliRunner().invoke(app, ["patient", "show", INS, "--json"]).stdout)
+    assert len(record["summary"]) == 11 and len(record["reimbursements"]) == 25
+    assert {r["code"] for r in record["results"]} >= {"3016-3"}  # TSH, from the lab report
+    # Deleting the VSM hides what it said.
+    engine.send(mdm("T04", vsm.read_bytes(), "5"))
+    record = json.loads(CliRunner().invoke(app, ["patient", "show", INS, "--json"]).stdout)
+    assert record["summary"] == []
