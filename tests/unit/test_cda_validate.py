@@ -307,6 +307,18 @@ def test_one_element_missing_or_wrong_gives_exactly_its_rule_on_its_line(case: s
     assert [(p.line, p.rule) for p in problems] == [(line(at), rule)]
 
 
+def test_schema_errors_and_header_problems_come_together_in_line_order() -> None:
+    root = changed('<setId root="1.2.250.1.999.2"/>', "")
+    root = changed_tree(root, 'value="19790328"', 'value="1979-03-28"')
+
+    problems = validate(root, "cisis", cisis_header=True)
+
+    assert [(p.line, p.rule) for p in problems] == [
+        (1, "cisis.version"),
+        (line("<birthTime"), "xsd"),
+    ]
+
+
 def test_a_birth_name_qualified_with_several_codes_including_br_counts() -> None:
     assert cisis_header_problems(changed('qualifier="BR"', 'qualifier="SP BR"')) == []
 
