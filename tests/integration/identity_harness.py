@@ -31,7 +31,7 @@ channels:
     source: {{type: mllp, port: {port}}}
     accept: {types}
     destinations:
-      store: {{type: record_store, require_ins: {require_ins}}}
+      store: {{type: record_store, require_ins: {require_ins}, documents: {documents}}}
 """
 
 
@@ -93,12 +93,14 @@ class IdentityEngine(InProcessEngine):
         accept_test_ins: bool = True,
         require_ins: bool = False,
         accept: tuple[str, ...] = ("ADT^*", "ORU^R01"),
+        documents: str = "{}",
     ) -> None:
         self.url = url
         super().__init__(
             CHANNELS,
             url=url,
             types=json.dumps(list(accept)),
+            documents=documents,
             accept=str(accept_test_ins).lower(),
             require_ins=str(require_ins).lower(),
         )

@@ -247,3 +247,26 @@ def test_level_3_documents_give_their_entries_to_the_patients_summary(
     engine.send(mdm("T04", vsm.read_bytes(), "5"))
     record = json.loads(CliRunner().invoke(app, ["patient", "show", INS, "--json"]).stdout)
     assert record["summary"] == []
+
+
+def test_a_channel_checking_documents_refuses_one_without_set_id_naming_line_and_rule(
+    tmp_path: Path,
+) -> None:
+    checked = IdentityEngine(
+        f"sqlite:///{tmp_path / 'checked.db'}",
+        accept=("ADT^*", "MDM^*"),
+        documents="{xsd: cisis, cisis_header: true}",
+    )
+    try:
+        no_set_id = TSH.read_bytes().replace(b'<setId root="1.2.250.1.213.1.1.1.55.2024.9"/>', b"")
+        assert no_set_id != TSH.read_bytes()
+        checked.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
+        checked.send(mdm("T02", no_set_id, "3"))
+        assert checked.states() == [("1", "delivered"), ("2", "delivered"), ("3", "dead_lettered")]
+        [(code, reason)] = checked.rows(
+            "SELECT error_code, error_reason FROM journal_messages WHERE control_id = '3'"
+        )
+        assert code == "invalid_document"
+        assert "the CDA of OBX 1: line " in str(reason) and "cisis.version" in str(reason)
+    finally:
+        checked.stop()
