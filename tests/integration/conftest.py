@@ -19,3 +19,12 @@ def db(tmp_path: Path) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for an engine: SQLite, then PostgreSQL (a schema of its own)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'engine.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -22,13 +22,9 @@ PATIENT = pid("IPP1", INS)
 MASKING = {"MASQUE_PS": "Y", "INVISIBLE_PATIENT": "N", "INVISIBLE_REP_LEGAUX": "Y"}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdentityEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'documents.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    running = IdentityEngine(url, accept=("ADT^*", "ORU^R01", "MDM^*"))
+@pytest.fixture
+def engine(store_url: str) -> Iterator[IdentityEngine]:
+    running = IdentityEngine(store_url, accept=("ADT^*", "ORU^R01", "MDM^*"))
     yield running
     running.stop()
 

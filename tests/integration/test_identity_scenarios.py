@@ -39,13 +39,9 @@ def twins(*then: str) -> tuple[str, ...]:
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdentityEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'identity.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    running = IdentityEngine(url)
+@pytest.fixture
+def engine(store_url: str) -> Iterator[IdentityEngine]:
+    running = IdentityEngine(store_url)
     yield running
     running.stop()
 
