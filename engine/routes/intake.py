@@ -1,8 +1,9 @@
 """Intake: turn one received payload into a journal row and, once it is durable, an ACK.
 
 The checks here are the ones a sender must hear about in its ACK: character set, MSH, segment
-structure, accepted message type. A payload failing them is still journaled (as a dead letter,
-original bytes kept) before the NAK leaves. Everything else happens later in the pipeline.
+structure, accepted message type, and that the CDA documents a message carries are safe XML. A
+payload failing them is still journaled (as a dead letter, original bytes kept) before the NAK
+leaves. Everything else happens later in the pipeline.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.cda.intake import check_carried_documents
 from engine.channels.conditions import type_matches
 from engine.errors import EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
@@ -20,6 +22,9 @@ from engine.hl7v2.reader import Message
 from engine.journal.models import State
 from engine.journal.records import Appended, NewMessage
 from engine.transforms.patient_key import patient_key
+
+#: Message types that may carry CDA documents (checked before the ACK).
+_DOCUMENT_CARRIERS = frozenset({"MDM", "ORU"})
 
 if TYPE_CHECKING:
     from engine.channels.models import ChannelConfig
@@ -79,7 +84,10 @@ class Intake:
                 raise UnsupportedMessageType(
                     f"channel {self.channel!r} does not accept {kind} messages"
                 )
-            row.patient_key = patient_key(Message(text))
+            msg = Message(text)
+            row.patient_key = patient_key(msg)
+            if header.message_type in _DOCUMENT_CARRIERS:
+                check_carried_documents(msg)
         except EngineError as exc:
             return self._reject(row, header, codec, exc)
         row.ack_code = AckCode.AA

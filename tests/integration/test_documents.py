@@ -122,7 +122,10 @@ BOMB = b"""<?xml version="1.0"?>
 
 
 def test_an_xml_bomb_is_a_dead_letter_and_the_engine_goes_on(engine: IdentityEngine) -> None:
-    engine.send(adt("A28", PATIENT, "1"), mdm("T02", BOMB, "2"), mdm("T02", TSH.read_bytes(), "3"))
+    acks = engine.send(
+        adt("A28", PATIENT, "1"), mdm("T02", BOMB, "2"), mdm("T02", TSH.read_bytes(), "3")
+    )
+    assert acks == ["AA", "AR", "AA"]  # refused in the ACK, before anything else
     assert engine.states() == [("1", "delivered"), ("2", "dead_lettered"), ("3", "delivered")]
     [(code, reason)] = engine.rows(
         "SELECT error_code, error_reason FROM journal_messages WHERE control_id = '2'"
@@ -180,10 +183,11 @@ ANS_OUTCOMES = {
     "mdm_t02_cda_base64": ("delivered", None),
     # OBX 1 holds the text "Document medcial au format CDA niveau 1", not a CDA.
     "mdm_t02_cda_ref": ("dead_lettered", "invalid_document"),
-    # PID-3's INS 276037510669380 has a wrong key (the right one would be 26).
-    "mdm_t02_lps_mss": ("dead_lettered", "invalid_ins"),
+    # Their OBX 1 holds a truncated CDA (refused in the ACK, AR), and PID-3's INS
+    # 276037510669380 has a wrong key (the right one would be 26): so has the next one's.
+    "mdm_t02_lps_mss": ("dead_lettered", "invalid_document"),
     "mdm_t02_lps_mss_base64": ("dead_lettered", "invalid_ins"),
-    "mdm_t02_v12": ("dead_lettered", "invalid_ins"),
+    "mdm_t02_v12": ("dead_lettered", "invalid_document"),
     "mdm_t04_delete_base64": ("delivered", None),
     "mdm_t10_replace_base64": ("delivered", None),
     "oru_r01_cda_bio_base64": ("delivered", None),
