@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-identify lint install clean
+.PHONY: run test bench bench-identify bench-documents lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: $(STAMP)
 
 bench-identify: $(STAMP)  # 1M patients on SQLite and PostgreSQL: about 6 minutes
 	$(BIN)/python bench/identify.py
+
+bench-documents: $(STAMP)  # 135 KB CDA with XSD and extraction: about 1-2 minutes
+	$(BIN)/python bench/documents.py --profile
 
 clean:
 	rm -rf $(VENV) var
