@@ -101,15 +101,21 @@ class Narrative:
     """
 
     def __init__(self, root: etree._Element) -> None:
-        self._parts: dict[str, etree._Element] = {}
-        for element in root.iter():
-            key = element.get("ID") if isinstance(element.tag, str) else None
-            if key:
-                self._parts.setdefault(str(key), element)
+        self._root = root
+        self._parts: dict[str, etree._Element] | None = None  # walked on first use only
+
+    def _index(self) -> dict[str, etree._Element]:
+        if self._parts is None:
+            self._parts = {}
+            for element in self._root.iter():
+                key = element.get("ID") if isinstance(element.tag, str) else None
+                if key:
+                    self._parts.setdefault(str(key), element)
+        return self._parts
 
     def resolve(self, reference: str) -> str:
         """The text a reference points to; ``""`` when it points nowhere."""
-        return plain_text(self._parts.get(reference.strip().removeprefix("#")))
+        return plain_text(self._index().get(reference.strip().removeprefix("#")))
 
     def text(self, element: etree._Element | None) -> str:
         """A ``text`` or ``originalText``: its own words, else those its reference points to."""

@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from engine.cda.entries import store_extracts
 from engine.cda.header import DocumentHeader, read_header
 from engine.cda.safexml import parse_document
 from engine.cda.validate import Schema, validate
 from engine.errors import DocumentError, IdentityConflict, ParseError
+from engine.fastsql import insert_into
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
@@ -27,6 +28,7 @@ from engine.transforms.hl7_values import parse_ts
 from engine.transforms.map_documents import DocumentRecord
 
 log = structlog.get_logger("engine.documents")
+_INSERT = insert_into(documents, returning=documents.c.id)
 _d = documents.c
 _HEADER_COLUMNS = (
     "document_id",
@@ -179,4 +181,4 @@ def _insert(
         stored_at=now,
         updated_at=now,
     )
-    return int(conn.execute(insert(documents).values(**values).returning(_d.id)).scalar_one())
+    return int(_INSERT.execute(conn, values)[0][0])

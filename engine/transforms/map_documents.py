@@ -43,7 +43,8 @@ class DocumentRecord:
 
 
 def carries_documents(msg: Message) -> bool:
-    return any(_is_cda(obx) for obx in msg.all("OBX"))
+    comp = msg.separators.component
+    return any(_is_cda(obx, comp) for obx in msg.all("OBX"))
 
 
 def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
@@ -53,8 +54,9 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
     number = txa.get(12, 1) if txa is not None else ""
     parent = txa.get(13, 1) if txa is not None else ""
     out = []
+    comp = msg.separators.component
     for obx in msg.all("OBX"):
-        if not _is_cda(obx):
+        if not _is_cda(obx, comp):
             continue
         if msg.message_type == "MDM":
             action = _BY_TRIGGER.get(msg.trigger, "initial")
@@ -62,7 +64,7 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
             action = _BY_RESULT_STATUS.get(obx.get(11), "initial")
         out.append(
             DocumentRecord(
-                content=_decode(obx),
+                content=_decode(obx, comp),
                 action=action,
                 document_number=number,
                 parent_number=parent,
@@ -73,13 +75,20 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
     return tuple(out)
 
 
-def _is_cda(obx: Segment) -> bool:
+def _is_cda(obx: Segment, comp: str) -> bool:
     """An ED OBX holding XML (OBX-5: source^type^subtype XML^encoding^data), not metadata."""
-    return obx.get(2) == "ED" and obx.get(3, 3) != _METADATA and obx.get(5, 3).upper() == "XML"
+    return obx.get(2) == "ED" and obx.get(3, 3) != _METADATA and _ed(obx, comp)[2].upper() == "XML"
 
 
-def _decode(obx: Segment) -> bytes:
-    encoding, data = obx.get(5, 4), obx.get(5, 5)
+def _ed(obx: Segment, comp: str) -> list[str]:
+    """OBX-5's five ED components, split once (``Segment.get`` splits the field at every
+    call, and the data can weigh megabytes); base64 holds no escape sequence to undo."""
+    parts = obx.field(5).split(comp, 4)
+    return parts + [""] * (5 - len(parts))
+
+
+def _decode(obx: Segment, comp: str) -> bytes:
+    _, _, _, encoding, data = _ed(obx, comp)
     if encoding.upper() != "BASE64":
         raise DocumentError(f"OBX {obx.get(1)}: CDA encoding {encoding or 'none'} is not Base64")
     data = data.strip()
