@@ -62,7 +62,7 @@ def _documents(rows: list[dict[str, Any]]) -> None:
             d["level"],
             f"{d['status']}{flags}",
         )
-    console.print(table)
+    _print(table, rows)
 
 
 _KINDS = ("problem", "allergy", "treatment", "vaccination", "risk_factor")
@@ -89,7 +89,7 @@ def _reimbursements(rows: list[dict[str, Any]]) -> None:
         table.add_row(
             _date(r["date"]), r["category"], r["label"] or r["code"], r["quantity"], r["prescriber"]
         )
-    console.print(table)
+    _print(table, recent)
     if len(recent) < len(rows):
         console.print(f"({len(rows) - len(recent)} older than 24 months not shown)")
 
@@ -105,7 +105,15 @@ def _results(rows: list[dict[str, Any]]) -> None:
             o["reference_range"],
             o["abnormal_flags"],
         )
-    console.print(table)
+    _print(table, rows)
+
+
+def _print(table: Table, rows: list[dict[str, Any]]) -> None:
+    """The table, or one line saying there is nothing (an empty grid reads as a fault)."""
+    if rows:
+        console.print(table)
+    else:
+        console.print(f"{table.title}: none", highlight=False)
 
 
 def _date(ts: str) -> str:
