@@ -125,7 +125,12 @@ class RecordStore:
             raise DocumentError(
                 "no CDA in the message (a document sent by reference is not fetched)"
             )
-        patient_id = self.filing.patient_for(conn, message_id, op.patient, now, adt=False)
+        # An operator's decision (identity review) wins over PID and the recordTarget.
+        attached = self.filing.attached(conn, message_id)
+        if attached is not None:
+            patient_id = attached.id
+        else:
+            patient_id = self.filing.patient_for(conn, message_id, op.patient, now, adt=False)
         for record in op.documents:
             file_document(
                 conn,
@@ -136,6 +141,7 @@ class RecordStore:
                 now,
                 xsd=None if self.checks.xsd == "none" else self.checks.xsd,
                 cisis_header=self.checks.cisis_header,
+                attached=attached is not None,
             )
         return patient_id
 

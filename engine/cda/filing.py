@@ -21,6 +21,7 @@ from engine.cda.safexml import parse_document
 from engine.cda.validate import Schema, validate
 from engine.errors import DocumentError, IdentityConflict, ParseError
 from engine.fastsql import insert_into
+from engine.identity import patients
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
@@ -60,8 +61,12 @@ def file_document(
     *,
     xsd: Schema | None = None,
     cisis_header: bool = False,
+    attached: bool = False,
 ) -> int:
-    """Store (or apply the lifecycle action of) one document; returns its row id."""
+    """Store (or apply the lifecycle action of) one document; returns its row id.
+
+    ``attached``: an operator filed this message under ``patient_id`` (identity review), so
+    the recordTarget is not checked against it again."""
     where = f"the CDA of OBX {record.obx or '?'}"
     try:
         root = parse_document(record.content)
@@ -74,14 +79,23 @@ def file_document(
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise DocumentError(f"{where}: {shown}{more}")
     if not header.document_id:
-        raise DocumentError("the CDA has no ClinicalDocument/id")
-    _check_same_patient(sender, cda_identity(root))
+        raise DocumentError(f"{where}: the CDA has no ClinicalDocument/id")
+    try:
+        target = cda_identity(root)
+    except ParseError as exc:
+        raise DocumentError(f"{where}: {exc.reason}") from exc
+    if not attached:
+        _check_same_patient(conn, patient_id, sender, target)
     digest = hashlib.sha256(record.content).hexdigest()
     existing = conn.execute(
-        select(_d.id, _d.sha256, _d.status).where(
+        select(_d.id, _d.sha256, _d.status, _d.patient_id).where(
             _d.document_id == header.document_id, _d.version == header.version
         )
     ).first()
+    if existing is not None and existing.patient_id != patient_id:
+        raise IdentityConflict(
+            "this document id and version is stored for another patient", [existing.patient_id]
+        )
     if record.action == "delete":  # the copy a deletion carries need not be byte-identical
         return _delete(conn, patient_id, message_id, header, record, digest, existing, now)
     parent = header.replaces or (record.parent_number if record.action == "replace" else "")
@@ -89,7 +103,7 @@ def file_document(
         # A late copy of a deleted document (a replacement overtaken by its deletion): what
         # it replaced is superseded all the same, and it stays deleted.
         if parent:
-            _supersede(conn, parent, header, now)
+            _supersede(conn, patient_id, parent, header, now)
         log.info("document_already_deleted", message_id=message_id, document_row=existing.id)
         return int(existing.id)
     if existing is not None and existing.sha256 != digest:
@@ -100,36 +114,64 @@ def file_document(
     if existing is not None:  # a resend or a replay: applied once
         return int(existing.id)
     if parent:
-        _supersede(conn, parent, header, now)
-    row_id = _insert(conn, patient_id, message_id, header, record, digest, CURRENT, now)
+        _supersede(conn, patient_id, parent, header, now)
+    status = SUPERSEDED if _replaced_already(conn, patient_id, header) else CURRENT
+    row_id = _insert(conn, patient_id, message_id, header, record, digest, status, now)
     entries = store_extracts(conn, patient_id, message_id, row_id, root, now)
     log.info(
         "document_stored",
         message_id=message_id,
         document_row=row_id,
         action=record.action,
+        status=status,
         entries=entries,
     )
     return row_id
 
 
-def _check_same_patient(sender: Identity, document: Identity) -> None:
+def _check_same_patient(
+    conn: Connection, patient_id: int, sender: Identity, target: Identity
+) -> None:
+    """The CDA's recordTarget is the patient the message is filed under (DOMAIN.md §3)."""
     pid = {i.value for i in sender.ins}
-    cda = {i.value for i in document.ins}
-    if pid and cda and not pid & cda:
+    cda = [i.value for i in target.ins]
+    if pid and cda and not pid & set(cda):
         raise IdentityConflict("PID-3 and the CDA recordTarget name different INS")
+    by_ins, by_local = patients.lookup(conn, cda, target.local_ids)
+    others = sorted({*by_ins, *by_local} - {patient_id})
+    if others:
+        raise IdentityConflict(
+            "the CDA recordTarget names another patient than the message's PID", others
+        )
 
 
-def _supersede(conn: Connection, parent: str, header: DocumentHeader, now: datetime) -> None:
+def _replaced_already(conn: Connection, patient_id: int, header: DocumentHeader) -> bool:
+    """A late original: a later version that replaces it is already stored."""
+    later = _d.replaces == header.document_id
+    if header.set_id:
+        later = later | ((_d.set_id == header.set_id) & (_d.version > header.version))
+    found = conn.execute(select(_d.id).where(_d.patient_id == patient_id, later).limit(1)).first()
+    return found is not None
+
+
+def _supersede(
+    conn: Connection, patient_id: int, parent: str, header: DocumentHeader, now: datetime
+) -> None:
+    mine = _d.patient_id == patient_id
     conn.execute(
         update(documents)
-        .where(_d.document_id == parent, _d.status == CURRENT)
+        .where(mine, _d.document_id == parent, _d.status == CURRENT)
         .values(status=SUPERSEDED, updated_at=now)
     )
     if header.set_id:  # earlier versions of the same set are superseded too
         conn.execute(
             update(documents)
-            .where(_d.set_id == header.set_id, _d.version < header.version, _d.status == CURRENT)
+            .where(
+                mine,
+                _d.set_id == header.set_id,
+                _d.version < header.version,
+                _d.status == CURRENT,
+            )
             .values(status=SUPERSEDED, updated_at=now)
         )
 
@@ -145,10 +187,10 @@ def _delete(
     now: datetime,
 ) -> int:
     """Mark the document deleted (kept for audit, hidden from readers)."""
-    target = record.document_number or header.document_id
+    targets = {header.document_id, *([record.document_number] if record.document_number else [])}
     conn.execute(
         update(documents)
-        .where(_d.document_id == target, _d.status != DELETED)
+        .where(_d.patient_id == patient_id, _d.document_id.in_(targets), _d.status != DELETED)
         .values(status=DELETED, updated_at=now)
     )
     if existing is not None:

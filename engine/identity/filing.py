@@ -60,7 +60,7 @@ class Filing:
                     keys=hold_keys(identity, decision),
                 )
         except IdentityError:
-            found = self._attached(conn, message_id)
+            found = self.attached(conn, message_id)
             if found is None:
                 raise
             if not decision.usable:  # the rules refused the INS: the operator did not add it
@@ -71,7 +71,7 @@ class Filing:
         return self.file_adt(conn, message_id, record, decision, found, now)
 
     @staticmethod
-    def _attached(conn: Connection, message_id: int) -> StoredPatient | None:
+    def attached(conn: Connection, message_id: int) -> StoredPatient | None:
         """The patient an operator attached this message to (after its merges), if any."""
         attached = review.attached_patient(conn, message_id)
         patient = None if attached is None else patients.by_id(conn, attached)

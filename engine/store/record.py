@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from engine.identity import patients as identity_patients
 from engine.store.documents import CURRENT, DELETED, documents, reimbursements, summary_entries
@@ -71,18 +71,21 @@ def patient_record(conn: Connection, ins: str, last_results: int = 20) -> dict[s
         for r in conn.execute(
             select(*(d[c] for c in _DOCUMENT))
             .where(d.patient_id == patient_id, d.status != DELETED)
-            .order_by(d.authored_at.desc(), d.id.desc())
+            .order_by(d.authored_at.desc().nulls_last(), d.id.desc())
         )
     ]
     record["summary"] = _extracted(conn, summary_entries, patient_id, "start")
     record["reimbursements"] = _extracted(conn, reimbursements, patient_id, "date")
     o = observations.c
+    # Results of a superseded or deleted document are hidden with it.
+    visible = or_(o.document_row.is_(None), d.status == CURRENT)
     record["results"] = [
         dict(r._mapping)
         for r in conn.execute(
             select(*(o[c] for c in _RESULT))
-            .where(o.patient_id == patient_id)
-            .order_by(o.observed_at.desc(), o.id.desc())
+            .outerjoin(documents, d.id == o.document_row)
+            .where(o.patient_id == patient_id, visible)
+            .order_by(o.observed_at.desc().nulls_last(), o.id.desc())
             .limit(last_results)
         )
     ]

@@ -18,7 +18,14 @@ from engine.hl7v2.reader import Message, Segment
 Action = Literal["initial", "replace", "delete"]
 
 _BY_TRIGGER: dict[str, Action] = {"T02": "initial", "T10": "replace", "T04": "delete"}
-_BY_RESULT_STATUS: dict[str, Action] = {"F": "initial", "C": "replace", "D": "delete"}
+#: OBX-11 of a document OBX; ``W`` (posted for the wrong patient) withdraws it. Any other
+#: status is refused: a document must not be filed on a guess.
+_BY_RESULT_STATUS: dict[str, Action] = {
+    "F": "initial",
+    "C": "replace",
+    "D": "delete",
+    "W": "delete",
+}
 _METADATA = "MetaDMPMSS"
 #: MetaDMPMSS codes kept as masking flags (the others address MSSanté mail).
 MASKING = {
@@ -51,8 +58,9 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
     """Every CDA of the message; raises DocumentError when one cannot be decoded."""
     flags = _masking(msg)
     txa = msg.segment("TXA")
-    number = txa.get(12, 1) if txa is not None else ""
-    parent = txa.get(13, 1) if txa is not None else ""
+    number = _document_id(txa, 12) if txa is not None else ""
+    parent = _document_id(txa, 13) if txa is not None else ""
+    _refuse_other_results(msg)
     out = []
     comp = msg.separators.component
     for obx in msg.all("OBX"):
@@ -60,8 +68,13 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
             continue
         if msg.message_type == "MDM":
             action = _BY_TRIGGER.get(msg.trigger, "initial")
+        elif obx.get(11) in _BY_RESULT_STATUS:
+            action = _BY_RESULT_STATUS[obx.get(11)]
         else:
-            action = _BY_RESULT_STATUS.get(obx.get(11), "initial")
+            raise DocumentError(
+                f"OBX {obx.get(1)}: OBX-11 {obx.get(11) or 'empty'} is no document action "
+                "(F, C, D or W)"
+            )
         out.append(
             DocumentRecord(
                 content=_decode(obx, comp),
@@ -73,6 +86,29 @@ def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
             )
         )
     return tuple(out)
+
+
+def _document_id(txa: Segment, field: int) -> str:
+    """A TXA document number (EI) as the store keys ids: ``root^extension`` when EI-3 holds
+    the root and EI-1 the extension, else EI-1 (an OID on its own)."""
+    entity, root = txa.get(field, 1), txa.get(field, 3)
+    if root and entity and root != entity:
+        return f"{root}^{entity}"
+    return entity or root
+
+
+#: OBX value types that are results. A message carrying a CDA otherwise holds only its
+#: metadata (coded Y/N flags, attachments such as the mail body): results beside it would
+#: be lost, so such a message is refused.
+_RESULT_TYPES = frozenset({"NM", "SN", "NA", "ST", "TX", "FT", "DT", "TM", "TS", "DTM"})
+
+
+def _refuse_other_results(msg: Message) -> None:
+    for obx in msg.all("OBX"):
+        if obx.get(2) in _RESULT_TYPES:
+            raise DocumentError(
+                f"OBX {obx.get(1)}: a message carrying a CDA must carry no other result"
+            )
 
 
 def _is_cda(obx: Segment, comp: str) -> bool:

@@ -29,14 +29,16 @@ def engine(store_url: str) -> Iterator[IdentityEngine]:
     running.stop()
 
 
-def mdm(trigger: str, cda: bytes, control_id: str, pid_segment: str = PATIENT) -> str:
+def mdm(
+    trigger: str, cda: bytes, control_id: str, pid_segment: str = PATIENT, txa12: str = ""
+) -> str:
     """An MDM carrying ``cda`` base64-encoded in OBX 1, with MetaDMPMSS masking flags."""
     data = base64.b64encode(cda).decode()
     segments = [
         msh(f"MDM^{trigger}^MDM_T02", control_id),
         "EVN||20240306111154",
         pid_segment,
-        "TXA|1|11502-2|TEXT|20240306111154",
+        f"TXA|1|11502-2|TEXT|20240306111154||||||||{txa12}",
         f"OBX|1|ED|11502-2^CR d'examens biologiques^LN||^text^XML^Base64^{data}||||||F",
     ]
     for n, (code, value) in enumerate(MASKING.items(), start=2):
@@ -270,3 +272,111 @@ def test_a_channel_checking_documents_refuses_one_without_set_id_naming_line_and
         assert "the CDA of OBX 1: line " in str(reason) and "cisis.version" in str(reason)
     finally:
         checked.stop()
+
+
+OTHER = pid("IPP2", "185057512300143", name="MARTIN", given="PAUL", dob="19850505", sex="M")
+TSH_ID = "1.2.250.1.213.1.1.1.55.2024.9.1"
+
+
+def other_copy(cda: bytes, new_id: str) -> bytes:
+    """The TSH report under another document id (and set id), for another patient."""
+    return cda.replace(TSH_ID.encode(), new_id.encode()).replace(
+        b'<setId root="1.2.250.1.213.1.1.1.55.2024.9"/>', b'<setId root="9.9.9"/>'
+    )
+
+
+def test_a_cda_of_one_patient_sent_under_another_patients_ipp_goes_to_review(
+    engine: IdentityEngine,
+) -> None:
+    ipp_only = pid("IPP2", name="MARTIN", given="PAUL", dob="19850505", sex="M", status="")
+    engine.send(adt("A28", PATIENT, "1"), adt("A28", OTHER, "2"))
+    engine.send(mdm("T02", TSH.read_bytes(), "3", pid_segment=ipp_only))
+    assert engine.states()[2] == ("3", "review")
+    assert documents(engine) == []
+
+
+def test_a_deletion_from_one_patient_cannot_touch_another_patients_document(
+    engine: IdentityEngine,
+) -> None:
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
+    # Another patient's deletion names the first patient's document in TXA-12.
+    theirs = TSH.read_bytes().replace(b"279035121518989", b"185057512300143")
+    theirs = other_copy(theirs, "7.7.7.7")
+    engine.send(adt("A28", OTHER, "3"), mdm("T04", theirs, "4", pid_segment=OTHER, txa12=TSH_ID))
+    assert (TSH_ID, 1, "current") in documents(engine)
+
+
+def test_a_deletion_naming_the_document_in_txa12_with_its_root_and_extension_applies(
+    engine: IdentityEngine,
+) -> None:
+    with_extension = TSH.read_bytes().replace(
+        f'<id root="{TSH_ID}"/>'.encode(), b'<id root="1.2.3.4" extension="DOC1"/>'
+    )
+    assert with_extension != TSH.read_bytes()
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", with_extension, "2"))
+    carried = with_extension.replace(b'extension="DOC1"', b'extension="DOC1-COPY"')
+    engine.send(mdm("T04", carried, "3", txa12="DOC1^^1.2.3.4^ISO"))
+    assert ("1.2.3.4^DOC1", 1, "deleted") in documents(engine)
+
+
+def test_a_deleted_lab_report_takes_its_results_out_of_the_record(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
+    monkeypatch.setenv("AIGUILLAGE_DATABASE_URL", engine.url)
+    show = ["patient", "show", INS, "--json"]
+    assert len(json.loads(CliRunner().invoke(app, show).stdout)["results"]) == 2
+    engine.send(mdm("T04", TSH.read_bytes(), "3"))
+    assert json.loads(CliRunner().invoke(app, show).stdout)["results"] == []
+
+
+def oru_with(cda: bytes, control_id: str, status: str, extra: str = "") -> str:
+    data = base64.b64encode(cda).decode()
+    obx = f"OBX|1|ED|11502-2^CR^LN||^text^XML^Base64^{data}||||||{status}"
+    tail = f"\r{extra}" if extra else ""
+    return f"{msh('ORU^R01^ORU_R01', control_id)}\r{PATIENT}\r{obx}{tail}"
+
+
+def test_oru_statuses_w_withdraws_a_document_and_an_unknown_one_is_refused(
+    engine: IdentityEngine,
+) -> None:
+    engine.send(adt("A28", PATIENT, "1"), oru_with(TSH.read_bytes(), "2", "F"))
+    engine.send(oru_with(TSH.read_bytes(), "3", "W"))
+    assert documents(engine) == [(TSH_ID, 1, "deleted")]
+    engine.send(oru_with(TSH.read_bytes(), "4", "X"))
+    assert engine.rows("SELECT state, error_code FROM journal_messages WHERE control_id = '4'") == [
+        ("dead_lettered", "invalid_document")
+    ]
+
+
+def test_an_oru_with_a_cda_and_other_results_is_refused_in_the_ack(engine: IdentityEngine) -> None:
+    potassium = "OBX|2|NM|2823-3^Potassium^LN||6.9|mmol/L|3.5-5.0|HH|||F"
+    acks = engine.send(adt("A28", PATIENT, "1"), oru_with(TSH.read_bytes(), "2", "F", potassium))
+    assert acks == ["AA", "AR"]
+
+
+def test_an_original_arriving_after_its_replacement_is_kept_superseded(
+    engine: IdentityEngine,
+) -> None:
+    v2 = TSH.read_bytes().replace(TSH_ID.encode(), b"1.2.250.1.213.1.1.1.55.2024.9.2")
+    v2 = v2.replace(b'<versionNumber value="1"/>', b'<versionNumber value="2"/>')
+    assert b'<versionNumber value="2"/>' in v2
+    engine.send(adt("A28", PATIENT, "1"), mdm("T10", v2, "2"), mdm("T02", TSH.read_bytes(), "3"))
+    assert sorted(documents(engine)) == [
+        (TSH_ID, 1, "superseded"),
+        ("1.2.250.1.213.1.1.1.55.2024.9.2", 2, "current"),
+    ]
+
+
+def test_a_document_in_review_attached_by_an_operator_is_stored(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ipp_only = pid("IPP2", name="MARTIN", given="PAUL", dob="19850505", sex="M", status="")
+    engine.send(adt("A28", PATIENT, "1"), adt("A28", OTHER, "2"))
+    engine.send(mdm("T02", TSH.read_bytes(), "3", pid_segment=ipp_only))
+    [review] = json.loads(engine.cli(monkeypatch, "conflicts", "--json").stdout)
+    first = engine.patient("IPP1")["id"]
+    assert engine.attach(monkeypatch, review["id"], first, "the lab's IPP was wrong").exit_code == 0
+    engine.wait_idle()
+    assert engine.states()[2] == ("3", "delivered")
+    assert engine.rows("SELECT patient_id FROM store_documents") == [(first,)]
