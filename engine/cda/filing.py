@@ -7,6 +7,7 @@ be the same (DOMAIN.md §3): otherwise the document waits for identity review (9
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import asdict
 from datetime import datetime
@@ -114,6 +115,8 @@ def file_document(
     if existing is not None:  # a resend or a replay: applied once
         return int(existing.id)
     if parent:
+        if not record.masking_given:
+            record = _inherit_masking(conn, patient_id, parent, record)
         _supersede(conn, patient_id, parent, header, now)
     status = SUPERSEDED if _replaced_already(conn, patient_id, header) else CURRENT
     row_id = _insert(conn, patient_id, message_id, header, record, digest, status, now)
@@ -143,6 +146,26 @@ def _check_same_patient(
         raise IdentityConflict(
             "the CDA recordTarget names another patient than the message's PID", others
         )
+
+
+def _inherit_masking(
+    conn: Connection, patient_id: int, parent: str, record: DocumentRecord
+) -> DocumentRecord:
+    """A replacement sent without masking flags keeps those of the version it replaces."""
+    row = conn.execute(
+        select(_d.masked_ps, _d.invisible_patient, _d.invisible_legal_reps)
+        .where(_d.patient_id == patient_id, _d.document_id == parent)
+        .order_by(_d.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return record
+    return dataclasses.replace(
+        record,
+        masked_ps=bool(row[0]),
+        invisible_patient=bool(row[1]),
+        invisible_legal_reps=bool(row[2]),
+    )
 
 
 def _replaced_already(conn: Connection, patient_id: int, header: DocumentHeader) -> bool:

@@ -47,6 +47,9 @@ class DocumentRecord:
     document_number: str = ""  # TXA-12 (MDM): the document this message is about
     parent_number: str = ""  # TXA-13 (MDM T10): the document it replaces
     obx: str = ""  # OBX-1 of the segment that carried it (for error reasons)
+    #: The message carried MetaDMPMSS masking flags; without them a replacement keeps the
+    #: flags of the version it replaces (a masked document must not become visible).
+    masking_given: bool = False
 
 
 def carries_documents(msg: Message) -> bool:
@@ -137,7 +140,9 @@ def _decode(obx: Segment, comp: str) -> bytes:
 
 def _masking(msg: Message) -> dict[str, bool]:
     flags = dict.fromkeys(MASKING.values(), False)
+    given = False
     for obx in msg.all("OBX"):
         if obx.get(3, 3) == _METADATA and obx.get(3, 1) in MASKING:
             flags[MASKING[obx.get(3, 1)]] = obx.get(5, 1) == "Y"
-    return flags
+            given = True
+    return {**flags, "masking_given": given}

@@ -380,3 +380,25 @@ def test_a_document_in_review_attached_by_an_operator_is_stored(
     engine.wait_idle()
     assert engine.states()[2] == ("3", "delivered")
     assert engine.rows("SELECT patient_id FROM store_documents") == [(first,)]
+
+
+def test_a_replacement_without_masking_flags_keeps_those_of_the_version_it_replaces(
+    engine: IdentityEngine,
+) -> None:
+    v2 = TSH.read_bytes().replace(TSH_ID.encode(), b"1.2.250.1.213.1.1.1.55.2024.9.2")
+    v2 = v2.replace(b'<versionNumber value="1"/>', b'<versionNumber value="2"/>')
+    unflagged = "\r".join(
+        seg for seg in mdm("T10", v2, "3", txa12="").split("\r") if "MetaDMPMSS" not in seg
+    )
+    unflagged = unflagged.replace(
+        "TXA|1|11502-2|TEXT|20240306111154||||||||",
+        "TXA|1|11502-2|TEXT|20240306111154|||||||||" + TSH_ID,
+    )
+    engine.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"), unflagged)
+    flags = engine.rows(
+        "SELECT version, status, masked_ps, invisible_legal_reps FROM store_documents ORDER BY id"
+    )
+    assert [(v, s, bool(m), bool(i)) for v, s, m, i in flags] == [
+        (1, "superseded", True, True),
+        (2, "current", True, True),
+    ]
