@@ -150,8 +150,12 @@ def unmerge_(
             raise typer.Exit(1) from exc
         conn.commit()
     console.print(f"merge {merge_id} undone by {actor}")
-    if done.filed_since:
-        console.print(
-            f"{done.filed_since} observation(s) filed on the survivor since the merge stay "
-            "there: check whether they belong to the absorbed patient"
-        )
+    for count, what in (
+        (done.filed_since, "observation(s)"),
+        (done.documents_since, "document(s)"),
+    ):
+        if count:
+            console.print(
+                f"{count} {what} filed on the survivor since the merge stay there: check "
+                "whether they belong to the absorbed patient"
+            )

@@ -83,7 +83,7 @@ def _summary(rows: list[dict[str, Any]]) -> None:
 def _reimbursements(rows: list[dict[str, Any]]) -> None:
     """Reimbursements of the last 24 months (the DMP's window), newest first."""
     cutoff = (datetime.now(UTC) - timedelta(days=730)).strftime("%Y%m%d")
-    recent = [r for r in rows if r["date"][:8] >= cutoff]
+    recent = [r for r in rows if not r["date"] or r["date"][:8] >= cutoff]  # undated: shown
     table = Table("date", "category", "what", "quantity", "prescriber", title="Reimbursements")
     for r in recent:
         table.add_row(

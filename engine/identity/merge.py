@@ -146,6 +146,8 @@ class Undone:
     merge_id: int
     #: Observations filed on the survivor since the merge: they stay there, to be checked.
     filed_since: int
+    #: Documents stored for the survivor since the merge: likewise.
+    documents_since: int = 0
 
 
 def unmerge(conn: Connection, merge_id: int, actor: str, reason: str, now: datetime) -> Undone:
@@ -197,7 +199,12 @@ def unmerge(conn: Connection, merge_id: int, actor: str, reason: str, now: datet
         .select_from(observations)
         .where(observations.c.patient_id == row.survivor_id, observations.c.created_at > row.at)
     ).scalar_one()
-    return Undone(merge_id, int(since))
+    docs = conn.execute(
+        select(func.count())
+        .select_from(documents)
+        .where(documents.c.patient_id == row.survivor_id, documents.c.stored_at > row.at)
+    ).scalar_one()
+    return Undone(merge_id, int(since), int(docs))
 
 
 def _check_reversible(conn: Connection, row: Any, moved: dict[str, Any]) -> None:

@@ -402,3 +402,19 @@ def test_a_replacement_without_masking_flags_keeps_those_of_the_version_it_repla
         (1, "superseded", True, True),
         (2, "current", True, True),
     ]
+
+
+def test_undoing_a_merge_reports_the_documents_filed_on_the_survivor_since(
+    engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = "GONE^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"
+    engine.send(
+        adt("A28", PATIENT, "1"),
+        adt("A28", pid("GONE", status=""), "2"),
+        adt("A40", PATIENT, "3", mrg=gone),
+        mdm("T02", TSH.read_bytes(), "4"),
+    )
+    [(merge_id,)] = engine.rows("SELECT id FROM store_merges")
+    undone = engine.cli(monkeypatch, "unmerge", str(merge_id), "--reason", "wrong A40")
+    assert undone.exit_code == 0, undone.output
+    assert "1 document(s) filed on the survivor since the merge" in undone.stdout
