@@ -19,16 +19,15 @@ from sqlalchemy import Connection, select
 from engine.adapters.base import BuildContext, Delivery
 from engine.cda.filing import file_document
 from engine.errors import DocumentError
-from engine.fastsql import insert_into
 from engine.identity.events import change_identity
 from engine.identity.filing import Filing
 from engine.identity.merge import merge
 from engine.identity.rules import IdentityPolicy
-from engine.store.models import encounters, observations
+from engine.store.models import encounters
+from engine.store.observations import add_observations
 from engine.store.queries import counts, find_patient, patient_encounters, patient_observations
 from engine.transforms.map_hl7 import (
     EncounterRecord,
-    ObservationRecord,
     StoreOperation,
     map_message,
 )
@@ -41,8 +40,6 @@ __all__ = [
     "patient_encounters",
     "patient_observations",
 ]
-
-_INSERT_OBSERVATIONS = insert_into(observations)
 
 
 class DocumentChecks(BaseModel):
@@ -113,9 +110,7 @@ class RecordStore:
             )
         if op.encounter is not None:
             _upsert_encounter(conn, patient_id, message_id, op.encounter, now)
-        if op.observations:
-            rows = [_observation_row(o, patient_id, message_id, now) for o in op.observations]
-            _INSERT_OBSERVATIONS.executemany(conn, rows)
+        add_observations(conn, op.observations, patient_id, message_id, now)
         return patient_id
 
     def _documents(
@@ -194,33 +189,3 @@ def _upsert_encounter(
         .where(e.id == existing)
         .values(**values, updated_at=now, last_message_id=message_id)
     )
-
-
-def _observation_row(
-    o: ObservationRecord, patient_id: int, message_id: int, now: datetime
-) -> dict[str, Any]:
-    order = o.order
-    return {
-        "patient_id": patient_id,
-        "message_id": message_id,
-        "document_row": None,
-        "order_placer_number": order.placer_number,
-        "order_filler_number": order.filler_number,
-        "order_code": order.code,
-        "order_code_system": order.code_system,
-        "order_text": order.text,
-        "set_id": o.set_id,
-        "value_type": o.value_type,
-        "code": o.code,
-        "code_system": o.code_system,
-        "code_text": o.code_text,
-        "sub_id": o.sub_id,
-        "value": o.value,
-        "unit": o.unit,
-        "reference_range": o.reference_range,
-        "abnormal_flags": o.abnormal_flags,
-        "status": o.status,
-        "observed_ts": o.observed_ts,
-        "observed_at": o.observed_at,
-        "created_at": now,
-    }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import Connection, insert
@@ -17,8 +16,9 @@ from engine.cda.extract_remb import reimbursements
 from engine.cda.extract_summary import summary_entries
 from engine.store.documents import reimbursements as reimbursement_rows
 from engine.store.documents import summary_entries as summary_rows
-from engine.store.models import observations
+from engine.store.observations import add_observations
 from engine.transforms.hl7_values import parse_ts
+from engine.transforms.map_oru import ObservationRecord, OrderRecord
 
 
 def store_extracts(
@@ -31,42 +31,31 @@ def store_extracts(
 ) -> int:
     """Store every entry the document holds; returns how many."""
     link = {"patient_id": patient_id, "document_row": document_row}
-    results = [_observation(r, link, message_id, now) for r in lab_results(root)]
+    results = [_record(r) for r in lab_results(root)]
+    stored = add_observations(conn, results, patient_id, message_id, now, document_row)
     summary = [{**asdict(e), **link} for e in summary_entries(root)]
     claims = [{**asdict(r), **link} for r in reimbursements(root)]
-    for table, rows in (
-        (observations, results),
-        (summary_rows, summary),
-        (reimbursement_rows, claims),
-    ):
+    for table, rows in ((summary_rows, summary), (reimbursement_rows, claims)):
         if rows:
             conn.execute(insert(table), rows)
-    return len(results) + len(summary) + len(claims)
+    return stored + len(summary) + len(claims)
 
 
-def _observation(
-    r: LabResult, link: dict[str, int], message_id: int, now: datetime
-) -> dict[str, Any]:
-    return {
-        **link,
-        "message_id": message_id,
-        "order_placer_number": "",
-        "order_filler_number": "",
-        "order_code": r.panel_code,
-        "order_code_system": "",
-        "order_text": r.panel_label,
-        "set_id": "",
-        "value_type": r.value_type,
-        "code": r.code,
-        "code_system": r.code_system,
-        "code_text": r.label,
-        "sub_id": "",
-        "value": r.value,
-        "unit": r.unit,
-        "reference_range": r.reference_range,
-        "abnormal_flags": r.interpretation,
-        "status": r.status,
-        "observed_ts": r.observed_at,
-        "observed_at": parse_ts(r.observed_at) if r.observed_at else None,
-        "created_at": now,
-    }
+def _record(r: LabResult) -> ObservationRecord:
+    """A CDA lab result as an observation; its battery stands where HL7 v2 has the OBR."""
+    return ObservationRecord(
+        order=OrderRecord(code=r.panel_code, text=r.panel_label),
+        set_id="",
+        value_type=r.value_type,
+        code=r.code,
+        code_system=r.code_system,
+        code_text=r.label,
+        sub_id="",
+        value=r.value,
+        unit=r.unit,
+        reference_range=r.reference_range,
+        abnormal_flags=r.interpretation,
+        status=r.status,
+        observed_ts=r.observed_at,
+        observed_at=parse_ts(r.observed_at) if r.observed_at else None,
+    )
