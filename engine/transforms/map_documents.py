@@ -53,6 +53,11 @@ class DocumentRecord:
 
 
 def carries_documents(msg: Message) -> bool:
+    """Asked of every result message, at intake and in the pipeline: one substring search
+    rules out the usual ORU (no ED value) before any segment is split."""
+    field = msg.separators.field
+    if f"{field}ED{field}" not in msg.text:
+        return False
     comp = msg.separators.component
     return any(_is_cda(obx, comp) for obx in msg.all("OBX"))
 
