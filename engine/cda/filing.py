@@ -32,23 +32,9 @@ from engine.transforms.map_documents import DocumentRecord
 log = structlog.get_logger("engine.documents")
 _INSERT = insert_into(documents, returning=documents.c.id)
 _d = documents.c
-_HEADER_COLUMNS = (
-    "document_id",
-    "set_id",
-    "version",
-    "type_code",
-    "type_system",
-    "type_label",
-    "title",
-    "effective_time",
-    "confidentiality",
-    "author_id",
-    "author_name",
-    "facility",
-    "service_start",
-    "service_end",
-    "level",
-    "replaces",
+#: Header fields with a column of their own (template ids are checked, not stored).
+_HEADER_COLUMNS = frozenset(
+    f.name for f in dataclasses.fields(DocumentHeader) if f.name in documents.c
 )
 
 

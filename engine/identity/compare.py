@@ -9,10 +9,10 @@ from sqlalchemy import Connection, select
 from engine.hl7v2.reader import Message
 from engine.identity import patients
 from engine.identity.hl7 import hl7_identity
-from engine.identity.model import STRICT_TRAITS, Identity, Traits, fold
+from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, Identity, fold
 from engine.journal.models import messages
 
-ROWS = ("ins", "ins_oid", "identity_status", *Traits.__slots__)
+ROWS = ("ins", "ins_oid", "identity_status", *TRAIT_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def message_column(identity: Identity) -> Column:
         "ins_oid": ins.oid if ins else "",
         "identity_status": "~".join(identity.reliability),
     }
-    values.update({t: getattr(identity.traits, t) for t in Traits.__slots__})
+    values.update({t: getattr(identity.traits, t) for t in TRAIT_NAMES})
     return Column("message", values)
 
 
@@ -56,7 +56,7 @@ def patient_column(conn: Connection, patient_id: int) -> Column | None:
         "ins_oid": stored.ins_oid,
         "identity_status": stored.identity_status,
     }
-    values.update({t: getattr(stored.traits, t) for t in Traits.__slots__})
+    values.update({t: getattr(stored.traits, t) for t in TRAIT_NAMES})
     return Column(f"patient {stored.id}", values)
 
 

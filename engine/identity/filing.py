@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from engine.errors import IdentityError, InsMissing, PatientNotKnown, UnknownPatient
 from engine.identity import patients, review
-from engine.identity.model import Identity, Ins, Traits
+from engine.identity.model import TRAIT_NAMES, Identity, Ins
 from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.resolve import identify
 from engine.identity.rules import QUALIFIED, IdentityPolicy, InsDecision, decide_ins
@@ -113,7 +113,7 @@ def status_of(identity: Identity) -> str:
 
 def _new_patient(record: PatientRecord, decision: InsDecision) -> dict[str, Any]:
     traits = record.identity.traits
-    values: dict[str, Any] = {t: getattr(traits, t) for t in Traits.__slots__}
+    values: dict[str, Any] = {t: getattr(traits, t) for t in TRAIT_NAMES}
     values.update(
         birth_date_parsed=parse_date(traits.birth_date),
         address=record.address,
@@ -188,7 +188,7 @@ def _identity_changes(found: StoredPatient, record: PatientRecord) -> dict[str, 
     traits = record.identity.traits
     qualified = bool(found.ins)
     changes: dict[str, Any] = {}
-    for name in Traits.__slots__:
+    for name in TRAIT_NAMES:
         value = getattr(traits, name)
         if (
             value

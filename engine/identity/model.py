@@ -8,6 +8,7 @@ message says; whether its INS may be used is decided by
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -87,6 +88,10 @@ class Traits:
             if mine and theirs and fold(mine) != fold(theirs):
                 out.append(name)
         return out
+
+
+#: Every trait, in declaration order (also the store's column names).
+TRAIT_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Traits))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,12 @@ from sqlalchemy.sql import ColumnElement
 
 from engine.errors import TransientError
 from engine.fastsql import FastStatement, insert_into
-from engine.identity.model import LocalId, Traits
+from engine.identity.model import TRAIT_NAMES, LocalId, Traits
 from engine.store.models import identity_events, patient_identifiers, patients
 from engine.transforms.hl7_values import parse_date
 
 _p = patients.c
 _i = patient_identifiers.c
-TRAIT_COLUMNS = Traits.__slots__
 _PATIENT = (
     _p.id,
     _p.ins,
@@ -34,7 +33,7 @@ _PATIENT = (
     _p.merged_into,
     _p.address,
     _p.phone,
-    *(_p[t] for t in TRAIT_COLUMNS),
+    *(_p[t] for t in TRAIT_NAMES),
 )
 
 

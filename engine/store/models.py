@@ -98,29 +98,26 @@ def text_column(name: str) -> Column[str]:
     return Column(name, Text, nullable=False, default="", server_default="")
 
 
-_text = text_column
-
-
 patients = Table(
     "store_patients",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     # The INS (DOMAIN.md §1): at most one per patient, one patient per INS (partial unique
     # index below). Only a qualified identity (PID-32 VALI) carries one.
-    _text("ins"),
-    _text("ins_oid"),
-    _text("identity_status"),  # PID-32 codes as received, e.g. VALI, PROV
+    text_column("ins"),
+    text_column("ins_oid"),
+    text_column("identity_status"),  # PID-32 codes as received, e.g. VALI, PROV
     # Traits: birth name, first given name, given names, birth date, sex, birth place.
-    _text("birth_name"),
-    _text("first_given_name"),
-    _text("given_names"),
-    _text("birth_date"),  # YYYYMMDD as received
+    text_column("birth_name"),
+    text_column("first_given_name"),
+    text_column("given_names"),
+    text_column("birth_date"),  # YYYYMMDD as received
     Column("birth_date_parsed", Date),
-    _text("sex"),
-    _text("birth_place"),  # INSEE code
-    _text("used_name"),
-    _text("address"),
-    _text("phone"),
+    text_column("sex"),
+    text_column("birth_place"),  # INSEE code
+    text_column("used_name"),
+    text_column("address"),
+    text_column("phone"),
     # A40: the patient this one was merged into; the absorbed identity still resolves to it.
     Column("merged_into", Id, ForeignKey("store_patients.id")),
     Column("created_at", UtcDateTime, nullable=False),
@@ -142,9 +139,9 @@ patient_identifiers = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False, index=True),
     Column("value", Text, nullable=False),
-    _text("authority"),  # CX-4.1 namespace id
-    _text("authority_oid"),  # CX-4.2 universal id
-    _text("type_code"),  # CX-5: PI, MR... (the INS lives on the patient)
+    text_column("authority"),  # CX-4.1 namespace id
+    text_column("authority_oid"),  # CX-4.2 universal id
+    text_column("type_code"),  # CX-5: PI, MR... (the INS lives on the patient)
     UniqueConstraint("value", "authority", "authority_oid", "type_code"),
 )
 
@@ -154,10 +151,10 @@ encounters = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("patient_id", Id, ForeignKey("store_patients.id"), nullable=False),
     Column("visit_number", Text, nullable=False),
-    _text("visit_authority"),
-    _text("patient_class"),
-    _text("location"),
-    _text("attending"),
+    text_column("visit_authority"),
+    text_column("patient_class"),
+    text_column("location"),
+    text_column("attending"),
     Column("admitted_at", UtcDateTime),
     Column("discharged_at", UtcDateTime),
     Column("status", Text, nullable=False),  # open, closed, cancelled
@@ -175,23 +172,23 @@ observations = Table(
     Column("message_id", BigInteger, nullable=False),
     # The CDA document (store_documents.id) a result was extracted from; NULL for HL7 v2 OBX.
     Column("document_row", BigInteger),
-    _text("order_placer_number"),
-    _text("order_filler_number"),
-    _text("order_code"),
-    _text("order_code_system"),
-    _text("order_text"),
-    _text("set_id"),
-    _text("value_type"),
-    _text("code"),
-    _text("code_system"),
-    _text("code_text"),
-    _text("sub_id"),
-    _text("value"),
-    _text("unit"),
-    _text("reference_range"),
-    _text("abnormal_flags"),
-    _text("status"),
-    _text("observed_ts"),  # OBX-14 (else OBR-7) as received, kept when unparsable
+    text_column("order_placer_number"),
+    text_column("order_filler_number"),
+    text_column("order_code"),
+    text_column("order_code_system"),
+    text_column("order_text"),
+    text_column("set_id"),
+    text_column("value_type"),
+    text_column("code"),
+    text_column("code_system"),
+    text_column("code_text"),
+    text_column("sub_id"),
+    text_column("value"),
+    text_column("unit"),
+    text_column("reference_range"),
+    text_column("abnormal_flags"),
+    text_column("status"),
+    text_column("observed_ts"),  # OBX-14 (else OBR-7) as received, kept when unparsable
     Column("observed_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Index(None, "patient_id", "id"),
@@ -206,9 +203,9 @@ identity_events = Table(
     Column("message_id", BigInteger),  # the journal message that caused it, if any
     Column("at", UtcDateTime, nullable=False),
     Column("event", Text, nullable=False),  # created, traits_updated, ins_attached, ...
-    _text("detail"),  # JSON: the values before and after
-    _text("actor"),  # "engine" or the operator
-    _text("reason"),
+    text_column("detail"),  # JSON: the values before and after
+    text_column("actor"),  # "engine" or the operator
+    text_column("reason"),
 )
 
 merges = Table(
@@ -221,8 +218,8 @@ merges = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("moved", Text, nullable=False),  # JSON: ids of the rows moved, to undo the merge
     Column("undone_at", UtcDateTime),
-    _text("undone_by"),
-    _text("undo_reason"),
+    text_column("undone_by"),
+    text_column("undo_reason"),
 )
 
 identity_reviews = Table(
@@ -233,12 +230,12 @@ identity_reviews = Table(
     Column("channel", Text, nullable=False),
     Column("code", Text, nullable=False),  # 903, 904, 905
     Column("reason", Text, nullable=False),
-    _text("candidates"),  # JSON: ids of the stored patients involved
+    text_column("candidates"),  # JSON: ids of the stored patients involved
     Column("status", Text, nullable=False),  # open, attached, rejected
     Column("created_at", UtcDateTime, nullable=False),
     Column("resolved_at", UtcDateTime),
-    _text("resolved_by"),
-    _text("resolution_reason"),
+    text_column("resolved_by"),
+    text_column("resolution_reason"),
     Column("patient_id", Id, ForeignKey("store_patients.id")),  # when attached
 )
 
