@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from engine.hl7v2.reader import Message
+from engine.errors import EngineError
 from engine.identity import patients
 from engine.identity.hl7 import hl7_identity
 from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, Identity, fold
 from engine.journal.models import messages
+from engine.journal.records import journaled_message
 
 ROWS = ("ins", "ins_oid", "identity_status", *TRAIT_NAMES)
 
@@ -29,10 +30,10 @@ def message_identity(conn: Connection, message_id: int) -> Identity | None:
     if row is None:
         return None
     try:
-        msg = Message(row[0].decode(row[1] or "utf-8").lstrip("\ufeff"))
-        pid = msg.segment("PID")
-    except (UnicodeDecodeError, LookupError, ValueError):
+        msg = journaled_message(row[0], row[1])
+    except EngineError:  # undecodable or not HL7 v2: nothing to show
         return None
+    pid = msg.segment("PID")
     return None if pid is None else hl7_identity(msg, pid)
 
 

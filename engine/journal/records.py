@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from engine.errors import EncodingError
+from engine.hl7v2.reader import Message
 from engine.journal.models import State
 
 DedupKey = tuple[str, str | None, str | None, str, str]
@@ -89,3 +91,13 @@ class Pending:
     delivered_to: set[str] = field(default_factory=set)
     #: The state this attempt ended in, once :meth:`Journal.finish` recorded it.
     outcome: State | None = None
+
+
+def journaled_message(raw: bytes, charset: str) -> Message:
+    """A journaled payload read back with the character set intake found for it; raises
+    EncodingError or ParseError (both typed, both dead-letter reasons)."""
+    try:
+        text = raw.decode(charset or "utf-8")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise EncodingError(f"cannot decode with {charset}: {exc}") from exc
+    return Message(text.lstrip("\ufeff"))

@@ -18,7 +18,6 @@ from engine.adapters.base import Delivery, Destination
 from engine.channels.conditions import type_matches
 from engine.channels.models import ChannelConfig, FilterStep, Route, ValidateStep
 from engine.errors import (
-    EncodingError,
     EngineError,
     StoreUnavailable,
     TransformError,
@@ -26,7 +25,7 @@ from engine.errors import (
 )
 from engine.hl7v2.reader import Message
 from engine.journal.models import State
-from engine.journal.records import Pending
+from engine.journal.records import Pending, journaled_message
 from engine.transforms.validate import validate_structure
 
 
@@ -55,7 +54,7 @@ class Pipeline:
 
     def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
         with stage("parse"):
-            msg = _parse(pending)
+            msg = journaled_message(pending.raw, pending.charset)
         kind = f"{msg.message_type}^{msg.trigger}"
         if not type_matches(kind, self.config.accept):  # a replayed intake dead letter
             raise StageError(
@@ -99,14 +98,6 @@ class Pipeline:
             if route.when.test(msg):
                 names.extend(n for n in route.to if n not in names)
         return names
-
-
-def _parse(pending: Pending) -> Message:
-    try:
-        text = pending.raw.decode(pending.charset or "utf-8")
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise EncodingError(f"cannot decode with {pending.charset}: {exc}") from exc
-    return Message(text.lstrip("\ufeff"))
 
 
 def _keeps(step: FilterStep, msg: Message) -> bool:

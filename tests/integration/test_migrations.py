@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -17,16 +14,8 @@ from engine.store import models as store_models
 MODELS = (journal_models, store_models)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-def test_upgrade_to_head_matches_the_models(database_url: str) -> None:
-    db = make_engine(database_url)
+def test_upgrade_to_head_matches_the_models(store_url: str) -> None:
+    db = make_engine(store_url)
     try:
         upgrade(db)
         upgrade(db)  # a second run is a no-op
@@ -39,8 +28,8 @@ def test_upgrade_to_head_matches_the_models(database_url: str) -> None:
         db.dispose()
 
 
-def test_upgrading_a_store_with_patients_moves_each_ins_to_its_patient(database_url: str) -> None:
-    db = make_engine(database_url)
+def test_upgrading_a_store_with_patients_moves_each_ins_to_its_patient(store_url: str) -> None:
+    db = make_engine(store_url)
     try:
         upgrade(db, "0001")
         with db.begin() as conn:
