@@ -11,8 +11,8 @@ in this order:
    (``engine.cda.validate.xsd_errors(root, "cisis")``, compiled once, untimed). Per document:
    docs/s and p50/p99.
 2. ``alone``: the document store step in this process, without MLLP or journal:
-   ``engine.cda.filing.file_document(conn, patient_id, message_id, identity, DocumentRecord(
-   content, "initial"), now, xsd="cisis", cisis_header=True)`` in one transaction per document
+   ``engine.cda.filing``: ``read_document`` (parse, XSD "cisis", CI-SIS header rules),
+   ``check_same_patient`` and ``store_document`` in one transaction per document
    (committed), on a fresh SQLite database (``engine.db.make_engine`` with the durability of
    channels.yaml + ``engine.migrate.upgrade``) where one ADT^A28 registered the patient through
    ``RecordStore.apply``. Per document: docs/s and p50/p99.
@@ -76,7 +76,7 @@ import mllp_ingest as mi  # noqa: E402
 
 from engine import logs  # noqa: E402
 from engine.adapters.record_store import RecordStore  # noqa: E402
-from engine.cda.filing import file_document  # noqa: E402
+from engine.cda.filing import check_same_patient, read_document, store_document  # noqa: E402
 from engine.cda.validate import xsd_errors  # noqa: E402
 from engine.db import make_engine  # noqa: E402
 from engine.hl7v2.reader import Message  # noqa: E402
@@ -196,7 +196,7 @@ def reference_step(docs: Sequence[bytes], warmup: bytes) -> dict[str, float]:
     return timed(docs, one)
 
 
-# -- 2. alone: file_document in process ---------------------------------------------------------
+# -- 2. alone: the document filing in process -------------------------------------------------
 
 
 def configured_durability() -> str:
@@ -230,16 +230,9 @@ def alone_step(
         def one(i: int, data: bytes) -> None:
             record = DocumentRecord(content=data, action="initial", obx="1")
             with db.begin() as conn:
-                file_document(
-                    conn,
-                    patient_id,
-                    i + 2,
-                    sender,
-                    record,
-                    datetime.now(UTC),
-                    xsd="cisis",
-                    cisis_header=True,
-                )
+                document = read_document(record, xsd="cisis", cisis_header=True)
+                check_same_patient(conn, patient_id, sender, [document])
+                store_document(conn, patient_id, i + 2, document, datetime.now(UTC))
 
         one(len(docs), warmup)  # untimed: schema, first statements compiled
         if profile is not None:
@@ -531,7 +524,8 @@ def main() -> None:
             "checks": dict(CHECKS) | {"extraction": "on (level-3 entries stored)"},
             "reference": "etree.fromstring(hardened XMLParser: no entities, no DTD, no "
             "network) + engine.cda.validate.xsd_errors(root, 'cisis'); schema compiled untimed",
-            "alone": "engine.cda.filing.file_document(..., xsd='cisis', cisis_header=True), "
+            "alone": "engine.cda.filing read_document(xsd='cisis', cisis_header=True) "
+            "+ check_same_patient + store_document, "
             "one committed transaction per document, fresh SQLite (durability "
             f"{configured_durability()}), one untimed warm-up document",
             "engine": {

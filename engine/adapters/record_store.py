@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select
 
 from engine.adapters.base import BuildContext, Delivery
-from engine.cda.filing import file_document
+from engine.cda.filing import check_same_patient, read_document, store_document
 from engine.errors import DocumentError
 from engine.identity.events import change_identity
 from engine.identity.filing import Filing
@@ -120,24 +120,19 @@ class RecordStore:
             raise DocumentError(
                 "no CDA in the message (a document sent by reference is not fetched)"
             )
-        # An operator's decision (identity review) wins over PID and the recordTarget.
-        attached = self.filing.attached(conn, message_id)
-        if attached is not None:
-            patient_id = attached.id
-        else:
-            patient_id = self.filing.patient_for(conn, message_id, op.patient, now, adt=False)
-        for record in op.documents:
-            file_document(
-                conn,
-                patient_id,
-                message_id,
-                op.patient.identity,
-                record,
-                now,
-                xsd=None if self.checks.xsd == "none" else self.checks.xsd,
-                cisis_header=self.checks.cisis_header,
-                attached=attached is not None,
-            )
+        xsd = None if self.checks.xsd == "none" else self.checks.xsd
+        read = [read_document(r, xsd, self.checks.cisis_header) for r in op.documents]
+        sender = op.patient.identity
+        patient_id = self.filing.patient_for(
+            conn,
+            message_id,
+            op.patient,
+            now,
+            adt=False,
+            confirm=lambda pid: check_same_patient(conn, pid, sender, read),
+        )
+        for document in read:
+            store_document(conn, patient_id, message_id, document, now)
         return patient_id
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
+from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import Connection, select, update
 
 from engine.cda.entries import store_extracts
@@ -38,41 +39,60 @@ _HEADER_COLUMNS = frozenset(
 )
 
 
-def file_document(
-    conn: Connection,
-    patient_id: int,
-    message_id: int,
-    sender: Identity,
-    record: DocumentRecord,
-    now: datetime,
-    *,
-    xsd: Schema | None = None,
-    cisis_header: bool = False,
-    attached: bool = False,
-) -> int:
-    """Store (or apply the lifecycle action of) one document; returns its row id.
+@dataclass(frozen=True, slots=True)
+class ReadDocument:
+    """A carried CDA, parsed, checked and with the identity its recordTarget names."""
 
-    ``attached``: an operator filed this message under ``patient_id`` (identity review), so
-    the recordTarget is not checked against it again."""
+    record: DocumentRecord
+    root: etree._Element
+    header: DocumentHeader
+    target: Identity
+
+
+def read_document(
+    record: DocumentRecord, xsd: Schema | None = None, cisis_header: bool = False
+) -> ReadDocument:
+    """Parse and check one carried CDA; raises DocumentError naming the OBX and the line."""
     where = f"the CDA of OBX {record.obx or '?'}"
     try:
         root = parse_document(record.content)
         header = read_header(root)
+        problems = validate(root, xsd, cisis_header)
+        if problems:
+            shown = "; ".join(f"line {p.line}: {p.rule}: {p.message}" for p in problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise DocumentError(f"{shown}{more}")
+        if not header.document_id:
+            raise DocumentError("the CDA has no ClinicalDocument/id")
+        target = cda_identity(root)
     except (DocumentError, ParseError) as exc:
         raise DocumentError(f"{where}: {exc.reason}") from exc
-    problems = validate(root, xsd, cisis_header)
-    if problems:
-        shown = "; ".join(f"line {p.line}: {p.rule}: {p.message}" for p in problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise DocumentError(f"{where}: {shown}{more}")
-    if not header.document_id:
-        raise DocumentError(f"{where}: the CDA has no ClinicalDocument/id")
-    try:
-        target = cda_identity(root)
-    except ParseError as exc:
-        raise DocumentError(f"{where}: {exc.reason}") from exc
-    if not attached:
-        _check_same_patient(conn, patient_id, sender, target)
+    return ReadDocument(record, root, header, target)
+
+
+def check_same_patient(
+    conn: Connection, patient_id: int, sender: Identity, documents_: list[ReadDocument]
+) -> None:
+    """Each CDA's recordTarget is the patient the message is filed under (DOMAIN.md §3);
+    raises IdentityConflict (904)."""
+    pid = {i.value for i in sender.ins}
+    for document in documents_:
+        cda = [i.value for i in document.target.ins]
+        if pid and cda and not pid & set(cda):
+            raise IdentityConflict("PID-3 and the CDA recordTarget name different INS")
+        by_ins, by_local = patients.lookup(conn, cda, document.target.local_ids)
+        others = sorted({*by_ins, *by_local} - {patient_id})
+        if others:
+            raise IdentityConflict(
+                "the CDA recordTarget names another patient than the message's PID", others
+            )
+
+
+def store_document(
+    conn: Connection, patient_id: int, message_id: int, document: ReadDocument, now: datetime
+) -> int:
+    """Store (or apply the lifecycle action of) one document; returns its row id."""
+    record, root, header = document.record, document.root, document.header
     digest = hashlib.sha256(record.content).hexdigest()
     existing = conn.execute(
         select(_d.id, _d.sha256, _d.status, _d.patient_id).where(
@@ -116,22 +136,6 @@ def file_document(
         entries=entries,
     )
     return row_id
-
-
-def _check_same_patient(
-    conn: Connection, patient_id: int, sender: Identity, target: Identity
-) -> None:
-    """The CDA's recordTarget is the patient the message is filed under (DOMAIN.md §3)."""
-    pid = {i.value for i in sender.ins}
-    cda = [i.value for i in target.ins]
-    if pid and cda and not pid & set(cda):
-        raise IdentityConflict("PID-3 and the CDA recordTarget name different INS")
-    by_ins, by_local = patients.lookup(conn, cda, target.local_ids)
-    others = sorted({*by_ins, *by_local} - {patient_id})
-    if others:
-        raise IdentityConflict(
-            "the CDA recordTarget names another patient than the message's PID", others
-        )
 
 
 def _inherit_masking(

@@ -9,6 +9,7 @@ An operator's decision (``aiguillage identity resolve``) overrides the rules for
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,9 +38,19 @@ class Filing:
     policy: IdentityPolicy
 
     def patient_for(
-        self, conn: Connection, message_id: int, record: PatientRecord, now: datetime, adt: bool
+        self,
+        conn: Connection,
+        message_id: int,
+        record: PatientRecord,
+        now: datetime,
+        adt: bool,
+        confirm: Callable[[int], None] | None = None,
     ) -> int:
-        """The id of the patient the message is filed under; raises IdentityError."""
+        """The id of the patient the message is filed under; raises IdentityError.
+
+        ``confirm`` checks what else the message says about the patient found (a document's
+        recordTarget): its IdentityError, like the rules' own, gives way to an operator's
+        attachment of the message."""
         identity = record.identity
         decision = InsDecision(())
         try:
@@ -53,6 +64,8 @@ class Filing:
                     f"no usable patient identifier: {decision.why_not}, and no local identifier"
                 )
             found = identify(conn, identity, decision, adt=adt)
+            if found is not None and confirm is not None:
+                confirm(found.id)
             if found is None and not adt:
                 raise PatientNotKnown(
                     "no patient in the store has this INS or local identifier yet: held until "
@@ -60,7 +73,7 @@ class Filing:
                     keys=hold_keys(identity, decision),
                 )
         except IdentityError:
-            found = self.attached(conn, message_id)
+            found = self._attached(conn, message_id)
             if found is None:
                 raise
             if not decision.usable:  # the rules refused the INS: the operator did not add it
@@ -71,7 +84,7 @@ class Filing:
         return self.file_adt(conn, message_id, record, decision, found, now)
 
     @staticmethod
-    def attached(conn: Connection, message_id: int) -> StoredPatient | None:
+    def _attached(conn: Connection, message_id: int) -> StoredPatient | None:
         """The patient an operator attached this message to (after its merges), if any."""
         attached = review.attached_patient(conn, message_id)
         patient = None if attached is None else patients.by_id(conn, attached)
