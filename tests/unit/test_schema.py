@@ -59,3 +59,21 @@ def test_schema_rejects_an_unknown_key() -> None:
     data["channels"][0]["colour"] = "red"
     validator = jsonschema.Draft202012Validator(json.loads(render()))
     assert not validator.is_valid(data)
+
+
+def test_the_production_profile_is_the_default_channels_with_only_the_safety_settings_changed() -> (
+    None
+):
+    """The profile copies channels.yaml: any other drift between the two is a mistake."""
+    default = yaml.safe_load((REPO / "channels.yaml").read_text(encoding="utf-8"))
+    production = yaml.safe_load(
+        (REPO / "config" / "production.channels.yaml").read_text(encoding="utf-8")
+    )
+    assert default["engine"]["identity"] == {"accept_test_ins": True}
+    assert production["engine"]["identity"] == {"accept_test_ins": False}
+    store = production["channels"][0]["destinations"]["store"]
+    assert store["documents"] == {"xsd": "cisis", "cisis_header": True}
+    for data in (default, production):
+        data["engine"]["identity"] = None
+        data["channels"][0]["destinations"]["store"]["documents"] = None
+    assert production == default
