@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
@@ -26,28 +27,6 @@ from engine.channels.models import ChannelsFile
 log = structlog.get_logger("engine.pipeline")
 
 _CONTEXT = multiprocessing.get_context("spawn")
-
-
-class ParentGone(Exception):
-    """The engine process that started this pipeline is gone."""
-
-
-class _LockWhileParentLives:
-    """The shared write lock, given up on when the parent dies: a parent killed (SIGKILL)
-    while holding it never releases it, and waiting for it forever would keep this process
-    alive beside the restarted engine's."""
-
-    def __init__(self, lock: Any, parent: int) -> None:
-        self.lock = lock
-        self.parent = parent
-
-    def __enter__(self) -> None:
-        while not self.lock.acquire(timeout=0.5):
-            if os.getppid() != self.parent:
-                raise ParentGone
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
 
 
 class PipelineProcess:
@@ -118,7 +97,8 @@ def run(
     config = ChannelsFile.model_validate_json(config_json)
     logs.configure(config.engine.log_level, config.engine.log_patient_data)
     db = make_engine(url, durability=config.engine.durability)
-    worker = build_worker(config, db, _LockWhileParentLives(write_lock, parent))
+    worker = build_worker(config, db, write_lock)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
     def interrupt() -> bool:
         return bool(intake_waiting.value)
@@ -132,8 +112,6 @@ def run(
                     break
             try:
                 done = worker.run_once(interrupt=interrupt)
-            except ParentGone:
-                break
             except Exception as exc:  # keep going: a bug must not stop the pipeline
                 log.error("pipeline_error", **logs.error_fields(exc))
                 done = 0
@@ -141,8 +119,19 @@ def run(
             if done == 0 and not stopping.is_set():
                 wake.wait(0.5)
                 wake.clear()
-    except ParentGone:  # waiting for the write lock its killed parent held
-        pass
     finally:
         db.dispose()
         log.info("pipeline_process_stopped", processed=worker.processed)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process as soon as its parent is gone, whatever it is waiting on.
+
+    A parent killed (SIGKILL) while holding a lock shared with this process (the write lock,
+    the lock inside a shared Event or Value) never releases it, and a wait on it would keep
+    this process alive beside the restarted engine. Exiting at once is safe: an unfinished
+    transaction is rolled back by the database, and its messages stay journaled.
+    """
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
