@@ -12,14 +12,13 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
 
-from engine.adapters.base import BuildContext, Destination
-from engine.adapters.mllp import MllpServer
+from engine.adapters.base import BuildContext, Destination, Source
 from engine.channels.models import ChannelConfig, ChannelsFile, EngineSettings
 from engine.db import database_url, make_engine
 from engine.journal.journal import Journal
 from engine.migrate import upgrade
 from engine.routes.committer import GroupCommitter
-from engine.routes.intake import Intake
+from engine.routes.intake_cda import channel_intake
 from engine.routes.pipeline import Pipeline
 from engine.routes.pipeline_process import PipelineProcess
 from engine.routes.worker import Worker
@@ -55,7 +54,7 @@ class Engine:
     journal: Journal = field(init=False)
     writer: Writer = field(init=False)
     committer: GroupCommitter = field(init=False)
-    servers: list[MllpServer] = field(default_factory=list)
+    servers: list[Source] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         settings = self.config.engine
@@ -86,7 +85,7 @@ class Engine:
         for channel in self.config.channels:
             if not channel.enabled:
                 continue
-            server = MllpServer(channel.source, Intake.for_channel(channel), self.committer)
+            server = channel.source.server(channel_intake(channel), self.committer)
             await server.start()
             self.servers.append(server)
         log.info("engine_started", channels=[s.intake.channel for s in self.servers])

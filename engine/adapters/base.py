@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection
 
+from engine.cda.standalone import CdaPayload
 from engine.hl7v2.reader import Message
+
+if TYPE_CHECKING:
+    from engine.routes.intake import Intake
+
+#: What a channel receives: an HL7 v2 message, or a CDA document received alone.
+Payload = Message | CdaPayload
 
 
 @dataclass(slots=True)
@@ -22,7 +29,7 @@ class Delivery:
     conn: Connection
     message_id: int
     channel: str
-    message: Message
+    message: Payload
     raw: bytes
     now: datetime
 
@@ -33,6 +40,16 @@ class BuildContext:
 
     #: Accept INS with the test and demo OIDs (``engine.identity.accept_test_ins``).
     accept_test_ins: bool = False
+
+
+class Source(Protocol):
+    """A channel's receiving end (MLLP listener, HTTP endpoint, watched directory)."""
+
+    intake: Intake
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Destination(Protocol):

@@ -9,11 +9,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.base import BuildContext, Delivery
+from engine.cda.standalone import CdaPayload
 from engine.errors import DestinationUnavailable
 
 
 class FileDestinationConfig(BaseModel):
-    """Write each message to ``<directory>/<channel>/<message id>.hl7`` (atomic, fsynced)."""
+    """Write each message to ``<directory>/<channel>/<message id>.hl7`` (``.xml`` for a CDA
+    document received alone), atomically and fsynced."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,7 +36,8 @@ class FileDestination:
 
     def write(self, delivery: Delivery) -> None:
         folder = self.directory / delivery.channel
-        target = folder / f"{delivery.message_id}.hl7"
+        suffix = ".xml" if isinstance(delivery.message, CdaPayload) else ".hl7"
+        target = folder / f"{delivery.message_id}{suffix}"
         tmp = target.with_suffix(".tmp")
         try:
             folder.mkdir(parents=True, exist_ok=True)

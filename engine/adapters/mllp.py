@@ -9,6 +9,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.mllp_framing import Frame, FrameDecoder, FrameTooLarge, Junk, frame
+from engine.adapters.receive import log_outcome
 from engine.errors import EngineError
 
 if TYPE_CHECKING:  # the runtime imports this module through the channel models
@@ -23,13 +24,17 @@ MAX_OUTSTANDING = 64
 
 
 class MllpSourceConfig(BaseModel):
-    """Receive HL7 v2 over MLLP (TCP)."""
+    """Receive HL7 v2 messages (or, with ``payload: cda``, CDA documents) over MLLP (TCP)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["mllp"]
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(ge=1, le=65535)
+    payload: Literal["hl7v2", "cda"] = Field(
+        default="hl7v2",
+        description="what a frame holds: an HL7 v2 message, or a CDA document (ACKed in HL7)",
+    )
     max_message_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="larger messages get a NAK and a close"
     )
@@ -47,6 +52,9 @@ class MllpSourceConfig(BaseModel):
             "until they get an answer"
         ),
     )
+
+    def server(self, intake: Intake, committer: GroupCommitter) -> MllpServer:
+        return MllpServer(self, intake, committer)
 
 
 class MllpServer:
@@ -152,7 +160,7 @@ class MllpConnection(asyncio.Protocol):
                 ack = self.server.intake.ack(prepared, None, result)
             else:
                 ack = self.server.intake.ack(prepared, result, None)
-                _log_outcome(self.server.intake.channel, prepared, result.id, result.duplicate)
+                log_outcome(self.server.intake.channel, prepared, result.id, result.duplicate)
             framed = frame(ack) if ack is not None else None
         except Exception as exc:  # never leave a sender waiting in silence
             log.error("mllp_ack_failed", peer=self.peer, error=type(exc).__name__)
@@ -208,29 +216,4 @@ class MllpConnection(asyncio.Protocol):
             peer=self.peer,
             received=self.received,
             unframed_bytes=self.junk_bytes,
-        )
-
-
-def _log_outcome(channel: str, prepared: Prepared, message_id: int, duplicate: bool) -> None:
-    row = prepared.row
-    if duplicate:
-        log.info(
-            "message_duplicate", channel=channel, message_id=message_id, control_id=row.control_id
-        )
-    elif row.error_code:
-        log.warning(
-            "message_dead_lettered",
-            channel=channel,
-            message_id=message_id,
-            control_id=row.control_id,
-            stage="intake",
-            code=row.error_code,
-        )
-    else:
-        log.info(
-            "message_received",
-            channel=channel,
-            message_id=message_id,
-            control_id=row.control_id,
-            type=f"{row.message_type}^{row.trigger}",
         )

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select
 
 from engine.adapters.base import BuildContext, Delivery
-from engine.cda.filing import check_same_patient, read_document, store_document
+from engine.cda.filing import ReadDocument, check_same_patient, read_document, store_document
+from engine.cda.standalone import CdaPayload
+from engine.cda.validate import Schema
 from engine.errors import DocumentError
 from engine.identity.events import change_identity
 from engine.identity.filing import Filing
@@ -26,6 +28,8 @@ from engine.identity.rules import IdentityPolicy
 from engine.store.models import encounters
 from engine.store.observations import add_observations
 from engine.store.queries import counts, find_patient, patient_encounters, patient_observations
+from engine.transforms.map_adt import PatientRecord
+from engine.transforms.map_documents import Action, DocumentRecord
 from engine.transforms.map_hl7 import (
     EncounterRecord,
     StoreOperation,
@@ -93,6 +97,9 @@ class RecordStore:
         self.checks = checks or DocumentChecks()
 
     def write(self, delivery: Delivery) -> None:
+        if isinstance(delivery.message, CdaPayload):
+            self._standalone(delivery.conn, delivery.message_id, delivery.message, delivery.now)
+            return
         op = map_message(delivery.message)
         self.apply(delivery.conn, delivery.message_id, op, delivery.now)
 
@@ -120,13 +127,34 @@ class RecordStore:
             raise DocumentError(
                 "no CDA in the message (a document sent by reference is not fetched)"
             )
-        xsd = None if self.checks.xsd == "none" else self.checks.xsd
-        read = [read_document(r, xsd, self.checks.cisis_header) for r in op.documents]
-        sender = op.patient.identity
+        read = [read_document(r, *self._checks) for r in op.documents]
+        return self._file(conn, message_id, op.patient, read, now)
+
+    def _standalone(self, conn: Connection, message_id: int, doc: CdaPayload, now: datetime) -> int:
+        """A document received alone: its recordTarget is the patient, and what it does is
+        said by its relatedDocument (a replacement) or nothing (a new document)."""
+        action: Action = "replace" if doc.header.replaces else "initial"
+        record = DocumentRecord(content=doc.raw, action=action)
+        read = read_document(record, *self._checks, root=doc.root)
+        return self._file(conn, message_id, PatientRecord(read.target), [read], now)
+
+    @property
+    def _checks(self) -> tuple[Schema | None, bool]:
+        return (None if self.checks.xsd == "none" else self.checks.xsd), self.checks.cisis_header
+
+    def _file(
+        self,
+        conn: Connection,
+        message_id: int,
+        patient: PatientRecord,
+        read: list[ReadDocument],
+        now: datetime,
+    ) -> int:
+        sender = patient.identity
         patient_id = self.filing.patient_for(
             conn,
             message_id,
-            op.patient,
+            patient,
             now,
             adt=False,
             confirm=lambda pid: check_same_patient(conn, pid, sender, read),

@@ -9,16 +9,24 @@ from typing import Annotated
 
 from pydantic import Field
 
+from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.file import FileDestinationConfig
+from engine.adapters.http import HttpSourceConfig
 from engine.adapters.mllp import MllpSourceConfig
 from engine.adapters.record_store import RecordStoreConfig
 
-SourceConfig = Annotated[MllpSourceConfig, Field(discriminator="type")]
+SourceConfig = Annotated[
+    MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig, Field(discriminator="type")
+]
 DestinationConfig = Annotated[
     RecordStoreConfig | FileDestinationConfig, Field(discriminator="type")
 ]
 
-SOURCES = {"mllp": MllpSourceConfig}
+SOURCES: dict[str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig]] = {
+    "mllp": MllpSourceConfig,
+    "http": HttpSourceConfig,
+    "directory": DirectorySourceConfig,
+}
 DESTINATIONS: dict[str, type[RecordStoreConfig | FileDestinationConfig]] = {
     "record_store": RecordStoreConfig,
     "file": FileDestinationConfig,

@@ -50,12 +50,17 @@ class ReadDocument:
 
 
 def read_document(
-    record: DocumentRecord, xsd: Schema | None = None, cisis_header: bool = False
+    record: DocumentRecord,
+    xsd: Schema | None = None,
+    cisis_header: bool = False,
+    root: etree._Element | None = None,
 ) -> ReadDocument:
-    """Parse and check one carried CDA; raises DocumentError naming the OBX and the line."""
-    where = f"the CDA of OBX {record.obx or '?'}"
+    """Parse (unless ``root`` is the parsed ``record.content``) and check one CDA; raises
+    DocumentError naming the OBX, if any, and the line."""
+    where = f"the CDA of OBX {record.obx}" if record.obx else "the CDA"
     try:
-        root = parse_document(record.content)
+        if root is None:
+            root = parse_document(record.content)
         header = read_header(root)
         problems = validate(root, xsd, cisis_header)
         if problems:

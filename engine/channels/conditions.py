@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.hl7v2.reader import Message, parse_path
+from engine.hl7v2.reader import parse_path
+
+
+class Routable(Protocol):
+    """What conditions read: an HL7 v2 message, or a CDA document received alone (message
+    type ``CDA``, its type code as trigger, no fields)."""
+
+    @property
+    def message_type(self) -> str: ...
+
+    @property
+    def trigger(self) -> str: ...
+
+    def get(self, path: str) -> str: ...
 
 
 class FieldCondition(BaseModel):
@@ -46,7 +59,7 @@ class FieldCondition(BaseModel):
             raise ValueError("give exactly one of equals, in, matches, exists")
         return self
 
-    def test(self, msg: Message) -> bool:
+    def test(self, msg: Routable) -> bool:
         value = msg.get(self.field)
         if self.equals is not None:
             return value == self.equals
@@ -69,7 +82,17 @@ class Condition(BaseModel):
     sending_applications: tuple[str, ...] | None = Field(default=None, description="MSH-3.1 values")
     fields: tuple[FieldCondition, ...] = Field(default=(), description="tests on field values")
 
-    def test(self, msg: Message) -> bool:
+    @property
+    def documents_only(self) -> bool:
+        """True when the condition tests nothing but the message type (all a standalone CDA
+        has)."""
+        return (
+            not self.fields
+            and self.sending_facilities is None
+            and self.sending_applications is None
+        )
+
+    def test(self, msg: Routable) -> bool:
         if self.message_types is not None and not type_matches(
             f"{msg.message_type}^{msg.trigger}", self.message_types
         ):

@@ -82,6 +82,28 @@ class ChannelConfig(Frozen):
     )
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy)
 
+    @model_validator(mode="after")
+    def _document_channel(self) -> Self:
+        """A channel receiving CDA documents alone has no HL7 fields to test or validate."""
+        if self.source.payload != "cda":
+            return self
+        if not any(p == "*" or p.startswith("CDA^") for p in self.accept):
+            raise ValueError(
+                'a channel receiving CDA documents accepts "CDA^<type code>" or "CDA^*"'
+            )
+        if any(isinstance(s, ValidateStep) for s in self.steps):
+            raise ValueError(
+                "the validate step checks HL7 v2 messages; documents are checked by the "
+                "record store's `documents` settings"
+            )
+        conditions: list[Condition | None] = [r.when for r in self.routes]
+        conditions += [s.keep or s.drop for s in self.steps if isinstance(s, FilterStep)]
+        if any(c is not None and not c.documents_only for c in conditions):
+            raise ValueError(
+                "documents are routed and filtered by message_types (CDA^<type code>) only"
+            )
+        return self
+
     def effective_routes(self) -> tuple[Route, ...]:
         return self.routes or (Route(to=tuple(self.destinations)),)
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from engine.cda.standalone import CdaPayload
 from engine.errors import EngineError
 from engine.identity import patients
 from engine.identity.hl7 import hl7_identity
 from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, Identity, fold
 from engine.journal.models import messages
-from engine.journal.records import journaled_message
+from engine.journal.records import journaled_payload
 
 ROWS = ("ins", "ins_oid", "identity_status", *TRAIT_NAMES)
 
@@ -23,15 +24,18 @@ class Column:
 
 
 def message_identity(conn: Connection, message_id: int) -> Identity | None:
-    """The identity in a journaled message's PID, or None (not HL7 v2, no PID)."""
+    """The identity in a journaled message's PID (a standalone CDA's recordTarget), or None
+    (unreadable, no PID)."""
     row = conn.execute(
         select(messages.c.raw, messages.c.charset).where(messages.c.id == message_id)
     ).first()
     if row is None:
         return None
     try:
-        msg = journaled_message(row[0], row[1])
-    except EngineError:  # undecodable or not HL7 v2: nothing to show
+        msg = journaled_payload(row[0], row[1])
+        if isinstance(msg, CdaPayload):
+            return msg.identity()
+    except EngineError:  # undecodable, not HL7 v2 nor a CDA with one patient: nothing to show
         return None
     pid = msg.segment("PID")
     return None if pid is None else hl7_identity(msg, pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from engine.cda.standalone import CDA_TYPE, CdaPayload, looks_like_xml, read_standalone
 from engine.errors import EncodingError
 from engine.hl7v2.reader import Message
 from engine.journal.models import State
@@ -13,7 +14,10 @@ DedupKey = tuple[str, str | None, str | None, str, str]
 
 
 def content_digest(raw: bytes) -> str:
-    """SHA-256 of a message with its MSH-7 (date/time of message) blanked."""
+    """SHA-256 of a message with its MSH-7 (date/time of message) blanked; of the whole payload
+    when it is not HL7 v2 (a CDA document received alone)."""
+    if not raw.startswith(b"MSH"):
+        return hashlib.sha256(raw).hexdigest()
     end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
     fields = raw[:end].split(raw[3:4] or b"|")
     if len(fields) > 6:
@@ -60,8 +64,9 @@ class NewMessage:
         self.error_stage = "intake"
         self.error_code = "control_id_reused"
         self.error_class = "ControlIdReused"
+        what = "document id" if self.message_type == CDA_TYPE else "MSH-10"
         self.error_reason = (
-            f"MSH-10 {self.control_id!r} was already used by this sender "
+            f"{what} {self.control_id!r} was already used by this sender "
             f"(message {original if original is not None else 'in the same batch'}) for a "
             "different content; kept as a dead letter for review"
         )
@@ -91,6 +96,14 @@ class Pending:
     delivered_to: set[str] = field(default_factory=set)
     #: The state this attempt ended in, once :meth:`Journal.finish` recorded it.
     outcome: State | None = None
+
+
+def journaled_payload(raw: bytes, charset: str) -> Message | CdaPayload:
+    """A journaled payload read back: an HL7 v2 message, or a CDA document received alone
+    (DocumentError when that is not safe XML)."""
+    if looks_like_xml(raw):
+        return read_standalone(raw)
+    return journaled_message(raw, charset)
 
 
 def journaled_message(raw: bytes, charset: str) -> Message:

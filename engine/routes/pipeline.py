@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from engine.adapters.base import Delivery, Destination
+from engine.adapters.base import Delivery, Destination, Payload
+from engine.cda.standalone import CdaPayload
 from engine.channels.conditions import type_matches
 from engine.channels.models import ChannelConfig, FilterStep, Route, ValidateStep
 from engine.errors import (
@@ -22,10 +23,10 @@ from engine.errors import (
     StoreUnavailable,
     TransformError,
     UnsupportedMessageType,
+    ValidationError,
 )
-from engine.hl7v2.reader import Message
 from engine.journal.models import State
-from engine.journal.records import Pending, journaled_message
+from engine.journal.records import Pending, journaled_payload
 from engine.transforms.validate import validate_structure
 
 
@@ -54,7 +55,7 @@ class Pipeline:
 
     def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
         with stage("parse"):
-            msg = journaled_message(pending.raw, pending.charset)
+            msg = journaled_payload(pending.raw, pending.charset)
         kind = f"{msg.message_type}^{msg.trigger}"
         if not type_matches(kind, self.config.accept):  # a replayed intake dead letter
             raise StageError(
@@ -63,7 +64,7 @@ class Pipeline:
         for step in self.steps:
             if isinstance(step, ValidateStep):
                 with stage("validate"):
-                    validate_structure(msg.text, step.profile)
+                    validate_structure(_hl7_text(msg), step.profile)
             elif isinstance(step, FilterStep) and not _keeps(step, msg):
                 return Outcome(State.FILTERED, "filter step")
         targets = self._targets(msg)
@@ -73,7 +74,7 @@ class Pipeline:
         return Outcome(State.DELIVERED)
 
     def _deliver(
-        self, conn: Connection, pending: Pending, msg: Message, targets: list[str], now: datetime
+        self, conn: Connection, pending: Pending, msg: Payload, targets: list[str], now: datetime
     ) -> None:
         """Write to each target not yet delivered. On failure, remember only the deliveries the
         attempt's rollback does not undo, so that the retry redoes the others."""
@@ -92,7 +93,7 @@ class Pipeline:
             pending.delivered_to = kept
             raise
 
-    def _targets(self, msg: Message) -> list[str]:
+    def _targets(self, msg: Payload) -> list[str]:
         names: list[str] = []
         for route in self.routes:
             if route.when.test(msg):
@@ -100,7 +101,13 @@ class Pipeline:
         return names
 
 
-def _keeps(step: FilterStep, msg: Message) -> bool:
+def _hl7_text(msg: Payload) -> str:
+    if isinstance(msg, CdaPayload):  # the channel loader refuses this combination
+        raise ValidationError("the validate step checks HL7 v2 messages, not CDA documents")
+    return msg.text
+
+
+def _keeps(step: FilterStep, msg: Payload) -> bool:
     if step.keep is not None:
         return step.keep.test(msg)
     assert step.drop is not None

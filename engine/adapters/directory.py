@@ -1,0 +1,151 @@
+"""Directory source: documents (or messages) dropped as files in a watched directory.
+
+Every ``poll_seconds`` the directory is listed; a file matching ``pattern`` whose size and
+modification time have not changed for ``settle_seconds`` is read, journaled, and only then
+moved to ``processed/`` (``error/`` when intake refused it; the journal keeps it as a dead
+letter either way) or deleted. A crash between the commit and the move reads the file again on
+restart: the journal recognises the resend, and the file is moved without a second message.
+Hidden files (``.name``) are skipped: writers should write under a hidden name, then rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.adapters.receive import receive
+from engine.errors import MessageTooLarge
+
+if TYPE_CHECKING:
+    from engine.routes.committer import GroupCommitter
+    from engine.routes.intake import Intake
+
+log = structlog.get_logger("engine.directory")
+
+HEAD_MAX = 64 * 1024
+
+
+class DirectorySourceConfig(BaseModel):
+    """Poll a directory for files, one document (or message) per file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["directory"]
+    path: Path = Field(description="the watched directory (created if missing)")
+    pattern: str = Field(default="*.xml", description="glob of the files to take")
+    payload: Literal["cda", "hl7v2"] = Field(
+        default="cda", description="what a file holds: a CDA document, or an HL7 v2 message"
+    )
+    poll_seconds: float = Field(default=2.0, gt=0)
+    settle_seconds: float = Field(
+        default=1.0, ge=0, description="a file must be unchanged this long before it is taken"
+    )
+    after: Literal["move", "delete"] = Field(
+        default="move", description="move taken files to processed/ or error/, or delete them"
+    )
+    max_message_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    default_charset: str = Field(
+        default="UNICODE UTF-8", description="HL7 v2 files: MSH-18 assumed when it is empty"
+    )
+    always_ack: ClassVar[bool] = True
+
+    def server(self, intake: Intake, committer: GroupCommitter) -> DirectorySource:
+        return DirectorySource(self, intake, committer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+class DirectorySource:
+    def __init__(
+        self, config: DirectorySourceConfig, intake: Intake, committer: GroupCommitter
+    ) -> None:
+        self.config = config
+        self.intake = intake
+        self.committer = committer
+        self.taken = 0
+        self._seen: dict[Path, _Seen] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.config.path.mkdir, parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._run())
+        log.info("directory_watching", channel=self.intake.channel, path=str(self.config.path))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                for path in await asyncio.to_thread(self._ready):
+                    await self._take(path)
+            except OSError as exc:  # the directory vanished or is unreadable: say so, go on
+                log.error("directory_unreadable", channel=self.intake.channel, error=exc.strerror)
+            await asyncio.sleep(self.config.poll_seconds)
+
+    def _ready(self) -> list[Path]:
+        """Files unchanged for ``settle_seconds``, oldest first."""
+        now = time.monotonic()
+        current: dict[Path, _Seen] = {}
+        for path in self.config.path.glob(self.config.pattern):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            st = path.stat()
+            seen = self._seen.get(path)
+            if seen is not None and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                current[path] = seen
+            else:
+                current[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+        self._seen = current
+        settled = [p for p, s in current.items() if now - s.since >= self.config.settle_seconds]
+        return sorted(settled, key=lambda p: (current[p].mtime_ns, p.name))
+
+    async def _take(self, path: Path) -> None:
+        limit = self.config.max_message_bytes
+        data = await asyncio.to_thread(_read_head, path, limit + 1)
+        refused = None
+        if len(data) > limit:
+            refused = MessageTooLarge(f"file exceeds the {limit:,}-byte limit")
+            data = data[:HEAD_MAX]
+        outcome = await receive(
+            self.intake, self.committer, data, f"file:{path.name}"[:128], refused
+        )
+        if outcome.status == "unavailable":
+            log.warning("directory_file_kept", channel=self.intake.channel, reason=outcome.reason)
+            return  # taken again at the next poll
+        self.taken += 1
+        self._seen.pop(path, None)
+        folder = "error" if outcome.status == "rejected" else "processed"
+        await asyncio.to_thread(self._done, path, folder)
+
+    def _done(self, path: Path, folder: str) -> None:
+        if self.config.after == "delete":
+            path.unlink(missing_ok=True)
+            return
+        target_dir = self.config.path / folder
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / path.name
+        if target.exists():  # the same name dropped again: keep both
+            target = target_dir / f"{path.stem}.{time.time_ns()}{path.suffix}"
+        os.replace(path, target)
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(size)

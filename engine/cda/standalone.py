@@ -1,0 +1,71 @@
+"""A CDA document received alone: a file dropped in a watched directory, an HTTP POST body, or
+an MLLP frame holding the XML itself rather than an HL7 v2 message.
+
+Routes and filters see it as message type ``CDA`` with the document type code as trigger
+(``CDA^11502-2`` for a CR-BIO, ``CDA^REMB`` for the reimbursement history), so that a channel
+accepts and routes documents with the same ``accept`` and ``message_types`` lists as messages.
+Without PID or TXA, what happens to it is said by the document itself: a new document, or the
+replacement of its ``relatedDocument[@typeCode="RPLC"]`` parent. Deletion needs a message
+(MDM^T04 or ORU with OBX-11 ``D``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree  # type: ignore[import-untyped, unused-ignore]
+
+from engine.cda.header import DocumentHeader, read_header
+from engine.cda.safexml import parse_document
+from engine.errors import DocumentError
+from engine.identity.cda import CDA_NS, cda_identity
+from engine.identity.model import Identity
+
+#: The message type routes and ``accept`` lists see for a document received alone.
+CDA_TYPE = "CDA"
+_XML_START = (b"<", b"\xef\xbb\xbf<")
+
+
+@dataclass(frozen=True, slots=True)
+class CdaPayload:
+    """A parsed standalone document; ``raw`` is the bytes as received (stored and hashed)."""
+
+    raw: bytes
+    root: etree._Element
+    header: DocumentHeader
+
+    @property
+    def message_type(self) -> str:
+        return CDA_TYPE
+
+    @property
+    def trigger(self) -> str:
+        return self.header.type_code
+
+    def get(self, path: str) -> str:
+        """HL7 field paths address nothing in a document (the channel loader refuses field
+        conditions on document channels)."""
+        del path
+        return ""
+
+    def identity(self) -> Identity:
+        """The patient its ``recordTarget`` names; raises ParseError when it names none or
+        several."""
+        return cda_identity(self.root)
+
+
+def looks_like_xml(raw: bytes) -> bool:
+    """True for an XML payload (an HL7 v2 message starts with ``MSH``)."""
+    return raw.lstrip(b" \t\r\n").startswith(_XML_START)
+
+
+def read_standalone(raw: bytes) -> CdaPayload:
+    """Parse a document received alone; DocumentError when it is not safe XML or has no id."""
+    root = parse_document(raw)
+    if root.tag != f"{{{CDA_NS}}}ClinicalDocument":
+        name = etree.QName(root).localname
+        raise DocumentError(f"the XML root element is {name!r}, not a CDA ClinicalDocument")
+    header = read_header(root)
+    if not header.document_id:
+        raise DocumentError("the CDA has no ClinicalDocument/id")
+    return CdaPayload(raw, root, header)
