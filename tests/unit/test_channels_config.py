@@ -500,3 +500,48 @@ def test_check_prints_each_error_on_one_line_when_not_on_a_terminal(tmp_path: Pa
     assert result.exit_code == 1
     first = str(issues_of(text, str(path))[0])
     assert first in result.stderr.splitlines()
+
+
+# -- channels receiving CDA documents alone --------------------------------------------------
+
+DOCUMENTS = """\
+channels:
+  - name: documents
+    source: {{type: http, port: 8080}}
+    accept: {accept}
+{extra}    destinations:
+      store: {{type: record_store}}
+"""
+
+
+def test_a_document_channel_routes_by_document_type() -> None:
+    text = DOCUMENTS.format(
+        accept='["CDA^11502-2", "CDA^REMB"]',
+        extra='    routes: [{when: {message_types: ["CDA^REMB"]}, to: [store]}]\n',
+    )
+    [channel] = parse_channels(text).channels
+    assert channel.source.payload == "cda"
+    assert channel.accept == ("CDA^11502-2", "CDA^REMB")
+
+
+@pytest.mark.parametrize(
+    ("accept", "extra", "said"),
+    [
+        ('["ORU^R01"]', "", '"CDA^<type code>"'),
+        ('["CDA^*"]', "    steps: [{type: validate}]\n", "validate step checks HL7 v2"),
+        (
+            '["CDA^*"]',
+            "    steps: [{type: filter, keep: {fields: [{field: MSH-4, equals: X}]}}]\n",
+            "by message_types (CDA^<type code>) only",
+        ),
+        (
+            '["CDA^*"]',
+            "    routes: [{when: {sending_facilities: [LAB]}, to: [store]}]\n",
+            "by message_types (CDA^<type code>) only",
+        ),
+    ],
+)
+def test_a_document_channel_refuses_what_only_hl7_v2_has(accept: str, extra: str, said: str) -> None:
+    issue = only_issue(DOCUMENTS.format(accept=accept, extra=extra))
+    assert issue.key == "channels[0]"
+    assert said in issue.message
