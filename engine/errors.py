@@ -45,6 +45,12 @@ class PermanentError(EngineError):
     code = "permanent"
 
 
+class DestinationRejected(PermanentError):
+    """The receiving system refused the message (an MLLP peer answered AR)."""
+
+    code = "destination_rejected"
+
+
 class FramingError(PermanentError):
     """The byte stream does not follow MLLP framing."""
 
@@ -157,3 +163,11 @@ class DocumentError(PermanentError):
 
     code = "invalid_document"
     ack_code = "AR"
+
+
+def _subclasses(cls: type[EngineError]) -> list[type[EngineError]]:
+    return [cls] + [s for sub in cls.__subclasses__() for s in _subclasses(sub)]
+
+
+#: The HL7 acknowledgement code of each error code (for an ACK sent after processing).
+ACK_CODES: dict[str, str] = {c.code: c.ack_code for c in _subclasses(EngineError)}

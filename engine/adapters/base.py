@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from sqlalchemy import Connection
 
@@ -32,6 +32,8 @@ class Delivery:
     message: Payload
     raw: bytes
     now: datetime
+    #: ``business_ack``: a ZAM^Z01 answering message ``message_id``, not the message itself.
+    kind: Literal["message", "business_ack"] = "message"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from engine.errors import DestinationUnavailable
 
 class FileDestinationConfig(BaseModel):
     """Write each message to ``<directory>/<channel>/<message id>.hl7`` (``.xml`` for a CDA
-    document received alone), atomically and fsynced."""
+    document received alone, ``.zam.hl7`` for its business acknowledgement), atomically and
+    fsynced."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,6 +38,8 @@ class FileDestination:
     def write(self, delivery: Delivery) -> None:
         folder = self.directory / delivery.channel
         suffix = ".xml" if isinstance(delivery.message, CdaPayload) else ".hl7"
+        if delivery.kind == "business_ack":
+            suffix = ".zam.hl7"
         target = folder / f"{delivery.message_id}{suffix}"
         tmp = target.with_suffix(".tmp")
         try:

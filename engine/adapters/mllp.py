@@ -15,6 +15,7 @@ from engine.errors import EngineError
 if TYPE_CHECKING:  # the runtime imports this module through the channel models
     from engine.routes.committer import GroupCommitter
     from engine.routes.intake import Intake, Prepared
+    from engine.routes.outcomes import EndState
     from engine.routes.writer import Result
 
 log = structlog.get_logger("engine.mllp")
@@ -51,6 +52,19 @@ class MllpSourceConfig(BaseModel):
             "answer every message even when MSH-15 says NE/ER/SU: MLLP senders block "
             "until they get an answer"
         ),
+    )
+    ack_after: Literal["commit", "processing"] = Field(
+        default="commit",
+        description=(
+            "commit: ACK once the message is journaled (fastest); processing: ACK once the "
+            "pipeline is done with it, so that a refusal there (schema, CI-SIS, identity) "
+            "reaches the sender as AR/AE with its reason (original acknowledgement mode)"
+        ),
+    )
+    ack_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="ack_after processing: past this, answer AA (the message is kept)",
     )
 
     def server(self, intake: Intake, committer: GroupCommitter) -> MllpServer:
@@ -108,6 +122,7 @@ class MllpConnection(asyncio.Protocol):
         self._closing = False
         self._closing_after_nak = False
         self._idle: asyncio.TimerHandle | None = None
+        self._last_answer: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -151,15 +166,38 @@ class MllpConnection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
         fut = self.server.committer.submit(prepared.row)
-        fut.add_done_callback(lambda f: self._answer(prepared, f.result()))
+        if self.server.config.ack_after == "processing" and not prepared.enhanced:
+            fut.add_done_callback(lambda f: self._answer_later(prepared, f.result()))
+        else:
+            fut.add_done_callback(lambda f: self._answer(prepared, f.result()))
 
-    def _answer(self, prepared: Prepared, result: Result) -> None:
+    def _answer_later(self, prepared: Prepared, result: Result) -> None:
+        """Answer once the pipeline is done with the message, in the order received."""
+        previous = self._last_answer
+        self._last_answer = asyncio.ensure_future(
+            self._after_processing(previous, prepared, result)
+        )
+
+    async def _after_processing(
+        self, previous: asyncio.Future[None] | None, prepared: Prepared, result: Result
+    ) -> None:
+        processed = None
+        if not isinstance(result, EngineError) and result.ack_code == "AA":
+            timeout = self.server.config.ack_timeout_seconds
+            processed = await self.server.committer.outcome(result.id, timeout)
+        if previous is not None:
+            await previous
+        self._answer(prepared, result, processed)
+
+    def _answer(
+        self, prepared: Prepared, result: Result, processed: EndState | None = None
+    ) -> None:
         self.outstanding -= 1
         try:
             if isinstance(result, EngineError):
                 ack = self.server.intake.ack(prepared, None, result)
             else:
-                ack = self.server.intake.ack(prepared, result, None)
+                ack = self.server.intake.ack(prepared, result, None, processed)
                 log_outcome(self.server.intake.channel, prepared, result.id, result.duplicate)
             framed = frame(ack) if ack is not None else None
         except Exception as exc:  # never leave a sender waiting in silence

@@ -13,13 +13,14 @@ from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.file import FileDestinationConfig
 from engine.adapters.http import HttpSourceConfig
 from engine.adapters.mllp import MllpSourceConfig
+from engine.adapters.mllp_client import MllpDestinationConfig
 from engine.adapters.record_store import RecordStoreConfig
 
 SourceConfig = Annotated[
     MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig, Field(discriminator="type")
 ]
 DestinationConfig = Annotated[
-    RecordStoreConfig | FileDestinationConfig, Field(discriminator="type")
+    RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig, Field(discriminator="type")
 ]
 
 SOURCES: dict[str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig]] = {
@@ -27,7 +28,8 @@ SOURCES: dict[str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceCon
     "http": HttpSourceConfig,
     "directory": DirectorySourceConfig,
 }
-DESTINATIONS: dict[str, type[RecordStoreConfig | FileDestinationConfig]] = {
+DESTINATIONS: dict[str, type[RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig]] = {
     "record_store": RecordStoreConfig,
     "file": FileDestinationConfig,
+    "mllp": MllpDestinationConfig,
 }

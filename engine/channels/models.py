@@ -66,6 +66,18 @@ class ErrorPolicy(Frozen):
     backoff: Backoff = Field(default_factory=Backoff)
 
 
+class BusinessAck(Frozen):
+    """Send the CI-SIS business acknowledgement ZAM^Z01 for each message carrying CDA
+    documents: ``Y`` once filed, ``N`` with the error when refused (not while it waits for its
+    patient). A failure to send it is logged and never fails the message."""
+
+    send_to: tuple[str, ...] = Field(
+        min_length=1,
+        description="destinations of this channel that carry it (e.g. an mllp destination)",
+    )
+    application: str = Field(default="AIGUILLAGE", description="MSH-3 of the ZAM")
+
+
 class ChannelConfig(Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="unique, snake_case")
     enabled: bool = True
@@ -81,6 +93,9 @@ class ChannelConfig(Frozen):
         default=(), description="default: every message to every destination"
     )
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy)
+    business_ack: BusinessAck | None = Field(
+        default=None, description="ZAM^Z01 for MDM and ORU carrying CDA documents"
+    )
 
     @model_validator(mode="after")
     def _document_channel(self) -> Self:
@@ -104,8 +119,24 @@ class ChannelConfig(Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _business_ack_carrier(self) -> Self:
+        """The ZAM goes back to the sender, not into the record store."""
+        ack = self.business_ack
+        stores = [n for n in ack.send_to if _is_store(self.destinations.get(n))] if ack else []
+        if stores:
+            raise ValueError(
+                f"business_ack.send_to names the record store {stores[0]!r}: send the ZAM "
+                "through an mllp (or file) destination"
+            )
+        return self
+
     def effective_routes(self) -> tuple[Route, ...]:
         return self.routes or (Route(to=tuple(self.destinations)),)
+
+
+def _is_store(destination: DestinationConfig | None) -> bool:
+    return destination is not None and destination.type == "record_store"
 
 
 class IdentitySettings(Frozen):

@@ -52,16 +52,26 @@ def _unknown_destinations(channel: dict[str, Any], i: int) -> list[tuple[Loc, st
     declared = channel.get("destinations")
     known = set(declared) if isinstance(declared, dict) else set()
     routes = channel.get("routes")
+    lists: list[tuple[Loc, str, object]] = [
+        (("channels", i, "routes", r, "to"), f"routes[{r}]", route.get("to"))
+        for r, route in enumerate(routes if isinstance(routes, list) else [])
+        if isinstance(route, dict)
+    ]
+    ack = channel.get("business_ack")
+    if isinstance(ack, dict):
+        lists.append(
+            (("channels", i, "business_ack", "send_to"), "business_ack", ack.get("send_to"))
+        )
     problems: list[tuple[Loc, str]] = []
-    for r, route in enumerate(routes if isinstance(routes, list) else []):
-        targets = route.get("to") if isinstance(route, dict) else None
-        unknown = [t for t in targets or [] if isinstance(t, str) and t not in known]
+    for loc, what, targets in lists:
+        names = targets if isinstance(targets, list) else []
+        unknown = [t for t in names if isinstance(t, str) and t not in known]
         if unknown:
             listed = ", ".join(sorted(known)) or "none"
             problems.append(
                 (
-                    ("channels", i, "routes", r, "to"),
-                    f"routes[{r}] names destination(s) {', '.join(map(repr, unknown))}, which "
+                    loc,
+                    f"{what} names destination(s) {', '.join(map(repr, unknown))}, which "
                     f"this channel does not declare (declared: {listed})",
                 )
             )

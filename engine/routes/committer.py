@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from engine.journal.records import NewMessage
+from engine.routes.outcomes import EndState, OutcomeWatcher
 from engine.routes.writer import Result, Writer, deliver_to_loop
 
 
@@ -20,6 +21,11 @@ class GroupCommitter:
         self._rows: list[NewMessage] = []
         self._waiters: list[asyncio.Future[Result]] = []
         self._scheduled = False
+        self.outcomes = OutcomeWatcher(writer.engine)
+
+    async def outcome(self, message_id: int, timeout: float) -> EndState | None:
+        """What the pipeline made of a committed message (None: not done in ``timeout``)."""
+        return await self.outcomes.wait(message_id, timeout)
 
     def submit(self, row: NewMessage) -> asyncio.Future[Result]:
         loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from engine.cda.intake import check_carried_documents
 from engine.channels.conditions import type_matches
-from engine.errors import EngineError, ParseError, UnsupportedMessageType
+from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
 from engine.hl7v2.batch import is_batch
 from engine.hl7v2.charset import decode, encode_ack
@@ -21,8 +21,11 @@ from engine.hl7v2.header import Header, fallback_header, read_header
 from engine.hl7v2.reader import Message
 from engine.journal.models import State
 from engine.journal.records import Appended, NewMessage
+from engine.routes.outcomes import EndState
 from engine.transforms.patient_key import patient_key
 
+#: End states an ACK after processing reports as ``AA``.
+_APPLIED = frozenset({State.DELIVERED, State.FILTERED})
 #: Message types that may carry CDA documents (checked before the ACK).
 _DOCUMENT_CARRIERS = frozenset({"MDM", "ORU"})
 
@@ -111,9 +114,17 @@ class Intake:
         return Prepared(row, header, codec, exc)
 
     def ack(
-        self, prepared: Prepared, appended: Appended | None, failure: EngineError | None
+        self,
+        prepared: Prepared,
+        appended: Appended | None,
+        failure: EngineError | None,
+        processed: EndState | None = None,
     ) -> bytes | None:
-        """The ACK bytes to send, or ``None`` when the sender's MSH-15 asked for none."""
+        """The ACK bytes to send, or ``None`` when the sender's MSH-15 asked for none.
+
+        With ``processed`` (a source answering after processing), an accepted message's ACK
+        says what the pipeline made of it: ``AR`` for a permanent refusal (a dead letter),
+        ``AE`` for a message kept for identity review or waiting for its patient."""
         if failure is not None:
             ok, reject, text, err_code = False, False, failure.reason, failure.code
         elif appended is not None:
@@ -122,6 +133,9 @@ class Intake:
             ok = original is AckCode.AA
             reject = original is AckCode.AR
             text, err_code = appended.error_reason or "", appended.error_code or ""
+            if ok and processed is not None and processed.state not in _APPLIED:
+                ok, text, err_code = False, processed.reason, processed.code
+                reject = ACK_CODES.get(err_code) == "AR" or processed.state is State.DISCARDED
         else:
             raise ValueError("an ACK needs the journal result or the failure")
         code = commit_code(prepared.enhanced, ok, reject)

@@ -541,7 +541,9 @@ def test_a_document_channel_routes_by_document_type() -> None:
         ),
     ],
 )
-def test_a_document_channel_refuses_what_only_hl7_v2_has(accept: str, extra: str, said: str) -> None:
+def test_a_document_channel_refuses_what_only_hl7_v2_has(
+    accept: str, extra: str, said: str
+) -> None:
     issue = only_issue(DOCUMENTS.format(accept=accept, extra=extra))
     assert issue.key == "channels[0]"
     assert said in issue.message

@@ -1,0 +1,166 @@
+"""The CI-SIS business acknowledgement ZAM^Z01, sent over the MLLP destination to a python-hl7
+MLLP server standing for the laboratory's system: ``Y`` once a document is filed, ``N`` with
+the error when the pipeline refuses it, nothing while it waits for its patient."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import hl7
+import hl7.client
+import pytest
+from hl7.mllp import start_hl7_server
+
+from engine.adapters.base import Delivery
+from engine.adapters.mllp_client import MllpDestination
+from engine.errors import DestinationRejected, DestinationUnavailable
+from engine.hl7v2.reader import Message
+from tests.e2e.engine_process import free_port
+from tests.integration.identity_harness import adt, pid
+from tests.integration.inprocess import InProcessEngine
+from tests.integration.test_ack_after_processing import OFF_SCHEMA
+from tests.integration.test_documents import TSH, mdm
+
+CHANNELS = """
+engine:
+  database_url: {url}
+  durability: normal
+  identity: {{accept_test_ins: true}}
+channels:
+  - name: documents
+    source: {{type: mllp, port: {port}}}
+    accept: ["ADT^*", "MDM^*"]
+    destinations:
+      store: {{type: record_store, documents: {{xsd: cisis}}}}
+      lab: {{type: mllp, host: 127.0.0.1, port: {lab_port}, timeout_seconds: 2}}
+    routes: [{{to: [store]}}]
+    business_ack: {{send_to: [lab], application: PFI-X}}
+"""
+PATIENT = pid("IPP1", "279035121518989")
+
+
+@dataclass
+class LabServer:
+    """python-hl7's asyncio MLLP server in a thread: keeps what it receives, answers
+    ``answer`` (its own create_ack: AA by default)."""
+
+    answer: str = "AA"
+    received: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        start = start_hl7_server(self.handle, "127.0.0.1", self.port, encoding="utf-8")
+        self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result(10)
+
+    async def handle(self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter):  # type: ignore[no-untyped-def]
+        try:
+            while True:
+                message = await reader.readmessage()
+                self.received.append(str(message))
+                writer.writemessage(message.create_ack(ack_code=self.answer))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def lab() -> Iterator[LabServer]:
+    server = LabServer()
+    yield server
+    server.stop()
+
+
+def send(engine: InProcessEngine, *messages: str) -> None:
+    with hl7.client.MLLPClient("127.0.0.1", engine.port) as client:
+        for message in messages:
+            client.send_message(message)
+    engine.wait_idle()
+
+
+def zam_fields(text: str) -> tuple[str, str, str, str]:
+    """MSH-9, OBX-4 (the acknowledged MSH-10), OBX-5.1 (Y/N), ERR-5.1 (the error code)."""
+    zam = hl7.parse(text)
+    err = str(zam["ERR.5.1"]) if "\rERR|" in text else ""
+    return (str(zam.segment("MSH")[9]), str(zam["OBX.4"]), str(zam["OBX.5.1"]), str(err))
+
+
+def test_a_zam_goes_back_for_each_document_filed_or_refused(store_url: str, lab: LabServer) -> None:
+    engine = InProcessEngine(CHANNELS, url=store_url, lab_port=lab.port)
+    try:
+        send(engine, mdm("T02", TSH.read_bytes(), "1"))  # waits for its patient: no ZAM yet
+        assert lab.received == []
+        send(engine, adt("A28", PATIENT, "2"), mdm("T02", OFF_SCHEMA, "3"))
+        states = engine.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
+    finally:
+        engine.stop()
+    assert states == [("1", "delivered"), ("2", "delivered"), ("3", "dead_lettered")]
+    # No ZAM for the ADT; Y for the document filed once its patient came, N for the refused one.
+    got = sorted(zam_fields(z) for z in lab.received)
+    assert got == [
+        ("ZAM^Z01^ZAM_Z01", "1", "Y", ""),
+        ("ZAM^Z01^ZAM_Z01", "3", "N", "invalid_document"),
+    ]
+    first = hl7.parse(lab.received[0])
+    assert (str(first["MSH.3"]), str(first["MSH.5"]), str(first.segment("MSH")[21])) == (
+        "PFI-X",
+        "GAM",
+        "2.1^CISIS_CDA_HL7_V2",
+    )
+
+
+def test_a_peer_that_cannot_be_reached_does_not_fail_the_document(store_url: str) -> None:
+    engine = InProcessEngine(CHANNELS, url=store_url, lab_port=free_port())  # nobody listens
+    try:
+        send(engine, adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
+        states = engine.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
+    finally:
+        engine.stop()
+    assert states == [("1", "delivered"), ("2", "delivered")]
+
+
+def delivery(text: str) -> Delivery:
+    return Delivery(None, 1, "c", Message(text), text.encode(), datetime.now(UTC))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"), [("AA", None), ("AE", DestinationUnavailable), ("AR", DestinationRejected)]
+)
+def test_the_mllp_destination_reads_the_peer_answer(
+    answer: str, error: type[Exception] | None
+) -> None:
+    server = LabServer(answer=answer)
+    destination = MllpDestination("lab", "127.0.0.1", server.port, 2)
+    try:
+        if error is None:
+            destination.write(delivery(adt("A28", PATIENT, "9")))
+        else:
+            with pytest.raises(error, match=f"answered {answer}"):
+                destination.write(delivery(adt("A28", PATIENT, "9")))
+    finally:
+        server.stop()
+    assert [m.split("\r")[0] for m in server.received] == [adt("A28", PATIENT, "9").split("\r")[0]]
+
+
+def test_the_mllp_destination_says_when_nobody_listens() -> None:
+    destination = MllpDestination("lab", "127.0.0.1", free_port(), 1)
+    with pytest.raises(DestinationUnavailable, match=r"MLLP peer 127\.0\.0\.1"):
+        destination.write(delivery(adt("A28", PATIENT, "9")))
