@@ -253,11 +253,12 @@ def alone_step(
 
 
 @contextlib.contextmanager
-def engine() -> Iterator[mi.EngineProcess]:
+def engine() -> Iterator[tuple[mi.EngineProcess, int]]:
     """``aiguillage run`` as bench/mllp_ingest.py starts it, with the document checks on; the
-    test patient registered and one document delivered (untimed)."""
+    test patient registered and one document delivered (untimed). Yields the engine and the
+    port of its ``payload: cda`` channel."""
     tmp = Path(tempfile.mkdtemp(prefix="aiguillage-documents-"))
-    port = mi.free_port()
+    port, alone_port = mi.free_port(), mi.free_port()
     config_path, db_path = mi.engine_config(tmp, port, None)
     with open(config_path) as f:
         config = yaml.safe_load(f)
@@ -267,6 +268,15 @@ def engine() -> Iterator[mi.EngineProcess]:
         raise RuntimeError("channels.yaml: the MLLP channel has no record_store destination")
     for d in stores:
         d["documents"] = dict(CHECKS)
+    # The same documents alone: one frame, one CDA.
+    config["channels"].append(
+        {
+            "name": "documents_mllp",
+            "source": {"type": "mllp", "host": "127.0.0.1", "port": alone_port, "payload": "cda"},
+            "accept": ["CDA^*"],
+            "destinations": {"store": {"type": "record_store", "documents": dict(CHECKS)}},
+        }
+    )
     with open(config_path, "w") as f:
         yaml.safe_dump(config, f, sort_keys=False, allow_unicode=True)
     env = {k: v for k, v in os.environ.items() if k != "AIGUILLAGE_DATABASE_URL"}
@@ -281,7 +291,7 @@ def engine() -> Iterator[mi.EngineProcess]:
         )
     try:
         mi.wait_listening(port, proc)
-        yield mi.EngineProcess(proc, port, db_path, log_path)
+        yield mi.EngineProcess(proc, port, db_path, log_path), alone_port
     finally:
         mi.stop(proc)
         if proc.returncode not in (0, -signal.SIGTERM):
@@ -318,14 +328,14 @@ def send_untimed(eng: mi.EngineProcess, message: bytes, what: str, documents: in
 
 
 class Tracker:
-    """Polls the journal (read-only) for the messages whose MSH-10 starts with ``prefix``: the
+    """Polls the journal (read-only) for the messages journaled after id ``after``: the
     wall time each is first seen ``delivered`` (the journal's ``updated_at`` is the time the
     worker claimed the batch, not when it committed it). Fails on a held, review or
     dead-lettered message."""
 
-    def __init__(self, db_path: Path, prefix: str, count: int) -> None:
+    def __init__(self, db_path: Path, after: int, count: int) -> None:
         self.db_path = db_path
-        self.prefix = prefix
+        self.after = after
         self.count = count
         self.seen: dict[str, tuple[datetime, float]] = {}  # control id -> (received, seen)
         self.all_at: float | None = None  # perf_counter when all were seen delivered
@@ -336,8 +346,8 @@ class Tracker:
             return
         rows = self.conn.execute(
             "SELECT control_id, received_at FROM journal_messages "
-            "WHERE control_id LIKE ? || '%' AND state = 'delivered'",
-            (self.prefix,),
+            "WHERE id > ? AND state = 'delivered'",
+            (self.after,),
         ).fetchall()
         seen_at, now = time.time(), time.perf_counter()
         for control_id, received in rows:
@@ -356,7 +366,7 @@ class Tracker:
         self.conn.close()
         if self.all_at is None:
             raise RuntimeError(
-                f"{self.prefix}: {len(self.seen)}/{self.count} delivered after {timeout} s: "
+                f"after #{self.after}: {len(self.seen)}/{self.count} delivered after {timeout} s: "
                 f"{mi.count_states(self.db_path)}"
             )
 
@@ -365,15 +375,29 @@ class Tracker:
         return [(seen - received.timestamp()) * 1000 for received, seen in self.seen.values()]
 
 
+def last_journal_id(db_path: Path) -> int:
+    conn = read_only(db_path)
+    try:
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM journal_messages").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def engine_step(
-    eng: mi.EngineProcess, docs: Sequence[bytes], connections: int, tag: str
+    eng: mi.EngineProcess, docs: Sequence[bytes], connections: int, tag: str, alone_port: int
 ) -> dict[str, float]:
-    what = f"engine, {connections} connection(s)"
-    prefix = f"{tag}-"
-    msgs = [oru(d, f"{prefix}{i}").encode("utf-8") for i, d in enumerate(docs)]
+    """With ``alone_port``, each document is the MLLP frame itself (the ``payload: cda``
+    channel); otherwise (0) it travels base64 in an ORU^R01."""
+    alone = alone_port != 0
+    what = f"engine, {'alone' if alone else 'in ORU'}, {connections} connection(s)"
+    if alone:
+        msgs, port = list(docs), alone_port
+    else:
+        msgs = [oru(d, f"{tag}-{i}").encode("utf-8") for i, d in enumerate(docs)]
+        port = eng.port
     before = stored_documents(eng.db_path)
-    tracker = Tracker(eng.db_path, prefix, len(msgs))
-    load = mi.run_load(eng.port, msgs, connections, on_tick=tracker.poll, tick=POLL_S)
+    tracker = Tracker(eng.db_path, last_journal_id(eng.db_path), len(msgs))
+    load = mi.run_load(port, msgs, connections, on_tick=tracker.poll, tick=POLL_S)
     if load.acked != load.messages or load.naks:
         raise RuntimeError(f"{what}: {load.acked}/{load.messages} ACKed, {load.naks} NAKs")
     tracker.wait(300)
@@ -417,15 +441,17 @@ def one_run(
             f"{run}: {step}: {result['docs_per_s']:,.1f} docs/s, "
             f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
         )
-    with engine() as eng:
+    with engine() as (eng, alone_port):
         send_untimed(eng, a28(f"R{index}-A28").encode(), "patient registration (ADT^A28)", 0)
         warm = oru(docs(1)[0], f"R{index}-warmup").encode()
         send_untimed(eng, warm, "warm-up document", 1)
-        for conns in CONNECTIONS:
-            result = engine_step(eng, docs(args.documents), conns, f"R{index}-C{conns}")
-            out.update({f"engine_{conns}_{k}": v for k, v in result.items()})
+        for conns, alone in ((c, a) for a in (False, True) for c in CONNECTIONS):
+            port = alone_port if alone else 0
+            result = engine_step(eng, docs(args.documents), conns, f"R{index}-C{conns}", port)
+            name = f"engine_alone_{conns}" if alone else f"engine_{conns}"
+            out.update({f"{name}_{k}": v for k, v in result.items()})
             log(
-                f"{run}: engine, {conns} connection(s): end to end "
+                f"{run}: {name}: end to end "
                 f"{result['docs_per_s']:,.1f} docs/s (ACK {result['ack_docs_per_s']:,.1f}/s, "
                 f"ACK p99 {result['ack_p99_ms']:.1f} ms, delivery p99 "
                 f"{result['delivery_p99_ms']:.1f} ms)"
@@ -530,6 +556,8 @@ def main() -> None:
             f"{configured_durability()}), one untimed warm-up document",
             "engine": {
                 "message": "ORU^R01 v2.5, MSH-21 2.1^CISIS_CDA_HL7_V2, CDA base64 in OBX-5 (ED)",
+                "message_alone": "engine_alone_*: the CDA itself as the MLLP frame, to a "
+                "channel with payload: cda and the same record store checks",
                 "connections": list(CONNECTIONS),
                 "sender": "synchronous: each connection sends its next message after the ACK",
                 "config": "repo channels.yaml: free port, fresh SQLite file, log level warning, "
@@ -560,18 +588,20 @@ def main() -> None:
             return statistics.median(r[key] / r["reference_docs_per_s"] for r in runs)
 
         ratios: dict[str, float] = {}
-        for name in ("alone", *(f"engine_{c}" for c in CONNECTIONS)):
+        engines = [f"engine{kind}_{c}" for kind in ("", "_alone") for c in CONNECTIONS]
+        for name in ("alone", *engines):
             key = f"{name}_docs_per_s"
             ratios[f"{name}_vs_reference"] = med(key) / med("reference_docs_per_s")
             ratios[f"{name}_vs_reference_median_of_runs"] = per_run(key)
         report["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
         targets: dict[str, Any] = {}
-        for c in CONNECTIONS:
-            targets[f"end to end, {c} connection(s) >= {TARGET_RATE:g} docs/s"] = _target(
-                med(f"engine_{c}_docs_per_s"), TARGET_RATE
+        for name in engines:
+            what = f"{'alone' if 'alone' in name else 'in ORU'}, {name.rsplit('_', 1)[1]} conn"
+            targets[f"end to end, {what} >= {TARGET_RATE:g} docs/s"] = _target(
+                med(f"{name}_docs_per_s"), TARGET_RATE
             )
-            targets[f"end to end, {c} connection(s) >= {TARGET_SHARE:.0%} of reference"] = _target(
-                ratios[f"engine_{c}_vs_reference"], TARGET_SHARE
+            targets[f"end to end, {what} >= {TARGET_SHARE:.0%} of reference"] = _target(
+                ratios[f"{name}_vs_reference"], TARGET_SHARE
             )
         report["targets"] = targets
     if args.profile:
