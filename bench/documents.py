@@ -253,7 +253,7 @@ def alone_step(
 
 
 @contextlib.contextmanager
-def engine() -> Iterator[tuple[mi.EngineProcess, int]]:
+def engine(pipeline: str | None = None) -> Iterator[tuple[mi.EngineProcess, int]]:
     """``aiguillage run`` as bench/mllp_ingest.py starts it, with the document checks on; the
     test patient registered and one document delivered (untimed). Yields the engine and the
     port of its ``payload: cda`` channel."""
@@ -268,6 +268,8 @@ def engine() -> Iterator[tuple[mi.EngineProcess, int]]:
         raise RuntimeError("channels.yaml: the MLLP channel has no record_store destination")
     for d in stores:
         d["documents"] = dict(CHECKS)
+    if pipeline is not None:
+        config["engine"]["pipeline"] = pipeline
     # The same documents alone: one frame, one CDA.
     config["channels"].append(
         {
@@ -441,7 +443,7 @@ def one_run(
             f"{run}: {step}: {result['docs_per_s']:,.1f} docs/s, "
             f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
         )
-    with engine() as (eng, alone_port):
+    with engine(args.pipeline) as (eng, alone_port):
         send_untimed(eng, a28(f"R{index}-A28").encode(), "patient registration (ADT^A28)", 0)
         warm = oru(docs(1)[0], f"R{index}-warmup").encode()
         send_untimed(eng, warm, "warm-up document", 1)
@@ -518,6 +520,9 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=300, help="per step")
     parser.add_argument("--profile", action="store_true", help="add a cProfile of 'alone'")
     parser.add_argument("--profile-documents", type=int, default=100)
+    parser.add_argument(
+        "--pipeline", choices=("thread", "process"), help="engine.pipeline (default: channels.yaml)"
+    )
     args = parser.parse_args()
     logs.configure("warning")  # as the engine under test: no line per document
 
@@ -563,6 +568,7 @@ def main() -> None:
                 "config": "repo channels.yaml: free port, fresh SQLite file, log level warning, "
                 "record store documents: {xsd: cisis, cisis_header: true}",
                 "durability": configured_durability(),
+                "pipeline": args.pipeline or "channels.yaml's",
                 "untimed_first": "one ADT^A28 and one document, delivered",
                 "end_to_end": "N / (journal shows all N delivered - first send)",
                 "delivery_latency": "wall time a 20 ms journal poll first sees the message "

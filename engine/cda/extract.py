@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
-from engine.cda.header import CDA_NS
+from engine.cda.xpath import CDA_NS, first_of, select
 
-NS = {"v": CDA_NS}
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 #: The CNAM-HR document template and type code (DOMAIN.md §4).
 REMB_TEMPLATE = "1.2.250.1.213.1.1.1.36"
@@ -37,15 +36,14 @@ def tag(name: str) -> str:
 
 def find(element: etree._Element, path: str) -> list[etree._Element]:
     """The elements at ``path`` (XPath, CDA prefix ``v``), in document order."""
-    return list(element.xpath(path, namespaces=NS))
+    return list(select(element, path))
 
 
 def first(element: etree._Element | None, path: str) -> etree._Element | None:
     """The first element at ``path``; None when there is none or ``element`` is None."""
     if element is None:
         return None
-    found = find(element, f"({path})[1]")
-    return found[0] if found else None
+    return first_of(element, path)
 
 
 def attr(element: etree._Element | None, name: str) -> str:

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
+from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, first_of, select
 from engine.errors import ParseError
-
-CDA_NS = "urn:hl7-org:v3"
-_NS = {"v": CDA_NS}
-_CLINICAL_DOCUMENT = f"{{{CDA_NS}}}ClinicalDocument"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +45,7 @@ def read_header(root: etree._Element) -> DocumentHeader:
     ParseError when the root is not a ClinicalDocument: an all-empty header would otherwise
     hide that the payload is some other XML.
     """
-    if root.tag != _CLINICAL_DOCUMENT:
+    if root.tag != CLINICAL_DOCUMENT:
         raise ParseError(f"the root element is not a ClinicalDocument in {CDA_NS}")
     author = "v:author[1]/v:assignedAuthor"
     custodian = "v:representedCustodianOrganization"
@@ -69,26 +66,18 @@ def read_header(root: etree._Element) -> DocumentHeader:
         service_start=_attr(root, f"{service}/v:low", "value"),
         service_end=_attr(root, f"{service}/v:high", "value"),
         replaces=_id(root, 'v:relatedDocument[@typeCode="RPLC"]/v:parentDocument/v:id'),
-        template_ids=tuple(
-            str(r).strip() for r in root.xpath("v:templateId/@root", namespaces=_NS)
-        ),
+        template_ids=tuple(str(r).strip() for r in select(root, "v:templateId/@root")),
         level=_level(root),
     )
 
 
-def _first(root: etree._Element, path: str) -> etree._Element | None:
-    """The first element at ``path``, None when there is none."""
-    found = root.xpath(f"({path})[1]", namespaces=_NS)
-    return found[0] if found else None
-
-
 def _attr(root: etree._Element, path: str, name: str) -> str:
-    element = _first(root, path)
+    element = first_of(root, path)
     return "" if element is None else str(element.get(name) or "").strip()
 
 
 def _text(root: etree._Element, path: str) -> str:
-    element = _first(root, path)
+    element = first_of(root, path)
     return "" if element is None else str(element.text or "").strip()
 
 
@@ -111,16 +100,16 @@ def _person_name(root: etree._Element, path: str) -> str:
 
     An authoring device (CNAM-HR, some lab systems) has no ``assignedPerson``: ``""``.
     """
-    parts = root.xpath(f"{path}/v:given", namespaces=_NS)
-    parts += root.xpath(f"{path}/v:family", namespaces=_NS)
+    parts = select(root, f"{path}/v:given")
+    parts += select(root, f"{path}/v:family")
     texts = (str(part.text or "").strip() for part in parts)
     return " ".join(text for text in texts if text)
 
 
 def _level(root: etree._Element) -> str:
     """N1 for an unstructured body (a PDF, plain text...), N3 for a structured one."""
-    if _first(root, "v:component/v:nonXMLBody") is not None:
+    if first_of(root, "v:component/v:nonXMLBody") is not None:
         return "N1"
-    if _first(root, "v:component/v:structuredBody") is not None:
+    if first_of(root, "v:component/v:structuredBody") is not None:
         return "N3"
     return ""

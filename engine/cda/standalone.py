@@ -17,8 +17,9 @@ from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from engine.cda.header import DocumentHeader, read_header
 from engine.cda.safexml import parse_document
+from engine.cda.xpath import CLINICAL_DOCUMENT
 from engine.errors import DocumentError
-from engine.identity.cda import CDA_NS, cda_identity
+from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
 
 #: The message type routes and ``accept`` lists see for a document received alone.
@@ -62,7 +63,7 @@ def looks_like_xml(raw: bytes) -> bool:
 def read_standalone(raw: bytes) -> CdaPayload:
     """Parse a document received alone; DocumentError when it is not safe XML or has no id."""
     root = parse_document(raw)
-    if root.tag != f"{{{CDA_NS}}}ClinicalDocument":
+    if root.tag != CLINICAL_DOCUMENT:
         name = etree.QName(root).localname
         raise DocumentError(f"the XML root element is {name!r}, not a CDA ClinicalDocument")
     header = read_header(root)

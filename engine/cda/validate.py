@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
+from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, first_of, select
 from engine.errors import InvalidIns
 from engine.identity.ins import check_matricule, classify_oid
 
@@ -30,8 +31,6 @@ _ENTRIES: dict[str, Path] = {
     "cda": SCHEMAS / "hl7-cda-core-2.0" / "normative" / "infrastructure" / "cda" / "CDA.xsd",
     "cisis": SCHEMAS / "ansforge-cisis-extended" / "CDA_extended.xsd",
 }
-CDA_NS = "urn:hl7-org:v3"
-_NS = {"v": CDA_NS}
 #: HL7 France and CI-SIS: every French CDA declares both as ClinicalDocument/templateId.
 COMMON_TEMPLATE_IDS = ("2.16.840.1.113883.2.8.2.1", "1.2.250.1.213.1.1.1.1")
 _TS = re.compile(r"[0-9]{8}(?:[0-9]{2}(?:[0-9]{2}(?:[0-9]{2}(?:\.[0-9]+)?)?)?)?(?:[+-][0-9]{4})?")
@@ -137,41 +136,41 @@ _TRAITS = (  # what patientRole/patient holds (the line is its first step's), it
 def cisis_header_problems(root: etree._Element) -> list[Problem]:
     """The CI-SIS rules on the ``ClinicalDocument``'s own children (volet structuration minimale),
     not its descendants: ``author`` and others also occur inside the body."""
-    if root.tag != f"{{{CDA_NS}}}ClinicalDocument":
+    if root.tag != CLINICAL_DOCUMENT:
         return [Problem(_line(root), "cisis.root", "the root is not an HL7 v3 ClinicalDocument")]
     return [*_header(root), *_record_target(root)]
 
 
 def _header(root: etree._Element) -> Iterator[Problem]:
-    present = {str(oid).strip() for oid in root.xpath("v:templateId/@root", namespaces=_NS)}
+    present = {str(oid).strip() for oid in select(root, "v:templateId/@root")}
     for oid in (oid for oid in COMMON_TEMPLATE_IDS if oid not in present):
         yield Problem(_line(root), "cisis.template_ids", f"no templateId with @root {oid}")
     for name, attributes, rule, form, what in _CHILDREN:
-        element, first = _first(root, f"v:{name}"), attributes.split()[0]
+        element, first = first_of(root, f"v:{name}"), attributes.split()[0]
         absent = [f"@{a}" for a in attributes.split() if not _attr(element, a)]
         if element is None or absent:
             lacks = f"{name} lacks {' and '.join(absent)}" if element is not None else ""
             yield Problem(_line(element, root), rule, lacks or f"ClinicalDocument lacks {name}")
         elif form is not None and not form.fullmatch(_attr(element, first)):
             yield Problem(_line(element), rule, f"{name}/@{first} is not {what}")
-    authors = root.xpath("v:author", namespaces=_NS)
-    if not any(a.xpath("v:assignedAuthor/v:id", namespaces=_NS) for a in authors):
+    authors = select(root, "v:author")
+    if not any(select(a, "v:assignedAuthor/v:id") for a in authors):
         yield Problem(_line(*authors, root), "cisis.author", "no author has an assignedAuthor/id")
-    if _first(root, "v:" + _CUSTODIAN.replace("/", "/v:")) is None:
-        at = root.xpath("v:custodian | v:custodian/v:assignedCustodian", namespaces=_NS)
+    if first_of(root, "v:" + _CUSTODIAN.replace("/", "/v:")) is None:
+        at = select(root, "v:custodian | v:custodian/v:assignedCustodian")
         yield Problem(_line(*at[::-1], root), "cisis.custodian", f"no {_CUSTODIAN}")  # deepest
 
 
 def _record_target(root: etree._Element) -> Iterator[Problem]:
     """One ``recordTarget``, its INS (an INS OID and a valid matricule), the INS traits."""
-    targets = root.xpath("v:recordTarget", namespaces=_NS)
-    roles = root.xpath("v:recordTarget/v:patientRole", namespaces=_NS)
+    targets = select(root, "v:recordTarget")
+    roles = select(root, "v:recordTarget/v:patientRole")
     if len(targets) != 1 or len(roles) != 1:
         at = _line(*targets[1:], *targets, root)
         yield Problem(at, "cisis.record_target", "not exactly one recordTarget/patientRole")
         return
     role = roles[0]
-    ids = role.xpath("v:id[not(@nullFlavor)]", namespaces=_NS)
+    ids = select(role, "v:id[not(@nullFlavor)]")
     ins = [i for i in ids if classify_oid(_attr(i, "root")) is not None]
     if not ins:
         yield Problem(_line(role), "cisis.record_target.ins", "no patientRole/id with an INS @root")
@@ -181,14 +180,10 @@ def _record_target(root: etree._Element) -> Iterator[Problem]:
         except InvalidIns as exc:  # its reason never quotes the value
             yield Problem(_line(id_), "cisis.record_target.ins", f"patientRole/id: {exc.reason}")
     for path, what in _TRAITS:  # each one missing when patient is
-        if not role.xpath(f"v:patient/{path}", namespaces=_NS):
-            anchor = _first(role, f"v:patient/{path.split('/')[0].split('[')[0]}")
-            at = _line(anchor, _first(role, "v:patient"), role)
+        if not select(role, f"v:patient/{path}"):
+            anchor = first_of(role, f"v:patient/{path.split('/')[0].split('[')[0]}")
+            at = _line(anchor, first_of(role, "v:patient"), role)
             yield Problem(at, "cisis.record_target.traits", f"patient lacks {what}")
-
-
-def _first(parent: etree._Element, path: str) -> etree._Element | None:
-    return next(iter(parent.xpath(path, namespaces=_NS)), None)
 
 
 def _line(*candidates: etree._Element | None) -> int:  # the offending element, else its parent

@@ -13,13 +13,10 @@ from __future__ import annotations
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from engine.cda.safexml import parse_document
+from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, select
 from engine.errors import ParseError
 from engine.identity.ins import BILLING_OIDS, classify_oid
 from engine.identity.model import Identity, Ins, LocalId, Traits
-
-CDA_NS = "urn:hl7-org:v3"
-_NS = {"v": CDA_NS}
-_CLINICAL_DOCUMENT = f"{{{CDA_NS}}}ClinicalDocument"
 
 
 def cda_identity_from_bytes(data: bytes) -> Identity:
@@ -37,9 +34,9 @@ def cda_identity(root: etree._Element) -> Identity:
     Several patient roles are refused rather than one picked: attaching a document to the
     wrong patient is worse than dead-lettering it.
     """
-    if root.tag != _CLINICAL_DOCUMENT:
+    if root.tag != CLINICAL_DOCUMENT:
         raise ParseError(f"the root element is not a ClinicalDocument in {CDA_NS}")
-    roles = root.xpath("v:recordTarget/v:patientRole", namespaces=_NS)
+    roles = select(root, "v:recordTarget/v:patientRole")
     if not roles:
         raise ParseError("the CDA document has no recordTarget/patientRole")
     if len(roles) > 1:
@@ -49,7 +46,7 @@ def cda_identity(root: etree._Element) -> Identity:
     ins: list[Ins] = []
     local_ids: list[LocalId] = []
     ignored = 0
-    for id_ in role.xpath("v:id[not(@nullFlavor)]", namespaces=_NS):
+    for id_ in select(role, "v:id[not(@nullFlavor)]"):
         oid = _attr(id_, "root")
         value = _attr(id_, "extension")
         if not value or not oid:  # no value to match on, or no authority to scope it
@@ -88,9 +85,7 @@ def _traits(role: etree._Element) -> Traits:
 
     sex = _first_attr(role, "v:patient/v:administrativeGenderCode", "code")
     birth_time = _first_attr(role, "v:patient/v:birthTime", "value")
-    counties = role.xpath(
-        "v:patient/v:birthplace/v:place/v:addr/v:county[not(@nullFlavor)]", namespaces=_NS
-    )
+    counties = select(role, "v:patient/v:birthplace/v:place/v:addr/v:county[not(@nullFlavor)]")
     return Traits(
         birth_name=birth_name,
         first_given_name=first_given,
@@ -108,7 +103,7 @@ def _name_parts(role: etree._Element, part: str) -> list[tuple[frozenset[str], s
     ``@qualifier`` is a set in the CDA data types (``"BR SP"`` is legal), hence the split.
     """
     out: list[tuple[frozenset[str], str]] = []
-    for element in role.xpath(f"v:patient/v:name/v:{part}[not(@nullFlavor)]", namespaces=_NS):
+    for element in select(role, f"v:patient/v:name/v:{part}[not(@nullFlavor)]"):
         text = _text(element)
         if text:
             out.append((frozenset(_attr(element, "qualifier").split()), text))
@@ -120,7 +115,7 @@ def _first(parts: list[tuple[frozenset[str], str]], qualifier: str) -> str:
 
 
 def _first_attr(role: etree._Element, path: str, name: str) -> str:
-    found = role.xpath(f"{path}[not(@nullFlavor)]", namespaces=_NS)
+    found = select(role, f"{path}[not(@nullFlavor)]")
     return _attr(found[0], name) if found else ""
 
 

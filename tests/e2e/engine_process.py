@@ -27,11 +27,17 @@ def free_port() -> int:
 
 
 def write_channels(tmp: Path, port: int, db_url: str, **engine: Any) -> Path:
-    """The repository's channels.yaml, moved to a free port and a test database."""
+    """The repository's channels.yaml on a test database: its MLLP channel on ``port``, the
+    other listeners on free ports, watched directories under ``tmp``."""
     config = yaml.safe_load((REPO / "channels.yaml").read_text())
     config["engine"].update(database_url=db_url, **engine)
+    ports = iter([port])
     for channel in config["channels"]:
-        channel["source"]["port"] = port
+        source = channel["source"]
+        if source["type"] == "directory":
+            source["path"] = str(tmp / "inbox" / channel["name"])
+        else:
+            source["port"] = next(ports, None) or free_port()
     path = tmp / "channels.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
