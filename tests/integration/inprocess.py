@@ -14,6 +14,16 @@ from engine.channels.loader import parse_channels
 from engine.runtime import Engine
 from tests.e2e.engine_process import free_port
 
+#: The head of a test channels text: its ``{url}`` database, test INS accepted; the channels
+#: follow, indented as list items.
+ENGINE_HEAD = """
+engine:
+  database_url: {url}
+  durability: normal
+  identity: {{accept_test_ins: true}}
+channels:
+"""
+
 
 class InProcessEngine:
     """Starts the engine of a channels text whose ``{port}`` is filled with a free port."""

@@ -11,21 +11,18 @@ import pytest
 
 from engine.adapters.mllp_framing import frame
 from tests.integration.identity_harness import adt, pid
-from tests.integration.inprocess import InProcessEngine
+from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 from tests.integration.test_documents import TSH, mdm
 
-CHANNELS = """
-engine:
-  database_url: {url}
-  durability: normal
-  identity: {{accept_test_ins: true}}
-channels:
-  - name: documents
+CHANNELS = (
+    ENGINE_HEAD
+    + """  - name: documents
     source: {{type: mllp, port: {port}, ack_after: processing, ack_timeout_seconds: 20}}
     accept: ["ADT^*", "MDM^*"]
     destinations:
       store: {{type: record_store, documents: {{xsd: cisis}}}}
 """
+)
 PATIENT = pid("IPP1", "279035121518989")
 #: An element the CDA schema does not allow after the title (line 45 of the sample).
 OFF_SCHEMA = TSH.read_bytes().replace(b"</title>", b"</title><unexpected/>", 1)

@@ -21,17 +21,13 @@ from engine.errors import DestinationRejected, DestinationUnavailable
 from engine.hl7v2.reader import Message
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import adt, pid
-from tests.integration.inprocess import InProcessEngine
+from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 from tests.integration.test_ack_after_processing import OFF_SCHEMA
 from tests.integration.test_documents import TSH, mdm
 
-CHANNELS = """
-engine:
-  database_url: {url}
-  durability: normal
-  identity: {{accept_test_ins: true}}
-channels:
-  - name: documents
+CHANNELS = (
+    ENGINE_HEAD
+    + """  - name: documents
     source: {{type: mllp, port: {port}}}
     accept: ["ADT^*", "MDM^*"]
     destinations:
@@ -40,6 +36,7 @@ channels:
     routes: [{{to: [store]}}]
     business_ack: {{send_to: [lab], application: PFI-X}}
 """
+)
 PATIENT = pid("IPP1", "279035121518989")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import adt, pid
-from tests.integration.inprocess import InProcessEngine
+from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 from tests.sample_files import CDA_SAMPLES
 
 INS = "279035121518989"
@@ -26,13 +26,9 @@ BOMB = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
 <ClinicalDocument xmlns="urn:hl7-org:v3"><title>&lol2;</title></ClinicalDocument>"""
 
-CHANNELS = """
-engine:
-  database_url: {url}
-  durability: normal
-  identity: {{accept_test_ins: true}}
-channels:
-  - name: adt
+CHANNELS = (
+    ENGINE_HEAD
+    + """  - name: adt
     source: {{type: mllp, port: {port}}}
     accept: ["ADT^*"]
     destinations: {{store: {{type: record_store}}}}
@@ -49,6 +45,7 @@ channels:
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
 """
+)
 
 
 class DocumentsEngine(InProcessEngine):
