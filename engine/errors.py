@@ -51,6 +51,13 @@ class DestinationRejected(PermanentError):
     code = "destination_rejected"
 
 
+class PoisonMessage(PermanentError):
+    """The broker dead-lettered the message after its delivery limit: handling it kept
+    failing (a crash), so it is kept for an operator instead of being retried."""
+
+    code = "poison_message"
+
+
 class FramingError(PermanentError):
     """The byte stream does not follow MLLP framing."""
 

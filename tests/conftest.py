@@ -13,6 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from engine.db import make_engine, metadata
 
+pytest_plugins = ["tests.broker"]
+
 POSTGRES_URL = os.environ.get(
     "AIGUILLAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

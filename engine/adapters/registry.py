@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from engine.adapters.amqp import AmqpSourceConfig
 from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.file import FileDestinationConfig
 from engine.adapters.http import HttpSourceConfig
@@ -17,16 +18,20 @@ from engine.adapters.mllp_client import MllpDestinationConfig
 from engine.adapters.record_store import RecordStoreConfig
 
 SourceConfig = Annotated[
-    MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig, Field(discriminator="type")
+    MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig,
+    Field(discriminator="type"),
 ]
 DestinationConfig = Annotated[
     RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig, Field(discriminator="type")
 ]
 
-SOURCES: dict[str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig]] = {
+SOURCES: dict[
+    str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig]
+] = {
     "mllp": MllpSourceConfig,
     "http": HttpSourceConfig,
     "directory": DirectorySourceConfig,
+    "amqp": AmqpSourceConfig,
 }
 DESTINATIONS: dict[str, type[RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig]] = {
     "record_store": RecordStoreConfig,

@@ -208,6 +208,7 @@ def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object
         "error_code": m.error_code,
         "error_class": m.error_class,
         "error_reason": m.error_reason,
+        "properties": m.properties,
     }
 
 

@@ -72,6 +72,8 @@ messages = Table(
     Column("error_code", String(64)),
     Column("error_class", String(64)),
     Column("error_reason", Text),
+    #: Transport metadata as JSON (AMQP message id, correlation id, headers, routing key).
+    Column("properties", Text),
     # Control id first: it serves the resend lookup and `aiguillage trace` by MSH-10.
     Index(
         "uq_journal_messages_sender_control_id",

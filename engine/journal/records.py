@@ -45,6 +45,8 @@ class NewMessage:
     error_code: str | None = None
     error_class: str | None = None
     error_reason: str | None = None
+    #: Transport metadata as JSON (AMQP properties), kept with the message.
+    properties: str | None = None
 
     def dedup_key(self) -> DedupKey | None:
         """Channel, sender, MSH-10 (contract 3) and a digest of the content but MSH-7.

@@ -1,0 +1,366 @@
+"""AMQP source (RabbitMQ, pika's asyncio adapter on the engine's event loop).
+
+Each delivery goes through the channel's intake rules and the journal; it is acknowledged to
+the broker only once the journal committed it (contract 1). A message intake refuses is
+journaled as a dead letter and acknowledged too: it is never redelivered forever. When the
+journal cannot store, the delivery stays unacknowledged and its commit is retried with backoff
+(a requeue would count against the delivery limit). A redelivery after a crash between commit
+and acknowledgement is a resend the journal recognises (contract 3).
+
+A message whose handling crashes is requeued (``nack``); after the queue's ``delivery-limit``
+the broker moves it to ``<queue>.dead``, which this source also consumes: such a message enters
+the journal as a dead letter (``poison_message``), original bytes kept.
+
+Without a broker the channel logs ``amqp_waiting_for_broker`` and retries with backoff; the
+rest of the engine runs. Connection loss and consumer cancellation start the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import structlog
+from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.channel import Channel
+from pika.spec import Basic, BasicProperties
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.adapters.amqp_topology import (
+    AmqpConnection,
+    Binding,
+    Exchange,
+    ExchangeType,
+    Queue,
+    Topology,
+    dead_letter_name,
+    source_topology,
+)
+from engine.adapters.receive import log_outcome
+from engine.errors import EngineError, PoisonMessage
+
+if TYPE_CHECKING:
+    from engine.routes.committer import GroupCommitter
+    from engine.routes.intake import Intake, Prepared
+    from engine.routes.writer import Result
+
+log = structlog.get_logger("engine.amqp")
+
+
+class AmqpSourceConfig(BaseModel):
+    """Consume messages (HL7 v2, or CDA documents with ``payload: cda``) from a RabbitMQ
+    queue, which the engine declares with its dead-letter queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["amqp"]
+    broker: AmqpConnection = Field(default_factory=AmqpConnection)
+    queue: str = Field(min_length=1, max_length=200)
+    exchange: str = Field(default="", description="declared and bound to the queue if given")
+    exchange_type: ExchangeType = "direct"
+    routing_key: str = Field(default="", description="binding key; default: the queue name")
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    delivery_limit: int = Field(
+        default=5, ge=1, description="deliveries before the broker dead-letters (quorum only)"
+    )
+    prefetch: int = Field(default=100, ge=1, le=65535, description="unacknowledged at once")
+    payload: Literal["hl7v2", "cda"] = "hl7v2"
+    default_charset: str = Field(default="UNICODE UTF-8", description="when MSH-18 is empty")
+    reconnect_initial_seconds: float = Field(default=1.0, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    always_ack: ClassVar[bool] = True
+
+    def topology(self) -> Topology:
+        return source_topology(
+            self.queue,
+            self.queue_type,
+            self.delivery_limit,
+            self.exchange,
+            self.exchange_type,
+            self.routing_key,
+        )
+
+    def server(self, intake: Intake, committer: GroupCommitter) -> AmqpSource:
+        return AmqpSource(self, intake, committer)
+
+
+class AmqpSource:
+    def __init__(self, config: AmqpSourceConfig, intake: Intake, committer: GroupCommitter):
+        self.config = config
+        self.intake = intake
+        self.committer = committer
+        self.connected = asyncio.Event()
+        self.received = 0
+        self._task: asyncio.Task[None] | None = None
+        self._session: Session | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._session is not None:
+            await self._session.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = self.config.reconnect_initial_seconds
+        where = self.config.broker.safe_url()
+        while not self._stopping:
+            session = Session(self)
+            self._session = session
+            try:
+                await session.open()
+                log.info(
+                    "amqp_consuming",
+                    channel=self.intake.channel,
+                    broker=where,
+                    queue=self.config.queue,
+                )
+                self.connected.set()
+                delay = self.config.reconnect_initial_seconds
+                reason = await session.closed
+            except BrokerError as exc:
+                reason = exc.reason
+            finally:
+                self.connected.clear()
+            if self._stopping:
+                return
+            log.warning(
+                "amqp_waiting_for_broker",
+                channel=self.intake.channel,
+                broker=where,
+                reason=reason,
+                retry_in=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.reconnect_max_seconds)
+
+
+class BrokerError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Session:
+    """One connection and channel: open, declare, consume, until the broker or we close it."""
+
+    def __init__(self, source: AmqpSource) -> None:
+        self.source = source
+        self.config = source.config
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.closed: asyncio.Future[str] = loop.create_future()
+        self.connection: AsyncioConnection | None = None
+        self.channel: Channel | None = None
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def open(self) -> None:
+        opened: asyncio.Future[None] = self.loop.create_future()
+
+        def on_open(_: Any) -> None:
+            _resolve(opened, None)
+
+        def on_open_error(_: Any, exc: BaseException) -> None:
+            _fail(opened, BrokerError(_describe(exc)))
+
+        def on_close(_: Any, exc: BaseException) -> None:
+            reason = _describe(exc)
+            _fail(opened, BrokerError(reason))
+            if self._pending is not None:
+                _fail(self._pending, BrokerError(reason))
+            _resolve(self.closed, reason)
+
+        try:
+            params = self.config.broker.parameters()
+        except (ValueError, OSError) as exc:  # a bad URL or unreadable TLS files
+            raise BrokerError(f"broker settings: {exc}") from exc
+        self.connection = AsyncioConnection(
+            params, on_open, on_open_error, on_close, custom_ioloop=self.loop
+        )
+        await opened
+        self.channel = await self.call(lambda cb: self.connection.channel(on_open_callback=cb))  # type: ignore[union-attr]
+        channel = self.channel
+        channel.add_on_close_callback(self._channel_closed)
+        channel.add_on_cancel_callback(self._cancelled)
+        await declare(self, self.config.topology())
+        await self.call(
+            lambda cb: channel.basic_qos(prefetch_count=self.config.prefetch, callback=cb)
+        )
+        channel.basic_consume(self.config.queue, self._on_message)
+        channel.basic_consume(dead_letter_name(self.config.queue), self._on_dead)
+
+    async def call(self, start: Callable[[Callable[..., None]], Any]) -> Any:
+        """Run a pika call whose completion comes through a callback."""
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._pending = fut
+        start(lambda result=None: _resolve(fut, result))
+        try:
+            return await fut
+        finally:
+            self._pending = None
+
+    def _channel_closed(self, _: Channel, exc: BaseException) -> None:
+        reason = _describe(exc)
+        if self._pending is not None:
+            _fail(self._pending, BrokerError(reason))
+        self._close_connection()
+        _resolve(self.closed, reason)
+
+    def _cancelled(self, _: Any) -> None:
+        log.warning(
+            "amqp_consumer_cancelled", channel=self.source.intake.channel, queue=self.config.queue
+        )
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        if self.connection is not None and not (
+            self.connection.is_closed or self.connection.is_closing
+        ):
+            self.connection.close()
+
+    async def close(self) -> None:
+        self._close_connection()
+        if self.connection is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.closed), 5)
+
+    # -- deliveries -------------------------------------------------------------------------
+
+    def _on_message(
+        self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        self.source.received += 1
+        intake = self.source.intake
+        try:
+            prepared = intake.prepare(body, self._peer(method))
+        except Exception as exc:  # a bug: requeue, the delivery limit dead-letters it
+            log.error(
+                "amqp_message_crashed",
+                channel=intake.channel,
+                error=type(exc).__name__,
+                redelivered=method.redelivered,
+            )
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return
+        self._journal(channel, method, props, prepared)
+
+    def _on_dead(
+        self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        """A message the broker dead-lettered after its delivery limit: an engine dead letter."""
+        deaths = (props.headers or {}).get("x-death") or [{}]
+        count = deaths[0].get("count", "?")
+        error = PoisonMessage(
+            f"dead-lettered by the broker from {self.config.queue!r} after {count} failed "
+            f"deliveries ({deaths[0].get('reason', 'delivery limit')})"
+        )
+        prepared = self.source.intake.prepare_rejected(body, self._peer(method), error)
+        self._journal(channel, method, props, prepared)
+
+    def _peer(self, method: Basic.Deliver) -> str:
+        return f"amqp:{method.exchange or '-'}/{method.routing_key}"[:128]
+
+    def _journal(
+        self,
+        channel: Channel,
+        method: Basic.Deliver,
+        props: BasicProperties,
+        prepared: Prepared,
+        delay: float = 0.0,
+    ) -> None:
+        prepared.row.properties = properties_json(method, props)
+        fut = self.source.committer.submit(prepared.row)
+        fut.add_done_callback(
+            lambda f: self._settle(channel, method, props, prepared, f.result(), delay)
+        )
+
+    def _settle(
+        self,
+        channel: Channel,
+        method: Basic.Deliver,
+        props: BasicProperties,
+        prepared: Prepared,
+        result: Result,
+        delay: float,
+    ) -> None:
+        if not channel.is_open:
+            return  # the broker redelivers it: the journal recognises the resend
+        if isinstance(result, EngineError):  # the journal could not store: keep it, retry
+            wait = min(max(delay * 2, 0.5), 30.0)
+            log.warning(
+                "amqp_journal_retry",
+                channel=self.source.intake.channel,
+                code=result.code,
+                retry_in=wait,
+            )
+            self.loop.call_later(wait, self._journal, channel, method, props, prepared, wait)
+            return
+        channel.basic_ack(method.delivery_tag)
+        log_outcome(self.source.intake.channel, prepared, result.id, result.duplicate)
+
+
+def properties_json(method: Basic.Deliver, props: BasicProperties) -> str:
+    """What the journal keeps of a delivery's transport metadata."""
+    kept: dict[str, Any] = {
+        "exchange": method.exchange,
+        "routing_key": method.routing_key,
+        "redelivered": bool(method.redelivered),
+    }
+    for name in ("message_id", "correlation_id", "content_type", "type", "app_id", "timestamp"):
+        value = getattr(props, name, None)
+        if value is not None:
+            kept[name] = value
+    if props.headers:
+        kept["headers"] = props.headers
+    return json.dumps(kept, default=str, ensure_ascii=False)
+
+
+async def declare(session: Session, topology: Topology) -> None:
+    """Declare the exchanges, queues and bindings (durable); a conflict with what the broker
+    has closes the channel with its reason (e.g. ``PRECONDITION_FAILED - inequivalent arg``)."""
+    channel = session.channel
+    assert channel is not None
+    for ex in topology.exchanges:
+        await session.call(partial(_exchange, channel, ex))
+    for q in topology.queues:
+        await session.call(partial(_queue, channel, q))
+    for b in topology.bindings:
+        await session.call(partial(_bind, channel, b))
+
+
+def _exchange(channel: Channel, ex: Exchange, callback: Callable[..., None]) -> None:
+    channel.exchange_declare(ex.name, ex.type, durable=True, callback=callback)
+
+
+def _queue(channel: Channel, q: Queue, callback: Callable[..., None]) -> None:
+    channel.queue_declare(q.name, durable=True, arguments=q.arguments, callback=callback)
+
+
+def _bind(channel: Channel, b: Binding, callback: Callable[..., None]) -> None:
+    channel.queue_bind(b.queue, b.exchange, b.routing_key, callback=callback)
+
+
+def _describe(exc: BaseException) -> str:
+    """A broker error without credentials (pika's messages name host and port at most)."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
