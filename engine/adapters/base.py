@@ -62,3 +62,6 @@ class Destination(Protocol):
 
     def write(self, delivery: Delivery) -> None:
         """Deliver or raise an :class:`engine.errors.EngineError` (transient or permanent)."""
+
+    def close(self) -> None:
+        """Release what it holds open (a broker connection); called once, at shutdown."""

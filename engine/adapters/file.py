@@ -35,6 +35,9 @@ class FileDestination:
         self.name = name
         self.directory = directory
 
+    def close(self) -> None:
+        """Nothing held open between messages."""
+
     def write(self, delivery: Delivery) -> None:
         folder = self.directory / delivery.channel
         suffix = ".xml" if isinstance(delivery.message, CdaPayload) else ".hl7"

@@ -45,6 +45,9 @@ class MllpDestination:
         self.address = (host, port)
         self.timeout = timeout
 
+    def close(self) -> None:
+        """Nothing held open between messages."""
+
     def write(self, delivery: Delivery) -> None:
         try:
             with socket.create_connection(self.address, timeout=self.timeout) as sock:

@@ -96,6 +96,9 @@ class RecordStore:
         self.filing = Filing(policy or IdentityPolicy())
         self.checks = checks or DocumentChecks()
 
+    def close(self) -> None:
+        """Nothing held open between messages."""
+
     def write(self, delivery: Delivery) -> None:
         if isinstance(delivery.message, CdaPayload):
             self._standalone(delivery.conn, delivery.message_id, delivery.message, delivery.now)

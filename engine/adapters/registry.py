@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from engine.adapters.amqp import AmqpSourceConfig
+from engine.adapters.amqp_destination import AmqpDestinationConfig
 from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.file import FileDestinationConfig
 from engine.adapters.http import HttpSourceConfig
@@ -21,9 +22,10 @@ SourceConfig = Annotated[
     MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig,
     Field(discriminator="type"),
 ]
-DestinationConfig = Annotated[
-    RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig, Field(discriminator="type")
-]
+AnyDestination = (
+    RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig | AmqpDestinationConfig
+)
+DestinationConfig = Annotated[AnyDestination, Field(discriminator="type")]
 
 SOURCES: dict[
     str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig]
@@ -33,8 +35,9 @@ SOURCES: dict[
     "directory": DirectorySourceConfig,
     "amqp": AmqpSourceConfig,
 }
-DESTINATIONS: dict[str, type[RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig]] = {
+DESTINATIONS: dict[str, type[AnyDestination]] = {
     "record_store": RecordStoreConfig,
     "file": FileDestinationConfig,
     "mllp": MllpDestinationConfig,
+    "amqp": AmqpDestinationConfig,
 }

@@ -60,6 +60,10 @@ class Pipeline:
         self.routes: tuple[Route, ...] = config.effective_routes()
         self.destinations = destinations
 
+    def close(self) -> None:
+        for destination in self.destinations.values():
+            destination.close()
+
     def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
         with stage("parse"):
             msg = journaled_payload(pending.raw, pending.charset)

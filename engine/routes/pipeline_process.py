@@ -120,6 +120,7 @@ def run(
                 wake.wait(0.5)
                 wake.clear()
     finally:
+        worker.close()
         db.dispose()
         log.info("pipeline_process_stopped", processed=worker.processed)
 

@@ -59,6 +59,11 @@ class Worker:
         self.write_lock = write_lock or nullcontext()
         self.processed = 0
 
+    def close(self) -> None:
+        """Release what the destinations hold open (broker connections)."""
+        for pipeline in self.pipelines.values():
+            pipeline.close()
+
     def has_due_work(self) -> bool:
         with self.write_lock, self.engine.connect() as conn:
             return bool(self.journal.claim(conn, utcnow(), 1, self.pipelines))

@@ -91,6 +91,8 @@ class Writer:
         if self._thread is not None:
             self._thread.join(timeout=drain_seconds)
         self._close()
+        if self.worker is not None:
+            self.worker.close()
 
     def _run(self) -> None:
         while not self._stopping.is_set() or not self._jobs.empty():

@@ -1,0 +1,102 @@
+"""AMQP destination: publish each message to a RabbitMQ exchange, persistent, ``mandatory``,
+with publisher confirms. A destination is delivered only once the broker confirmed it; a
+returned (unroutable) or refused (nack) message, or a lost connection, is a transient error:
+the pipeline retries it with the channel's backoff, then dead-letters it.
+
+The message id (``<channel>:<journal id>``) is the same on every attempt, so that a consumer can
+recognise a message published twice (after a confirm lost with the connection).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pika
+import pika.exceptions
+import structlog
+from pika.adapters.blocking_connection import BlockingChannel
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.adapters.amqp_topology import AmqpConnection, ExchangeType
+from engine.adapters.base import BuildContext, Delivery
+from engine.cda.standalone import CdaPayload
+from engine.errors import DestinationUnavailable
+
+log = structlog.get_logger("engine.amqp")
+
+
+class AmqpDestinationConfig(BaseModel):
+    """Publish messages to a RabbitMQ exchange (confirmed, persistent, mandatory)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["amqp"]
+    broker: AmqpConnection = Field(default_factory=AmqpConnection)
+    exchange: str = Field(default="", description='"" is the default exchange (key = queue)')
+    exchange_type: ExchangeType = "direct"
+    declare_exchange: bool = Field(default=True, description="declare it (durable) first")
+    routing_key: str = ""
+
+    def build(self, name: str, context: BuildContext) -> AmqpDestination:
+        del context  # a broker needs no deployment setting
+        return AmqpDestination(name, self)
+
+
+class AmqpDestination:
+    transactional = False
+
+    def __init__(self, name: str, config: AmqpDestinationConfig) -> None:
+        self.name = name
+        self.config = config
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    def write(self, delivery: Delivery) -> None:
+        cfg = self.config
+        where = f"{cfg.broker.safe_url()} exchange {cfg.exchange or '(default)'!r}"
+        content_type = (
+            "application/xml"
+            if isinstance(delivery.message, CdaPayload)
+            else ("application/hl7-v2")
+        )
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type=content_type,
+            message_id=f"{delivery.channel}:{delivery.message_id}",
+            type=f"{delivery.message.message_type}^{delivery.message.trigger}",
+            headers={"aiguillage-channel": delivery.channel, "aiguillage-kind": delivery.kind},
+        )
+        try:
+            channel = self._open()
+            channel.basic_publish(
+                cfg.exchange, cfg.routing_key, delivery.raw, properties, mandatory=True
+            )
+        except pika.exceptions.UnroutableError as exc:
+            raise DestinationUnavailable(
+                f"{where}: returned unroutable (no queue bound for key {cfg.routing_key!r})"
+            ) from exc
+        except pika.exceptions.NackError as exc:
+            raise DestinationUnavailable(f"{where}: the broker refused it (nack)") from exc
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self.close()
+            raise DestinationUnavailable(f"{where}: {type(exc).__name__}: {exc}"[:300]) from exc
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        self.close()
+        self._connection = pika.BlockingConnection(self.config.broker.parameters())
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        if self.config.exchange and self.config.declare_exchange:
+            channel.exchange_declare(self.config.exchange, self.config.exchange_type, durable=True)
+        self._channel = channel
+        return channel
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except pika.exceptions.AMQPError:
+                log.info("amqp_destination_close_failed", destination=self.name)
