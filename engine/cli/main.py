@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from engine.adapters.amqp_check import broker_findings
 from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
@@ -37,8 +38,14 @@ def run(config: ConfigOption = CHANNELS) -> None:
 
 
 @app.command()
-def check(file: Annotated[Path, typer.Argument(help="channels file")] = CHANNELS) -> None:
-    """Validate a channels file: exit 0 if valid, else print every error and exit 1."""
+def check(
+    file: Annotated[Path, typer.Argument(help="channels file")] = CHANNELS,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="do not compare with the RabbitMQ broker")
+    ] = False,
+) -> None:
+    """Validate a channels file, and compare its AMQP topology with what the broker has:
+    exit 0 if valid and without conflict, else print every problem and exit 1."""
     try:
         config = load_channels(file)
     except ConfigError as exc:
@@ -47,6 +54,14 @@ def check(file: Annotated[Path, typer.Argument(help="channels file")] = CHANNELS
         err_console.print(f"{len(exc.issues)} error(s)")
         raise typer.Exit(1) from exc
     console.print(f"{file}: {len(config.channels)} channel(s), valid")
+    findings = [] if offline else broker_findings(config)
+    for f in findings:
+        out = err_console if f.level == "conflict" else console
+        out.print(f"{f.level}: channel {f.channel!r}: {f.message}", highlight=False, markup=False)
+    conflicts = sum(f.level == "conflict" for f in findings)
+    if conflicts:
+        err_console.print(f"{conflicts} conflict(s) with the broker")
+        raise typer.Exit(1)
 
 
 @app.command()
