@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine as DbEngine
 from engine.adapters.base import BuildContext, Destination, Source
 from engine.channels.models import ChannelConfig, ChannelsFile, EngineSettings
 from engine.db import database_url, make_engine
+from engine.distributed.publisher import WorkPublisher
 from engine.journal.journal import Journal
 from engine.migrate import upgrade
 from engine.routes.committer import GroupCommitter
@@ -47,9 +49,22 @@ def build_worker(
     return Worker(db, Journal(db), pipelines, write_lock=write_lock)
 
 
+Role = Literal["all", "intake", "worker"]
+
+
+def require_shared_database(db: DbEngine, role: Role) -> None:
+    """Intake and worker processes share one database: PostgreSQL."""
+    if db.dialect.name != "postgresql":
+        raise SystemExit(
+            f"--role {role} needs a PostgreSQL database shared by every process "
+            f"(engine.database_url or AIGUILLAGE_DATABASE_URL); this one is {db.dialect.name}"
+        )
+
+
 @dataclass
 class Engine:
     config: ChannelsFile
+    role: Role = "all"
     db: DbEngine = field(init=False)
     journal: Journal = field(init=False)
     writer: Writer = field(init=False)
@@ -63,7 +78,12 @@ class Engine:
         upgrade(self.db)
         self.journal = Journal(self.db)
         self.process: PipelineProcess | None = None
-        if settings.pipeline == "process":
+        self.publisher: WorkPublisher | None = None
+        if self.role == "intake":  # the pipeline runs in worker processes
+            require_shared_database(self.db, self.role)
+            self.publisher = WorkPublisher(settings.work)
+            self.writer = Writer(self.db, self.journal, None, committed=self.publisher.committed)
+        elif settings.pipeline == "process":
             self.process = PipelineProcess(self.config, url)
             self.writer = Writer(
                 self.db,
@@ -81,6 +101,8 @@ class Engine:
         """Open every channel's listener and start the worker (which resumes unfinished work)."""
         if self.process is not None:
             self.process.start()
+        if self.publisher is not None:
+            self.publisher.start()
         self.writer.start()
         for channel in self.config.channels:
             if not channel.enabled:
@@ -88,7 +110,9 @@ class Engine:
             server = channel.source.server(channel_intake(channel), self.committer)
             await server.start()
             self.servers.append(server)
-        log.info("engine_started", channels=[s.intake.channel for s in self.servers])
+        log.info(
+            "engine_started", role=self.role, channels=[s.intake.channel for s in self.servers]
+        )
 
     async def stop(self) -> None:
         """Stop accepting, ACK what is in flight, drain the pipeline, close the database."""
@@ -96,6 +120,8 @@ class Engine:
         await asyncio.gather(*(s.stop() for s in self.servers))
         self.committer.flush()
         await asyncio.to_thread(self.writer.stop)
+        if self.publisher is not None:
+            await asyncio.to_thread(self.publisher.stop)
         if self.process is not None:
             await asyncio.to_thread(self.process.stop)
         self.db.dispose()
@@ -113,3 +139,22 @@ class Engine:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def run_worker(config: ChannelsFile) -> None:
+    """``--role worker``: consume work items until SIGTERM or SIGINT."""
+    from engine.distributed.worker import DistributedWorker
+
+    settings = config.engine
+    db = make_engine(database_url(settings.database_url), durability=settings.durability)
+    require_shared_database(db, "worker")
+    upgrade(db)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
+    try:
+        DistributedWorker(config, db, build_worker(config, db)).run(stop)
+    finally:
+        db.dispose()
+        log.info("engine_stopped", role="worker")

@@ -17,7 +17,7 @@ import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.amqp_topology import AmqpConnection, ExchangeType
+from engine.adapters.amqp_topology import AmqpConnection, ExchangeType, close_quietly
 from engine.adapters.base import BuildContext, Delivery
 from engine.cda.standalone import CdaPayload
 from engine.errors import DestinationUnavailable
@@ -95,8 +95,4 @@ class AmqpDestination:
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except pika.exceptions.AMQPError:
-                log.info("amqp_destination_close_failed", destination=self.name)
+        close_quietly(connection)

@@ -10,6 +10,7 @@ own dead letters. Credentials come from the URL (in the config, or in the enviro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pika
+import pika.exceptions
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -132,3 +134,10 @@ def source_topology(
         bindings.insert(0, Binding(queue, exchange, routing_key or queue))
     queues = (Queue(queue, args), Queue(dead, {"x-queue-type": queue_type}))
     return Topology(tuple(exchanges), queues, tuple(bindings))
+
+
+def close_quietly(connection: pika.BlockingConnection | None) -> None:
+    """Close a blocking connection if it is open; a broker already gone is no error."""
+    if connection is not None and connection.is_open:
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            connection.close()

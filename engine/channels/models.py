@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.adapters.amqp_topology import AmqpConnection
 from engine.adapters.registry import DestinationConfig, SourceConfig
 from engine.channels.conditions import Condition
 
@@ -149,6 +150,26 @@ class IdentitySettings(Frozen):
     )
 
 
+class WorkSettings(Frozen):
+    """The distributed deployment (``aiguillage run --role intake|worker``): intake processes
+    hand each journaled message to ``queue``; worker processes consume it, run the pipeline and
+    write the record store (PostgreSQL: one database shared by every process)."""
+
+    broker: AmqpConnection = Field(default_factory=AmqpConnection)
+    queue: str = Field(default="aiguillage.work", description="work items (a quorum queue)")
+    prefetch: int = Field(default=256, ge=1, le=65535)
+    batch: int = Field(default=64, ge=1, description="work items per worker transaction")
+    sweep_seconds: float = Field(
+        default=1.0, gt=0, description="how often a worker looks for due retries"
+    )
+    stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a journaled message without a work item this long (broker down at intake, "
+        "a replay) is taken by the sweep",
+    )
+
+
 class EngineSettings(Frozen):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; AIGUILLAGE_DATABASE_URL overrides it"
@@ -169,6 +190,7 @@ class EngineSettings(Frozen):
         default=False, description="debug only: allow payloads and names in logs"
     )
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    work: WorkSettings = Field(default_factory=WorkSettings)
 
 
 class ChannelsFile(Frozen):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -26,15 +27,33 @@ app.add_typer(patient.app, name="patient")
 CHANNELS = Path("channels.yaml")
 
 
+class RoleName(StrEnum):
+    ALL = "all"
+    INTAKE = "intake"
+    WORKER = "worker"
+
+
 @app.command()
-def run(config: ConfigOption = CHANNELS) -> None:
+def run(
+    config: ConfigOption = CHANNELS,
+    role: Annotated[
+        RoleName,
+        typer.Option(
+            help="all: one process does everything; intake: receive, journal and hand work to "
+            "RabbitMQ; worker: consume it, run the pipeline (intake and worker: PostgreSQL)",
+        ),
+    ] = RoleName.ALL,
+) -> None:
     """Start the engine with a channels file (SIGTERM or Ctrl-C stops it cleanly)."""
     from engine import logs
-    from engine.runtime import Engine
+    from engine.runtime import Engine, run_worker
 
     settings = _load(config)
     logs.configure(settings.engine.log_level, settings.engine.log_patient_data)
-    asyncio.run(Engine(settings).serve())
+    if role is RoleName.WORKER:
+        run_worker(settings)
+        return
+    asyncio.run(Engine(settings, "intake" if role is RoleName.INTAKE else "all").serve())
 
 
 @app.command()

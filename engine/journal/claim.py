@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, select, true
+from sqlalchemy import Connection, Integer, bindparam, false, or_, select, true, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from engine.fastsql import FastStatement
@@ -72,3 +72,52 @@ def claim_rows(
         after = page[-1][0]
     picked.sort(key=lambda r: r[0])
     return picked[:limit]
+
+
+#: A unit of order: (channel, patient key), or ("", "#<message id>") for a message without one.
+Group = tuple[str, str]
+_CLAIM_GROUP = (*_PENDING, _m.state, _m.next_attempt_at)
+
+
+def claim_groups(conn: Connection, upto: dict[Group, int]) -> list[Row]:
+    """The pending messages (received or retrying) of each group up to its id, in arrival
+    order, row-locked (``FOR UPDATE``: PostgreSQL; the caller holds the groups' advisory
+    locks). Each row ends with its state and next attempt time."""
+    keyed = [g for g in upto if g[0]]
+    singles = [int(g[1][1:]) for g in upto if not g[0]]
+    in_groups = or_(
+        tuple_(_m.channel, _m.patient_key).in_(keyed) if keyed else false(),
+        _m.id.in_(singles) if singles else false(),
+    )
+    query = (
+        select(*_CLAIM_GROUP)
+        .where(
+            _m.state.in_([State.RECEIVED, State.RETRYING]),
+            _m.id <= max(upto.values()),
+            in_groups,
+        )
+        .order_by(_m.id)
+        .with_for_update()
+    )
+    return [r for r in conn.execute(query) if r[0] <= upto.get(group_of(r[0], r[1], r[4]), 0)]
+
+
+def group_of(message_id: int, channel: str, patient_key: str | None) -> Group:
+    """The unit of order of a message (contract 4)."""
+    return (channel, patient_key) if patient_key else ("", f"#{message_id}")
+
+
+def stale_or_due(
+    conn: Connection, now: datetime, stale_before: datetime, limit: int
+) -> list[tuple[int, str, str | None]]:
+    """Messages no work item will bring: retries that fell due, and received messages older
+    than ``stale_before`` (published while the broker was away, or replayed by an operator)."""
+    due = select(_m.id, _m.channel, _m.patient_key).where(
+        _m.state == State.RETRYING, _m.next_attempt_at <= now
+    )
+    stale = select(_m.id, _m.channel, _m.patient_key).where(
+        _m.state == State.RECEIVED, _m.updated_at < stale_before
+    )
+    rows = [*conn.execute(due.order_by(_m.id).limit(limit))]
+    rows += [*conn.execute(stale.order_by(_m.id).limit(limit))]
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]

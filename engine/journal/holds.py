@@ -14,8 +14,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from engine.journal.models import State, events, holds, messages
 
-#: Set in ``Connection.info`` when a release happened: the worker ends its batch there, so
-#: that the released messages (older) run before the patient's later messages (contract 4).
+#: Set in ``Connection.info`` when a release happened (the released ids): the worker ends its
+#: batch there, so that the released messages (older) run before the patient's later messages
+#: (contract 4); a distributed worker hands them out as work items after its commit.
 RELEASED = "aiguillage.released"
 
 
@@ -45,7 +46,7 @@ def release(conn: Connection, keys: Sequence[str], now: datetime) -> list[int]:
         ).scalars()
     )
     if released:
-        conn.info[RELEASED] = True
+        conn.info.setdefault(RELEASED, []).extend(released)
         conn.execute(
             insert(events),
             [

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from engine.channels.models import ErrorPolicy
@@ -23,6 +24,7 @@ from engine.errors import IdentityError, TransformError
 from engine.fastsql import raw
 from engine.identity.review import open_review
 from engine.journal import holds
+from engine.journal.claim import Group, claim_groups, group_of
 from engine.journal.journal import Journal, utcnow
 from engine.journal.models import State
 from engine.journal.records import Pending
@@ -30,6 +32,7 @@ from engine.logs import error_fields
 from engine.routes.pipeline import Pipeline, StageError
 
 log = structlog.get_logger("engine.worker")
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 #: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
 MIN_SLICE = 8
@@ -69,6 +72,47 @@ class Worker:
             return bool(self.journal.claim(conn, utcnow(), 1, self.pipelines))
 
     # -- one batch ------------------------------------------------------------------------
+
+    def run_groups(self, upto: dict[Group, int], locks: list[int]) -> list[int]:
+        """The distributed worker's batch: the pending messages of each group up to its id,
+        in one transaction, under the groups' advisory locks (PostgreSQL) taken in ``locks``
+        order (sorted, so that two workers cannot deadlock). Returns the ids of messages an
+        ADT released meanwhile, for new work items."""
+        with self.engine.connect() as conn:
+            for key in locks:
+                conn.execute(_ADVISORY_LOCK, {"key": key})
+            now = utcnow()
+            delivered: list[int] = []
+            blocked: set[Group] = set()
+            for row in claim_groups(conn, upto):
+                group = group_of(row[0], row[1], row[4])
+                if group in blocked:
+                    continue
+                if row[7] == State.RETRYING and row[8] is not None and _aware(row[8]) > now:
+                    blocked.add(group)  # waits for its retry; later messages wait behind it
+                    continue
+                pending = Pending(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    set(filter(None, row[6].split(","))),
+                )
+                if self._process(conn, pending, now):
+                    delivered.append(pending.id)
+                elif pending.outcome is State.RETRYING:
+                    blocked.add(group)
+                if holds.RELEASED in conn.info:
+                    break  # the released (older) messages first: the caller hands them out
+            released: list[int] = conn.info.pop(holds.RELEASED, [])
+            self.journal.finish_many(conn, delivered, now)
+            conn.commit()
+        self.processed += len(delivered)
+        for ident in delivered:
+            log.info("message_delivered", message_id=ident)
+        return released
 
     def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
         """Process one batch in one transaction; returns how many messages it handled.
@@ -193,3 +237,7 @@ class Worker:
 def _rollback_to_savepoint(conn: Connection) -> None:
     raw(conn, "ROLLBACK TO SAVEPOINT message")
     raw(conn, "RELEASE SAVEPOINT message")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -50,6 +50,7 @@ class Writer:
         pipeline: Callable[[], None] = lambda: None,
         intake_waiting: Synchronized[int] | None = None,
         write_lock: AbstractContextManager[Any] | None = None,
+        committed: Callable[[Sequence[NewMessage], list[Result]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.journal = journal
@@ -57,6 +58,8 @@ class Writer:
         self.pipeline = pipeline
         self.intake_waiting = intake_waiting
         self.write_lock = write_lock or nullcontext()
+        #: Told of every intake commit (the distributed intake publishes work items).
+        self.committed = committed
         self._jobs: queue.SimpleQueue[tuple[Sequence[NewMessage], Done]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -152,8 +155,10 @@ class Writer:
             start += len(batch)
         try:
             self.pipeline()
+            if self.committed is not None:
+                self.committed(rows, results)
         except Exception as exc:
-            log.error("pipeline_notify_failed", error=type(exc).__name__)
+            log.error("pipeline_notify_failed", **error_fields(exc))
 
     def _connection(self) -> Connection:
         if self._conn is None:

@@ -1,0 +1,54 @@
+"""Work items: which journaled message to process, and the patient whose order it keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from engine.journal.claim import Group, group_of
+from engine.journal.models import State
+from engine.journal.records import NewMessage
+from engine.routes.writer import Result
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    id: int
+    channel: str
+    patient_key: str | None
+
+    def encode(self) -> bytes:
+        return json.dumps([self.id, self.channel, self.patient_key]).encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> WorkItem:
+        """Raises ValueError on anything but an item this module wrote."""
+        try:
+            ident, channel, key = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            raise ValueError("not a work item") from exc
+        if not isinstance(ident, int) or not isinstance(channel, str):
+            raise ValueError("not a work item")
+        return cls(ident, channel, key if isinstance(key, str) else None)
+
+    @property
+    def group(self) -> Group:
+        """The unit of order (contract 4): a channel's patient, or the message alone."""
+        return group_of(self.id, self.channel, self.patient_key)
+
+
+def lock_key(group: Group) -> int:
+    """A PostgreSQL advisory lock key (signed 64 bits) for a group."""
+    digest = hashlib.blake2b("\x1f".join(group).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def items_of(rows: list[NewMessage], results: list[Result]) -> list[WorkItem]:
+    """The work items of an intake commit: new messages waiting for the pipeline."""
+    out = []
+    for row, result in zip(rows, results, strict=True):
+        if isinstance(result, Exception) or result.duplicate or row.state != State.RECEIVED:
+            continue
+        out.append(WorkItem(result.id, row.channel, row.patient_key))
+    return out

@@ -1,0 +1,112 @@
+"""The intake side: after each journal commit, the new messages' work items go to RabbitMQ
+(persistent, confirmed), from a thread of their own so that a slow or absent broker never
+delays an ACK. Items that cannot be published are dropped with a warning: their messages stay
+journaled, and the workers' sweep takes them after ``stale_seconds``."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+
+import pika
+import pika.exceptions
+import structlog
+from pika.adapters.blocking_connection import BlockingChannel
+
+from engine.adapters.amqp_topology import close_quietly
+from engine.channels.models import WorkSettings
+from engine.distributed.items import WorkItem, items_of
+from engine.distributed.topology import declare_work_queue
+from engine.journal.records import NewMessage
+from engine.routes.writer import Result
+
+log = structlog.get_logger("engine.distributed")
+_STOP = None
+
+
+class WorkPublisher:
+    def __init__(self, settings: WorkSettings) -> None:
+        self.settings = settings
+        self.published = 0
+        self.dropped = 0
+        self._items: queue.SimpleQueue[list[WorkItem] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="work-publisher", daemon=True)
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._retry_at = 0.0
+        self._delay = 1.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._items.put(_STOP)
+        self._thread.join(10)
+
+    def committed(self, rows: Sequence[NewMessage], results: list[Result]) -> None:
+        """The writer's hook: queue the work items of one intake commit."""
+        items = items_of(list(rows), results)
+        if items:
+            self._items.put(items)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._items.get()
+            if batch is _STOP:
+                break
+            while True:  # whatever queued meanwhile goes in the same confirm round
+                try:
+                    more = self._items.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    self._items.put(_STOP)
+                    break
+                batch.extend(more)
+            self._publish(batch)
+        self._close()
+
+    def _publish(self, items: list[WorkItem]) -> None:
+        if time.monotonic() < self._retry_at:
+            self._drop(items, "broker unavailable")
+            return
+        try:
+            channel = self._open()
+            props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+            for item in items:
+                channel.basic_publish("", self.settings.queue, item.encode(), props)
+            self.published += len(items)
+            self._delay = 1.0
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self._close()
+            self._retry_at = time.monotonic() + self._delay
+            self._delay = min(self._delay * 2, 30.0)
+            self._drop(items, f"{type(exc).__name__}")
+
+    def _drop(self, items: list[WorkItem], reason: str) -> None:
+        self.dropped += len(items)
+        log.warning(
+            "work_items_not_published",
+            count=len(items),
+            reason=reason,
+            broker=self.settings.broker.safe_url(),
+            taken_by="the workers' sweep",
+        )
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        self._close()
+        self._connection = pika.BlockingConnection(self.settings.broker.parameters())
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        declare_work_queue(channel, self.settings)
+        self._channel = channel
+        log.info("work_publisher_connected", broker=self.settings.broker.safe_url())
+        return channel
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        close_quietly(connection)
