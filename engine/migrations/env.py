@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 import engine.journal.models
@@ -13,6 +14,8 @@ import engine.store.models
 from engine.db import metadata
 
 _ = (engine.journal.models, engine.store.documents)
+#: The advisory lock migrations hold on PostgreSQL ("AIGUILLG" in ASCII).
+_LOCK = 0x4149475549_4C4C47
 
 
 def run_migrations_online() -> None:
@@ -33,6 +36,10 @@ def run_migrations_online() -> None:
                 compare_type=True,
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # Intake and worker processes start together: one migrates, the others
+                    # wait here, then find the schema current.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
                 context.run_migrations()
             connection.commit()
         finally:

@@ -57,13 +57,18 @@ class EngineProcess:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    #: More ``aiguillage run`` options (``--role worker``).
+    args: tuple[str, ...] = ()
+    #: A log line that says it is ready, for a process without a port (a worker).
+    ready_line: str = ""
 
     def start(self, timeout: float = 30.0) -> None:
         env = {k: v for k, v in os.environ.items() if k != "AIGUILLAGE_DATABASE_URL"}
         env.update(self.env)
+        logged = self.log.stat().st_size if self.log.exists() else 0  # a restart appends
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [str(AIGUILLAGE), "run", "--config", str(self.config)],
+                [str(AIGUILLAGE), "run", "--config", str(self.config), *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -74,6 +79,11 @@ class EngineProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"engine exited at start:\n{self.log.read_text()[-3000:]}")
+            if self.ready_line:
+                if self.ready_line in self.log.read_text()[logged:]:
+                    return
+                time.sleep(0.05)
+                continue
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
