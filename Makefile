@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-identify bench-documents lint install clean
+.PHONY: run test bench bench-identify bench-documents bench-amqp lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-identify: $(STAMP)  # 1M patients on SQLite and PostgreSQL: about 6 minute
 
 bench-documents: $(STAMP)  # 135 KB CDA with XSD and extraction: about 1-2 minutes
 	$(BIN)/python bench/documents.py --profile
+
+bench-amqp: $(STAMP)  # RabbitMQ and PostgreSQL: raw pika rates, 1 and 2 workers; ~3 minutes
+	$(BIN)/python bench/amqp.py
 
 clean:
 	rm -rf $(VENV) var

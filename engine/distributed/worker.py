@@ -24,6 +24,7 @@ import pika.exceptions
 import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.adapters.amqp_topology import close_quietly
 from engine.channels.models import ChannelsFile, WorkSettings
@@ -101,9 +102,15 @@ class DistributedWorker:
                 if len(tags) < self.settings.batch:
                     continue
             if tags:
-                self._run(channel, items)
-                channel.basic_ack(tags[-1], multiple=True)
-                self.items_done += len(tags)
+                try:
+                    self._run(channel, items)
+                except SQLAlchemyError as exc:  # the database is away: give the items back
+                    log.error("work_batch_failed", error=type(exc).__name__, items=len(tags))
+                    channel.basic_nack(tags[-1], multiple=True, requeue=True)
+                    stop.wait(1.0)
+                else:
+                    channel.basic_ack(tags[-1], multiple=True)
+                    self.items_done += len(tags)
                 tags, items = [], []
             self._sweep_if_due(channel)
             if stop.is_set():
@@ -142,8 +149,11 @@ class DistributedWorker:
         self._last_sweep = time.monotonic()
         now = utcnow()
         stale = now - timedelta(seconds=self.settings.stale_seconds)
-        with self.db.connect() as conn:
-            found = stale_or_due(conn, now, stale, SWEEP_LIMIT)
-        items = [WorkItem(i, c, k) for i, c, k in found]
-        for start in range(0, len(items), self.settings.batch):
-            self._run(channel, items[start : start + self.settings.batch])
+        try:
+            with self.db.connect() as conn:
+                found = stale_or_due(conn, now, stale, SWEEP_LIMIT)
+            items = [WorkItem(i, c, k) for i, c, k in found]
+            for start in range(0, len(items), self.settings.batch):
+                self._run(channel, items[start : start + self.settings.batch])
+        except SQLAlchemyError as exc:  # the next sweep tries again
+            log.error("sweep_failed", error=type(exc).__name__)

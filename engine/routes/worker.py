@@ -32,7 +32,11 @@ from engine.logs import error_fields
 from engine.routes.pipeline import Pipeline, StageError
 
 log = structlog.get_logger("engine.worker")
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+#: The groups' locks in one round trip, in the order given (sorted: no two workers deadlock).
+_ADVISORY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY "
+    "AS t(k, n) ORDER BY n"
+)
 
 #: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
 MIN_SLICE = 8
@@ -79,8 +83,7 @@ class Worker:
         order (sorted, so that two workers cannot deadlock). Returns the ids of messages an
         ADT released meanwhile, for new work items."""
         with self.engine.connect() as conn:
-            for key in locks:
-                conn.execute(_ADVISORY_LOCK, {"key": key})
+            conn.execute(_ADVISORY_LOCKS, {"keys": locks})
             now = utcnow()
             delivered: list[int] = []
             blocked: set[Group] = set()

@@ -1,0 +1,319 @@
+"""RabbitMQ benchmark: raw pika rates as the reference, and the engine's AMQP source to the
+PostgreSQL record store through the distributed deployment with 1 and 2 workers.
+
+Per run, in this order (RabbitMQ at 127.0.0.1:5672, PostgreSQL at 127.0.0.1:5432):
+
+1. ``raw_publish``: pika ``BlockingConnection``, ``confirm_delivery()``, N persistent
+   publishes of the core benchmark's ORU^R01 (bench/generate.py, ~1.6 KB) to a quorum queue,
+   each waiting for its confirm: messages/s.
+2. ``raw_consume``: the same N messages consumed from that queue with ``basic_consume``,
+   prefetch 100, one ``basic_ack`` per message: messages/s from the first delivery to the last.
+3. ``engine_<w>w`` for w = 1 and 2: ``aiguillage run --role intake`` (an AMQP source channel on
+   a quorum queue, prefetch 100, record store destination; fresh PostgreSQL schema) and w
+   ``--role worker`` processes. The 2,000 pool patients are registered first (ADT^A28 on the
+   same queue, untimed), then N ORU^R01 are published (confirmed, by this process) as fast as
+   the broker takes them; rate = N / (journal shows all N delivered - first publish). Every
+   message must end delivered.
+
+Targets (the issue): 1 worker >= 40% of the raw consume rate; 2 workers >= 1.6x one worker.
+The machine has 2 cores shared by the broker, PostgreSQL, the intake, the workers and this
+client: the report says so, with the CPU each engine process used (per-core figure).
+
+``python bench/amqp.py [--runs 3] [--messages 10000]`` (``make bench-amqp``). JSON on stdout,
+also saved to bench/results/<timestamp>-amqp.json; progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pika
+import yaml
+from sqlalchemy import create_engine, text
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import mllp_ingest as mi  # noqa: E402
+from generate import POOL_SIZE, generate, registrations  # noqa: E402
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+POSTGRES_URL = os.environ.get(
+    "AIGUILLAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PREFETCH = 100
+log = mi.log
+
+
+def channel() -> tuple[pika.BlockingConnection, Any]:
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    return conn, conn.channel()
+
+
+def declare(queue: str) -> None:
+    conn, ch = channel()
+    with conn:
+        ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+
+
+def delete(*queues: str) -> None:
+    conn, ch = channel()
+    with conn:
+        for q in queues:
+            ch.queue_delete(q)
+
+
+def publish_confirmed(queue: str, messages: list[bytes]) -> float:
+    """Publish each message persistent, waiting for its confirm; returns the first send time."""
+    conn, ch = channel()
+    with conn:
+        ch.confirm_delivery()
+        props = pika.BasicProperties(delivery_mode=2)
+        first = time.perf_counter()
+        for m in messages:
+            ch.basic_publish("", queue, m, props)
+        return first
+
+
+def raw_step(messages: list[bytes]) -> dict[str, float]:
+    queue = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    declare(queue)
+    try:
+        first = publish_confirmed(queue, messages)
+        publish_rate = len(messages) / (time.perf_counter() - first)
+        conn, ch = channel()
+        with conn:
+            ch.basic_qos(prefetch_count=PREFETCH)
+            got = 0
+            start = 0.0
+
+            def on_message(c: Any, method: Any, props: Any, body: bytes) -> None:
+                nonlocal got, start
+                if got == 0:
+                    start = time.perf_counter()
+                got += 1
+                c.basic_ack(method.delivery_tag)
+                if got == len(messages):
+                    c.stop_consuming()
+
+            ch.basic_consume(queue, on_message)
+            ch.start_consuming()
+            consume_rate = len(messages) / (time.perf_counter() - start)
+    finally:
+        delete(queue)
+    return {"publish_per_s": publish_rate, "consume_per_s": consume_rate}
+
+
+@contextlib.contextmanager
+def schema() -> Iterator[str]:
+    base = create_engine(POSTGRES_URL)
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{name}"
+    finally:
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        base.dispose()
+
+
+def delivered(url: str) -> int:
+    db = create_engine(url)
+    try:
+        with db.connect() as conn:
+            states = dict(
+                conn.execute(text("SELECT state, count(*) FROM journal_messages GROUP BY state"))
+                .tuples()
+                .all()
+            )
+    finally:
+        db.dispose()
+    failed = {s: n for s, n in states.items() if s in mi.FAILED_STATES}
+    if failed:
+        raise RuntimeError(f"messages failed: {failed}")
+    return int(states.get("delivered", 0))
+
+
+def wait_delivered(url: str, count: int, timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while (done := delivered(url)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{done}/{count} delivered after {timeout} s")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def engine_step(workers: int, messages: list[bytes]) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="aiguillage-amqp-"))
+    source, work = f"bench.lab.{uuid.uuid4().hex[:8]}", f"bench.work.{uuid.uuid4().hex[:8]}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with schema() as url:
+            config = {
+                "engine": {
+                    "database_url": url,
+                    "log_level": "warning",
+                    "identity": {"accept_test_ins": True},
+                    "work": {"queue": work, "broker": {"url": AMQP_URL}},
+                },
+                "channels": [
+                    {
+                        "name": "lab_amqp",
+                        "source": {
+                            "type": "amqp",
+                            "broker": {"url": AMQP_URL},
+                            "queue": source,
+                            "prefetch": PREFETCH,
+                        },
+                        "accept": ["ADT^A28", "ORU^R01"],
+                        "destinations": {"store": {"type": "record_store"}},
+                    }
+                ],
+            }
+            path = tmp / "channels.yaml"
+            path.write_text(yaml.safe_dump(config))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AIGUILLAGE_")}
+            exe = str(mi.VENV_BIN / "aiguillage")
+            for role in ["intake"] + ["worker"] * workers:
+                with open(tmp / f"{role}-{len(procs)}.log", "wb") as out:
+                    procs.append(
+                        subprocess.Popen(
+                            [exe, "run", "--config", str(path), "--role", role],
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            cwd=tmp,
+                            env=env,
+                        )
+                    )
+                time.sleep(0.5)  # let the first one migrate the schema
+            time.sleep(2)
+            patients = registrations(POOL_SIZE)
+            publish_confirmed(source, patients)
+            wait_delivered(url, len(patients))
+            before = [cpu_seconds(p.pid) for p in procs]
+            first = publish_confirmed(source, messages)
+            done = wait_delivered(url, len(patients) + len(messages))
+            used = [cpu_seconds(p.pid) - b for p, b in zip(procs, before, strict=True)]
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(60)
+            elapsed = done - first
+            return {
+                "msgs_per_s": len(messages) / elapsed,
+                "seconds": elapsed,
+                "intake_cpu_s": used[0],
+                "workers_cpu_s": sum(used[1:]),
+                "worker_msgs_per_cpu_s": len(messages) / max(sum(used[1:]), 1e-9),
+            }
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        with contextlib.suppress(Exception):
+            delete(source, f"{source}.dead", work)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=10_000)
+    args = parser.parse_args()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    started = time.monotonic()
+    runs: list[dict[str, float]] = []
+    for i in range(args.runs):
+        messages = generate(args.messages, seed=2575 + i, start=i * args.messages)
+        out: dict[str, float] = {}
+        out.update({f"raw_{k}": v for k, v in raw_step(messages).items()})
+        log(
+            f"run {i + 1}: raw publish {out['raw_publish_per_s']:,.0f}/s, "
+            f"consume {out['raw_consume_per_s']:,.0f}/s"
+        )
+        for workers in (1, 2):
+            msgs = generate(
+                args.messages,
+                seed=9000 + i * 10 + workers,
+                start=10**7 + i * 10 * args.messages + workers * args.messages,
+            )
+            result = engine_step(workers, msgs)
+            out.update({f"engine_{workers}w_{k}": v for k, v in result.items()})
+            log(
+                f"run {i + 1}: engine, {workers} worker(s): {result['msgs_per_s']:,.0f} msg/s "
+                f"(CPU: workers {result['workers_cpu_s']:.1f} s, "
+                f"intake {result['intake_cpu_s']:.1f} s)"
+            )
+        runs.append(out)
+    metrics = {
+        k: {"runs": [round(r[k], 2) for r in runs], "median": statistics.median(r[k] for r in runs)}
+        for k in runs[0]
+    }
+
+    def med(key: str) -> float:
+        return float(metrics[key]["median"])
+
+    one, two, consume = (
+        med("engine_1w_msgs_per_s"),
+        med("engine_2w_msgs_per_s"),
+        med("raw_consume_per_s"),
+    )
+    report = {
+        "benchmark": "amqp",
+        "started_at": stamp,
+        "machine": mi.machine(),
+        "source": mi.source_state(),
+        "note": f"broker, PostgreSQL, intake, workers and this client share {os.cpu_count()} "
+        "cores: every figure includes that contention",
+        "setup": {
+            "runs": args.runs,
+            "messages": args.messages,
+            "prefetch": PREFETCH,
+            "queues": "quorum",
+            "patients": POOL_SIZE,
+        },
+        "metrics": metrics,
+        "ratios": {
+            "engine_1w_vs_raw_consume": round(one / consume, 3),
+            "engine_2w_vs_1w": round(two / one, 3),
+        },
+        "targets": {
+            "1 worker >= 40% of raw consume": {
+                "value": round(one / consume, 3),
+                "met": one / consume >= 0.4,
+            },
+            "2 workers >= 1.6x 1 worker": {"value": round(two / one, 3), "met": two / one >= 1.6},
+        },
+        "duration_seconds": round(time.monotonic() - started, 1),
+    }
+    report["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    text_ = json.dumps(report, indent=2)
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / f"{stamp}-amqp.json").write_text(text_ + "\n")
+    print(text_)
+
+
+if __name__ == "__main__":
+    main()
