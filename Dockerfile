@@ -1,5 +1,6 @@
 # Aiguillage engine, embedded mode by default (SQLite under /data).
-# Distributed mode: set AIGUILLAGE_DATABASE_URL=postgresql+psycopg://user@host/db.
+# Distributed mode (compose.yaml): AIGUILLAGE_DATABASE_URL=postgresql+psycopg://user@host/db,
+# AIGUILLAGE_AMQP_URL=amqp://user:password@host:5672/%2F, and `run --role intake|worker`.
 FROM python:3.11-slim
 
 WORKDIR /app
@@ -9,11 +10,11 @@ RUN pip install --no-cache-dir .
 
 COPY channels.yaml ./channels.yaml
 COPY config ./config
-RUN sed -i 's#sqlite:///var/aiguillage.db#sqlite:////data/aiguillage.db#; s#host: 127.0.0.1#host: 0.0.0.0#' channels.yaml \
+RUN sed -i 's#sqlite:///var/aiguillage.db#sqlite:////data/aiguillage.db#; s#host: 127.0.0.1#host: 0.0.0.0#; s#path: var/inbox#path: /data/inbox#' channels.yaml \
     && useradd --system --home /data aiguillage && mkdir -p /data && chown aiguillage /data
 USER aiguillage
 VOLUME /data
-EXPOSE 2575
+EXPOSE 2575 8081
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["aiguillage"]
 CMD ["run", "--config", "/app/channels.yaml"]

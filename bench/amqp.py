@@ -138,11 +138,8 @@ def delivered(url: str) -> int:
     db = create_engine(url)
     try:
         with db.connect() as conn:
-            states = dict(
-                conn.execute(text("SELECT state, count(*) FROM journal_messages GROUP BY state"))
-                .tuples()
-                .all()
-            )
+            query = text("SELECT state, count(*) FROM journal_messages GROUP BY state")
+            states = {str(state): int(n) for state, n in conn.execute(query)}
     finally:
         db.dispose()
     failed = {s: n for s, n in states.items() if s in mi.FAILED_STATES}

@@ -16,6 +16,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from engine.adapters.amqp_topology import close_quietly
 from tests.broker import Broker
 from tests.e2e.hl7_messages import PATIENTS, oru
 from tests.e2e.mllp_client import register_patients
@@ -72,11 +73,12 @@ class Publisher(threading.Thread):
 
     def run(self) -> None:
         n = 0
-        channel = None
+        connection = None
         while n < TOTAL:
             try:
-                if channel is None:
-                    channel = pika.BlockingConnection(pika.URLParameters(self.url)).channel()
+                if connection is None:
+                    connection = pika.BlockingConnection(pika.URLParameters(self.url))
+                    channel = connection.channel()
                     channel.confirm_delivery()
                 props = pika.BasicProperties(delivery_mode=2)
                 channel.basic_publish("", self.queue, oru(n), props, mandatory=True)
@@ -84,8 +86,10 @@ class Publisher(threading.Thread):
                 self.confirmed = n
             except (pika.exceptions.AMQPError, OSError):
                 self.failures += 1
-                channel = None
+                close_quietly(connection)
+                connection = None
                 time.sleep(0.2)
+        close_quietly(connection)
 
 
 def test_the_source_reconnects_after_a_broker_restart_and_loses_nothing(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import hl7.client
 import pika
+import pika.exceptions
 import pytest
 
 from engine.routes.intake import Intake
@@ -211,3 +212,22 @@ def test_without_its_broker_the_engine_runs_and_the_channel_waits(
     logs = capsys.readouterr().out
     assert "amqp_waiting_for_broker" in logs
     assert "secret-pw" not in logs  # credentials never logged
+
+
+def test_a_cancelled_consumer_reconnects_and_consumes_again(
+    engine: AmqpEngine, broker: Broker
+) -> None:
+    engine.admit()
+    with pika.BlockingConnection(pika.URLParameters(broker.url)) as conn:
+        conn.channel().queue_delete(engine.lab)  # the broker cancels the engine's consumer
+    deadline = time.monotonic() + 20
+    while True:  # the source declares the queue again when it reconnects
+        try:
+            broker.depth(engine.lab)
+            break
+        except pika.exceptions.ChannelClosedByBroker:
+            assert time.monotonic() < deadline, "the queue was never declared again"
+            time.sleep(0.1)
+    broker.publish(engine.lab, oru(PATIENT, "R5").encode())
+    rows = engine.wait_rows(JOURNAL, 1)
+    assert [r[:2] for r in rows] == [("R5", "delivered")]
