@@ -20,7 +20,7 @@ from engine.adapters.amqp_topology import close_quietly
 from tests.broker import Broker
 from tests.e2e.hl7_messages import PATIENTS, oru
 from tests.e2e.mllp_client import register_patients
-from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
+from tests.integration.inprocess import ADT_CHANNEL, ENGINE_HEAD, InProcessEngine
 
 TOTAL = 2_000
 RESTART_AFTER = 500
@@ -29,12 +29,8 @@ pytestmark = pytest.mark.slow
 
 CHANNELS = (
     ENGINE_HEAD
-    + """
-  - name: adt
-    source: {{type: mllp, port: {port}}}
-    accept: ["ADT^*"]
-    destinations: {{store: {{type: record_store}}}}
-  - name: lab
+    + ADT_CHANNEL
+    + """  - name: lab
     source:
       type: amqp
       broker: {{url: "{amqp_url}", url_env: AIGUILLAGE_TEST_NO_SUCH_VARIABLE}}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hl7.client
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -104,17 +103,6 @@ class IdentityEngine(InProcessEngine):
             accept=str(accept_test_ins).lower(),
             require_ins=str(require_ins).lower(),
         )
-
-    def send(self, *messages: str) -> list[str]:
-        """Send over MLLP with python-hl7's client; the MSA-1 code of each ACK."""
-        codes = []
-        with hl7.client.MLLPClient("127.0.0.1", self.port) as client:
-            for message in messages:
-                ack = client.send_message(message).decode("utf-8")
-                msa = next(s for s in ack.replace("\n", "\r").split("\r") if s.startswith("MSA"))
-                codes.append(msa.split("|")[1])
-        self.wait_idle()
-        return codes
 
     def states(self) -> list[tuple[str, str]]:
         """(MSH-10, state) of every journaled message, in arrival order."""

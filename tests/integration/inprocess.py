@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import hl7.client
 from sqlalchemy import text
 
 from engine.channels.loader import parse_channels
@@ -22,6 +23,14 @@ engine:
   durability: normal
   identity: {{accept_test_ins: true}}
 channels:
+"""
+
+#: A channel registering patients over MLLP (on the engine's ``{port}``).
+ADT_CHANNEL = """
+  - name: adt
+    source: {{type: mllp, port: {port}}}
+    accept: ["ADT^*"]
+    destinations: {{store: {{type: record_store}}}}
 """
 
 
@@ -41,6 +50,19 @@ class InProcessEngine:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+    def send(self, *messages: str, wait: bool = True) -> list[str]:
+        """Send over MLLP with python-hl7's client; the MSA-1 code of each ACK. ``wait``: until
+        the pipeline is done with them."""
+        codes = []
+        with hl7.client.MLLPClient("127.0.0.1", self.port) as client:
+            for message in messages:
+                ack = client.send_message(message).decode("utf-8")
+                msa = next(s for s in ack.replace("\n", "\r").split("\r") if s.startswith("MSA"))
+                codes.append(msa.split("|")[1])
+        if wait:
+            self.wait_idle()
+        return codes
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import hl7.client
 import pika
 import pytest
 
@@ -36,12 +35,6 @@ def engine(store_url: str, broker: Broker) -> Iterator[InProcessEngine]:
     running.exchange = exchange  # type: ignore[attr-defined]
     yield running
     running.stop()
-
-
-def send(engine: InProcessEngine, *messages: str) -> None:
-    with hl7.client.MLLPClient("127.0.0.1", engine.port) as client:
-        for message in messages:
-            client.send_message(message)
 
 
 def bind_queue(broker: Broker, exchange: str) -> str:
@@ -73,7 +66,7 @@ def test_messages_are_published_persistent_and_confirmed(
 ) -> None:
     queue = bind_queue(broker, engine.exchange)  # type: ignore[attr-defined]
     messages = [adt("A28", PATIENT, "1"), adt("A08", PATIENT, "2")]
-    send(engine, *messages)
+    engine.send(*messages)
     engine.wait_idle()
     assert engine.rows("SELECT state FROM journal_messages ORDER BY id") == [
         ("delivered",),
@@ -92,7 +85,7 @@ def test_messages_are_published_persistent_and_confirmed(
 def test_a_returned_message_is_retried_until_a_queue_is_bound(
     engine: InProcessEngine, broker: Broker
 ) -> None:
-    send(engine, adt("A28", PATIENT, "1"))
+    engine.send(adt("A28", PATIENT, "1"), wait=False)
     deadline = time.monotonic() + 10
     while not engine.rows("SELECT id FROM journal_messages WHERE state = 'retrying'"):
         assert time.monotonic() < deadline, "never retried"

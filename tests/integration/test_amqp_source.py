@@ -17,7 +17,7 @@ from engine.routes.intake import Intake
 from tests.broker import Broker
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import adt, oru, pid
-from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
+from tests.integration.inprocess import ADT_CHANNEL, ENGINE_HEAD, InProcessEngine
 from tests.sample_files import CDA_SAMPLES
 
 INS = "279035121518989"
@@ -25,12 +25,8 @@ PATIENT = pid("IPP1", INS)
 
 CHANNELS = (
     ENGINE_HEAD
-    + """
-  - name: adt
-    source: {{type: mllp, port: {port}}}
-    accept: ["ADT^*"]
-    destinations: {{store: {{type: record_store}}}}
-  - name: lab_amqp
+    + ADT_CHANNEL
+    + """  - name: lab_amqp
     source:
       type: amqp
       broker: {{url: "{amqp_url}", url_env: AIGUILLAGE_TEST_NO_SUCH_VARIABLE}}

@@ -86,13 +86,6 @@ def lab() -> Iterator[LabServer]:
     server.stop()
 
 
-def send(engine: InProcessEngine, *messages: str) -> None:
-    with hl7.client.MLLPClient("127.0.0.1", engine.port) as client:
-        for message in messages:
-            client.send_message(message)
-    engine.wait_idle()
-
-
 def zam_fields(text: str) -> tuple[str, str, str, str]:
     """MSH-9, OBX-4 (the acknowledged MSH-10), OBX-5.1 (Y/N), ERR-5.1 (the error code)."""
     zam = hl7.parse(text)
@@ -103,9 +96,9 @@ def zam_fields(text: str) -> tuple[str, str, str, str]:
 def test_a_zam_goes_back_for_each_document_filed_or_refused(store_url: str, lab: LabServer) -> None:
     engine = InProcessEngine(CHANNELS, url=store_url, lab_port=lab.port)
     try:
-        send(engine, mdm("T02", TSH.read_bytes(), "1"))  # waits for its patient: no ZAM yet
+        engine.send(mdm("T02", TSH.read_bytes(), "1"))  # waits for its patient: no ZAM yet
         assert lab.received == []
-        send(engine, adt("A28", PATIENT, "2"), mdm("T02", OFF_SCHEMA, "3"))
+        engine.send(adt("A28", PATIENT, "2"), mdm("T02", OFF_SCHEMA, "3"))
         states = engine.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
     finally:
         engine.stop()
@@ -127,7 +120,7 @@ def test_a_zam_goes_back_for_each_document_filed_or_refused(store_url: str, lab:
 def test_a_peer_that_cannot_be_reached_does_not_fail_the_document(store_url: str) -> None:
     engine = InProcessEngine(CHANNELS, url=store_url, lab_port=free_port())  # nobody listens
     try:
-        send(engine, adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
+        engine.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
         states = engine.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
     finally:
         engine.stop()
