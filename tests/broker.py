@@ -4,6 +4,8 @@ afterwards; skipped only when the broker is absent and CI is unset."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -90,3 +92,26 @@ def broker() -> Iterator[Broker]:
         yield corner
     finally:
         corner.cleanup()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def restartable() -> Iterator[None]:
+    """A test that stops and starts the broker's application (``rabbitmqctl``)."""
+    if shutil.which("rabbitmqctl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("rabbitmqctl is needed to restart the broker and CI is set")
+        pytest.skip("rabbitmqctl absent (and CI unset)")
+    yield
+    rabbitmqctl("start_app")  # whatever happened, leave the broker running
+    rabbitmqctl("await_startup")
+
+
+def restart_broker(pause: float = 1.0) -> None:
+    rabbitmqctl("stop_app")
+    time.sleep(pause)
+    rabbitmqctl("start_app")
+    rabbitmqctl("await_startup")

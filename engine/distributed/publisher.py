@@ -36,6 +36,7 @@ class WorkPublisher:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._retry_at = 0.0
+        self._outage = 0  # items dropped since the broker went away
         self._delay = 1.0
 
     def start(self) -> None:
@@ -79,6 +80,9 @@ class WorkPublisher:
                 channel.basic_publish("", self.settings.queue, item.encode(), props)
             self.published += len(items)
             self._delay = 1.0
+            if self._outage:
+                log.info("work_publisher_recovered", dropped=self._outage)
+                self._outage = 0
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._close()
             self._retry_at = time.monotonic() + self._delay
@@ -86,14 +90,16 @@ class WorkPublisher:
             self._drop(items, f"{type(exc).__name__}")
 
     def _drop(self, items: list[WorkItem], reason: str) -> None:
+        """Said once per outage (then counted until the broker is back)."""
         self.dropped += len(items)
-        log.warning(
-            "work_items_not_published",
-            count=len(items),
-            reason=reason,
-            broker=self.settings.broker.safe_url(),
-            taken_by="the workers' sweep",
-        )
+        if not self._outage:
+            log.warning(
+                "work_items_not_published",
+                reason=reason,
+                broker=self.settings.broker.safe_url(),
+                taken_by=f"the workers' sweep, after stale_seconds={self.settings.stale_seconds}",
+            )
+        self._outage += len(items)
 
     def _open(self) -> BlockingChannel:
         if self._channel is not None and self._channel.is_open:

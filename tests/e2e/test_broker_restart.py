@@ -4,12 +4,8 @@ publisher until confirmed) is journaled exactly once and delivered."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
@@ -17,7 +13,7 @@ import pika.exceptions
 import pytest
 
 from engine.adapters.amqp_topology import close_quietly
-from tests.broker import Broker
+from tests.broker import Broker, restart_broker
 from tests.e2e.hl7_messages import PATIENTS, oru
 from tests.e2e.mllp_client import register_patients
 from tests.integration.inprocess import ADT_CHANNEL, ENGINE_HEAD, InProcessEngine
@@ -41,21 +37,6 @@ CHANNELS = (
     destinations: {{store: {{type: record_store}}}}
 """
 )
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
-@pytest.fixture
-def restartable() -> Iterator[None]:
-    if shutil.which("rabbitmqctl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("rabbitmqctl is needed to restart the broker and CI is set")
-        pytest.skip("rabbitmqctl absent (and CI unset)")
-    yield
-    rabbitmqctl("start_app")  # whatever happened, leave the broker running
-    rabbitmqctl("await_startup")
 
 
 class Publisher(threading.Thread):
@@ -105,10 +86,7 @@ def test_the_source_reconnects_after_a_broker_restart_and_loses_nothing(
         publisher.start()
         while publisher.confirmed < RESTART_AFTER:
             time.sleep(0.01)
-        rabbitmqctl("stop_app")
-        time.sleep(1)
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup")
+        restart_broker()
         publisher.join(timeout=180)
         assert publisher.confirmed == TOTAL and publisher.failures >= 1
         deadline = time.monotonic() + 120
