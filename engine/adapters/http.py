@@ -3,8 +3,10 @@
 The answer comes after the journal commit, like an MLLP ACK: ``202`` with the journal id for
 an accepted payload, ``200`` for a resend of one already journaled, ``422`` with the reason for
 a refused one (kept as a dead letter), ``413`` for an oversized body (its head kept as a dead
-letter), ``503`` when the journal cannot store it (nothing kept: send again). uvicorn serves it
-on the engine's event loop.
+letter), ``503`` when the journal cannot store it (nothing kept: send again). With
+``respond_after: processing`` the answer waits for the pipeline: ``200`` stored, ``422`` refused
+there (schema, CI-SIS, INS) with the reason, ``202`` kept waiting (its patient, a review).
+uvicorn serves it on the engine's event loop.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.receive import Received, receive
 from engine.errors import MessageTooLarge
+from engine.journal.models import State
+from engine.routes.outcomes import EndState
 
 if TYPE_CHECKING:
     from engine.routes.committer import GroupCommitter
@@ -52,6 +56,17 @@ class HttpSourceConfig(BaseModel):
     )
     default_charset: str = Field(
         default="UNICODE UTF-8", description="HL7 v2 bodies: MSH-18 assumed when it is empty"
+    )
+    respond_after: Literal["commit", "processing"] = Field(
+        default="commit",
+        description=(
+            "commit: answer once journaled (202); processing: once the pipeline is done with "
+            "it: 200 stored, 422 refused (schema, CI-SIS, INS) with the reason, 202 waiting "
+            "for its patient or for identity review"
+        ),
+    )
+    respond_timeout_seconds: float = Field(
+        default=10, gt=0, description="respond_after processing: past this, 202 (kept)"
     )
     always_ack: ClassVar[bool] = True
 
@@ -94,6 +109,15 @@ class HttpSource:
                 )
                 return _answer(outcome, 413)
         outcome = await receive(self.intake, self.committer, bytes(body), peer)
+        if (
+            self.config.respond_after == "processing"
+            and outcome.status in ("accepted", "duplicate")
+            and outcome.message_id is not None
+        ):
+            timeout = self.config.respond_timeout_seconds
+            end = await self.committer.outcome(outcome.message_id, timeout)
+            if end is not None:
+                return _processed(outcome, end)
         return _answer(outcome, _STATUS[outcome.status])
 
     async def start(self) -> None:
@@ -116,6 +140,24 @@ class HttpSource:
             return
         self._server.should_exit = True
         await self._task
+
+
+def _processed(outcome: Received, end: EndState) -> JSONResponse:
+    """The answer once the pipeline is done with the message."""
+    if end.state in (State.DELIVERED, State.FILTERED):
+        status = 200
+    elif end.state in (State.HELD, State.REVIEW):
+        status = 202  # kept: it waits for its patient, or for an operator
+    else:
+        status = 422
+    content: dict[str, object] = {
+        "status": str(end.state),
+        "message_id": outcome.message_id,
+        "control_id": outcome.control_id,
+    }
+    if end.code:
+        content.update(code=end.code, reason=end.reason)
+    return JSONResponse(content, status_code=status)
 
 
 def _answer(outcome: Received, status: int) -> JSONResponse:

@@ -40,6 +40,10 @@ CHANNELS = (
     source: {{type: directory, path: "{inbox}", poll_seconds: 0.05, settle_seconds: 0}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
+  - name: documents_checked
+    source: {{type: http, port: {checked_port}, respond_after: processing}}
+    accept: ["CDA^*"]
+    destinations: {{store: {{type: record_store, documents: {{xsd: cisis}}}}}}
   - name: documents_mllp
     source: {{type: mllp, port: {cda_port}, payload: cda}}
     accept: ["CDA^*"]
@@ -51,8 +55,14 @@ CHANNELS = (
 class DocumentsEngine(InProcessEngine):
     def __init__(self, url: str, inbox: Path) -> None:
         self.http_port, self.cda_port, self.inbox = free_port(), free_port(), inbox
+        self.checked_port = free_port()
         super().__init__(
-            CHANNELS, url=url, http_port=self.http_port, cda_port=self.cda_port, inbox=inbox
+            CHANNELS,
+            url=url,
+            http_port=self.http_port,
+            cda_port=self.cda_port,
+            checked_port=self.checked_port,
+            inbox=inbox,
         )
 
     def admit(self) -> None:
@@ -60,8 +70,8 @@ class DocumentsEngine(InProcessEngine):
             client.send_message(adt("A28", PATIENT, "1"))
         self.wait_idle()
 
-    def post(self, body: bytes) -> tuple[int, dict[str, object]]:
-        url = f"http://127.0.0.1:{self.http_port}/documents"
+    def post(self, body: bytes, port: int = 0) -> tuple[int, dict[str, object]]:
+        url = f"http://127.0.0.1:{port or self.http_port}/documents"
         request = urllib.request.Request(url, body, {"Content-Type": "application/xml"})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -196,3 +206,21 @@ def test_a_document_over_mllp_is_acked_with_its_id_and_its_replacement_supersede
     assert [m[1:3] for m in msa] == [["AA", TSH_ID], ["AR", ""], ["AA", "9.9.2"]]
     engine.wait_idle()
     assert engine.documents() == [(TSH_ID, 1, "superseded", INS), ("9.9.2", 2, "current", INS)]
+
+
+def test_respond_after_processing_says_what_the_pipeline_made_of_the_document(
+    engine: DocumentsEngine,
+) -> None:
+    off_schema = TSH.read_bytes().replace(b"</title>", b"</title><unexpected/>", 1)
+    status, body = engine.post(
+        off_schema.replace(TSH_ID.encode(), b"1.2.250.99.3"), engine.checked_port
+    )
+    assert (status, body["status"], body["code"]) == (422, "dead_lettered", "invalid_document")
+    assert "line 45" in str(body["reason"])  # the line and the rule, from the XSD
+    status, body = engine.post(TSH.read_bytes(), engine.checked_port)
+    assert (status, body["status"], body["code"]) == (202, "held", "902")  # nobody admitted
+    engine.admit()
+    second = TSH.read_bytes().replace(TSH_ID.encode(), b"1.2.250.99.4")
+    status, body = engine.post(second, engine.checked_port)
+    assert (status, body["status"]) == (200, "delivered")
+    assert ("1.2.250.99.4", 1, "current", INS) in engine.documents()
