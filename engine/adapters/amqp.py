@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -42,6 +43,7 @@ from engine.adapters.amqp_topology import (
 )
 from engine.adapters.receive import log_outcome
 from engine.errors import EngineError, PoisonMessage
+from engine.logs import error_fields
 
 if TYPE_CHECKING:
     from engine.routes.committer import GroupCommitter
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from engine.routes.writer import Result
 
 log = structlog.get_logger("engine.amqp")
+#: A session up this long resets the reconnection backoff (one failing at once does not).
+STABLE_SECONDS = 10.0
 
 
 class AmqpSourceConfig(BaseModel):
@@ -117,6 +121,7 @@ class AmqpSource:
         while not self._stopping:
             session = Session(self)
             self._session = session
+            opened_at = 0.0
             try:
                 await session.open()
                 log.info(
@@ -126,12 +131,17 @@ class AmqpSource:
                     queue=self.config.queue,
                 )
                 self.connected.set()
-                delay = self.config.reconnect_initial_seconds
+                opened_at = time.monotonic()
                 reason = await session.closed
             except BrokerError as exc:
                 reason = exc.reason
+            except Exception as exc:  # never stop the channel for good: log, back off, retry
+                log.error("amqp_session_failed", channel=self.intake.channel, **error_fields(exc))
+                reason = type(exc).__name__
             finally:
                 self.connected.clear()
+            if opened_at and time.monotonic() - opened_at > STABLE_SECONDS:
+                delay = self.config.reconnect_initial_seconds  # it had been up a while
             if self._stopping:
                 return
             log.warning(
@@ -182,8 +192,8 @@ class Session:
 
         try:
             params = self.config.broker.parameters()
-        except (ValueError, OSError) as exc:  # a bad URL or unreadable TLS files
-            raise BrokerError(f"broker settings: {exc}") from exc
+        except (ValueError, OSError) as exc:  # unreadable TLS files (never quote the URL)
+            raise BrokerError(f"broker settings: {type(exc).__name__}") from exc
         self.connection = AsyncioConnection(
             params, on_open, on_open_error, on_close, custom_ioloop=self.loop
         )
@@ -201,9 +211,15 @@ class Session:
 
     async def call(self, start: Callable[[Callable[..., None]], Any]) -> Any:
         """Run a pika call whose completion comes through a callback."""
+        if self.closed.done():  # closed between two steps: pika would raise synchronously
+            raise BrokerError(self.closed.result())
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._pending = fut
-        start(lambda result=None: _resolve(fut, result))
+        try:
+            start(lambda result=None: _resolve(fut, result))
+        except Exception as exc:  # the channel or the connection is closing
+            self._pending = None
+            raise BrokerError(_describe(exc)) from exc
         try:
             return await fut
         finally:
@@ -240,32 +256,38 @@ class Session:
         self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
         self.source.received += 1
-        intake = self.source.intake
         try:
-            prepared = intake.prepare(body, self._peer(method))
+            prepared = self.source.intake.prepare(body, self._peer(method))
+            self._journal(channel, method, props, prepared)
         except Exception as exc:  # a bug: requeue, the delivery limit dead-letters it
-            log.error(
-                "amqp_message_crashed",
-                channel=intake.channel,
-                error=type(exc).__name__,
-                redelivered=method.redelivered,
-            )
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            return
-        self._journal(channel, method, props, prepared)
+            self._crashed(channel, method, exc)
 
     def _on_dead(
         self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
         """A message the broker dead-lettered after its delivery limit: an engine dead letter."""
-        deaths = (props.headers or {}).get("x-death") or [{}]
-        count = deaths[0].get("count", "?")
-        error = PoisonMessage(
-            f"dead-lettered by the broker from {self.config.queue!r} after {count} failed "
-            f"deliveries ({deaths[0].get('reason', 'delivery limit')})"
+        try:
+            count, why = _death(props)
+            error = PoisonMessage(
+                f"dead-lettered by the broker from {self.config.queue!r} after {count} failed "
+                f"deliveries ({why})"
+            )
+            prepared = self.source.intake.prepare_poisoned(body, self._peer(method), error)
+            self._journal(channel, method, props, prepared)
+        except Exception as exc:
+            self._crashed(channel, method, exc)
+
+    def _crashed(self, channel: Channel, method: Basic.Deliver, exc: Exception) -> None:
+        """Never let an exception out of a pika callback: it would abort the connection and
+        return every unacknowledged delivery, each counting against its delivery limit."""
+        log.error(
+            "amqp_message_crashed",
+            channel=self.source.intake.channel,
+            redelivered=bool(method.redelivered),
+            **error_fields(exc),
         )
-        prepared = self.source.intake.prepare_rejected(body, self._peer(method), error)
-        self._journal(channel, method, props, prepared)
+        if channel.is_open:
+            channel.basic_nack(method.delivery_tag, requeue=True)
 
     def _peer(self, method: Basic.Deliver) -> str:
         return f"amqp:{method.exchange or '-'}/{method.routing_key}"[:128]
@@ -307,6 +329,16 @@ class Session:
             return
         channel.basic_ack(method.delivery_tag)
         log_outcome(self.source.intake.channel, prepared, result.id, result.duplicate)
+
+
+def _death(props: BasicProperties) -> tuple[object, str]:
+    """How many deliveries failed, and why, from the broker's ``x-death`` header (read
+    defensively: anyone may publish to the dead-letter queue)."""
+    deaths = (props.headers or {}).get("x-death")
+    first = deaths[0] if isinstance(deaths, list) and deaths else None
+    if not isinstance(first, dict):
+        return "?", "delivery limit"
+    return first.get("count", "?"), str(first.get("reason", "delivery limit"))[:40]
 
 
 def properties_json(method: Basic.Deliver, props: BasicProperties) -> str:

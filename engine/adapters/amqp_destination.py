@@ -66,11 +66,20 @@ class AmqpDestination:
             type=f"{delivery.message.message_type}^{delivery.message.trigger}",
             headers={"aiguillage-channel": delivery.channel, "aiguillage-kind": delivery.kind},
         )
-        try:
-            channel = self._open()
-            channel.basic_publish(
+
+        def publish() -> None:
+            self._open().basic_publish(
                 cfg.exchange, cfg.routing_key, delivery.raw, properties, mandatory=True
             )
+
+        try:
+            try:
+                publish()
+            except (pika.exceptions.StreamLostError, pika.exceptions.ConnectionClosed):
+                # An idle blocking connection misses heartbeats and gets dropped by the broker:
+                # once more on a new one (the message id is the same: a consumer can tell).
+                self.close()
+                publish()
         except pika.exceptions.UnroutableError as exc:
             raise DestinationUnavailable(
                 f"{where}: returned unroutable (no queue bound for key {cfg.routing_key!r})"
@@ -80,6 +89,8 @@ class AmqpDestination:
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.close()
             raise DestinationUnavailable(f"{where}: {type(exc).__name__}: {exc}"[:300]) from exc
+        except ValueError as exc:  # an unreadable URL from the environment: never quote it
+            raise DestinationUnavailable(f"{where}: broker settings unreadable") from exc
 
     def _open(self) -> BlockingChannel:
         if self._channel is not None and self._channel.is_open:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -51,6 +51,17 @@ class AmqpConnection(BaseModel):
     tls: AmqpTls | None = None
     heartbeat_seconds: int = Field(default=30, ge=0)
 
+    @field_validator("url")
+    @classmethod
+    def _readable(cls, url: str) -> str:
+        """Refuse a URL pika could not read, without quoting it (it holds a password)."""
+        if not _readable_url(url):
+            raise ValueError(
+                "the broker URL cannot be read: amqp[s]://user:password@host:port/vhost, with "
+                "'/', '#', '?' and '@' in the user or password %-encoded"
+            )
+        return url
+
     def effective_url(self) -> str:
         return os.environ.get(self.url_env) or self.url
 
@@ -69,11 +80,23 @@ class AmqpConnection(BaseModel):
         return params
 
     def safe_url(self) -> str:
-        """The URL without its credentials, for logs and error reasons."""
-        parts = urlsplit(self.effective_url())
+        """The URL without its credentials, for logs and error reasons (never raises)."""
+        url = self.effective_url()
+        if not _readable_url(url):
+            return f"(an unreadable broker URL, from {self.url_env} or the config)"
+        parts = urlsplit(url)
         host = parts.hostname or "?"
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{host}{port}{parts.path or '/'}"
+
+
+def _readable_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a password that swallowed the host
+    except ValueError:
+        return False
+    return parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
 
 
 ExchangeType = Literal["direct", "topic", "fanout", "headers"]

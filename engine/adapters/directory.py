@@ -6,6 +6,8 @@ moved to ``processed/`` (``error/`` when intake refused it; the journal keeps it
 letter either way) or deleted. A crash between the commit and the move reads the file again on
 restart: the journal recognises the resend, and the file is moved without a second message.
 Hidden files (``.name``) are skipped: writers should write under a hidden name, then rename.
+A file is claimed by renaming it to ``.taking.<name>`` before it is read; a claimed file left by
+a stopped engine goes back under its name at the next start.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("engine.directory")
 
 HEAD_MAX = 64 * 1024
+#: The prefix of a file being taken (hidden: the scan skips it).
+CLAIMED = ".taking."
 
 
 class DirectorySourceConfig(BaseModel):
@@ -80,7 +84,7 @@ class DirectorySource:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.config.path.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._recover)
         self._task = asyncio.create_task(self._run())
         log.info("directory_watching", channel=self.intake.channel, path=str(self.config.path))
 
@@ -90,13 +94,29 @@ class DirectorySource:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _recover(self) -> None:
+        """Files a stopped engine had claimed go back under their names: read again, the
+        journal recognises those it had already stored."""
+        self.config.path.mkdir(parents=True, exist_ok=True)
+        for claimed in self.config.path.glob(f"{CLAIMED}*"):
+            original = claimed.with_name(claimed.name.removeprefix(CLAIMED))
+            if not original.exists():
+                os.replace(claimed, original)
+
     async def _run(self) -> None:
         while True:
             try:
-                for path in await asyncio.to_thread(self._ready):
-                    await self._take(path)
+                ready = await asyncio.to_thread(self._ready)
             except OSError as exc:  # the directory vanished or is unreadable: say so, go on
                 log.error("directory_unreadable", channel=self.intake.channel, error=exc.strerror)
+                ready = []
+            for path in ready:
+                try:
+                    await self._take(path)
+                except OSError as exc:  # this file only: the others go on
+                    log.error(
+                        "directory_file_failed", channel=self.intake.channel, error=exc.strerror
+                    )
             await asyncio.sleep(self.config.poll_seconds)
 
     def _ready(self) -> list[Path]:
@@ -117,8 +137,14 @@ class DirectorySource:
         return sorted(settled, key=lambda p: (current[p].mtime_ns, p.name))
 
     async def _take(self, path: Path) -> None:
+        """Claim the file (a rename: a new file dropped under the same name meanwhile is not
+        taken for it), journal it, then move it out. A failed move leaves it claimed, not taken
+        again until the engine restarts."""
+        claimed = path.with_name(f"{CLAIMED}{path.name}")
+        await asyncio.to_thread(os.replace, path, claimed)
+        self._seen.pop(path, None)
         limit = self.config.max_message_bytes
-        data = await asyncio.to_thread(_read_head, path, limit + 1)
+        data = await asyncio.to_thread(_read_head, claimed, limit + 1)
         refused = None
         if len(data) > limit:
             refused = MessageTooLarge(f"file exceeds the {limit:,}-byte limit")
@@ -128,22 +154,23 @@ class DirectorySource:
         )
         if outcome.status == "unavailable":
             log.warning("directory_file_kept", channel=self.intake.channel, reason=outcome.reason)
-            return  # taken again at the next poll
+            await asyncio.to_thread(os.replace, claimed, path)  # taken again at the next poll
+            return
         self.taken += 1
-        self._seen.pop(path, None)
         folder = "error" if outcome.status == "rejected" else "processed"
-        await asyncio.to_thread(self._done, path, folder)
+        await asyncio.to_thread(self._done, claimed, path.name, folder)
 
-    def _done(self, path: Path, folder: str) -> None:
+    def _done(self, claimed: Path, name: str, folder: str) -> None:
         if self.config.after == "delete":
-            path.unlink(missing_ok=True)
+            claimed.unlink(missing_ok=True)
             return
         target_dir = self.config.path / folder
         target_dir.mkdir(exist_ok=True)
-        target = target_dir / path.name
+        target = target_dir / name
         if target.exists():  # the same name dropped again: keep both
-            target = target_dir / f"{path.stem}.{time.time_ns()}{path.suffix}"
-        os.replace(path, target)
+            stem, dot, suffix = name.partition(".")
+            target = target_dir / f"{stem}.{time.time_ns()}{dot}{suffix}"
+        os.replace(claimed, target)
 
 
 def _read_head(path: Path, size: int) -> bytes:

@@ -17,6 +17,12 @@ class WorkItem:
     id: int
     channel: str
     patient_key: str | None
+    #: Process the group up to this id (the item's own, or the whole group for a sweep).
+    upto: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.upto:
+            object.__setattr__(self, "upto", self.id)
 
     def encode(self) -> bytes:
         return json.dumps([self.id, self.channel, self.patient_key]).encode()

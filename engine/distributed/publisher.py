@@ -53,8 +53,13 @@ class WorkPublisher:
             self._items.put(items)
 
     def _run(self) -> None:
+        idle = max(self.settings.broker.heartbeat_seconds / 2, 1.0)
         while True:
-            batch = self._items.get()
+            try:
+                batch = self._items.get(timeout=idle)
+            except queue.Empty:
+                self._heartbeat()  # a blocking connection answers heartbeats only when used
+                continue
             if batch is _STOP:
                 break
             while True:  # whatever queued meanwhile goes in the same confirm round
@@ -74,20 +79,34 @@ class WorkPublisher:
             self._drop(items, "broker unavailable")
             return
         try:
-            channel = self._open()
-            props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
-            for item in items:
-                channel.basic_publish("", self.settings.queue, item.encode(), props)
+            try:
+                self._send(items)
+            except (pika.exceptions.StreamLostError, pika.exceptions.ConnectionClosed):
+                self._close()  # the broker dropped an idle connection: once more, anew
+                self._send(items)
             self.published += len(items)
             self._delay = 1.0
             if self._outage:
                 log.info("work_publisher_recovered", dropped=self._outage)
                 self._outage = 0
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
             self._close()
             self._retry_at = time.monotonic() + self._delay
             self._delay = min(self._delay * 2, 30.0)
             self._drop(items, f"{type(exc).__name__}")
+
+    def _send(self, items: list[WorkItem]) -> None:
+        channel = self._open()
+        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+        for item in items:
+            channel.basic_publish("", self.settings.queue, item.encode(), props)
+
+    def _heartbeat(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            try:
+                self._connection.process_data_events(0)
+            except (pika.exceptions.AMQPError, OSError):
+                self._close()
 
     def _drop(self, items: list[WorkItem], reason: str) -> None:
         """Said once per outage (then counted until the broker is back)."""

@@ -30,9 +30,10 @@ from engine.adapters.amqp_topology import close_quietly
 from engine.channels.models import ChannelsFile, WorkSettings
 from engine.distributed.items import WorkItem, lock_key
 from engine.distributed.topology import declare_work_queue
-from engine.journal.claim import Group, stale_or_due
+from engine.journal.claim import WHOLE_GROUP, Group, stale_or_due
 from engine.journal.journal import utcnow
 from engine.journal.models import messages
+from engine.logs import error_fields
 from engine.routes.worker import Worker
 
 log = structlog.get_logger("engine.distributed")
@@ -55,7 +56,7 @@ class DistributedWorker:
         while not stop.is_set():
             try:
                 connection = pika.BlockingConnection(self.settings.broker.parameters())
-            except (pika.exceptions.AMQPError, OSError) as exc:
+            except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
                 log.warning(
                     "amqp_waiting_for_broker",
                     role="worker",
@@ -103,9 +104,13 @@ class DistributedWorker:
                     continue
             if tags:
                 try:
-                    self._run(channel, items)
+                    self.run_items(channel, items)
                 except SQLAlchemyError as exc:  # the database is away: give the items back
                     log.error("work_batch_failed", error=type(exc).__name__, items=len(tags))
+                    channel.basic_nack(tags[-1], multiple=True, requeue=True)
+                    stop.wait(1.0)
+                except Exception as exc:  # a bug: give them back (the broker's count grows)
+                    log.error("work_batch_failed", items=len(tags), **error_fields(exc))
                     channel.basic_nack(tags[-1], multiple=True, requeue=True)
                     stop.wait(1.0)
                 else:
@@ -117,10 +122,13 @@ class DistributedWorker:
                 break
         channel.cancel()
 
-    def _run(self, channel: BlockingChannel | None, items: list[WorkItem]) -> None:
+    def run_items(self, channel: BlockingChannel | None, items: list[WorkItem]) -> None:
         upto: dict[Group, int] = {}
         for item in items:
-            upto[item.group] = max(item.id, upto.get(item.group, 0))
+            if item.channel not in self.worker.pipelines:
+                log.error("work_item_for_unknown_channel", message_id=item.id)
+                continue
+            upto[item.group] = max(item.upto, upto.get(item.group, 0))
         if not upto:
             return
         released = self.worker.run_groups(upto, sorted({lock_key(g) for g in upto}))
@@ -131,7 +139,7 @@ class DistributedWorker:
                 for item in again:
                     channel.basic_publish("", self.settings.queue, item.encode(), props)
             else:
-                self._run(None, again)
+                self.run_items(None, again)
 
     def _items_of(self, ids: list[int]) -> list[WorkItem]:
         m = messages.c
@@ -147,13 +155,18 @@ class DistributedWorker:
         if time.monotonic() - self._last_sweep < self.settings.sweep_seconds:
             return
         self._last_sweep = time.monotonic()
+        self.sweep(channel)
+
+    def sweep(self, channel: BlockingChannel | None) -> None:
+        """Process the groups no work item will bring (new items go to ``channel`` if any)."""
         now = utcnow()
         stale = now - timedelta(seconds=self.settings.stale_seconds)
         try:
             with self.db.connect() as conn:
-                found = stale_or_due(conn, now, stale, SWEEP_LIMIT)
-            items = [WorkItem(i, c, k) for i, c, k in found]
+                found = stale_or_due(conn, now, stale, SWEEP_LIMIT, self.worker.pipelines)
+            # A whole group: the retry that fell due, and the patient's messages behind it.
+            items = [WorkItem(i, c, k, WHOLE_GROUP if k else i) for i, c, k in found]
             for start in range(0, len(items), self.settings.batch):
-                self._run(channel, items[start : start + self.settings.batch])
-        except SQLAlchemyError as exc:  # the next sweep tries again
-            log.error("sweep_failed", error=type(exc).__name__)
+                self.run_items(channel, items[start : start + self.settings.batch])
+        except Exception as exc:  # the next sweep tries again; a bug must not stop the worker
+            log.error("sweep_failed", **error_fields(exc))

@@ -7,11 +7,12 @@ claim must cost the same with ten or ten million delivered messages behind it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, false, or_, select, true, tuple_
+from sqlalchemy import Connection, Integer, bindparam, false, func, or_, select, true, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from engine.fastsql import FastStatement
@@ -79,10 +80,11 @@ Group = tuple[str, str]
 _CLAIM_GROUP = (*_PENDING, _m.state, _m.next_attempt_at)
 
 
-def claim_groups(conn: Connection, upto: dict[Group, int]) -> list[Row]:
+def claim_groups(conn: Connection, upto: dict[Group, int], channels: Iterable[str]) -> list[Row]:
     """The pending messages (received or retrying) of each group up to its id, in arrival
     order, row-locked (``FOR UPDATE``: PostgreSQL; the caller holds the groups' advisory
-    locks). Each row ends with its state and next attempt time."""
+    locks), of the ``channels`` this engine runs. Each row ends with its state and next
+    attempt time."""
     keyed = [g for g in upto if g[0]]
     singles = [int(g[1][1:]) for g in upto if not g[0]]
     in_groups = or_(
@@ -94,6 +96,7 @@ def claim_groups(conn: Connection, upto: dict[Group, int]) -> list[Row]:
         .where(
             _m.state.in_([State.RECEIVED, State.RETRYING]),
             _m.id <= max(upto.values()),
+            _m.channel.in_(list(channels)),
             in_groups,
         )
         .order_by(_m.id)
@@ -107,17 +110,33 @@ def group_of(message_id: int, channel: str, patient_key: str | None) -> Group:
     return (channel, patient_key) if patient_key else ("", f"#{message_id}")
 
 
+#: A group's "up to" that takes all of its pending messages.
+WHOLE_GROUP = 2**62
+
+
 def stale_or_due(
-    conn: Connection, now: datetime, stale_before: datetime, limit: int
+    conn: Connection, now: datetime, stale_before: datetime, limit: int, channels: Iterable[str]
 ) -> list[tuple[int, str, str | None]]:
-    """Messages no work item will bring: retries that fell due, and received messages older
-    than ``stale_before`` (published while the broker was away, or replayed by an operator)."""
-    due = select(_m.id, _m.channel, _m.patient_key).where(
-        _m.state == State.RETRYING, _m.next_attempt_at <= now
+    """The groups (first message id, channel, patient key) that no work item will bring:
+    with a retry that fell due, or a received message older than ``stale_before`` (its item
+    was lost with the broker, or an operator replayed it). One row per group, so that a
+    patient held up behind a retry cannot fill the ``limit``."""
+    in_channels = _m.channel.in_(list(channels))
+    due = (_m.state == State.RETRYING) & (_m.next_attempt_at <= now)
+    stale = (_m.state == State.RECEIVED) & (_m.updated_at < stale_before)
+    first = func.min(_m.id)
+    keyed = (
+        select(first, _m.channel, _m.patient_key)
+        .where(or_(due, stale), in_channels, _m.patient_key.is_not(None))
+        .group_by(_m.channel, _m.patient_key)
+        .order_by(first)
+        .limit(limit)
     )
-    stale = select(_m.id, _m.channel, _m.patient_key).where(
-        _m.state == State.RECEIVED, _m.updated_at < stale_before
+    alone = (
+        select(_m.id, _m.channel, _m.patient_key)
+        .where(or_(due, stale), in_channels, _m.patient_key.is_(None))
+        .order_by(_m.id)
+        .limit(limit)
     )
-    rows = [*conn.execute(due.order_by(_m.id).limit(limit))]
-    rows += [*conn.execute(stale.order_by(_m.id).limit(limit))]
+    rows = [*conn.execute(keyed), *conn.execute(alone)]
     return [(int(r[0]), str(r[1]), r[2]) for r in rows]

@@ -68,6 +68,8 @@ class Journal:
         differs, the control id was reused: the message is kept as a dead letter and refused.
         """
         now = utcnow()
+        for m in batch:
+            _without_nul(m)
         keys = [m.dedup_key() for m in batch]
         known = self._known(conn, batch)
         results: list[Appended | None] = [None] * len(batch)
@@ -181,6 +183,27 @@ class Journal:
         rows = [{"id_": i, "updated_at": now} for i in ids]
         if rows:
             _MARK_DELIVERED.executemany(conn, rows)
+
+
+_TEXT_FIELDS = (
+    "peer",
+    "sender_app",
+    "sender_facility",
+    "control_id",
+    "message_type",
+    "trigger",
+    "patient_key",
+    "error_reason",
+)
+
+
+def _without_nul(m: NewMessage) -> None:
+    """PostgreSQL text holds no NUL character: one in a header field (a sender's bug, or an
+    attack) must fail neither the resend lookup nor the commit of the whole batch."""
+    for name in _TEXT_FIELDS:
+        value = getattr(m, name)
+        if value and "\x00" in value:
+            setattr(m, name, value.replace("\x00", ""))
 
 
 def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object]:

@@ -101,6 +101,18 @@ class Intake:
         row = NewMessage(channel=self.channel, raw=payload, peer=peer)
         return self._reject(row, fallback_header(), "ascii", error)
 
+    def prepare_poisoned(self, payload: bytes, peer: str, error: EngineError) -> Prepared:
+        """A payload a broker gave up on after its delivery limit, kept as a dead letter for
+        ``error``. It is read like any other first, so that it keeps its control id and a
+        message journaled before (a crash after the commit) is recognised as a resend."""
+        try:
+            prepared = self.prepare(payload, peer)
+        except Exception:  # what made it poison: read nothing more from it
+            return self.prepare_rejected(payload, peer, error)
+        if prepared.error is not None:
+            return prepared  # a dead letter for its own reason already
+        return self._reject(prepared.row, prepared.header, prepared.codec, error)
+
     def _reject(self, row: NewMessage, header: Header, codec: str, exc: EngineError) -> Prepared:
         if not header.control_id:
             header = _best_effort_header(row.raw, header)

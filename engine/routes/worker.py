@@ -87,7 +87,7 @@ class Worker:
             now = utcnow()
             delivered: list[int] = []
             blocked: set[Group] = set()
-            for row in claim_groups(conn, upto):
+            for row in claim_groups(conn, upto, self.pipelines):
                 group = group_of(row[0], row[1], row[4])
                 if group in blocked:
                     continue

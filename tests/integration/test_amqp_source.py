@@ -227,3 +227,31 @@ def test_a_cancelled_consumer_reconnects_and_consumes_again(
     broker.publish(engine.lab, oru(PATIENT, "R5").encode())
     rows = engine.wait_rows(JOURNAL, 1)
     assert [r[:2] for r in rows] == [("R5", "delivered")]
+
+
+def test_a_malformed_dead_letter_is_journaled_and_the_source_stays_up(
+    engine: AmqpEngine, broker: Broker
+) -> None:
+    broker.publish(f"{engine.lab}.dead", b"not HL7 at all", headers={"x-death": [1]})
+    [(_, state, code, _)] = engine.wait_rows(JOURNAL, 1)
+    # Read like any message first: not HL7 is its own reason, kept before "poison".
+    assert (state, code) == ("dead_lettered", "parse_error")
+    broker.wait_depth(f"{engine.lab}.dead", 0)
+    sources = [s for s in engine.engine.servers if s.intake.channel == "lab_amqp"]
+    assert sources[0].connected.is_set()  # type: ignore[attr-defined]
+
+
+def test_a_document_dead_lettered_after_it_was_stored_keeps_one_end_state(
+    engine: AmqpEngine, broker: Broker
+) -> None:
+    """A crash after the commit, before the ack: the broker may dead-letter a message the
+    journal already has. The dead-letter path recognises it (document id and content)."""
+    engine.admit()
+    body = (CDA_SAMPLES / "CNAM-HR_2021.01.xml").read_bytes()
+    broker.publish(engine.remb, body)
+    query = "SELECT state, error_code FROM journal_messages WHERE channel = 'reimbursements'"
+    assert engine.wait_rows(query, 1) == [("delivered", None)]
+    broker.publish(f"{engine.remb}.dead", body, headers={"x-death": [{"count": 5}]})
+    broker.wait_depth(f"{engine.remb}.dead", 0)
+    engine.wait_idle()
+    assert engine.rows(query) == [("delivered", None)]

@@ -172,10 +172,11 @@ def test_files_dropped_in_the_inbox_are_stored_then_moved_and_bad_ones_set_aside
     # The same file dropped again is recognised: no second message, no second document.
     drop(engine.inbox, "tsh.xml", TSH.read_bytes())
     for _ in range(500):
-        if not (engine.inbox / "tsh.xml").exists():
+        if len(list((engine.inbox / "processed").iterdir())) == 2:
             break
         time.sleep(0.02)
     assert len(list((engine.inbox / "processed").iterdir())) == 2
+    assert sorted(p.name for p in engine.inbox.iterdir()) == ["error", "processed"]
     assert len(engine.journal("documents_inbox")) == 2
     assert engine.documents() == [(TSH_ID, 1, "current", INS)]
 

@@ -7,6 +7,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from engine.adapters.amqp_topology import AmqpConnection, AmqpTls, source_topology
 
@@ -52,3 +53,15 @@ def test_a_quorum_source_queue_gets_its_delivery_limit_and_dead_letter_queue() -
     ]
     classic = source_topology("lab", "classic", 4)
     assert "x-delivery-limit" not in classic.queues[0].arguments
+
+
+def test_an_unreadable_url_is_refused_without_being_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AmqpConnection(url="amqp://app:pa/ss#word@broker:5672/%2F")
+    message = caught.value.errors()[0]["msg"]
+    assert "%-encoded" in message and "pa/ss" not in message
+    monkeypatch.setenv("AIGUILLAGE_AMQP_URL", "amqp://app:pa/ss@broker:5672/%2F")
+    shown = AmqpConnection().safe_url()  # from the environment: unreadable, never raises
+    assert "pa/ss" not in shown and "unreadable" in shown
