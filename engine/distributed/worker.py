@@ -39,6 +39,8 @@ from engine.routes.worker import Worker
 log = structlog.get_logger("engine.distributed")
 IDLE_SECONDS = 0.002
 SWEEP_LIMIT = 1000
+#: The pause after a batch whose every patient another worker held.
+BUSY_PAUSE = 0.05
 
 
 class DistributedWorker:
@@ -131,15 +133,20 @@ class DistributedWorker:
             upto[item.group] = max(item.upto, upto.get(item.group, 0))
         if not upto:
             return
-        released = self.worker.run_groups(upto, sorted({lock_key(g) for g in upto}))
+        released, busy = self.worker.run_groups(upto, {g: lock_key(g) for g in upto})
+        again = [i for i in items if i.group in busy]  # another worker has that patient
+        if busy and len(busy) == len(upto):
+            time.sleep(BUSY_PAUSE)  # only patients held elsewhere: do not spin on them
         if released:  # their messages first, then again every group of this batch
             again = self._items_of(released) + items
-            if channel is not None:
-                props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
-                for item in again:
-                    channel.basic_publish("", self.settings.queue, item.encode(), props)
-            else:
-                self.run_items(None, again)
+        if not again:
+            return
+        if channel is not None:
+            props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+            for item in again:
+                channel.basic_publish("", self.settings.queue, item.encode(), props)
+        elif released:  # the sweep: released messages now; busy groups at the next sweep
+            self.run_items(None, self._items_of(released))
 
     def _items_of(self, ids: list[int]) -> list[WorkItem]:
         m = messages.c

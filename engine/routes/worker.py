@@ -32,10 +32,9 @@ from engine.logs import error_fields
 from engine.routes.pipeline import Pipeline, StageError
 
 log = structlog.get_logger("engine.worker")
-#: The groups' locks in one round trip, in the order given (sorted: no two workers deadlock).
-_ADVISORY_LOCKS = text(
-    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY "
-    "AS t(k, n) ORDER BY n"
+#: The groups' locks in one round trip, without waiting: the keys obtained.
+_TRY_LOCKS = text(
+    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS t(k) WHERE pg_try_advisory_xact_lock(k)"
 )
 
 #: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
@@ -77,13 +76,21 @@ class Worker:
 
     # -- one batch ------------------------------------------------------------------------
 
-    def run_groups(self, upto: dict[Group, int], locks: list[int]) -> list[int]:
+    def run_groups(
+        self, upto: dict[Group, int], locks: dict[Group, int]
+    ) -> tuple[list[int], set[Group]]:
         """The distributed worker's batch: the pending messages of each group up to its id,
-        in one transaction, under the groups' advisory locks (PostgreSQL) taken in ``locks``
-        order (sorted, so that two workers cannot deadlock). Returns the ids of messages an
-        ADT released meanwhile, for new work items."""
+        in one transaction, under the groups' PostgreSQL advisory locks (``locks``: a key per
+        group). A group another worker holds is not waited for (a slow patient must not hold up
+        the others): it comes back in the busy set, for a new work item. Also returns the ids
+        of messages an ADT released meanwhile, for new work items."""
         with self.engine.connect() as conn:
-            conn.execute(_ADVISORY_LOCKS, {"keys": locks})
+            got = set(conn.execute(_TRY_LOCKS, {"keys": sorted(locks.values())}).scalars())
+            busy = {g for g, key in locks.items() if key not in got}
+            upto = {g: n for g, n in upto.items() if g not in busy}
+            if not upto:
+                conn.rollback()
+                return [], busy
             now = utcnow()
             delivered: list[int] = []
             blocked: set[Group] = set()
@@ -115,7 +122,7 @@ class Worker:
         self.processed += len(delivered)
         for ident in delivered:
             log.info("message_delivered", message_id=ident)
-        return released
+        return released, busy
 
     def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
         """Process one batch in one transaction; returns how many messages it handled.

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text, update
 
 from engine.channels.loader import parse_channels
 from engine.db import make_engine
-from engine.distributed.items import WorkItem
+from engine.distributed.items import WorkItem, lock_key
 from engine.distributed.worker import DistributedWorker
 from engine.journal.journal import Journal, utcnow
 from engine.journal.models import messages
@@ -90,3 +90,18 @@ def test_a_retry_falling_due_takes_its_patients_later_messages_with_it(
         conn.execute(update(messages).where(messages.c.id == later).values(updated_at=utcnow()))
     worker(db, postgres_url).sweep(None)
     assert states(db) == {"A1": "delivered", "A2": "delivered"}
+
+
+def test_a_patient_another_worker_holds_is_not_waited_for(db: Engine, postgres_url: str) -> None:
+    held = journal(db, "adt", "A1", "IPP1")
+    other = journal(db, "adt", "B1", "IPP2")
+    running = worker(db, postgres_url)
+    group = WorkItem(held, "adt", "IPP1^CHU-X").group
+    with db.connect() as conn:  # another worker is busy with IPP1 (a slow destination)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(group)})
+        upto = {group: held, WorkItem(other, "adt", "IPP2^CHU-X").group: other}
+        locks = {g: lock_key(g) for g in upto}
+        released, busy = running.worker.run_groups(upto, locks)
+        conn.rollback()
+    assert (released, busy) == ([], {group})
+    assert states(db) == {"A1": "received", "B1": "delivered"}
