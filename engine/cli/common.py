@@ -14,7 +14,9 @@ from rich.console import Console
 from sqlalchemy import Connection
 
 from engine.channels.loader import ConfigError, load_channels
+from engine.channels.models import EngineSettings
 from engine.db import database_url, make_engine
+from engine.distributed.notify import hand_to_workers
 from engine.migrate import upgrade
 
 console = Console(soft_wrap=True)
@@ -26,16 +28,27 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
+def configured_engine(config: Path) -> EngineSettings:
+    """The channels file's engine settings, or the defaults when there is no file."""
+    if not config.exists():
+        return EngineSettings()
+    try:
+        return load_channels(config).engine
+    except ConfigError as exc:
+        err_console.print(f"[red]{config} is invalid[/red]:\n{exc}")
+        raise typer.Exit(2) from exc
+
+
 def configured_url(config: Path) -> str:
     """The database URL: AIGUILLAGE_DATABASE_URL, else the channels file's, else the default."""
-    configured = None
-    if config.exists():
-        try:
-            configured = load_channels(config).engine.database_url
-        except ConfigError as exc:
-            err_console.print(f"[red]{config} is invalid[/red]:\n{exc}")
-            raise typer.Exit(2) from exc
-    return database_url(configured)
+    return database_url(configured_engine(config).database_url)
+
+
+def hand_over(config: Path, conn: Connection, ids: list[int]) -> None:
+    """Tell the workers of a distributed deployment about messages put back in the pipeline."""
+    handed = hand_to_workers(configured_engine(config).work, conn, ids)
+    if handed:
+        console.print(f"handed {handed} message(s) to the workers")
 
 
 @contextmanager

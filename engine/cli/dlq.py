@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    database,
+    err_console,
+    hand_over,
+    print_json,
+)
 from engine.journal import queries
 
 app = typer.Typer(no_args_is_help=True, help="Dead letters: messages that could not be processed")
@@ -98,6 +106,7 @@ def replay(
     with database(config) as conn:
         targets = list(ids or []) or queries.select_dead_letters(conn, channel or "", code)
         done = queries.replay(conn, targets, getpass.getuser())
+        hand_over(config, conn, done)
     skipped = sorted(set(targets) - set(done))
     console.print(f"requeued {len(done)} message(s): {done}")
     if skipped:

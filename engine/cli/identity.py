@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    database,
+    err_console,
+    hand_over,
+    print_json,
+)
 from engine.identity import compare, review
 from engine.identity.merge import unmerge
 from engine.journal.journal import utcnow
@@ -105,6 +113,8 @@ def resolve(
             err_console.print(str(exc))
             raise typer.Exit(1) from exc
         conn.commit()
+        if patient is not None:
+            hand_over(config, conn, [done.message_id])
     what = f"attached to patient {patient}, replayed" if patient is not None else "rejected"
     console.print(f"review {review_id} (message {done.message_id}): {what} by {actor}")
 
