@@ -80,7 +80,9 @@ class BusinessAck(Frozen):
 
 
 class ChannelConfig(Frozen):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="unique, snake_case")
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]*$", max_length=64, description="unique, snake_case"
+    )
     enabled: bool = True
     description: str = ""
     source: SourceConfig

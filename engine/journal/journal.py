@@ -69,7 +69,7 @@ class Journal:
         """
         now = utcnow()
         for m in batch:
-            _without_nul(m)
+            _fit(m)
         keys = [m.dedup_key() for m in batch]
         known = self._known(conn, batch)
         results: list[Appended | None] = [None] * len(batch)
@@ -195,15 +195,24 @@ _TEXT_FIELDS = (
     "patient_key",
     "error_reason",
 )
+#: The length limit of each of those columns (None: unlimited), from the table.
+_LIMITS = {name: getattr(messages.c[name].type, "length", None) for name in _TEXT_FIELDS}
 
 
-def _without_nul(m: NewMessage) -> None:
-    """PostgreSQL text holds no NUL character: one in a header field (a sender's bug, or an
-    attack) must fail neither the resend lookup nor the commit of the whole batch."""
+def _fit(m: NewMessage) -> None:
+    """Make a sender's header values storable: PostgreSQL text holds no NUL character, and a
+    value longer than its column is refused there. Either would fail the commit of the whole
+    batch (every sender in it would get a NAK, a broker delivery would never be acked)."""
     for name in _TEXT_FIELDS:
         value = getattr(m, name)
-        if value and "\x00" in value:
-            setattr(m, name, value.replace("\x00", ""))
+        if not value:
+            continue
+        fitted = value.replace("\x00", "") if "\x00" in value else value
+        limit = _LIMITS[name]
+        if limit is not None and len(fitted) > limit:
+            fitted = fitted[:limit]
+        if fitted is not value:
+            setattr(m, name, fitted)
 
 
 def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object]:

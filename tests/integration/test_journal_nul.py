@@ -1,5 +1,6 @@
-"""A NUL character in a header field (PostgreSQL text cannot hold one) neither blocks the
-journal commit nor fails the other messages of the batch."""
+"""A NUL character in a header field (PostgreSQL text cannot hold one), or a field longer than
+its journal column, neither blocks the journal commit nor fails the other messages of the
+batch."""
 
 from __future__ import annotations
 
@@ -18,3 +19,17 @@ def test_a_nul_in_msh_10_is_dropped_from_the_journal_columns(store_url: str) -> 
     assert codes == ["AA", "AA"]
     assert rows == [("AB", "delivered"), ("C2", "delivered")]
     assert b"A\x00B" in bytes(raw)  # the original bytes are kept as received
+
+
+def test_header_fields_longer_than_their_columns_are_cut(store_url: str) -> None:
+    engine = InProcessEngine(ENGINE_HEAD + ADT_CHANNEL, url=store_url)
+    long_id = "7" * 300
+    message = adt("A28", pid("IPP1"), long_id).replace("|GAM|", f"|{'G' * 300}|", 1)
+    try:
+        codes = engine.send(message, adt("A28", pid("IPP2"), "C2"))
+        rows = engine.rows("SELECT control_id, sender_app, state FROM journal_messages ORDER BY id")
+    finally:
+        engine.stop()
+    assert codes == ["AA", "AA"]
+    assert rows[0] == ("7" * 255, "G" * 255, "delivered")
+    assert rows[1][0] == "C2"
