@@ -98,6 +98,8 @@ class MllpServer:
         """Stop accepting, let in-flight messages get their ACK, then close connections."""
         if self._server is None:
             return
+        if self.config.ack_after == "processing":  # answers may wait for the pipeline
+            grace = max(grace, self.config.ack_timeout_seconds + 1)
         self._server.close()
         deadline = asyncio.get_running_loop().time() + grace
         while any(c.outstanding for c in self.connections):
@@ -166,7 +168,7 @@ class MllpConnection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
         fut = self.server.committer.submit(prepared.row)
-        if self.server.config.ack_after == "processing" and not prepared.enhanced:
+        if self.server.config.ack_after == "processing":  # every answer in the chain: in order
             fut.add_done_callback(lambda f: self._answer_later(prepared, f.result()))
         else:
             fut.add_done_callback(lambda f: self._answer(prepared, f.result()))
@@ -182,7 +184,12 @@ class MllpConnection(asyncio.Protocol):
         self, previous: asyncio.Future[None] | None, prepared: Prepared, result: Result
     ) -> None:
         processed = None
-        if not isinstance(result, EngineError) and result.ack_code == "AA":
+        # Enhanced mode: the commit ACK (CA) answers at once, behind the earlier answers only.
+        if (
+            not prepared.enhanced
+            and not isinstance(result, EngineError)
+            and result.ack_code == "AA"
+        ):
             timeout = self.server.config.ack_timeout_seconds
             processed = await self.server.committer.outcome(result.id, timeout)
         if previous is not None:

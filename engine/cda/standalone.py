@@ -24,6 +24,8 @@ from engine.identity.model import Identity
 
 #: The message type routes and ``accept`` lists see for a document received alone.
 CDA_TYPE = "CDA"
+#: The journal's charset column for a document: its XML declaration says the encoding.
+XML_CHARSET = "xml"
 _XML_START = (b"<", b"\xef\xbb\xbf<")
 
 

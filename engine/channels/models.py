@@ -135,7 +135,13 @@ class ChannelConfig(Frozen):
         return self
 
     def effective_routes(self) -> tuple[Route, ...]:
-        return self.routes or (Route(to=tuple(self.destinations)),)
+        """The routes, or by default every destination but those carrying the business
+        acknowledgement (they answer the sender: the message itself must not go there)."""
+        if self.routes:
+            return self.routes
+        carriers = set(self.business_ack.send_to) if self.business_ack else set()
+        targets = tuple(n for n in self.destinations if n not in carriers)
+        return (Route(to=targets),) if targets else ()
 
 
 def _is_store(destination: DestinationConfig | None) -> bool:

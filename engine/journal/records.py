@@ -5,19 +5,30 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from engine.cda.standalone import CDA_TYPE, CdaPayload, looks_like_xml, read_standalone
+from engine.cda.standalone import (
+    CDA_TYPE,
+    XML_CHARSET,
+    CdaPayload,
+    looks_like_xml,
+    read_standalone,
+)
 from engine.errors import EncodingError
 from engine.hl7v2.reader import Message
 from engine.journal.models import State
 
 DedupKey = tuple[str, str | None, str | None, str, str]
+#: Where MSH may start: after a UTF-8 BOM and a few blanks, as intake accepts.
+_MSH_WITHIN = 16
 
 
 def content_digest(raw: bytes) -> str:
-    """SHA-256 of a message with its MSH-7 (date/time of message) blanked; of the whole payload
-    when it is not HL7 v2 (a CDA document received alone)."""
-    if not raw.startswith(b"MSH"):
+    """SHA-256 of a message from its MSH (a BOM or blanks before it left out) with MSH-7
+    (date/time of message) blanked; of the whole payload when it is not HL7 v2 (a CDA
+    document received alone)."""
+    start = -1 if looks_like_xml(raw) else raw.find(b"MSH", 0, _MSH_WITHIN)
+    if start < 0:
         return hashlib.sha256(raw).hexdigest()
+    raw = raw[start:]
     end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
     fields = raw[:end].split(raw[3:4] or b"|")
     if len(fields) > 6:
@@ -103,7 +114,7 @@ class Pending:
 def journaled_payload(raw: bytes, charset: str) -> Message | CdaPayload:
     """A journaled payload read back: an HL7 v2 message, or a CDA document received alone
     (DocumentError when that is not safe XML)."""
-    if looks_like_xml(raw):
+    if charset == XML_CHARSET or looks_like_xml(raw):
         return read_standalone(raw)
     return journaled_message(raw, charset)
 

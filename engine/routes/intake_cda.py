@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.cda.standalone import CDA_TYPE, CdaPayload, read_standalone
+from engine.cda.standalone import CDA_TYPE, XML_CHARSET, CdaPayload, read_standalone
 from engine.channels.conditions import type_matches
 from engine.errors import EngineError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode
@@ -20,9 +20,6 @@ from engine.routes.intake import Intake, Prepared
 
 if TYPE_CHECKING:
     from engine.channels.models import ChannelConfig
-
-#: Stored in the journal's charset column: the XML declaration says the encoding.
-XML_CHARSET = "xml"
 
 
 class DocumentIntake(Intake):
@@ -52,11 +49,14 @@ class DocumentIntake(Intake):
 
 def document_patient_key(doc: CdaPayload) -> str | None:
     """``value^OID`` of the recordTarget's first local identifier (the IPP), like the PID-3
-    key of a message; None when it carries only an INS. ParseError when it names no single
+    key of a message, else of its INS; None without either. ParseError when it names no single
     patient."""
     identity = doc.identity()
-    local = identity.local_ids[0] if identity.local_ids else None
-    return f"{local.value}^{local.authority_oid}"[:255] if local is not None else None
+    if identity.local_ids:
+        local = identity.local_ids[0]
+        return f"{local.value}^{local.authority_oid}"[:255]
+    ins = identity.preferred_ins  # INS only (vaccination, imaging...): the INS orders them
+    return f"{ins.value}^{ins.oid}" if ins is not None else None
 
 
 def channel_intake(channel: ChannelConfig) -> Intake:

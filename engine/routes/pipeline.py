@@ -21,18 +21,15 @@ from engine.channels.conditions import type_matches
 from engine.channels.models import ChannelConfig, FilterStep, Route, ValidateStep
 from engine.errors import (
     EngineError,
-    IdentityError,
     StoreUnavailable,
     TransformError,
     UnsupportedMessageType,
     ValidationError,
 )
-from engine.hl7v2.reader import Message
 from engine.journal.models import State
 from engine.journal.records import Pending, journaled_payload
-from engine.transforms.map_documents import carries_documents
+from engine.routes.business_ack import BusinessAcks
 from engine.transforms.validate import validate_structure
-from engine.transforms.zam import build_zam
 
 log = structlog.get_logger("engine.pipeline")
 
@@ -59,6 +56,8 @@ class Pipeline:
         self.steps = config.steps
         self.routes: tuple[Route, ...] = config.effective_routes()
         self.destinations = destinations
+        ack = config.business_ack
+        self.business_acks = BusinessAcks(self.name, ack, destinations) if ack is not None else None
 
     def close(self) -> None:
         for destination in self.destinations.values():
@@ -81,50 +80,17 @@ class Pipeline:
         targets = self._targets(msg)
         if not targets:
             return Outcome(State.FILTERED, "no route matched")
-        try:
-            self._deliver(conn, pending, msg, targets, now)
-        except StageError as exc:
-            if not exc.error.transient and not _waits(exc.error):
-                self._business_ack(conn, pending, msg, exc.error, now)
-            raise
-        self._business_ack(conn, pending, msg, None, now)
+        self._deliver(conn, pending, msg, targets, now)
+        if self.business_acks is not None:
+            self.business_acks.delivered(conn, pending, msg, now)
         return Outcome(State.DELIVERED)
 
-    def _business_ack(
-        self,
-        conn: Connection,
-        pending: Pending,
-        msg: Payload,
-        error: EngineError | None,
-        now: datetime,
+    def dead_lettered(
+        self, conn: Connection, pending: Pending, error: EngineError, now: datetime
     ) -> None:
-        """Send the ZAM^Z01 for a message carrying documents, where the channel asks for it.
-        Best effort: a failure is logged, and the message's own outcome stands."""
-        ack = self.config.business_ack
-        if ack is None or not isinstance(msg, Message) or not _carries_documents(msg):
-            return
-        zam = build_zam(msg, error, now, ack.application)
-        for name in ack.send_to:
-            delivery = Delivery(
-                conn, pending.id, self.name, Message(zam), zam.encode(), now, "business_ack"
-            )
-            try:
-                self.destinations[name].write(delivery)
-            except EngineError as exc:
-                log.warning(
-                    "business_ack_not_sent",
-                    message_id=pending.id,
-                    destination=name,
-                    code=exc.code,
-                    reason=exc.reason,
-                )
-            else:
-                log.info(
-                    "business_ack_sent",
-                    message_id=pending.id,
-                    destination=name,
-                    answer="N" if error is not None else "Y",
-                )
+        """Told by the worker once a message is dead-lettered (its business acknowledgement)."""
+        if self.business_acks is not None:
+            self.business_acks.dead_lettered(conn, pending, error, now)
 
     def _deliver(
         self, conn: Connection, pending: Pending, msg: Payload, targets: list[str], now: datetime
@@ -152,15 +118,6 @@ class Pipeline:
             if route.when.test(msg):
                 names.extend(n for n in route.to if n not in names)
         return names
-
-
-def _carries_documents(msg: Message) -> bool:
-    return msg.message_type == "MDM" or (msg.message_type == "ORU" and carries_documents(msg))
-
-
-def _waits(error: EngineError) -> bool:
-    """Held for its patient (902): not refused yet, so not acknowledged yet."""
-    return isinstance(error, IdentityError) and error.disposition == "held"
 
 
 def _hl7_text(msg: Payload) -> str:

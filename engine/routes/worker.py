@@ -196,6 +196,8 @@ class Worker:
         policy = pipeline.config.errors
         retry = error.transient and attempt < policy.max_attempts
         state = State.RETRYING if retry else State.DEAD_LETTERED
+        if state is State.DEAD_LETTERED:
+            pipeline.dead_lettered(conn, pending, error, now)
         next_at = now + timedelta(seconds=backoff_delay(policy, attempt)) if retry else None
         self.journal.finish(
             conn,

@@ -10,17 +10,27 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.errors import EngineError
-from engine.hl7v2.ack import HL7_ERRORS, build_segment, hl7_error_code, new_control_id
+from engine.hl7v2.ack import HL7_ERRORS, build_segment, hl7_error_code
 from engine.hl7v2.reader import Message
 
 ERR_TEXT_MAX = 200
+#: The DMP's own error codes (DOMAIN.md §3); the engine's other codes are its own system.
+DMP_CODES = frozenset({"902", "903", "904", "905"})
+_OWN_CODES = "AIGUILLAGE"
 _OBSERVATION = ["ACK_RECEPTION_DMP", "Accusé de réception DMP", "AckMetierZAM"]
 
 
-def build_zam(original: Message, error: EngineError | None, now: datetime, application: str) -> str:
-    """The ZAM^Z01 for ``original``: ``Y`` when ``error`` is None, else ``N`` and an ERR."""
+def build_zam(
+    original: Message,
+    error: EngineError | None,
+    now: datetime,
+    application: str,
+    control_id: str,
+) -> str:
+    """The ZAM^Z01 for ``original``: ``Y`` when ``error`` is None, else ``N`` and an ERR.
+    ``control_id`` is its MSH-10; times are local, as HL7 timestamps without offset read."""
     seps = original.separators
-    moment = now.strftime("%Y%m%d%H%M%S")
+    moment = now.astimezone().strftime("%Y%m%d%H%M%S")
     msh: list[str | list[str]] = [
         [application],  # MSH-3: the engine answers as itself
         original.msh.components(6),  # MSH-4: the facility the message was sent to
@@ -29,8 +39,8 @@ def build_zam(original: Message, error: EngineError | None, now: datetime, appli
         moment,
         "",
         ["ZAM", "Z01", "ZAM_Z01"],
-        new_control_id().replace("ACK", "ZAM", 1),
-        original.get("MSH-11") or "P",
+        control_id,
+        original.msh.components(11) or ["P"],
         "2.6",
         "",
         "",
@@ -56,7 +66,7 @@ def build_zam(original: Message, error: EngineError | None, now: datetime, appli
             "",
             [table, HL7_ERRORS[table], "messageErrorCondition"],
             "E",
-            [error.code, reason, "DMPERRORCODE"],
+            [error.code, reason, "DMPERRORCODE" if error.code in DMP_CODES else _OWN_CODES],
         ]
         segments.append(build_segment("ERR", err, seps))
     return "\r".join(segments)

@@ -87,3 +87,11 @@ def test_without_the_option_the_ack_only_says_the_message_is_kept(store_url: str
         running.stop()
     assert got[0][1] == "AA"
     assert state == [("dead_lettered", "invalid_document")]
+
+
+def test_an_enhanced_mode_commit_ack_waits_its_turn(engine: InProcessEngine) -> None:
+    """Enhanced mode (MSH-15 AL) is answered at commit, but never before the answers of the
+    messages sent before it on the connection."""
+    enhanced = adt("A28", PATIENT, "2").replace("|P|2.5||||||", "|P|2.5|||AL|NE|||", 1)
+    got = answers(engine, mdm("T02", OFF_SCHEMA, "1"), enhanced)
+    assert [(a[1], a[2]) for a in got] == [("AR", "1"), ("CA", "2")]

@@ -5,7 +5,10 @@ the error when the pipeline refuses it, nothing while it waits for its patient."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +118,41 @@ def test_a_zam_goes_back_for_each_document_filed_or_refused(store_url: str, lab:
         "GAM",
         "2.1^CISIS_CDA_HL7_V2",
     )
+    # Its MSH-10 comes from the journal id: a ZAM sent twice (a re-run batch) is recognisable.
+    assert sorted(str(hl7.parse(z)["MSH.10"]) for z in lab.received) == ["ZAM1", "ZAM3"]
+
+
+RETRIED = CHANNELS.replace(
+    "    routes: [{{to: [store]}}]",
+    "      down: {{type: mllp, host: 127.0.0.1, port: {down_port}, timeout_seconds: 1}}\n"
+    "    routes: [{{to: [store]}}, {{when: {{message_types: [MDM^*]}}, to: [down]}}]\n"
+    "    errors: {{max_attempts: 2, backoff: {{initial_seconds: 0.1}}}}",
+)
+
+
+def test_a_document_dead_lettered_after_its_retries_gets_its_n_and_review_gets_none(
+    store_url: str, lab: LabServer
+) -> None:
+    engine = InProcessEngine(RETRIED, url=store_url, lab_port=lab.port, down_port=free_port())
+    other = pid("IPP2", "185057512300143", name="MARTIN", given="PAUL", dob="19850505", sex="M")
+    try:
+        engine.send(adt("A28", PATIENT, "1"), adt("A28", other, "2"))
+        # The document's recordTarget is not PAUL MARTIN: identity review (904), no ZAM.
+        engine.send(mdm("T02", TSH.read_bytes(), "3", pid_segment=other))
+        # The second destination never answers: retried, then dead-lettered: ZAM N.
+        engine.send(mdm("T02", TSH.read_bytes(), "4"))
+        states = engine.rows("SELECT control_id, state, error_code FROM journal_messages")
+    finally:
+        engine.stop()
+    assert sorted(states) == [
+        ("1", "delivered", None),
+        ("2", "delivered", None),
+        ("3", "review", "904"),
+        ("4", "dead_lettered", "destination_unavailable"),
+    ]
+    assert [zam_fields(z) for z in lab.received] == [
+        ("ZAM^Z01^ZAM_Z01", "4", "N", "destination_unavailable")
+    ]
 
 
 def test_a_peer_that_cannot_be_reached_does_not_fail_the_document(store_url: str) -> None:
@@ -148,6 +186,26 @@ def test_the_mllp_destination_reads_the_peer_answer(
     finally:
         server.stop()
     assert [m.split("\r")[0] for m in server.received] == [adt("A28", PATIENT, "9").split("\r")[0]]
+
+
+def test_the_mllp_destination_keeps_one_deadline_for_a_trickling_peer() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def trickle() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                for _ in range(40):  # a junk byte every 0.1 s: never a frame
+                    time.sleep(0.1)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(b"x")
+
+        threading.Thread(target=trickle, daemon=True).start()
+        destination = MllpDestination("lab", "127.0.0.1", port, 1)
+        started = time.monotonic()
+        with pytest.raises(DestinationUnavailable, match="no ACK within 1 s"):
+            destination.write(delivery(adt("A28", PATIENT, "9")))
+        assert time.monotonic() - started < 2
 
 
 def test_the_mllp_destination_says_when_nobody_listens() -> None:

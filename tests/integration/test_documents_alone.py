@@ -225,3 +225,13 @@ def test_respond_after_processing_says_what_the_pipeline_made_of_the_document(
     status, body = engine.post(second, engine.checked_port)
     assert (status, body["status"]) == (200, "delivered")
     assert ("1.2.250.99.4", 1, "current", INS) in engine.documents()
+
+
+def test_a_document_in_utf_16_is_stored_like_any_other(engine: DocumentsEngine) -> None:
+    engine.admit()
+    text = TSH.read_bytes().decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"', 1)
+    assert 'encoding="UTF-16"' in text
+    status, _ = engine.post(text.encode("utf-16"))  # with its byte order mark
+    assert status == 202
+    engine.wait_idle()
+    assert engine.documents() == [(TSH_ID, 1, "current", INS)]

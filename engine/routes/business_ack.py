@@ -1,0 +1,84 @@
+"""The CI-SIS business acknowledgement (ZAM^Z01) of a channel that asks for one: ``Y`` once a
+message carrying documents is delivered, ``N`` once it is dead-lettered (whatever the stage,
+retries exhausted included). Nothing while it waits for its patient (902) or for an identity
+review (903-905): a review settled by attaching the patient ends in ``Y``.
+
+Sending is best effort, through the channel's named destinations (an MLLP peer, a file): a
+failure is logged and never changes the message's outcome. Its MSH-10 is derived from the
+journal id, so that a receiver can tell a ZAM sent twice (a batch re-run after a failed commit).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+from sqlalchemy import Connection
+
+from engine.adapters.base import Delivery, Destination, Payload
+from engine.channels.models import BusinessAck
+from engine.errors import EngineError
+from engine.hl7v2.reader import Message
+from engine.journal.records import Pending, journaled_payload
+from engine.transforms.map_documents import carries_documents
+from engine.transforms.zam import build_zam
+
+log = structlog.get_logger("engine.pipeline")
+
+
+class BusinessAcks:
+    def __init__(
+        self, channel: str, config: BusinessAck, destinations: dict[str, Destination]
+    ) -> None:
+        self.channel = channel
+        self.config = config
+        self.destinations = destinations
+
+    def delivered(self, conn: Connection, pending: Pending, msg: Payload, now: datetime) -> None:
+        self._send(conn, pending, msg, None, now)
+
+    def dead_lettered(
+        self, conn: Connection, pending: Pending, error: EngineError, now: datetime
+    ) -> None:
+        try:
+            msg = journaled_payload(pending.raw, pending.charset)
+        except EngineError:
+            return  # not readable: intake refused it, and said so in its ACK
+        self._send(conn, pending, msg, error, now)
+
+    def _send(
+        self,
+        conn: Connection,
+        pending: Pending,
+        msg: Payload,
+        error: EngineError | None,
+        now: datetime,
+    ) -> None:
+        if not isinstance(msg, Message) or not _carries_documents(msg):
+            return
+        zam = build_zam(msg, error, now, self.config.application, f"ZAM{pending.id}")
+        for name in self.config.send_to:
+            delivery = Delivery(
+                conn, pending.id, self.channel, Message(zam), zam.encode(), now, "business_ack"
+            )
+            try:
+                self.destinations[name].write(delivery)
+            except EngineError as exc:
+                log.warning(
+                    "business_ack_not_sent",
+                    message_id=pending.id,
+                    destination=name,
+                    code=exc.code,
+                    reason=exc.reason,
+                )
+            else:
+                log.info(
+                    "business_ack_sent",
+                    message_id=pending.id,
+                    destination=name,
+                    answer="N" if error is not None else "Y",
+                )
+
+
+def _carries_documents(msg: Message) -> bool:
+    return msg.message_type == "MDM" or (msg.message_type == "ORU" and carries_documents(msg))
