@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, String, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 
 from engine.fastsql import FastStatement, insert_into
@@ -185,30 +186,23 @@ class Journal:
             _MARK_DELIVERED.executemany(conn, rows)
 
 
-_TEXT_FIELDS = (
-    "peer",
-    "sender_app",
-    "sender_facility",
-    "control_id",
-    "message_type",
-    "trigger",
-    "patient_key",
-    "error_reason",
-)
-#: The length limit of each of those columns (None: unlimited), from the table.
-_LIMITS = {name: getattr(messages.c[name].type, "length", None) for name in _TEXT_FIELDS}
+#: The length limit (None: unlimited) of every text column a NewMessage fills, from the table.
+_LIMITS = {
+    c.name: getattr(c.type, "length", None)
+    for c in messages.c
+    if isinstance(c.type, String) and c.name in {f.name for f in dataclasses.fields(NewMessage)}
+}
 
 
 def _fit(m: NewMessage) -> None:
     """Make a sender's header values storable: PostgreSQL text holds no NUL character, and a
     value longer than its column is refused there. Either would fail the commit of the whole
     batch (every sender in it would get a NAK, a broker delivery would never be acked)."""
-    for name in _TEXT_FIELDS:
+    for name, limit in _LIMITS.items():
         value = getattr(m, name)
         if not value:
             continue
         fitted = value.replace("\x00", "") if "\x00" in value else value
-        limit = _LIMITS[name]
         if limit is not None and len(fitted) > limit:
             fitted = fitted[:limit]
         if fitted is not value:

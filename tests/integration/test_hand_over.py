@@ -3,6 +3,7 @@ workers at once (a work item each); elsewhere it publishes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,30 +48,31 @@ def replay(tmp_path: Path, url: str, broker: Broker, queue: str, ident: int) -> 
     return result.output
 
 
-def test_a_replay_reaches_the_workers_when_their_queue_exists(
-    tmp_path: Path, postgres_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.delenv("AIGUILLAGE_DATABASE_URL", raising=False)
-    db = make_engine(postgres_url)
-    upgrade(db)
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_a_replay_reaches_the_workers_when_their_queue_exists(
+    tmp_path: Path, postgres_url: str, broker: Broker, db: Engine
+) -> None:
     queue = broker.name("work")
     with connect() as conn:  # as the intake and the workers declare it
         conn.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
     output = replay(tmp_path, postgres_url, broker, queue, dead_letter(db))
-    db.dispose()
     assert "handed 1 message(s) to the workers" in output
     broker.wait_depth(queue, 1)
 
 
 def test_without_a_work_queue_nothing_is_published(
-    tmp_path: Path, postgres_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, postgres_url: str, broker: Broker, db: Engine
 ) -> None:
-    monkeypatch.delenv("AIGUILLAGE_DATABASE_URL", raising=False)
-    db = make_engine(postgres_url)
-    upgrade(db)
     queue = broker.name("work")
     output = replay(tmp_path, postgres_url, broker, queue, dead_letter(db))
-    db.dispose()
     assert "requeued 1 message(s)" in output and "workers" not in output
     with connect() as conn, pytest.raises(ChannelClosedByBroker, match="NOT_FOUND"):
         conn.channel().queue_declare(queue, passive=True)
