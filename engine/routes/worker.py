@@ -10,6 +10,7 @@ applied and still ``received`` (contracts 1-3). One worker per engine keeps per-
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ _TRY_LOCKS = text(
 
 #: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
 MIN_SLICE = 8
+SLICE_SECONDS = 0.05
 
 
 def backoff_delay(policy: ErrorPolicy, attempt: int) -> float:
@@ -127,11 +129,13 @@ class Worker:
     def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
         """Process one batch in one transaction; returns how many messages it handled.
 
-        ``interrupt`` is asked after each message (once ``MIN_SLICE`` are done): when it says
+        ``interrupt`` is asked after each message (once ``MIN_SLICE`` are done, or the slice
+        has run ``SLICE_SECONDS``: a slow network destination): when it says
         so, the batch ends early and the rest stays journaled for the next one. The writer uses
         it to commit waiting intake, whose senders wait for their ACK.
         """
         handled = 0
+        started = time.monotonic()
         with self.write_lock, self.engine.connect() as conn:
             now = utcnow()
             batch = self.journal.claim(conn, now, self.batch_size, self.pipelines)
@@ -151,7 +155,8 @@ class Worker:
                     held.add(key)
                 if conn.info.pop(holds.RELEASED, False):
                     break  # released messages are older: the next batch takes them first
-                if interrupt is not None and handled >= MIN_SLICE and interrupt():
+                long = time.monotonic() - started > SLICE_SECONDS  # a slow destination
+                if interrupt is not None and (handled >= MIN_SLICE or long) and interrupt():
                     break
             self.journal.finish_many(conn, delivered, now)
             conn.commit()
