@@ -175,5 +175,6 @@ class DistributedWorker:
             items = [WorkItem(i, c, k, WHOLE_GROUP if k else i) for i, c, k in found]
             for start in range(0, len(items), self.settings.batch):
                 self.run_items(channel, items[start : start + self.settings.batch])
+            self.worker.outbox.flush()  # business acknowledgements due for a retry
         except Exception as exc:  # the next sweep tries again; a bug must not stop the worker
             log.error("sweep_failed", **error_fields(exc))

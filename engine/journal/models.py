@@ -110,3 +110,23 @@ holds = Table(
     Column("message_id", Id, ForeignKey("journal_messages.id"), nullable=False, index=True),
     Column("key", String(300), nullable=False, index=True),
 )
+
+#: What the engine sends on its own after a message's end state (the ZAM^Z01 business
+#: acknowledgement): written in the same transaction as that end state, sent after the commit,
+#: retried with backoff until the destination takes it.
+outbox = Table(
+    "journal_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("journal_messages.id"), nullable=False, index=True),
+    Column("channel", String(64), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_journal_outbox_due", "sent_at", "next_attempt_at"),
+)

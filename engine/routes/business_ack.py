@@ -3,9 +3,10 @@ message carrying documents is delivered, ``N`` once it is dead-lettered (whateve
 retries exhausted included). Nothing while it waits for its patient (902) or for an identity
 review (903-905): a review settled by attaching the patient ends in ``Y``.
 
-Sending is best effort, through the channel's named destinations (an MLLP peer, a file): a
-failure is logged and never changes the message's outcome. Its MSH-10 is derived from the
-journal id, so that a receiver can tell a ZAM sent twice (a batch re-run after a failed commit).
+It goes to the outbox in the end state's transaction and is sent after the commit through the
+channel's named destinations (an MLLP peer, a file), retried with backoff until one takes it
+(:mod:`engine.routes.outbox_sender`); it never changes the message's outcome. Its MSH-10 is
+derived from the journal id, so that a receiver can tell a ZAM sent twice.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from datetime import datetime
 import structlog
 from sqlalchemy import Connection
 
-from engine.adapters.base import Delivery, Destination, Payload
+from engine.adapters.base import Destination, Payload
 from engine.channels.models import BusinessAck
 from engine.errors import EngineError
 from engine.hl7v2.reader import Message
+from engine.journal import outbox
 from engine.journal.records import Pending, journaled_payload
 from engine.transforms.map_documents import carries_documents
 from engine.transforms.zam import build_zam
 
 log = structlog.get_logger("engine.pipeline")
+KIND = "business_ack"
 
 
 class BusinessAcks:
@@ -57,27 +60,8 @@ class BusinessAcks:
         if not isinstance(msg, Message) or not _carries_documents(msg):
             return
         zam = build_zam(msg, error, now, self.config.application, f"ZAM{pending.id}")
-        for name in self.config.send_to:
-            delivery = Delivery(
-                conn, pending.id, self.channel, Message(zam), zam.encode(), now, "business_ack"
-            )
-            try:
-                self.destinations[name].write(delivery)
-            except EngineError as exc:
-                log.warning(
-                    "business_ack_not_sent",
-                    message_id=pending.id,
-                    destination=name,
-                    code=exc.code,
-                    reason=exc.reason,
-                )
-            else:
-                log.info(
-                    "business_ack_sent",
-                    message_id=pending.id,
-                    destination=name,
-                    answer="N" if error is not None else "Y",
-                )
+        outbox.add(conn, pending.id, self.channel, self.config.send_to, KIND, zam.encode(), now)
+        log.info("business_ack_queued", message_id=pending.id, answer="N" if error else "Y")
 
 
 def _carries_documents(msg: Message) -> bool:

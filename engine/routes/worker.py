@@ -30,6 +30,7 @@ from engine.journal.journal import Journal, utcnow
 from engine.journal.models import State
 from engine.journal.records import Pending
 from engine.logs import error_fields
+from engine.routes.outbox_sender import OutboxSender
 from engine.routes.pipeline import Pipeline, StageError
 
 log = structlog.get_logger("engine.worker")
@@ -66,6 +67,7 @@ class Worker:
         #: Held around each transaction when another process writes to the same SQLite file.
         self.write_lock = write_lock or nullcontext()
         self.processed = 0
+        self.outbox = OutboxSender(engine, pipelines, self.write_lock)
 
     def close(self) -> None:
         """Release what the destinations hold open (broker connections)."""
@@ -124,6 +126,7 @@ class Worker:
         self.processed += len(delivered)
         for ident in delivered:
             log.info("message_delivered", message_id=ident)
+        self.outbox.flush()
         return released, busy
 
     def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
@@ -141,6 +144,7 @@ class Worker:
             batch = self.journal.claim(conn, now, self.batch_size, self.pipelines)
             if not batch:
                 conn.rollback()
+                self.outbox.flush()  # retries of what earlier batches queued
                 return 0
             delivered: list[int] = []
             held: set[tuple[str, str]] = set()  # patients whose message went to retrying
@@ -163,6 +167,7 @@ class Worker:
         self.processed += handled
         for ident in delivered:
             log.info("message_delivered", message_id=ident)
+        self.outbox.flush()
         return handled
 
     def _process(self, conn: Connection, pending: Pending, now: datetime) -> bool:

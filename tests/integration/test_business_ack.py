@@ -96,12 +96,25 @@ def zam_fields(text: str) -> tuple[str, str, str, str]:
     return (str(zam.segment("MSH")[9]), str(zam["OBX.4"]), str(zam["OBX.5.1"]), str(err))
 
 
+def outbox(engine: InProcessEngine, sent: int, timeout: float = 15) -> list[tuple[object, ...]]:
+    """The outbox rows (message id, attempts, sent), once ``sent`` of them were sent."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT message_id, attempts, sent_at IS NOT NULL FROM journal_outbox ORDER BY id"
+    while True:
+        rows = engine.rows(query)
+        if sum(bool(r[2]) for r in rows) >= sent:
+            return rows
+        assert time.monotonic() < deadline, f"outbox: {rows}"
+        time.sleep(0.05)
+
+
 def test_a_zam_goes_back_for_each_document_filed_or_refused(store_url: str, lab: LabServer) -> None:
     engine = InProcessEngine(CHANNELS, url=store_url, lab_port=lab.port)
     try:
         engine.send(mdm("T02", TSH.read_bytes(), "1"))  # waits for its patient: no ZAM yet
-        assert lab.received == []
+        assert engine.rows("SELECT count(*) FROM journal_outbox") == [(0,)]
         engine.send(adt("A28", PATIENT, "2"), mdm("T02", OFF_SCHEMA, "3"))
+        outbox(engine, 2)
         states = engine.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
     finally:
         engine.stop()
@@ -141,6 +154,7 @@ def test_a_document_dead_lettered_after_its_retries_gets_its_n_and_review_gets_n
         engine.send(mdm("T02", TSH.read_bytes(), "3", pid_segment=other))
         # The second destination never answers: retried, then dead-lettered: ZAM N.
         engine.send(mdm("T02", TSH.read_bytes(), "4"))
+        outbox(engine, 1)
         states = engine.rows("SELECT control_id, state, error_code FROM journal_messages")
     finally:
         engine.stop()
@@ -155,14 +169,28 @@ def test_a_document_dead_lettered_after_its_retries_gets_its_n_and_review_gets_n
     ]
 
 
-def test_a_peer_that_cannot_be_reached_does_not_fail_the_document(store_url: str) -> None:
-    engine = InProcessEngine(CHANNELS, url=store_url, lab_port=free_port())  # nobody listens
+def test_a_zam_waits_in_the_outbox_until_its_peer_answers(store_url: str) -> None:
+    port = free_port()
+    engine = InProcessEngine(CHANNELS, url=store_url, lab_port=port)  # nobody listens yet
     try:
         engine.send(adt("A28", PATIENT, "1"), mdm("T02", TSH.read_bytes(), "2"))
         states = engine.rows("SELECT control_id, state FROM journal_messages ORDER BY id")
+        deadline = time.monotonic() + 10
+        while not engine.rows("SELECT id FROM journal_outbox WHERE attempts > 0"):
+            assert time.monotonic() < deadline, "never attempted"
+            time.sleep(0.05)
+        [(error,)] = engine.rows("SELECT last_error FROM journal_outbox")
+        lab = LabServer(port=port)  # the peer comes back: the retry (1 s later) reaches it
+        try:
+            [(message_id, attempts, sent)] = outbox(engine, 1)
+        finally:
+            lab.stop()
     finally:
         engine.stop()
-    assert states == [("1", "delivered"), ("2", "delivered")]
+    assert states == [("1", "delivered"), ("2", "delivered")]  # the document never waited
+    assert "MLLP peer 127.0.0.1" in str(error)
+    assert (message_id, sent) == (2, True) and attempts >= 2
+    assert [zam_fields(z)[1:3] for z in lab.received] == [("2", "Y")]
 
 
 def delivery(text: str) -> Delivery:
