@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
-from engine.cda.xpath import CDA_NS, first_of, select
+from engine.cda.xpath import CDA_NS, attr, first_of, select
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 #: The CNAM-HR document template and type code (DOMAIN.md §4).
@@ -44,11 +44,6 @@ def first(element: etree._Element | None, path: str) -> etree._Element | None:
     if element is None:
         return None
     return first_of(element, path)
-
-
-def attr(element: etree._Element | None, name: str) -> str:
-    """An attribute, stripped; ``""`` when absent (a nullFlavor element has no value)."""
-    return "" if element is None else str(element.get(name) or "").strip()
 
 
 def body(root: etree._Element) -> etree._Element | None:

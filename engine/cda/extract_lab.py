@@ -17,7 +17,6 @@ from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from engine.cda.extract import (
     Narrative,
-    attr,
     body,
     coded,
     find,
@@ -26,6 +25,7 @@ from engine.cda.extract import (
     value_and_unit,
     value_type,
 )
+from engine.cda.xpath import attr
 
 #: Laboratory Report Data Processing Entry (IHE PaLM), on the entry or on its act.
 LAB_ENTRY = "1.3.6.1.4.1.19376.1.3.1"

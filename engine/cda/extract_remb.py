@@ -24,7 +24,6 @@ from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 from engine.cda.extract import (
     Coded,
     Narrative,
-    attr,
     body,
     coded,
     find,
@@ -37,6 +36,7 @@ from engine.cda.extract import (
     statements,
     tag,
 )
+from engine.cda.xpath import attr
 
 SECTION_CATEGORIES: dict[str, str] = {
     "10160-0": "medicine",

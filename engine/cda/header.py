@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
-from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, first_of, select
+from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, attr, first_of, select
 from engine.errors import ParseError
 
 
@@ -72,8 +72,7 @@ def read_header(root: etree._Element) -> DocumentHeader:
 
 
 def _attr(root: etree._Element, path: str, name: str) -> str:
-    element = first_of(root, path)
-    return "" if element is None else str(element.get(name) or "").strip()
+    return attr(first_of(root, path), name)
 
 
 def _text(root: etree._Element, path: str) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
-from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, first_of, select
+from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, attr, first_of, select
 from engine.errors import InvalidIns
 from engine.identity.ins import check_matricule, classify_oid
 
@@ -147,11 +147,11 @@ def _header(root: etree._Element) -> Iterator[Problem]:
         yield Problem(_line(root), "cisis.template_ids", f"no templateId with @root {oid}")
     for name, attributes, rule, form, what in _CHILDREN:
         element, first = first_of(root, f"v:{name}"), attributes.split()[0]
-        absent = [f"@{a}" for a in attributes.split() if not _attr(element, a)]
+        absent = [f"@{a}" for a in attributes.split() if not attr(element, a)]
         if element is None or absent:
             lacks = f"{name} lacks {' and '.join(absent)}" if element is not None else ""
             yield Problem(_line(element, root), rule, lacks or f"ClinicalDocument lacks {name}")
-        elif form is not None and not form.fullmatch(_attr(element, first)):
+        elif form is not None and not form.fullmatch(attr(element, first)):
             yield Problem(_line(element), rule, f"{name}/@{first} is not {what}")
     authors = select(root, "v:author")
     if not any(select(a, "v:assignedAuthor/v:id") for a in authors):
@@ -171,12 +171,12 @@ def _record_target(root: etree._Element) -> Iterator[Problem]:
         return
     role = roles[0]
     ids = select(role, "v:id[not(@nullFlavor)]")
-    ins = [i for i in ids if classify_oid(_attr(i, "root")) is not None]
+    ins = [i for i in ids if classify_oid(attr(i, "root")) is not None]
     if not ins:
         yield Problem(_line(role), "cisis.record_target.ins", "no patientRole/id with an INS @root")
     for id_ in ins:
         try:
-            check_matricule(_attr(id_, "extension"))
+            check_matricule(attr(id_, "extension"))
         except InvalidIns as exc:  # its reason never quotes the value
             yield Problem(_line(id_), "cisis.record_target.ins", f"patientRole/id: {exc.reason}")
     for path, what in _TRAITS:  # each one missing when patient is
@@ -188,7 +188,3 @@ def _record_target(root: etree._Element) -> Iterator[Problem]:
 
 def _line(*candidates: etree._Element | None) -> int:  # the offending element, else its parent
     return next((int(c.sourceline or 0) for c in candidates if c is not None), 0)
-
-
-def _attr(element: etree._Element | None, name: str) -> str:
-    return "" if element is None else str(element.get(name) or "").strip()

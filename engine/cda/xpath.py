@@ -28,3 +28,8 @@ def first_of(element: etree._Element, path: str) -> etree._Element | None:
     """The first node ``path`` selects, None when there is none."""
     found = select(element, f"({path})[1]")
     return found[0] if found else None
+
+
+def attr(element: etree._Element | None, name: str) -> str:
+    """An attribute, stripped; ``""`` when absent (a nullFlavor element has no value)."""
+    return "" if element is None else str(element.get(name) or "").strip()

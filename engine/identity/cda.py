@@ -13,7 +13,7 @@ from __future__ import annotations
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from engine.cda.safexml import parse_document
-from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, select
+from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, attr, select
 from engine.errors import ParseError
 from engine.identity.ins import BILLING_OIDS, classify_oid
 from engine.identity.model import Identity, Ins, LocalId, Traits
@@ -47,8 +47,8 @@ def cda_identity(root: etree._Element) -> Identity:
     local_ids: list[LocalId] = []
     ignored = 0
     for id_ in select(role, "v:id[not(@nullFlavor)]"):
-        oid = _attr(id_, "root")
-        value = _attr(id_, "extension")
+        oid = attr(id_, "root")
+        value = attr(id_, "extension")
         if not value or not oid:  # no value to match on, or no authority to scope it
             continue
         kind = classify_oid(oid)
@@ -106,7 +106,7 @@ def _name_parts(role: etree._Element, part: str) -> list[tuple[frozenset[str], s
     for element in select(role, f"v:patient/v:name/v:{part}[not(@nullFlavor)]"):
         text = _text(element)
         if text:
-            out.append((frozenset(_attr(element, "qualifier").split()), text))
+            out.append((frozenset(attr(element, "qualifier").split()), text))
     return out
 
 
@@ -116,11 +116,7 @@ def _first(parts: list[tuple[frozenset[str], str]], qualifier: str) -> str:
 
 def _first_attr(role: etree._Element, path: str, name: str) -> str:
     found = select(role, f"{path}[not(@nullFlavor)]")
-    return _attr(found[0], name) if found else ""
-
-
-def _attr(element: etree._Element, name: str) -> str:
-    return str(element.get(name) or "").strip()
+    return attr(found[0], name) if found else ""
 
 
 def _text(element: etree._Element) -> str:
