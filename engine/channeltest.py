@@ -39,7 +39,7 @@ from engine.hl7v2.reader import Message
 from engine.journal.journal import Journal
 from engine.journal.models import State, messages
 from engine.migrate import upgrade
-from engine.routes.intake_cda import channel_intake
+from engine.routes.intake import Intake
 from engine.routes.worker import Worker
 from engine.runtime import build_pipeline
 
@@ -131,7 +131,7 @@ def _payload(m: InputMessage, base: Path) -> bytes:
 
 
 def _feed(db: Any, channel: ChannelConfig, payloads: list[bytes]) -> list[str]:
-    intake = channel_intake(channel)
+    intake = Intake.for_channel(channel)
     journal = Journal(db)
     codes: list[str] = []
     with db.connect() as conn:

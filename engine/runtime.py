@@ -20,7 +20,7 @@ from engine.distributed.publisher import WorkPublisher
 from engine.journal.journal import Journal
 from engine.migrate import upgrade
 from engine.routes.committer import GroupCommitter
-from engine.routes.intake_cda import channel_intake
+from engine.routes.intake import Intake
 from engine.routes.pipeline import Pipeline
 from engine.routes.pipeline_process import PipelineProcess
 from engine.routes.worker import Worker
@@ -107,7 +107,7 @@ class Engine:
         for channel in self.config.channels:
             if not channel.enabled:
                 continue
-            server = channel.source.server(channel_intake(channel), self.committer)
+            server = channel.source.server(Intake.for_channel(channel), self.committer)
             await server.start()
             self.servers.append(server)
         log.info(

@@ -1,9 +1,11 @@
 """Intake: turn one received payload into a journal row and, once it is durable, an ACK.
 
 The checks here are the ones a sender must hear about in its ACK: character set, MSH, segment
-structure, accepted message type, and that the CDA documents a message carries are safe XML. A
-payload failing them is still journaled (as a dead letter, original bytes kept) before the NAK
-leaves. Everything else happens later in the pipeline.
+structure, accepted message type, and that the CDA documents a message carries are safe XML;
+for a CDA document received alone (:class:`DocumentIntake`), safe XML with a ClinicalDocument
+root and an id, an accepted type, one patient. A payload failing them is still journaled (as a
+dead letter, original bytes kept) before the NAK leaves. Everything else happens later in the
+pipeline.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.cda.intake import check_carried_documents
+from engine.cda.standalone import CDA_TYPE, XML_CHARSET, CdaPayload, read_standalone
 from engine.channels.conditions import type_matches
 from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
@@ -62,10 +65,13 @@ class Intake:
         self.default_charset = default_charset
         self.always_ack = always_ack
 
-    @classmethod
-    def for_channel(cls, channel: ChannelConfig) -> Intake:
+    @staticmethod
+    def for_channel(channel: ChannelConfig) -> Intake:
+        """The intake rules for what the channel's source receives: HL7 v2 messages, or CDA
+        documents alone (``payload: cda``)."""
         src = channel.source
-        return cls(channel.name, channel.accept, src.default_charset, src.always_ack)
+        kind = DocumentIntake if src.payload == "cda" else Intake
+        return kind(channel.name, channel.accept, src.default_charset, src.always_ack)
 
     def prepare(self, payload: bytes, peer: str = "") -> Prepared:
         row = NewMessage(channel=self.channel, raw=payload, peer=peer)
@@ -157,12 +163,49 @@ class Intake:
         return encode_ack(ack, prepared.codec)
 
 
+class DocumentIntake(Intake):
+    """Intake rules for a channel whose source receives CDA documents alone. Over MLLP the
+    answer is still an HL7 ACK, whose MSA-2 is the document id."""
+
+    def prepare(self, payload: bytes, peer: str = "") -> Prepared:
+        row = NewMessage(channel=self.channel, raw=payload, peer=peer, charset=XML_CHARSET)
+        header = fallback_header()
+        try:
+            doc = read_standalone(payload)
+            header = Header(control_id=doc.header.document_id)
+            row.control_id = doc.header.document_id
+            row.message_type = CDA_TYPE
+            row.trigger = doc.header.type_code or None
+            kind = f"{CDA_TYPE}^{doc.header.type_code}"
+            if not type_matches(kind, self.accept):
+                raise UnsupportedMessageType(
+                    f"channel {self.channel!r} does not accept {kind} documents"
+                )
+            row.patient_key = document_patient_key(doc)
+        except EngineError as exc:
+            return self._reject(row, header, "ascii", exc)
+        row.ack_code = AckCode.AA
+        return Prepared(row, header, "ascii", None)
+
+
+def document_patient_key(doc: CdaPayload) -> str | None:
+    """``value^OID`` of the recordTarget's first local identifier (the IPP), like the PID-3
+    key of a message, else of its INS; None without either. ParseError when it names no single
+    patient."""
+    identity = doc.identity()
+    if identity.local_ids:
+        local = identity.local_ids[0]
+        return f"{local.value}^{local.authority_oid}"
+    ins = identity.preferred_ins  # INS only (vaccination, imaging...): the INS orders them
+    return f"{ins.value}^{ins.oid}" if ins is not None else None
+
+
 def _fill_header(row: NewMessage, header: Header) -> None:
     row.sender_app = header.sending_app
     row.sender_facility = header.sending_facility
     row.control_id = header.control_id or None
-    row.message_type = header.message_type[:16] or None
-    row.trigger = header.trigger[:16] or None
+    row.message_type = header.message_type or None  # the journal cuts what its columns cannot
+    row.trigger = header.trigger or None
 
 
 def _best_effort_header(payload: bytes, current: Header) -> Header:

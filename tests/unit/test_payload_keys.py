@@ -7,7 +7,7 @@ import pytest
 
 from engine.channels.loader import parse_channels
 from engine.journal.records import content_digest
-from engine.routes.intake_cda import DocumentIntake
+from engine.routes.intake import DocumentIntake
 from tests.sample_files import CDA_SAMPLES
 
 MSG = b"MSH|^~\\&|LAB|H|AIG|H|{ts}||ORU^R01|C1|P|2.5\rPID|1||IPP1^^^H^PI"
