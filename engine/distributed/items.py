@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import Connection, select
+
 from engine.journal.claim import Group, group_of
-from engine.journal.models import State
+from engine.journal.models import State, messages
 from engine.journal.records import NewMessage
 from engine.routes.writer import Result
 
@@ -17,12 +20,12 @@ class WorkItem:
     id: int
     channel: str
     patient_key: str | None
-    #: Process the group up to this id (the item's own, or the whole group for a sweep).
+    #: Process the group up to this id; 0: up to the item's own (a sweep takes whole groups).
     upto: int = 0
 
-    def __post_init__(self) -> None:
-        if not self.upto:
-            object.__setattr__(self, "upto", self.id)
+    @property
+    def last(self) -> int:
+        return self.upto or self.id
 
     def encode(self) -> bytes:
         return json.dumps([self.id, self.channel, self.patient_key]).encode()
@@ -58,3 +61,10 @@ def items_of(rows: list[NewMessage], results: list[Result]) -> list[WorkItem]:
             continue
         out.append(WorkItem(result.id, row.channel, row.patient_key))
     return out
+
+
+def work_items(conn: Connection, ids: Sequence[int]) -> list[WorkItem]:
+    """The work items of journaled messages (operator replays, released holds)."""
+    m = messages.c
+    rows = conn.execute(select(m.id, m.channel, m.patient_key).where(m.id.in_(list(ids))))
+    return [WorkItem(int(r[0]), str(r[1]), r[2]) for r in rows]

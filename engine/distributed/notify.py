@@ -10,21 +10,19 @@ from collections.abc import Sequence
 
 import pika
 import pika.exceptions
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from engine.adapters.amqp_topology import close_quietly
 from engine.channels.models import WorkSettings
-from engine.distributed.items import WorkItem
-from engine.journal.models import messages
+from engine.distributed.items import work_items
+from engine.distributed.topology import publish_items
 
 
 def hand_to_workers(settings: WorkSettings, conn: Connection, ids: Sequence[int]) -> int:
     """Publish a work item for each message; returns how many were published."""
     if not ids:
         return 0
-    m = messages.c
-    rows = conn.execute(select(m.id, m.channel, m.patient_key).where(m.id.in_(list(ids))))
-    items = [WorkItem(int(r[0]), str(r[1]), r[2]) for r in rows]
+    items = work_items(conn, ids)
     try:
         connection = pika.BlockingConnection(settings.broker.parameters())
     except (pika.exceptions.AMQPError, OSError, ValueError):
@@ -36,10 +34,7 @@ def hand_to_workers(settings: WorkSettings, conn: Connection, ids: Sequence[int]
         except pika.exceptions.ChannelClosedByBroker:
             return 0  # no work queue: not a distributed deployment
         channel.confirm_delivery()
-        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
-        for item in items:
-            channel.basic_publish("", settings.queue, item.encode(), props)
-        return len(items)
+        return publish_items(channel, settings, items)
     except (pika.exceptions.AMQPError, OSError):
         return 0
     finally:

@@ -18,7 +18,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from engine.adapters.amqp_topology import close_quietly
 from engine.channels.models import WorkSettings
 from engine.distributed.items import WorkItem, items_of
-from engine.distributed.topology import declare_work_queue
+from engine.distributed.topology import declare_work_queue, publish_items
 from engine.journal.records import NewMessage
 from engine.routes.writer import Result
 
@@ -96,10 +96,7 @@ class WorkPublisher:
             self._drop(items, f"{type(exc).__name__}")
 
     def _send(self, items: list[WorkItem]) -> None:
-        channel = self._open()
-        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
-        for item in items:
-            channel.basic_publish("", self.settings.queue, item.encode(), props)
+        publish_items(self._open(), self.settings, items)
 
     def _heartbeat(self) -> None:
         if self._connection is not None and self._connection.is_open:

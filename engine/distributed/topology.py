@@ -1,16 +1,30 @@
-"""The work queue both roles declare (identically: a second declaration is a no-op)."""
+"""The work queue both roles declare (identically: a second declaration is a no-op), and how
+work items are put on it."""
 
 from __future__ import annotations
 
-from engine.adapters.amqp_topology import Queue, Topology
+from collections.abc import Iterable
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
 from engine.channels.models import WorkSettings
+from engine.distributed.items import WorkItem
+
+QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
 
 
-def work_topology(settings: WorkSettings) -> Topology:
-    return Topology(queues=(Queue(settings.queue, {"x-queue-type": "quorum"}),))
+def declare_work_queue(channel: BlockingChannel, settings: WorkSettings) -> None:
+    channel.queue_declare(settings.queue, durable=True, arguments=QUEUE_ARGUMENTS)
 
 
-def declare_work_queue(channel: object, settings: WorkSettings) -> None:
-    """On a pika BlockingChannel."""
-    for queue in work_topology(settings).queues:
-        channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)  # type: ignore[attr-defined]
+def publish_items(
+    channel: BlockingChannel, settings: WorkSettings, items: Iterable[WorkItem]
+) -> int:
+    """Put items on the work queue, persistent (confirmed when the channel confirms)."""
+    props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+    count = 0
+    for item in items:
+        channel.basic_publish("", settings.queue, item.encode(), props)
+        count += 1
+    return count

@@ -28,11 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.adapters.amqp_topology import close_quietly
 from engine.channels.models import ChannelsFile, WorkSettings
-from engine.distributed.items import WorkItem, lock_key
-from engine.distributed.topology import declare_work_queue
+from engine.distributed.items import WorkItem, lock_key, work_items
+from engine.distributed.topology import declare_work_queue, publish_items
 from engine.journal.claim import WHOLE_GROUP, Group, stale_or_due
 from engine.journal.journal import utcnow
-from engine.journal.models import messages
 from engine.logs import error_fields
 from engine.routes.worker import Worker
 
@@ -130,7 +129,7 @@ class DistributedWorker:
             if item.channel not in self.worker.pipelines:
                 log.error("work_item_for_unknown_channel", message_id=item.id)
                 continue
-            upto[item.group] = max(item.upto, upto.get(item.group, 0))
+            upto[item.group] = max(item.last, upto.get(item.group, 0))
         if not upto:
             return
         released, busy = self.worker.run_groups(upto, {g: lock_key(g) for g in upto})
@@ -142,21 +141,13 @@ class DistributedWorker:
         if not again:
             return
         if channel is not None:
-            props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
-            for item in again:
-                channel.basic_publish("", self.settings.queue, item.encode(), props)
+            publish_items(channel, self.settings, again)
         elif released:  # the sweep: released messages now; busy groups at the next sweep
             self.run_items(None, self._items_of(released))
 
     def _items_of(self, ids: list[int]) -> list[WorkItem]:
-        m = messages.c
         with self.db.connect() as conn:
-            rows = conn.execute(
-                messages.select()
-                .with_only_columns(m.id, m.channel, m.patient_key)
-                .where(m.id.in_(ids))
-            )
-            return [WorkItem(int(r[0]), str(r[1]), r[2]) for r in rows]
+            return work_items(conn, ids)
 
     def _sweep_if_due(self, channel: BlockingChannel | None) -> None:
         if time.monotonic() - self._last_sweep < self.settings.sweep_seconds:
