@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import hl7.client
 import pika
 import pika.exceptions
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from engine.journal.journal import Journal
 from engine.routes.intake import Intake
 from tests.broker import Broker
 from tests.e2e.engine_process import free_port
@@ -255,3 +258,33 @@ def test_a_document_dead_lettered_after_it_was_stored_keeps_one_end_state(
     broker.wait_depth(f"{engine.remb}.dead", 0)
     engine.wait_idle()
     assert engine.rows(query) == [("delivered", None)]
+
+
+def test_a_delivery_the_journal_cannot_store_stays_unacknowledged_until_it_can(
+    engine: AmqpEngine,
+    broker: Broker,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Contract 1: no acknowledgement without the commit. The delivery is neither acked nor
+    requeued (a requeue would count against its delivery limit): its commit is retried."""
+    engine.admit()
+    real = Journal.append
+    failures = {"left": 2}
+
+    def failing(self: Journal, conn: Any, batch: Any) -> Any:
+        if failures["left"] and any(m.channel == "lab_amqp" for m in batch):
+            failures["left"] -= 1
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(self, conn, batch)
+
+    monkeypatch.setattr(Journal, "append", failing)
+    broker.publish(engine.lab, oru(PATIENT, "R7").encode())
+    time.sleep(0.3)  # the first commit failed: the delivery is still the broker's, unacked
+    assert engine.rows(JOURNAL) == []
+    rows = engine.wait_rows(JOURNAL, 1)
+    assert [r[:2] for r in rows] == [("R7", "delivered")]
+    assert json.loads(str(rows[0][3]))["redelivered"] is False  # never requeued
+    broker.wait_depth(engine.lab, 0)
+    assert failures["left"] == 0
+    assert capsys.readouterr().out.count("amqp_journal_retry") == 2
