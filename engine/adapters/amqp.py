@@ -92,7 +92,6 @@ class AmqpSource:
         self.intake = intake
         self.committer = committer
         self.connected = asyncio.Event()
-        self.received = 0
         self._task: asyncio.Task[None] | None = None
         self._session: Session | None = None
         self._stopping = False
@@ -161,7 +160,6 @@ class Session(BrokerSession):
     def on_message(
         self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
-        self.source.received += 1
         try:
             prepared = self.source.intake.prepare(body, self._peer(method))
             self._journal(channel, method, props, prepared)

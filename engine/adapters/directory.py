@@ -79,7 +79,6 @@ class DirectorySource:
         self.config = config
         self.intake = intake
         self.committer = committer
-        self.taken = 0
         self._seen: dict[Path, _Seen] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -156,7 +155,6 @@ class DirectorySource:
             log.warning("directory_file_kept", channel=self.intake.channel, reason=outcome.reason)
             await asyncio.to_thread(os.replace, claimed, path)  # taken again at the next poll
             return
-        self.taken += 1
         folder = "error" if outcome.status == "rejected" else "processed"
         await asyncio.to_thread(self._done, claimed, path.name, folder)
 

@@ -87,7 +87,6 @@ class HttpSource:
         self.config = config
         self.intake = intake
         self.committer = committer
-        self.bound_port = 0
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -123,7 +122,7 @@ class HttpSource:
     async def start(self) -> None:
         # Bound here, so that a port in use is an OSError for the engine (uvicorn would exit).
         sock = socket.create_server((self.config.host, self.config.port), reuse_port=False)
-        self.bound_port = sock.getsockname()[1]
+        port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app(), log_config=None, access_log=False, lifespan="off", server_header=False
         )
@@ -133,7 +132,7 @@ class HttpSource:
             if self._task.done():
                 self._task.result()  # raises what stopped it
             await asyncio.sleep(0.01)
-        log.info("http_listening", channel=self.intake.channel, port=self.bound_port)
+        log.info("http_listening", channel=self.intake.channel, port=port)
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:

@@ -29,8 +29,6 @@ _STOP = None
 class WorkPublisher:
     def __init__(self, settings: WorkSettings) -> None:
         self.settings = settings
-        self.published = 0
-        self.dropped = 0
         self._items: queue.SimpleQueue[list[WorkItem] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="work-publisher", daemon=True)
         self._connection: pika.BlockingConnection | None = None
@@ -84,7 +82,6 @@ class WorkPublisher:
             except (pika.exceptions.StreamLostError, pika.exceptions.ConnectionClosed):
                 self._close()  # the broker dropped an idle connection: once more, anew
                 self._send(items)
-            self.published += len(items)
             self._delay = 1.0
             if self._outage:
                 log.info("work_publisher_recovered", dropped=self._outage)
@@ -107,7 +104,6 @@ class WorkPublisher:
 
     def _drop(self, items: list[WorkItem], reason: str) -> None:
         """Said once per outage (then counted until the broker is back)."""
-        self.dropped += len(items)
         if not self._outage:
             log.warning(
                 "work_items_not_published",

@@ -47,7 +47,6 @@ class DistributedWorker:
         self.settings: WorkSettings = config.engine.work
         self.db = db
         self.worker = worker
-        self.items_done = 0
         self._last_sweep = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -116,7 +115,6 @@ class DistributedWorker:
                     stop.wait(1.0)
                 else:
                     channel.basic_ack(tags[-1], multiple=True)
-                    self.items_done += len(tags)
                 tags, items = [], []
             self._sweep_if_due(channel)
             if stop.is_set():
