@@ -22,7 +22,7 @@ from engine.errors import EngineError
 from engine.hl7v2.reader import Message
 from engine.journal import outbox
 from engine.journal.records import Pending, journaled_payload
-from engine.transforms.map_documents import carries_documents
+from engine.transforms.map_documents import is_document_message
 from engine.transforms.zam import build_zam
 
 log = structlog.get_logger("engine.pipeline")
@@ -57,12 +57,8 @@ class BusinessAcks:
         error: EngineError | None,
         now: datetime,
     ) -> None:
-        if not isinstance(msg, Message) or not _carries_documents(msg):
+        if not isinstance(msg, Message) or not is_document_message(msg):
             return
         zam = build_zam(msg, error, now, self.config.application, f"ZAM{pending.id}")
         outbox.add(conn, pending.id, self.channel, self.config.send_to, KIND, zam.encode(), now)
         log.info("business_ack_queued", message_id=pending.id, answer="N" if error else "Y")
-
-
-def _carries_documents(msg: Message) -> bool:
-    return msg.message_type == "MDM" or (msg.message_type == "ORU" and carries_documents(msg))

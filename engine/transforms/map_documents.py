@@ -62,6 +62,13 @@ def carries_documents(msg: Message) -> bool:
     return any(_is_cda(obx, comp) for obx in msg.all("OBX"))
 
 
+def is_document_message(msg: Message) -> bool:
+    """A message whose business is its CDA documents: any MDM, an ORU^R01 carrying one."""
+    return msg.message_type == "MDM" or (
+        msg.message_type == "ORU" and msg.trigger == "R01" and carries_documents(msg)
+    )
+
+
 def extract_documents(msg: Message) -> tuple[DocumentRecord, ...]:
     """Every CDA of the message; raises DocumentError when one cannot be decoded."""
     flags = _masking(msg)

@@ -22,8 +22,8 @@ from engine.transforms.map_adt import (
 )
 from engine.transforms.map_documents import (
     DocumentRecord,
-    carries_documents,
     extract_documents,
+    is_document_message,
 )
 from engine.transforms.map_oru import ObservationRecord, OrderRecord, extract_observations
 
@@ -97,7 +97,7 @@ def map_message(msg: Message) -> StoreOperation:
     if kind not in SUPPORTED_TYPES:
         raise UnsupportedMessageType(f"the record store does not map {kind or 'empty MSH-9'}")
     patient = extract_patient(msg)
-    if msg.message_type == "MDM" or (kind == "ORU^R01" and carries_documents(msg)):
+    if is_document_message(msg):
         return StoreOperation("add_documents", patient, documents=extract_documents(msg))
     if kind == "ORU^R01":
         return StoreOperation("add_results", patient, None, tuple(extract_observations(msg)))
