@@ -179,6 +179,13 @@ class WorkSettings(Frozen):
 
 
 class EngineSettings(Frozen):
+    profile: Literal["demo", "production"] = Field(
+        default="demo",
+        description=(
+            "production: `aiguillage check` refuses a listener beyond loopback without TLS, an "
+            "HTTP source without authentication and accepted test INS"
+        ),
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; AIGUILLAGE_DATABASE_URL overrides it"
     )
@@ -196,6 +203,22 @@ class EngineSettings(Frozen):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_patient_data: bool = Field(
         default=False, description="debug only: allow payloads and names in logs"
+    )
+    commit_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "a message the journal cannot commit in this time is answered AE (CE in enhanced "
+            "mode; 503 over HTTP): send it again, it is never stored twice"
+        ),
+    )
+    document_owner_groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description=(
+            "sender identities that share the ownership of the documents any of them filed "
+            "(e.g. a lab's two interfaces): group name -> identities such as "
+            "'cert:lab.example.fr', 'token:lab-a', 'mllp:hospital_hl7:LAB^SITE'"
+        ),
     )
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     work: WorkSettings = Field(default_factory=WorkSettings)

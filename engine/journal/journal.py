@@ -215,6 +215,7 @@ def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object
         "received_at": now,
         "updated_at": now,
         "peer": m.peer,
+        "sender": m.sender or None,
         "sender_app": m.sender_app,
         "sender_facility": m.sender_facility,
         "control_id": m.control_id,

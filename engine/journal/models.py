@@ -53,6 +53,9 @@ messages = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("peer", String(128), nullable=False, default=""),
+    # Who sent it, as the source proved it: "cert:<subject>", "token:<name>", or for plain
+    # MLLP "mllp:<channel>:<MSH-3>^<MSH-4>" (the trust-boundary issue: every message says who).
+    Column("sender", String(255)),
     Column("sender_app", String(255)),
     Column("sender_facility", String(255)),
     Column("control_id", String(255)),

@@ -43,6 +43,9 @@ class NewMessage:
     channel: str
     raw: bytes
     peer: str = ""
+    #: The sender identity the source established (certificate subject, token name, or the
+    #: channel with MSH-3/MSH-4 for plain MLLP); empty when the source proves none.
+    sender: str = ""
     charset: str = ""
     sender_app: str | None = None
     sender_facility: str | None = None

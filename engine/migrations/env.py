@@ -9,11 +9,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 import engine.journal.models
+import engine.security.senders
 import engine.store.documents
 import engine.store.models
 from engine.db import metadata
 
-_ = (engine.journal.models, engine.store.documents)
+_ = (engine.journal.models, engine.security.senders, engine.store.documents)
 #: The advisory lock migrations hold on PostgreSQL ("AIGUILLG" in ASCII).
 _LOCK = 0x4149475549_4C4C47
 

@@ -52,6 +52,9 @@ documents = Table(
     text_column("service_end"),
     text_column("level"),  # N1 (PDF body) or N3 (structured)
     text_column("replaces"),  # document id of the version it replaces
+    # The sender identity (journal_messages.sender) that filed this version: only it (or its
+    # ownership group) may replace or delete the document.
+    text_column("filed_by"),
     Column("status", Text, nullable=False),  # current, superseded, deleted
     Column("sha256", String(64), nullable=False),
     Column("content", LargeBinary, nullable=False),
