@@ -36,13 +36,15 @@ async def receive(
     payload: bytes,
     peer: str,
     refused: EngineError | None = None,
+    sender: str = "",
 ) -> Received:
     """Journal ``payload`` (or, with ``refused``, keep it as a dead letter for that reason)
-    and say what became of it. Nothing is acknowledged before the journal commit."""
+    and say what became of it. Nothing is acknowledged before the journal commit. ``sender``
+    is the identity the source proved (see :meth:`Intake.prepare`)."""
     if refused is None:
-        prepared = intake.prepare(payload, peer)
+        prepared = intake.prepare(payload, peer, sender)
     else:
-        prepared = intake.prepare_rejected(payload, peer, refused)
+        prepared = intake.prepare_rejected(payload, peer, refused, sender)
     result = await committer.submit(prepared.row)
     control_id = prepared.row.control_id or ""
     if isinstance(result, EngineError):

@@ -53,8 +53,8 @@ messages = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("peer", String(128), nullable=False, default=""),
-    # Who sent it, as the source proved it: "cert:<subject>", "token:<name>", or for plain
-    # MLLP "mllp:<channel>:<MSH-3>^<MSH-4>" (the trust-boundary issue: every message says who).
+    # Who sent it, as the source proved it: "cert:<subject>", "token:<name>"; else what it
+    # declares: "<channel>:<MSH-3>^<MSH-4>" (a document alone: "<channel>").
     Column("sender", String(255)),
     Column("sender_app", String(255)),
     Column("sender_facility", String(255)),

@@ -73,8 +73,11 @@ class Intake:
         kind = DocumentIntake if src.payload == "cda" else Intake
         return kind(channel.name, channel.accept, src.default_charset, src.always_ack)
 
-    def prepare(self, payload: bytes, peer: str = "") -> Prepared:
-        row = NewMessage(channel=self.channel, raw=payload, peer=peer)
+    def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
+        """Check ``payload`` for the journal. ``sender`` is the identity the source proved
+        (``cert:<subject>``, ``token:<name>``); without one, the message is attributed to what
+        it declares: the channel with MSH-3^MSH-4 (a document: the channel alone)."""
+        row = NewMessage(channel=self.channel, raw=payload, peer=peer, sender=sender)
         header = fallback_header()
         codec = "ascii"
         try:
@@ -102,19 +105,23 @@ class Intake:
         row.ack_code = AckCode.AA
         return Prepared(row, header, codec, None)
 
-    def prepare_rejected(self, payload: bytes, peer: str, error: EngineError) -> Prepared:
+    def prepare_rejected(
+        self, payload: bytes, peer: str, error: EngineError, sender: str = ""
+    ) -> Prepared:
         """A payload refused before it could be read (e.g. oversized), kept as a dead letter."""
-        row = NewMessage(channel=self.channel, raw=payload, peer=peer)
+        row = NewMessage(channel=self.channel, raw=payload, peer=peer, sender=sender)
         return self._reject(row, fallback_header(), "ascii", error)
 
-    def prepare_poisoned(self, payload: bytes, peer: str, error: EngineError) -> Prepared:
+    def prepare_poisoned(
+        self, payload: bytes, peer: str, error: EngineError, sender: str = ""
+    ) -> Prepared:
         """A payload a broker gave up on after its delivery limit, kept as a dead letter for
         ``error``. It is read like any other first, so that it keeps its control id and a
         message journaled before (a crash after the commit) is recognised as a resend."""
         try:
-            prepared = self.prepare(payload, peer)
+            prepared = self.prepare(payload, peer, sender)
         except Exception:  # what made it poison: read nothing more from it
-            return self.prepare_rejected(payload, peer, error)
+            return self.prepare_rejected(payload, peer, error, sender)
         if prepared.error is not None:
             return prepared  # a dead letter for its own reason already
         return self._reject(prepared.row, prepared.header, prepared.codec, error)
@@ -123,6 +130,8 @@ class Intake:
         if not header.control_id:
             header = _best_effort_header(row.raw, header)
             _fill_header(row, header)
+        if not row.sender:
+            row.sender = self.channel
         row.state = State.DEAD_LETTERED
         row.ack_code = exc.ack_code
         row.error_stage = "intake"
@@ -167,8 +176,14 @@ class DocumentIntake(Intake):
     """Intake rules for a channel whose source receives CDA documents alone. Over MLLP the
     answer is still an HL7 ACK, whose MSA-2 is the document id."""
 
-    def prepare(self, payload: bytes, peer: str = "") -> Prepared:
-        row = NewMessage(channel=self.channel, raw=payload, peer=peer, charset=XML_CHARSET)
+    def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
+        row = NewMessage(
+            channel=self.channel,
+            raw=payload,
+            peer=peer,
+            sender=sender or self.channel,
+            charset=XML_CHARSET,
+        )
         header = fallback_header()
         try:
             doc = read_standalone(payload)
@@ -201,11 +216,19 @@ def document_patient_key(doc: CdaPayload) -> str | None:
 
 
 def _fill_header(row: NewMessage, header: Header) -> None:
+    if not row.sender:
+        row.sender = declared_sender(row.channel, header)
     row.sender_app = header.sending_app
     row.sender_facility = header.sending_facility
     row.control_id = header.control_id or None
     row.message_type = header.message_type or None  # the journal cuts what its columns cannot
     row.trigger = header.trigger or None
+
+
+def declared_sender(channel: str, header: Header) -> str:
+    """The identity of a sender that proved none: the channel it reached and the MSH-3^MSH-4
+    it declares (spoofable; TLS client certificates or tokens are the proof)."""
+    return f"{channel}:{header.sending_app}^{header.sending_facility}"
 
 
 def _best_effort_header(payload: bytes, current: Header) -> Header:

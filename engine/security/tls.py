@@ -4,6 +4,9 @@
 a certificate signed by that CA (mTLS), and ``allowed_subjects`` narrows it to certificates
 whose CN or a DNS/URI SAN is listed. ``tls: {ca_file, cert_file?, key_file?}`` on a destination
 verifies the server against ``ca_file`` and presents a client certificate when given one.
+The files are read when the engine builds its listeners, before any socket opens (a missing
+file is an error then, naming the file), so that a channels file can be checked on a machine
+that does not hold the keys.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
@@ -22,9 +25,9 @@ class _Frozen(BaseModel):
 class ServerTls(_Frozen):
     """TLS on a listening source."""
 
-    cert_file: FilePath = Field(description="PEM certificate chain of this listener")
-    key_file: FilePath = Field(description="PEM private key of this listener")
-    client_ca_file: FilePath | None = Field(
+    cert_file: Path = Field(description="PEM certificate chain of this listener")
+    key_file: Path = Field(description="PEM private key of this listener")
+    client_ca_file: Path | None = Field(
         default=None,
         description="mTLS: clients must present a certificate signed by this CA (PEM)",
     )
@@ -58,9 +61,9 @@ class ServerTls(_Frozen):
 class ClientTls(_Frozen):
     """TLS toward a destination."""
 
-    ca_file: FilePath = Field(description="CA (PEM) that signed the server's certificate")
-    cert_file: FilePath | None = Field(default=None, description="client certificate (mTLS)")
-    key_file: FilePath | None = Field(default=None, description="client private key (mTLS)")
+    ca_file: Path = Field(description="CA (PEM) that signed the server's certificate")
+    cert_file: Path | None = Field(default=None, description="client certificate (mTLS)")
+    key_file: Path | None = Field(default=None, description="client private key (mTLS)")
     server_hostname: str | None = Field(
         default=None, description="name to verify in the server certificate (default: host)"
     )
