@@ -172,6 +172,15 @@ class DocumentError(PermanentError):
     ack_code = "AR"
 
 
+class NotDocumentOwner(PermanentError):
+    """A replacement or deletion of a document from another sender identity than the one that
+    filed it (or its ownership group, ``engine.document_owner_groups``): refused, nothing
+    written. The reason names document ids and sender identities only."""
+
+    code = "not_document_owner"
+    ack_code = "AR"
+
+
 def _subclasses(cls: type[EngineError]) -> list[type[EngineError]]:
     return [cls] + [s for sub in cls.__subclasses__() for s in _subclasses(sub)]
 

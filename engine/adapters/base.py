@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -34,6 +35,9 @@ class Delivery:
     now: datetime
     #: ``business_ack``: a ZAM^Z01 answering message ``message_id``, not the message itself.
     kind: Literal["message", "business_ack"] = "message"
+    #: The sender identity journaled with the message (``journal_messages.sender``): the
+    #: record store files documents under it, and checks it before a replacement or deletion.
+    sender: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class BuildContext:
 
     #: Accept INS with the test and demo OIDs (``engine.identity.accept_test_ins``).
     accept_test_ins: bool = False
+    #: Identities sharing the ownership of documents (``engine.document_owner_groups``).
+    document_owner_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Source(Protocol):

@@ -27,6 +27,7 @@ from engine.identity.merge import merge
 from engine.identity.rules import IdentityPolicy
 from engine.store.models import encounters
 from engine.store.observations import add_observations
+from engine.store.ownership import UNKNOWN_FILER, Filer, OwnerGroups
 from engine.store.queries import counts, find_patient, patient_encounters, patient_observations
 from engine.transforms.map_adt import PatientRecord
 from engine.transforms.map_documents import Action, DocumentRecord
@@ -78,7 +79,8 @@ class RecordStoreConfig(BaseModel):
         policy = IdentityPolicy(
             accept_test_ins=context.accept_test_ins, require_ins=self.require_ins
         )
-        return RecordStore(name, policy, self.documents)
+        owners = OwnerGroups(context.document_owner_groups)
+        return RecordStore(name, policy, self.documents, owners)
 
 
 class RecordStore:
@@ -91,25 +93,38 @@ class RecordStore:
         name: str = "record_store",
         policy: IdentityPolicy | None = None,
         checks: DocumentChecks | None = None,
+        owners: OwnerGroups | None = None,
     ) -> None:
         self.name = name
         self.filing = Filing(policy or IdentityPolicy())
         self.checks = checks or DocumentChecks()
+        self.owners = owners or OwnerGroups()
 
     def close(self) -> None:
         """Nothing held open between messages."""
 
     def write(self, delivery: Delivery) -> None:
+        filer = Filer(delivery.sender, self.owners)
         if isinstance(delivery.message, CdaPayload):
-            self._standalone(delivery.conn, delivery.message_id, delivery.message, delivery.now)
+            self._standalone(
+                delivery.conn, delivery.message_id, delivery.message, delivery.now, filer
+            )
             return
         op = map_message(delivery.message)
-        self.apply(delivery.conn, delivery.message_id, op, delivery.now)
+        self.apply(delivery.conn, delivery.message_id, op, delivery.now, filer)
 
-    def apply(self, conn: Connection, message_id: int, op: StoreOperation, now: datetime) -> int:
-        """Apply ``op`` in the caller's transaction; returns the patient's id."""
+    def apply(
+        self,
+        conn: Connection,
+        message_id: int,
+        op: StoreOperation,
+        now: datetime,
+        filer: Filer | None = None,
+    ) -> int:
+        """Apply ``op`` in the caller's transaction; returns the patient's id. Documents are
+        filed under ``filer`` (an unknown one when None: it may change only legacy versions)."""
         if op.kind == "add_documents":
-            return self._documents(conn, message_id, op, now)
+            return self._documents(conn, message_id, op, now, filer or Filer(UNKNOWN_FILER))
         if op.kind == "merge_patients":
             patient_id = merge(conn, self.filing, message_id, op, now)
         elif op.kind == "change_identity":
@@ -124,22 +139,24 @@ class RecordStore:
         return patient_id
 
     def _documents(
-        self, conn: Connection, message_id: int, op: StoreOperation, now: datetime
+        self, conn: Connection, message_id: int, op: StoreOperation, now: datetime, filer: Filer
     ) -> int:
         if not op.documents:
             raise DocumentError(
                 "no CDA in the message (a document sent by reference is not fetched)"
             )
         read = [read_document(r, *self._checks) for r in op.documents]
-        return self._file(conn, message_id, op.patient, read, now)
+        return self._file(conn, message_id, op.patient, read, now, filer)
 
-    def _standalone(self, conn: Connection, message_id: int, doc: CdaPayload, now: datetime) -> int:
+    def _standalone(
+        self, conn: Connection, message_id: int, doc: CdaPayload, now: datetime, filer: Filer
+    ) -> int:
         """A document received alone: its recordTarget is the patient, and what it does is
         said by its relatedDocument (a replacement) or nothing (a new document)."""
         action: Action = "replace" if doc.header.replaces else "initial"
         record = DocumentRecord(content=doc.raw, action=action)
         read = read_document(record, *self._checks, root=doc.root)
-        return self._file(conn, message_id, PatientRecord(read.target), [read], now)
+        return self._file(conn, message_id, PatientRecord(read.target), [read], now, filer)
 
     @property
     def _checks(self) -> tuple[Schema | None, bool]:
@@ -152,6 +169,7 @@ class RecordStore:
         patient: PatientRecord,
         read: list[ReadDocument],
         now: datetime,
+        filer: Filer,
     ) -> int:
         sender = patient.identity
         patient_id = self.filing.patient_for(
@@ -163,7 +181,7 @@ class RecordStore:
             confirm=lambda pid: check_same_patient(conn, pid, sender, read),
         )
         for document in read:
-            store_document(conn, patient_id, message_id, document, now)
+            store_document(conn, patient_id, message_id, document, now, filer)
         return patient_id
 
 

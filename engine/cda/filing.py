@@ -27,6 +27,7 @@ from engine.identity import patients
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
+from engine.store.ownership import Filer
 from engine.transforms.hl7_values import parse_ts
 from engine.transforms.map_documents import DocumentRecord
 
@@ -94,9 +95,16 @@ def check_same_patient(
 
 
 def store_document(
-    conn: Connection, patient_id: int, message_id: int, document: ReadDocument, now: datetime
+    conn: Connection,
+    patient_id: int,
+    message_id: int,
+    document: ReadDocument,
+    now: datetime,
+    filer: Filer,
 ) -> int:
-    """Store (or apply the lifecycle action of) one document; returns its row id."""
+    """Store (or apply the lifecycle action of) one document; returns its row id. A
+    replacement or deletion of versions another sender filed raises NotDocumentOwner before
+    anything is written (``engine.store.ownership``)."""
     record, root, header = document.record, document.root, document.header
     digest = hashlib.sha256(record.content).hexdigest()
     existing = conn.execute(
@@ -109,13 +117,13 @@ def store_document(
             "this document id and version is stored for another patient", [existing.patient_id]
         )
     if record.action == "delete":  # the copy a deletion carries need not be byte-identical
-        return _delete(conn, patient_id, message_id, header, record, digest, existing, now)
+        return _delete(conn, patient_id, message_id, document, digest, existing, now, filer)
     parent = header.replaces or (record.parent_number if record.action == "replace" else "")
     if existing is not None and existing.status == DELETED:
         # A late copy of a deleted document (a replacement overtaken by its deletion): what
         # it replaced is superseded all the same, and it stays deleted.
         if parent:
-            _supersede(conn, patient_id, parent, header, now)
+            _supersede(conn, patient_id, parent, header, now, filer)
         log.info("document_already_deleted", message_id=message_id, document_row=existing.id)
         return int(existing.id)
     if existing is not None and existing.sha256 != digest:
@@ -128,9 +136,10 @@ def store_document(
     if parent:
         if not record.masking_given:
             record = _inherit_masking(conn, patient_id, parent, record)
-        _supersede(conn, patient_id, parent, header, now)
-    status = SUPERSEDED if _replaced_already(conn, patient_id, header) else CURRENT
-    row_id = _insert(conn, patient_id, message_id, header, record, digest, status, now)
+            document = dataclasses.replace(document, record=record)
+        _supersede(conn, patient_id, parent, header, now, filer)
+    status = SUPERSEDED if _replaced_already(conn, patient_id, header, filer) else CURRENT
+    row_id = _insert(conn, patient_id, message_id, document, digest, status, now, filer)
     entries = store_extracts(conn, patient_id, message_id, row_id, root, now)
     log.info(
         "document_stored",
@@ -163,70 +172,75 @@ def _inherit_masking(
     )
 
 
-def _replaced_already(conn: Connection, patient_id: int, header: DocumentHeader) -> bool:
-    """A late original: a later version that replaces it is already stored."""
+def _replaced_already(
+    conn: Connection, patient_id: int, header: DocumentHeader, filer: Filer
+) -> bool:
+    """A late original: a later version that replaces it is already stored, filed by a sender
+    that may replace this one (a replacement sent ahead by another sender does not count)."""
     later = _d.replaces == header.document_id
     if header.set_id:
         later = later | ((_d.set_id == header.set_id) & (_d.version > header.version))
-    found = conn.execute(select(_d.id).where(_d.patient_id == patient_id, later).limit(1)).first()
-    return found is not None
+    rows = conn.execute(select(_d.filed_by).where(_d.patient_id == patient_id, later))
+    return any(filer.owners.share(filer.identity, r[0]) or not r[0] for r in rows)
 
 
 def _supersede(
-    conn: Connection, patient_id: int, parent: str, header: DocumentHeader, now: datetime
+    conn: Connection,
+    patient_id: int,
+    parent: str,
+    header: DocumentHeader,
+    now: datetime,
+    filer: Filer,
 ) -> None:
-    mine = _d.patient_id == patient_id
+    """Mark the replaced version, and earlier versions of the same set, superseded."""
+    replaced = _d.document_id == parent
+    if header.set_id:  # earlier versions of the same set are superseded too
+        replaced = replaced | ((_d.set_id == header.set_id) & (_d.version < header.version))
+    mine = (_d.patient_id == patient_id) & replaced
+    # Ownership is the document's, whatever its status: a superseded version is not up for grabs.
+    filer.check("replace", conn.execute(select(_d.document_id, _d.filed_by).where(mine)))
     conn.execute(
         update(documents)
-        .where(mine, _d.document_id == parent, _d.status == CURRENT)
+        .where(mine, _d.status == CURRENT)
         .values(status=SUPERSEDED, updated_at=now)
     )
-    if header.set_id:  # earlier versions of the same set are superseded too
-        conn.execute(
-            update(documents)
-            .where(
-                mine,
-                _d.set_id == header.set_id,
-                _d.version < header.version,
-                _d.status == CURRENT,
-            )
-            .values(status=SUPERSEDED, updated_at=now)
-        )
 
 
 def _delete(
     conn: Connection,
     patient_id: int,
     message_id: int,
-    header: DocumentHeader,
-    record: DocumentRecord,
+    document: ReadDocument,
     digest: str,
     existing: Any,
     now: datetime,
+    filer: Filer,
 ) -> int:
     """Mark the document deleted (kept for audit, hidden from readers)."""
+    header, record = document.header, document.record
     targets = {header.document_id, *([record.document_number] if record.document_number else [])}
+    named = (_d.patient_id == patient_id) & _d.document_id.in_(targets)
+    filer.check("delete", conn.execute(select(_d.document_id, _d.filed_by).where(named)))
     conn.execute(
-        update(documents)
-        .where(_d.patient_id == patient_id, _d.document_id.in_(targets), _d.status != DELETED)
-        .values(status=DELETED, updated_at=now)
+        update(documents).where(named, _d.status != DELETED).values(status=DELETED, updated_at=now)
     )
     if existing is not None:
         return int(existing.id)
     # Never stored (or stored under another id): keep what the deletion carried, deleted.
-    return _insert(conn, patient_id, message_id, header, record, digest, DELETED, now)
+    return _insert(conn, patient_id, message_id, document, digest, DELETED, now, filer)
 
 
 def _insert(
     conn: Connection,
     patient_id: int,
     message_id: int,
-    header: DocumentHeader,
-    record: DocumentRecord,
+    document: ReadDocument,
     digest: str,
     status: str,
     now: datetime,
+    filer: Filer,
 ) -> int:
+    header, record = document.header, document.record
     values: dict[str, Any] = {k: v for k, v in asdict(header).items() if k in _HEADER_COLUMNS}
     values.update(
         patient_id=patient_id,
@@ -236,6 +250,7 @@ def _insert(
         invisible_patient=record.invisible_patient,
         invisible_legal_reps=record.invisible_legal_reps,
         status=status,
+        filed_by=filer.identity,
         sha256=digest,
         content=record.content,
         stored_at=now,

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
+from engine.fastsql import FastStatement
 from engine.journal.journal import utcnow
 from engine.journal.models import PENDING_STATES, State, events, holds, messages
 
@@ -89,11 +90,21 @@ def dead_letters(
 
 def message(conn: Connection, message_id: int) -> dict[str, Any] | None:
     row = conn.execute(
-        select(*SUMMARY, messages.c.raw, messages.c.charset, messages.c.peer).where(
-            messages.c.id == message_id
-        )
+        select(
+            *SUMMARY, messages.c.raw, messages.c.charset, messages.c.peer, messages.c.sender
+        ).where(messages.c.id == message_id)
     ).first()
     return None if row is None else dict(row._mapping)
+
+
+_SENDER = FastStatement(select(messages.c.sender).where(messages.c.id == bindparam("id_")))
+
+
+def sender_of(conn: Connection, message_id: int) -> str:
+    """The sender identity journaled with a message (kept as it was through replays); ``""``
+    for a message journaled before identities were recorded."""
+    rows = _SENDER.execute(conn, {"id_": message_id})
+    return str(rows[0][0] or "") if rows else ""
 
 
 def history(conn: Connection, message_id: int) -> list[dict[str, Any]]:

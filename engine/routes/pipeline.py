@@ -27,6 +27,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.journal.models import State
+from engine.journal.queries import sender_of
 from engine.journal.records import Pending, journaled_payload
 from engine.routes.business_ack import BusinessAcks
 from engine.transforms.validate import validate_structure
@@ -98,13 +99,18 @@ class Pipeline:
         """Write to each target not yet delivered. On failure, remember only the deliveries the
         attempt's rollback does not undo, so that the retry redoes the others."""
         kept = set(pending.delivered_to)
+        with stage("deliver"):  # the journal row's sender: a replay keeps the original one
+            sender = sender_of(conn, pending.id)
         try:
             for name in targets:
                 if name in pending.delivered_to:
                     continue  # delivered on an earlier attempt
                 destination = self.destinations[name]
+                delivery = Delivery(
+                    conn, pending.id, self.name, msg, pending.raw, now, sender=sender
+                )
                 with stage(f"destination:{name}"):
-                    destination.write(Delivery(conn, pending.id, self.name, msg, pending.raw, now))
+                    destination.write(delivery)
                 pending.delivered_to.add(name)
                 if not destination.transactional:
                     kept.add(name)
