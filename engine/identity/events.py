@@ -1,8 +1,11 @@
 """A47, the change of a patient's identifier list: MRG-1 holds the former identifier.
 
 With ``""`` in the PID-3 INS slot and the old INS in MRG-1 the INS is removed (the identity is
-demoted); a new qualified INS replaces it; new local identifiers are added. (A40 merges are in
-:mod:`engine.identity.merge`.)
+demoted); a new qualified INS replaces it. A former local identifier (in MRG-1, not in PID-3)
+is replaced by the new ones of PID-3: it no longer resolves, so a later result naming only it
+is held (902) like one for an unknown patient, never filed under a patient who gave it up. The
+identity history keeps the former identifiers (event ``identifiers_replaced``). (A40 merges are
+in :mod:`engine.identity.merge`.)
 """
 
 from __future__ import annotations
@@ -10,15 +13,17 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection
+from sqlalchemy import Connection, delete, select
 
 from engine.errors import IdentityConflict, PatientNotKnown
 from engine.identity import patients
 from engine.identity.filing import Filing, hold_keys, qualify, status_of
 from engine.identity.merge import previous_patient
+from engine.identity.model import LocalId
 from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.rules import decide_ins
 from engine.journal import holds
+from engine.store.models import patient_identifiers
 from engine.transforms.map_hl7 import StoreOperation
 
 log = structlog.get_logger("engine.identity")
@@ -56,6 +61,8 @@ def change_identity(
             "A47: a new local identifier belongs to another patient", [target.id, *owners]
         )
     patients.add_local_ids(conn, target.id, new_ids, message_id, now)
+    removed = _replace_former(conn, target.id, op.previous.local_ids, identity.local_ids)
+    _record_ids(conn, target.id, message_id, now, removed, new_ids)
     holds.release(conn, hold_keys(identity, decision), now)
     return target.id
 
@@ -73,3 +80,54 @@ def _demote(
     detail = {"before": before, "after": after}
     patients.change(conn, target.id, after, message_id, now, "ins_removed", detail)
     log.info("ins_removed", message_id=message_id, patient_id=target.id)
+
+
+_i = patient_identifiers.c
+_ID_FIELDS = ("value", "authority", "authority_oid", "type_code")
+
+
+def _replace_former(
+    conn: Connection,
+    patient_id: int,
+    former: tuple[LocalId, ...],
+    current: tuple[LocalId, ...],
+) -> list[dict[str, str]]:
+    """Remove the patient's identifiers that MRG-1 names and PID-3 does not repeat; returns
+    them (for the history)."""
+    rows = conn.execute(
+        select(_i.id, _i.value, _i.authority, _i.authority_oid, _i.type_code).where(
+            _i.patient_id == patient_id
+        )
+    ).all()
+    gone = [
+        r
+        for r in rows
+        if any(f.same_as(r[1], r[2], r[3]) for f in former)
+        and not any(c.same_as(r[1], r[2], r[3]) for c in current)
+    ]
+    if gone:
+        conn.execute(delete(patient_identifiers).where(_i.id.in_([r[0] for r in gone])))
+    return [dict(zip(_ID_FIELDS, r[1:], strict=True)) for r in gone]
+
+
+def _record_ids(
+    conn: Connection,
+    patient_id: int,
+    message_id: int,
+    now: datetime,
+    removed: list[dict[str, str]],
+    added: list[LocalId],
+) -> None:
+    """One history line with the former and the new identifiers (undoable by hand)."""
+    if not (removed or added):
+        return
+    new = [{f: getattr(a, f) for f in _ID_FIELDS} for a in added]
+    detail = {"removed": removed, "added": new}
+    patients.record(conn, patient_id, message_id, now, "identifiers_replaced", detail)
+    log.info(
+        "identifiers_replaced",
+        message_id=message_id,
+        patient_id=patient_id,
+        removed=len(removed),
+        added=len(new),
+    )

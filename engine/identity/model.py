@@ -125,3 +125,12 @@ def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(bare.casefold().split())
+
+
+def trait_key(birth_name: str, first_given_name: str, birth_date: str, sex: str) -> str | None:
+    """The folded strict traits as one text (``name|given|date|sex``): equal keys mean
+    homonyms or probable duplicates, never the same identity by themselves. None when a
+    trait is missing (nothing to compare)."""
+    if not (birth_name and first_given_name and birth_date and sex):
+        return None
+    return "|".join((fold(birth_name), fold(first_given_name), birth_date, sex.upper()))

@@ -19,7 +19,8 @@ from sqlalchemy.sql import ColumnElement
 
 from engine.errors import TransientError
 from engine.fastsql import FastStatement, insert_into
-from engine.identity.model import TRAIT_NAMES, LocalId, Traits
+from engine.identity import trait_keys
+from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, LocalId, Traits, trait_key
 from engine.store.models import identity_events, patient_identifiers, patients
 from engine.transforms.hl7_values import parse_date
 
@@ -141,7 +142,7 @@ _BLANK: dict[str, Any] = {
 
 
 def create(conn: Connection, values: dict[str, Any], message_id: int | None, now: datetime) -> int:
-    """A new patient from column values (traits, INS, demographics)."""
+    """A new patient from column values (traits, INS, demographics), with its trait key."""
     row = dict(_BLANK)
     row.update(values, created_at=now, updated_at=now, last_message_id=message_id)
     try:
@@ -149,6 +150,9 @@ def create(conn: Connection, values: dict[str, Any], message_id: int | None, now
     except IntegrityError as exc:  # the INS was stored concurrently: the retry will find it
         raise TransientError("a patient with this INS was stored concurrently") from exc
     record(conn, patient_id, message_id, now, "created", _visible(values))
+    key = trait_key(*(row[t] for t in STRICT_TRAITS))
+    if key is not None:
+        trait_keys.add(conn, patient_id, key)
     return patient_id
 
 
@@ -171,6 +175,8 @@ def change(
         .where(_p.id == patient_id)
         .values(**changes, updated_at=now, last_message_id=message_id)
     )
+    if changes.keys() & set(STRICT_TRAITS):
+        trait_keys.set_key(conn, patient_id)
     record(conn, patient_id, message_id, now, event, detail or _visible(changes), actor, reason)
 
 

@@ -11,10 +11,16 @@ from sqlalchemy.engine import Engine
 import engine.journal.models
 import engine.security.senders
 import engine.store.documents
+import engine.store.identity_cell
 import engine.store.models
 from engine.db import metadata
 
-_ = (engine.journal.models, engine.security.senders, engine.store.documents)
+_ = (
+    engine.journal.models,
+    engine.security.senders,
+    engine.store.documents,
+    engine.store.identity_cell,
+)
 #: The advisory lock migrations hold on PostgreSQL ("AIGUILLG" in ASCII).
 _LOCK = 0x4149475549_4C4C47
 

@@ -386,7 +386,10 @@ def test_an_a47_before_its_patient_is_held_then_applied_once_the_patient_is_know
     assert engine.states() == [("1", "held")]
     engine.send(adt("A28", pid("OLD1"), "2"))
     assert engine.states() == [("1", "delivered"), ("2", "delivered")]
-    assert engine.patient("NEW1")["id"] == engine.patient("OLD1")["id"]
+    # The A47 replaced OLD1 by NEW1 on the patient the A28 created.
+    assert engine.rows("SELECT patient_id, value FROM store_patient_identifiers") == [
+        (engine.patient("NEW1")["id"], "NEW1")
+    ]
 
 
 def test_an_a47_giving_the_patient_another_patients_ipp_goes_to_review(
