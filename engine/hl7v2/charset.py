@@ -52,7 +52,7 @@ def codec_name(value: str) -> str | None:
     try:
         name = codecs.lookup(key).name
         ascii_compatible = "MSH|".encode(name) == b"MSH|" and b"".decode(name) == ""
-    except (LookupError, UnicodeError):
+    except (LookupError, ValueError):  # ValueError: a name holding a NUL (UnicodeError too)
         return None
     return name if ascii_compatible else None
 
@@ -87,9 +87,11 @@ def _msh_start(raw: bytes) -> int:
 def header_charset(raw: bytes) -> str:
     """MSH-18 (its first repetition, stripped) read from the raw bytes; ``""`` when absent."""
     start = _msh_start(raw)
-    if start == -1 or len(raw) < start + 8:
+    if start == -1:
         return ""
     line = raw[start : _line_end(raw, start)]
+    if len(line) < 8:  # "MSH" alone, or cut before MSH-2: no separator to split on
+        return ""
     fields = line.split(line[3:4])
     if len(fields) <= _MSH18_INDEX:
         return ""
