@@ -95,7 +95,7 @@ class Engine:
             )
         else:
             self.writer = Writer(self.db, self.journal, build_worker(self.config, self.db))
-        self.committer = GroupCommitter(self.writer)
+        self.committer = GroupCommitter(self.writer, commit_timeout=settings.commit_timeout_seconds)
 
     async def start(self) -> None:
         """Open every channel's listener and start the worker (which resumes unfinished work)."""

@@ -5,6 +5,10 @@ of 1 ms and more) while it holds the event loop. So one thread does every write,
 first the intake batches waiting for their commit (the senders wait for their ACK), all in one
 transaction; then one short slice of pipeline work; then again. An ACK therefore waits at most
 one pipeline slice, and under load many intake batches share each commit.
+
+A batch carries a deadline (its senders were answered "not stored" then, see
+:class:`~engine.routes.committer.GroupCommitter`): one taken after its deadline is not
+committed, so that a stall does not end with a commit of rows nobody waits for any more.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ log = structlog.get_logger("engine.writer")
 #: What a waiting connection gets: the journal's answer, or the reason it could not store.
 Result = Appended | StoreUnavailable
 Done = Callable[[list[Result]], None]
+#: Rows, who to tell, and the monotonic time after which nobody waits for them (None: no limit).
+Job = tuple[Sequence[NewMessage], Done, float | None]
 
 
 class Writer:
@@ -60,15 +66,17 @@ class Writer:
         self.write_lock = write_lock or nullcontext()
         #: Told of every intake commit (the distributed intake publishes work items).
         self.committed = committed
-        self._jobs: queue.SimpleQueue[tuple[Sequence[NewMessage], Done]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
 
-    def submit(self, rows: Sequence[NewMessage], done: Done) -> None:
-        """Queue rows for the journal; ``done`` is called (in this thread) with the results."""
-        self._jobs.put((rows, done))
+    def submit(self, rows: Sequence[NewMessage], done: Done, deadline: float | None = None) -> None:
+        """Queue rows for the journal; ``done`` is called (in this thread) with the results.
+        Rows still queued at ``deadline`` (``time.monotonic()``) are not committed: ``done``
+        gets :class:`StoreUnavailable` for them."""
+        self._jobs.put((rows, done, deadline))
         if self.intake_waiting is not None:
             self.intake_waiting.value = 1
         self._wake.set()
@@ -122,15 +130,10 @@ class Writer:
         return not self._jobs.empty()
 
     def _commit_intake(self) -> None:
-        jobs: list[tuple[Sequence[NewMessage], Done]] = []
-        while True:
-            try:
-                jobs.append(self._jobs.get_nowait())
-            except queue.Empty:
-                break
+        jobs = self._live_jobs(self._take_jobs())
         if not jobs:
             return
-        rows = [row for batch, _ in jobs for row in batch]
+        rows = [row for batch, _, _ in jobs for row in batch]
         results: list[Result]
         try:
             with self.write_lock:
@@ -147,11 +150,8 @@ class Writer:
             if not self._jobs.empty():
                 self.intake_waiting.value = 1
         start = 0
-        for batch, done in jobs:
-            try:
-                done(results[start : start + len(batch)])
-            except Exception as exc:  # one waiter's failure must not stop the writer
-                log.error("intake_answer_failed", error=type(exc).__name__)
+        for batch, done, _ in jobs:
+            _tell(done, results[start : start + len(batch)])
             start += len(batch)
         try:
             self.pipeline()
@@ -159,6 +159,26 @@ class Writer:
                 self.committed(rows, results)
         except Exception as exc:
             log.error("pipeline_notify_failed", **error_fields(exc))
+
+    def _take_jobs(self) -> list[Job]:
+        jobs: list[Job] = []
+        while True:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def _live_jobs(self, jobs: list[Job]) -> list[Job]:
+        """The jobs whose senders still wait; the others are told they were not stored."""
+        now = time.monotonic()
+        live = [job for job in jobs if job[2] is None or now < job[2]]
+        if len(live) < len(jobs):
+            late = [job for job in jobs if job[2] is not None and now >= job[2]]
+            skipped = sum(len(rows) for rows, _, _ in late)
+            log.warning("journal_commit_skipped_after_deadline", messages=skipped)
+            for rows, done, _ in late:
+                _tell(done, [_LATE] * len(rows))
+        return live
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -175,16 +195,37 @@ class Writer:
             self._conn = None
 
 
-def deliver_to_loop(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[Result]]) -> Done:
-    """A ``done`` callback that resolves asyncio futures from the writer thread."""
+_LATE = StoreUnavailable("the journal did not commit the message in time; send it again")
+
+
+def _tell(done: Done, results: list[Result]) -> None:
+    try:
+        done(results)
+    except Exception as exc:  # one waiter's failure must not stop the writer
+        log.error("intake_answer_failed", error=type(exc).__name__)
+
+
+def deliver_to_loop(
+    loop: asyncio.AbstractEventLoop,
+    futures: list[asyncio.Future[Result]],
+    timer: asyncio.TimerHandle | None = None,
+) -> Done:
+    """A ``done`` callback that resolves asyncio futures from the writer thread (and cancels
+    their deadline ``timer``)."""
 
     def done(results: list[Result]) -> None:
-        loop.call_soon_threadsafe(_resolve, futures, results)
+        loop.call_soon_threadsafe(_resolve, futures, results, timer)
 
     return done
 
 
-def _resolve(futures: list[asyncio.Future[Result]], results: list[Result]) -> None:
+def _resolve(
+    futures: list[asyncio.Future[Result]],
+    results: list[Result],
+    timer: asyncio.TimerHandle | None = None,
+) -> None:
+    if timer is not None:
+        timer.cancel()
     for fut, result in zip(futures, results, strict=True):
-        if not fut.done():
+        if not fut.done():  # answered at its deadline already: one answer per sender
             fut.set_result(result)
