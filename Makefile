@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-identify bench-documents bench-amqp lint install clean
+.PHONY: run test bench bench-identify bench-documents bench-amqp bench-security lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-documents: $(STAMP)  # 135 KB CDA with XSD and extraction: about 1-2 minut
 
 bench-amqp: $(STAMP)  # RabbitMQ and PostgreSQL: raw pika rates, 1 and 2 workers; ~3 minutes
 	$(BIN)/python bench/amqp.py
+
+bench-security: $(STAMP)  # attacks on a fresh engine per measure (RSS, held connections, fuzz, TLS)
+	$(BIN)/python bench/security.py
 
 clean:
 	rm -rf $(VENV) var

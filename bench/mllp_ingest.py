@@ -46,6 +46,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import statistics
 import subprocess
 import sys
@@ -138,14 +139,15 @@ class ClientConnection(asyncio.Protocol):
 
 
 async def _client_main(
-    port: int, per_conn: list[list[bytes]], window: int, pipe: Pipe, go: Any
+    port: int, per_conn: list[list[bytes]], window: int, pipe: Pipe, go: Any, tls_ca: str | None
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    tls = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
     conns: list[ClientConnection] = []
     for msgs in per_conn:
         done: asyncio.Future[None] = loop.create_future()
         _, proto = await loop.create_connection(
-            functools.partial(ClientConnection, msgs, window, done), "127.0.0.1", port
+            functools.partial(ClientConnection, msgs, window, done), "127.0.0.1", port, ssl=tls
         )
         conns.append(proto)
     pipe.send("ready")
@@ -169,10 +171,10 @@ async def _client_main(
 
 
 def _client_process(
-    port: int, per_conn: list[list[bytes]], window: int, pipe: Pipe, go: Any
+    port: int, per_conn: list[list[bytes]], window: int, pipe: Pipe, go: Any, tls_ca: str | None
 ) -> None:
     try:
-        result = asyncio.run(_client_main(port, per_conn, window, pipe, go))
+        result = asyncio.run(_client_main(port, per_conn, window, pipe, go, tls_ca))
     except Exception as exc:  # reported to the parent, which fails the measurement
         result = {"error": f"{type(exc).__name__}: {exc}"}
     pipe.send(result)
@@ -223,8 +225,10 @@ def run_load(
     window: int = 1,
     on_tick: Callable[[], None] | None = None,
     tick: float = 0.1,
+    tls_ca: str | None = None,
 ) -> Load:
-    """Send ``messages`` over ``connections`` (message i on connection i % connections)."""
+    """Send ``messages`` over ``connections`` (message i on connection i % connections); over
+    TLS when ``tls_ca`` (the CA file that signed the server's certificate) is given."""
     ctx = mp.get_context("fork")
     per_conn: list[list[bytes]] = [[] for _ in range(connections)]
     for i, m in enumerate(messages):
@@ -235,7 +239,7 @@ def run_load(
     for p in range(nproc):
         mine = per_conn[p::nproc]
         parent_end, child_end = ctx.Pipe()
-        proc = ctx.Process(target=_client_process, args=(port, mine, window, child_end, go))
+        proc = ctx.Process(target=_client_process, args=(port, mine, window, child_end, go, tls_ca))
         proc.start()
         child_end.close()
         procs.append((proc, parent_end))
@@ -419,10 +423,11 @@ def engine_config(tmp: Path, port: int, durability: str | None) -> tuple[Path, P
 
 
 @contextlib.contextmanager
-def engine(durability: str | None) -> Iterator[EngineProcess]:
-    tmp = Path(tempfile.mkdtemp(prefix="aiguillage-bench-"))
-    port = free_port()
-    config_path, db_path = engine_config(tmp, port, durability)
+def launch(
+    tmp: Path, config_path: Path, db_path: Path, ports: Sequence[int]
+) -> Iterator[EngineProcess]:
+    """``aiguillage run`` on ``config_path`` (cwd ``tmp``, log in tmp/engine.log) until the block
+    ends, once every port in ``ports`` accepts connections (the first is ``EngineProcess.port``)."""
     env = {k: v for k, v in os.environ.items() if k != "AIGUILLAGE_DATABASE_URL"}
     log_path = tmp / "engine.log"
     with open(log_path, "wb") as log:
@@ -434,14 +439,25 @@ def engine(durability: str | None) -> Iterator[EngineProcess]:
             env=env,
         )
     try:
-        wait_listening(port, proc)
-        eng = EngineProcess(proc, port, db_path, log_path)
-        register_patients(eng)
-        yield eng
+        for port in ports:
+            wait_listening(port, proc)
+        yield EngineProcess(proc, ports[0], db_path, log_path)
     finally:
         stop(proc)
         if proc.returncode not in (0, -signal.SIGTERM):
-            sys.stderr.write(log_path.read_text()[-4000:])
+            sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
+
+
+@contextlib.contextmanager
+def engine(durability: str | None) -> Iterator[EngineProcess]:
+    tmp = Path(tempfile.mkdtemp(prefix="aiguillage-bench-"))
+    port = free_port()
+    config_path, db_path = engine_config(tmp, port, durability)
+    try:
+        with launch(tmp, config_path, db_path, (port,)) as eng:
+            register_patients(eng)
+            yield eng
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
