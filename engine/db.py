@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
+import structlog
+from sqlalchemy import MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
+
+log = structlog.get_logger("engine.db")
 
 DEFAULT_URL = "sqlite:///var/aiguillage.db"
 URL_ENV = "AIGUILLAGE_DATABASE_URL"
@@ -33,12 +38,13 @@ def make_engine(url: str, *, durability: str = "full", **kwargs: Any) -> Engine:
 
     SQLite runs in WAL mode; ``durability="full"`` (``synchronous=FULL``) makes a committed
     transaction survive a power loss, ``"normal"`` only a process crash (contract 1 asks for the
-    latter at least). Foreign keys are enforced.
+    latter at least). Foreign keys are enforced. The database file (and the directories made
+    for it) are private to the engine's user: see :func:`private_database_file`.
     """
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            private_database_file(Path(path))
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
         )
@@ -51,6 +57,39 @@ def make_engine(url: str, *, durability: str = "full", **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def private_database_file(path: Path) -> None:
+    """Make ``path`` (a SQLite database, which holds patient data) readable by its owner only.
+
+    Missing directories are made 0700 and a missing file 0600; SQLite gives its ``-wal`` and
+    ``-shm`` files the database file's mode. A file of ours (or its ``-wal``/``-shm``) that
+    others can read, as older versions made them, is tightened to 0600 and the change logged;
+    one owned by another user is only logged. Existing directories are left as they are (they
+    may be shared, e.g. ``/var/lib``).
+    """
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # made by an earlier run, or another process
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        _tighten(file)
+
+
+def _tighten(file: Path) -> None:
+    try:
+        st = file.stat()
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return
+    if st.st_uid != os.geteuid():  # not ours to change: say so, leave the owner's choice
+        log.warning("database_file_readable_by_others", file=str(file), mode=oct(mode))
+        return
+    os.chmod(file, mode & 0o700)
+    log.warning("database_file_tightened", file=str(file), was=oct(mode), now=oct(mode & 0o700))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, synchronous: str) -> None:
