@@ -38,7 +38,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,6 @@ def held_connections(sizes: Sizes, start: int) -> dict[str, Any]:
         result = probe_summary(sc.probe(run.mllp_port, messages), len(messages))
         result["held_at_probe_start"] = at_start
         result["held_at_probe_end"] = {"idle": idle.stop(), "trickle": trickle.stop()}
-        result["opened"] = {"idle": idle.opened, "trickle": trickle.opened}
         result["engine_fds_at_probe_start"] = fds_at_start
         result["engine_alive"] = run.eng.proc.poll() is None
     result["config"] = run.effective
@@ -306,8 +305,14 @@ def main() -> None:
     parser.add_argument(
         "--rss-ceiling-mb", type=float, default=4000, help="stop sending past this engine RSS"
     )
+    parser.add_argument(
+        "--size", action="append", default=[], metavar="NAME=N", help="e.g. half_open=3000"
+    )
     args = parser.parse_args()
-    sizes = QUICK if args.quick else Sizes()
+    sizes = replace(
+        QUICK if args.quick else Sizes(),
+        **{k: int(v) for k, v in (s.split("=") for s in args.size)},
+    )
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report: dict[str, Any] = {

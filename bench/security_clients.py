@@ -31,7 +31,9 @@ TRICKLE_BODY = b"MSH|^~\\&|TRICKLE|LAB|AIGUILLAGE|HOSP|20250101||ADT^A01|T1|P|2.
 TRICKLE_SECONDS = 0.5
 #: A connection the listener closed this soon after it opened was refused, not timed out.
 REFUSED_WITHIN = 1.0
-COUNTS = ("connected", "connect_failed", "closed_by_engine", "closed_within_1s", "answers_bytes")
+#: Connections not opened by then are not attempted (counted).
+CONNECT_PHASE_SECONDS = 120
+COUNTS = ("connected", "connect_failed", "closed_by_engine", "closed_within_1s", "not_attempted")
 
 
 class Held(asyncio.Protocol):
@@ -56,7 +58,7 @@ class Held(asyncio.Protocol):
             transport.write(START)
 
     def data_received(self, data: bytes) -> None:
-        self.stats["answers_bytes"] += len(data)
+        self.stats["answers_bytes"] += len(data)  # what a held connection was told
 
     def trickle(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -82,9 +84,13 @@ async def _hold(kind: str, port: int, count: int, source: str, pipe: Pipe) -> No
     stats = collections.Counter(dict.fromkeys(COUNTS, 0))
     held: list[Held] = []
     gate = asyncio.Semaphore(100)  # the listen backlog would drop a burst of SYNs
+    deadline = loop.time() + CONNECT_PHASE_SECONDS
 
     async def open_one() -> None:
         async with gate:
+            if loop.time() > deadline:  # a listener that stopped accepting
+                stats["not_attempted"] += 1
+                return
             try:
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(

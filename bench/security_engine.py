@@ -33,6 +33,9 @@ LIMIT_KEYS = (
     "frame_timeout_seconds",
     "idle_timeout_seconds",
     "max_pending_ack_bytes",
+    "max_buffered_bytes",
+    "tls_handshake_timeout_seconds",
+    "allowed_peers",
     "max_message_bytes",
     "header_timeout_seconds",
     "body_timeout_seconds",
@@ -102,17 +105,27 @@ class Running:
         }
 
     def journal_summary(self) -> dict[str, Any]:
-        """Rows by state and by error code: the refused payloads the engine counted."""
+        """Rows by state and error code, bytes kept, and the refused payloads the engine only
+        counted (``junk_suppressed`` rows: counts in ``properties``)."""
         conn = sqlite3.connect(f"file:{self.eng.db_path}?mode=ro", uri=True, timeout=30)
         try:
             by_code = conn.execute(
-                "SELECT coalesce(error_code, ''), count(*) FROM journal_messages GROUP BY 1"
+                "SELECT coalesce(error_code, ''), count(*), sum(length(raw)) "
+                "FROM journal_messages GROUP BY 1"
+            ).fetchall()
+            counted = conn.execute(
+                "SELECT properties FROM journal_messages WHERE error_code = 'junk_suppressed'"
             ).fetchall()
         finally:
             conn.close()
+        suppressed = collections.Counter[str]()
+        for (properties,) in counted:
+            suppressed.update(json.loads(properties or "{}"))
         return {
             "states": mi.count_states(self.eng.db_path),
-            "error_codes": {str(c): int(n) for c, n in by_code},
+            "error_codes": {str(c): int(n) for c, n, _ in by_code},
+            "raw_bytes": sum(int(b or 0) for _, _, b in by_code),
+            "suppressed": dict(suppressed),
         }
 
 
