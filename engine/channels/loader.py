@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine.channels.models import ChannelsFile
+from engine.channels.production import production_problems
 from engine.channels.references import reference_problems
 
 
@@ -60,9 +61,13 @@ def parse_channels(text: str, filename: str = "<channels>") -> ChannelsFile:
     except ValidationError as exc:
         errors = exc.errors()
         issues.extend(_issue(filename, root, err) for err in errors if not _echo(err, errors))
-    for loc, message in reference_problems(data):
-        line, path = _locate(root, loc)
-        issues.append(ConfigIssue(filename, line, _dotted(path), message))
+    problems = reference_problems(data)
+    if config is not None:
+        problems += production_problems(config)
+    for loc, message in problems:
+        line, _ = _locate(root, loc)
+        # The key in full, even when the file leaves it out (a default the rule refuses).
+        issues.append(ConfigIssue(filename, line, _dotted(list(loc)), message))
     if issues or config is None:
         raise ConfigError(sorted(issues, key=lambda i: i.line))
     return config
