@@ -1,4 +1,5 @@
-"""``aiguillage identity``: the identity-review queue, held messages, merges."""
+"""``aiguillage identity``: the identity-review queue and notices, held messages, merges,
+probable duplicates (:mod:`engine.cli.identity_duplicates`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from engine.cli import identity_duplicates
 from engine.cli.common import (
     ConfigOption,
     JsonOption,
@@ -20,31 +22,39 @@ from engine.cli.common import (
     print_json,
 )
 from engine.identity import compare, review
-from engine.identity.merge import unmerge
+from engine.identity.unmerge import unmerge
 from engine.journal.journal import utcnow
 from engine.journal.models import State, messages
 
 app = typer.Typer(no_args_is_help=True, help="Patient identity: conflicts to review, merges")
 
-OperatorOption = Annotated[str | None, typer.Option(help="who decides (default: login name)")]
+app.add_typer(identity_duplicates.app, name="duplicates")
+
+OperatorOption = identity_duplicates.OperatorOption
 
 
 @app.command()
 def conflicts(
     all_: Annotated[bool, typer.Option("--all", help="resolved ones too")] = False,
+    notices: Annotated[
+        bool, typer.Option("--notices", help="with the notices for the identity cell (homonym)")
+    ] = False,
     json: JsonOption = False,
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
-    """Messages waiting for an identity decision (903, 904, 905), oldest first."""
+    """Messages waiting for an identity decision (903, 904, 905), oldest first; with
+    --notices, the identity cell's notices too (homonym: close them with identity dismiss)."""
     with database(config) as conn:
-        rows = review.reviews(conn, None if all_ else review.OPEN)
+        found = review.reviews(conn, None if all_ else review.OPEN)
+    rows = [r for r in found if notices or r["code"] != review.HOMONYM]
     if json:
         print_json(rows)
         return
-    table = Table("id", "message", "channel", "code", "status", "candidates", "reason")
+    table = Table("id", "kind", "message", "channel", "code", "status", "candidates", "reason")
     for r in rows:
         table.add_row(
             str(r["id"]),
+            "notice" if r["code"] == review.HOMONYM else "conflict",
             str(r["message_id"]),
             r["channel"],
             r["code"],
@@ -54,6 +64,9 @@ def conflicts(
         )
     console.print(table)
     console.print(f"{len(rows)} review(s)")
+    hidden = len(found) - len(rows)
+    if hidden:
+        console.print(f"{hidden} notice(s) for the identity cell: identity conflicts --notices")
 
 
 @app.command()
@@ -113,10 +126,36 @@ def resolve(
             err_console.print(str(exc))
             raise typer.Exit(1) from exc
         conn.commit()
-        if patient is not None:
+        if done.replayed:
             hand_over(config, conn, [done.message_id])
-    what = f"attached to patient {patient}, replayed" if patient is not None else "rejected"
+    what = "rejected"
+    if patient is not None:
+        what = f"attached to patient {patient}, " + (
+            "replayed" if done.replayed else f"{done.moved} filed row(s) moved"
+        )
     console.print(f"review {review_id} (message {done.message_id}): {what} by {actor}")
+
+
+@app.command()
+def dismiss(
+    review_id: int,
+    reason: Annotated[str, typer.Option(help="why (kept with the notice)")],
+    operator: OperatorOption = None,
+    config: ConfigOption = Path("channels.yaml"),
+) -> None:
+    """Close a notice (homonym) the identity cell has seen."""
+    if not reason.strip():
+        err_console.print("--reason must say why")
+        raise typer.Exit(2)
+    actor = operator or getpass.getuser()
+    with database(config) as conn:
+        try:
+            review.dismiss(conn, review_id, actor, reason, utcnow())
+        except (LookupError, ValueError) as exc:
+            err_console.print(str(exc))
+            raise typer.Exit(1) from exc
+        conn.commit()
+    console.print(f"notice {review_id} dismissed by {actor}")
 
 
 @app.command()
@@ -150,7 +189,8 @@ def unmerge_(
     operator: OperatorOption = None,
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
-    """Undo an A40 merge: the absorbed patient gets back what the merge moved."""
+    """Undo an A40 merge: the absorbed patient gets back what the merge moved and what its
+    identifiers brought since; what they cannot decide goes to review (904)."""
     actor = operator or getpass.getuser()
     with database(config) as conn:
         try:
@@ -160,12 +200,13 @@ def unmerge_(
             raise typer.Exit(1) from exc
         conn.commit()
     console.print(f"merge {merge_id} undone by {actor}")
-    for count, what in (
-        (done.filed_since, "observation(s)"),
-        (done.documents_since, "document(s)"),
-    ):
-        if count:
-            console.print(
-                f"{count} {what} filed on the survivor since the merge stay there: check "
-                "whether they belong to the absorbed patient"
-            )
+    if done.moved_back:
+        console.print(
+            f"{done.moved_back} row(s) filed since the merge through the restored patient's "
+            "identifiers moved back to it"
+        )
+    if done.to_review:
+        console.print(
+            f"{done.to_review} message(s) filed since the merge name both patients or neither: "
+            "in review (904), see identity conflicts"
+        )

@@ -18,8 +18,8 @@ import structlog
 from sqlalchemy import Connection
 
 from engine.errors import IdentityError, InsMissing, PatientNotKnown, UnknownPatient
-from engine.identity import patients, review
-from engine.identity.model import TRAIT_NAMES, Identity, Ins
+from engine.identity import patients, review, trait_keys
+from engine.identity.model import TRAIT_NAMES, Identity, Ins, trait_key
 from engine.identity.patients import StoredPatient, identity_keys
 from engine.identity.resolve import identify
 from engine.identity.rules import QUALIFIED, IdentityPolicy, InsDecision, decide_ins
@@ -106,6 +106,7 @@ class Filing:
         if found is None:
             patient_id = patients.create(conn, _new_patient(record, decision), message_id, now)
             patients.add_local_ids(conn, patient_id, list(identity.local_ids), message_id, now)
+            _notice_homonyms(conn, message_id, patient_id, identity, now)
         else:
             patient_id = found.id
             _update(conn, found, record, decision, message_id, now)
@@ -113,6 +114,19 @@ class Filing:
         if released:
             log.info("held_messages_released", message_id=message_id, released=released)
         return patient_id
+
+
+def _notice_homonyms(
+    conn: Connection, message_id: int, patient_id: int, identity: Identity, now: datetime
+) -> None:
+    """A new patient whose folded strict traits are another's: a notice for the identity cell
+    (twins, namesakes or a duplicate), never a block nor a match."""
+    t = identity.traits
+    key = trait_key(t.birth_name, t.first_given_name, t.birth_date, t.sex)
+    others = [] if key is None else trait_keys.homonyms(conn, patient_id, key)
+    if others:
+        log.info("identity_homonym", message_id=message_id, patient_id=patient_id, homonyms=others)
+        review.open_notice(conn, message_id, patient_id, others, now)
 
 
 def hold_keys(identity: Identity, decision: InsDecision) -> tuple[str, ...]:

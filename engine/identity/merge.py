@@ -1,4 +1,4 @@
-"""A40 merges and their undo.
+"""A40 merges (their undo is :mod:`engine.identity.unmerge`).
 
 The absorbed patient's identifiers, encounters and observations move to the survivor; the
 absorbed row stays, ``merged_into`` the survivor, so its identifiers still resolve. The rows
@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from engine.errors import IdentityConflict
 from engine.identity import patients
@@ -24,7 +24,6 @@ from engine.identity.model import Identity
 from engine.identity.patients import StoredPatient
 from engine.store.documents import documents, reimbursements, summary_entries
 from engine.store.models import encounters, merges, observations, patient_identifiers
-from engine.store.models import patients as store_patients
 from engine.transforms.map_hl7 import StoreOperation
 
 log = structlog.get_logger("engine.identity")
@@ -139,92 +138,3 @@ def _check_visits(conn: Connection, absorbed: StoredPatient, survivor: StoredPat
         raise IdentityConflict(
             "A40: both patients hold the same visit number", [survivor.id, absorbed.id]
         )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Undone:
-    merge_id: int
-    #: Observations filed on the survivor since the merge: they stay there, to be checked.
-    filed_since: int
-    #: Documents stored for the survivor since the merge: likewise.
-    documents_since: int = 0
-
-
-def unmerge(conn: Connection, merge_id: int, actor: str, reason: str, now: datetime) -> Undone:
-    """Undo a merge: the rows it moved go back to the absorbed patient, which stands alone
-    again. Refused when the survivor changed in a way the undo cannot reverse."""
-    row = conn.execute(select(merges).where(merges.c.id == merge_id)).first()
-    if row is None:
-        raise LookupError(f"no merge {merge_id}")
-    if row.undone_at is not None:
-        raise ValueError(f"merge {merge_id} was already undone")
-    moved = json.loads(row.moved)
-    _check_reversible(conn, row, moved)
-    for name, table in MOVED.items():
-        ids = moved.get(name) or []
-        if ids:
-            conn.execute(
-                update(table).where(table.c.id.in_(ids)).values(patient_id=row.absorbed_id)
-            )
-    restored: dict[str, Any] = {"merged_into": None}
-    if "ins" in moved:
-        back = moved["ins"]["before"]
-        patients.change(
-            conn,
-            row.survivor_id,
-            back,
-            None,
-            now,
-            "ins_removed",
-            {"merge_undone": merge_id},
-            actor,
-            reason,
-        )
-        restored.update(
-            {k: moved["ins"]["after"][k] for k in ("ins", "ins_oid", "identity_status")}
-        )
-    detail = {"merge_id": merge_id}
-    patients.change(
-        conn, row.absorbed_id, restored, None, now, "merge_undone", detail, actor, reason
-    )
-    detail = {"merge_id": merge_id, "absorbed": row.absorbed_id}
-    patients.record(conn, row.survivor_id, None, now, "merge_undone", detail, actor, reason)
-    conn.execute(
-        update(merges)
-        .where(merges.c.id == merge_id)
-        .values(undone_at=now, undone_by=actor, undo_reason=reason)
-    )
-    since = conn.execute(
-        select(func.count())
-        .select_from(observations)
-        .where(observations.c.patient_id == row.survivor_id, observations.c.created_at > row.at)
-    ).scalar_one()
-    docs = conn.execute(
-        select(func.count())
-        .select_from(documents)
-        .where(documents.c.patient_id == row.survivor_id, documents.c.stored_at > row.at)
-    ).scalar_one()
-    return Undone(merge_id, int(since), int(docs))
-
-
-def _check_reversible(conn: Connection, row: Any, moved: dict[str, Any]) -> None:
-    p = store_patients.c
-    survivor = conn.execute(select(p.merged_into, p.ins).where(p.id == row.survivor_id)).one()
-    if survivor[0] is not None:
-        raise ValueError(
-            f"patient {row.survivor_id} was merged into patient {survivor[0]} since: undo that "
-            "merge first"
-        )
-    for name, table in MOVED.items():
-        ids = moved.get(name) or []
-        if not ids:
-            continue
-        still = conn.execute(
-            select(func.count())
-            .select_from(table)
-            .where(table.c.id.in_(ids), table.c.patient_id == row.survivor_id)
-        ).scalar_one()
-        if still != len(ids):
-            raise ValueError(f"some {name} the merge moved are no longer on the survivor")
-    if "ins" in moved and survivor[1] != moved["ins"]["after"]["ins"]:
-        raise ValueError("the survivor's INS changed since the merge (A47?): undo by hand")

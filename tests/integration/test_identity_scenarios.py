@@ -180,11 +180,10 @@ def test_a40_merges_both_sides_data_and_an_operator_can_undo_it(
     [(merge_id,)] = engine.rows("SELECT id FROM store_merges")
     undone = engine.cli(monkeypatch, "unmerge", str(merge_id), "--reason", "wrong A40")
     assert undone.exit_code == 0, undone.output
-    # The result filed through GONE's IPP after the merge cannot be told from KEEP's own:
-    # the undo leaves it on the survivor and says so for the operator to check.
-    assert "1 observation(s) filed on the survivor since the merge" in undone.stdout
-    assert engine.observations(survivor["id"]) == ["1.1", "3.3"]
-    assert engine.observations(absorbed_id) == ["2.2"]
+    # The result filed through GONE's IPP after the merge goes back with GONE.
+    assert "1 row(s) filed since the merge" in undone.stdout
+    assert engine.observations(survivor["id"]) == ["1.1"]
+    assert engine.observations(absorbed_id) == ["2.2", "3.3"]
     assert engine.patient("GONE")["id"] == absorbed_id
     assert engine.rows("SELECT undone_by, undo_reason FROM store_merges")[0][1] == "wrong A40"
 
