@@ -17,9 +17,12 @@ descriptors from /proc and its log after it stopped:
    x\\r\\n`` and wait, then the same MLLP client. Targets: every message answered, the engine's
    descriptors (max sampled) within its baseline plus the configured connection caps.
 4. ``fuzz``: 5,000 mutations of tests/samples/hl7v2 (bench/security_payloads.py), each on a
-   connection of its own, 8 at a time. Targets: every one answered (ACK or NAK) or closed by the
-   engine (a refusal, to compare with the engine's counted rows), none left without a word; the
-   engine alive; no traceback and no error line in its log.
+   connection of its own, 8 at a time, from 127.0.0.1, with a junk budget no run reaches:
+   every one answered (ACK or NAK), the engine alive, no traceback and no error line in its log.
+   ``fuzz_budget``: the same with the channel's default junk budget, which cuts the peer off:
+   every connection closed without an answer must be a refusal the engine logged
+   (``mllp_connection_refused``) or a payload it counted (``junk_suppressed`` rows); none left
+   without a word.
 5. ``tls``: 16 synchronous connections on the plain MLLP channel and on a TLS one in the same
    engine (trustme certificates made at run time), plain and TLS in alternating order per run;
    handshakes happen before the clock starts.
@@ -164,9 +167,18 @@ def half_open_http(sizes: Sizes, start: int) -> dict[str, Any]:
     return result
 
 
-def fuzz(sizes: Sizes, seed: int) -> dict[str, Any]:
+#: A junk budget no fuzz run reaches: every mutation is parsed and answered.
+NO_BUDGET = {
+    "max_refused_per_minute": 1_000_000,
+    "max_refused_bytes_per_minute": 1 << 40,
+}
+
+
+def fuzz(sizes: Sizes, seed: int, junk: dict[str, Any] | None) -> dict[str, Any]:
+    """The mutations from one peer address, with the channel's junk budget (``junk``: None,
+    the engine's default) or with ``NO_BUDGET``."""
     payloads = sp.mutated(sizes.mutations, seed)
-    with engine() as run:
+    with engine({"junk": junk} if junk else None) as run:
         began = time.perf_counter()
         by_mutation = sc.send_mutations(run.mllp_port, payloads)
         seconds = time.perf_counter() - began
@@ -177,6 +189,8 @@ def fuzz(sizes: Sizes, seed: int) -> dict[str, Any]:
         for outcome, n in outcomes.items():
             totals[outcome] = totals.get(outcome, 0) + n
     n = len(payloads)
+    refusals = run.log["events"].get("warning:mllp_connection_refused", 0)
+    counted = refusals + (journal or {}).get("suppressed", {}).get("suppressed_payloads", 0)
     return {
         "messages": n,
         "seconds": seconds,
@@ -184,9 +198,14 @@ def fuzz(sizes: Sizes, seed: int) -> dict[str, Any]:
         "answered_pct": 100 * (totals.get("ack", 0) + totals.get("nak", 0)) / n,
         "closed_without_answer_pct": 100 * totals.get("closed", 0) / n,
         "silent_pct": 100 * (totals.get("silent", 0) + totals.get("connect_failed", 0)) / n,
+        # A connection closed without an answer should be a refusal the engine logged, or a
+        # payload it counted in a junk_suppressed row.
+        "engine_refusals_logged_or_counted": counted,
+        "closed_not_counted": max(0, totals.get("closed", 0) - counted),
         "by_mutation": by_mutation,
         "engine_alive": alive,
         "journal": journal,
+        "config": run.effective,
         "log": run.log,
     }
 
@@ -213,7 +232,7 @@ def tls_cost(sizes: Sizes, index: int) -> dict[str, Any]:
     return out
 
 
-MEASURES = ("rss", "held", "half_open", "fuzz", "tls")
+MEASURES = ("rss", "held", "half_open", "fuzz", "fuzz_budget", "tls")
 
 
 def one_run(args: argparse.Namespace, sizes: Sizes, index: int) -> dict[str, Any]:
@@ -223,7 +242,8 @@ def one_run(args: argparse.Namespace, sizes: Sizes, index: int) -> dict[str, Any
         "rss": lambda: rss_after_rejections(sizes, tag, args.rss_ceiling_mb),
         "held": lambda: held_connections(sizes, 10_000_000 * (index + 1)),
         "half_open": lambda: half_open_http(sizes, 10_000_000 * (index + 1) + 5_000_000),
-        "fuzz": lambda: fuzz(sizes, 2575 + index),
+        "fuzz": lambda: fuzz(sizes, 2575 + index, NO_BUDGET),
+        "fuzz_budget": lambda: fuzz(sizes, 2575 + index, None),
         "tls": lambda: tls_cost(sizes, index),
     }
     for name in args.only or MEASURES:
@@ -281,7 +301,8 @@ def targets(metrics: dict[str, Any], details: list[dict[str, Any]]) -> dict[str,
 
     def every_run(key: str) -> dict[str, Any]:
         values = [d.get(key) for d in details]
-        return {"key": key, "runs": values, "met": all(v is True for v in values)}
+        met = None if all(v is None for v in values) else all(v is True for v in values)
+        return {"key": key, "runs": values, "met": met}
 
     return {
         "rss delta <= 100 MB": target("rss.delta_mb", "<=", 100),
@@ -294,6 +315,11 @@ def targets(metrics: dict[str, Any], details: list[dict[str, Any]]) -> dict[str,
         "fuzz: engine alive": every_run("fuzz.engine_alive"),
         "fuzz: no traceback in the log": target("fuzz.log.traceback_lines", "<=", 0),
         "fuzz: no error line in the log": target("fuzz.log.error_lines", "<=", 0),
+        "fuzz_budget: every closed connection logged or counted": target(
+            "fuzz_budget.closed_not_counted", "<=", 0
+        ),
+        "fuzz_budget: none left without a word": target("fuzz_budget.silent_pct", "<=", 0),
+        "fuzz_budget: no traceback in the log": target("fuzz_budget.log.traceback_lines", "<=", 0),
     }
 
 
