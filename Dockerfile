@@ -1,3 +1,9 @@
+# LOCAL DEMO ONLY (profile demo): this image runs the repository's channels.yaml listening on
+# every interface WITHOUT TLS, HTTP documents WITHOUT sender authentication, and test INS
+# accepted. Do not expose it to a hospital network. For production, mount a channels file with
+# `engine.profile: production` (start from config/production.channels.yaml, add TLS and
+# senders, see README "Security"): `aiguillage check` and `run` refuse it while it is unsafe.
+#
 # Aiguillage engine, embedded mode by default (SQLite under /data).
 # Distributed mode (compose.yaml): AIGUILLAGE_DATABASE_URL=postgresql+psycopg://user@host/db,
 # AIGUILLAGE_AMQP_URL=amqp://user:password@host:5672/%2F, and `run --role intake|worker`.

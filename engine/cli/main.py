@@ -64,8 +64,10 @@ def check(
         bool, typer.Option("--offline", help="do not compare with the RabbitMQ broker")
     ] = False,
 ) -> None:
-    """Validate a channels file, and compare its AMQP topology with what the broker has:
-    exit 0 if valid and without conflict, else print every problem and exit 1."""
+    """Validate a channels file (with ``engine.profile: production``, also the safety check:
+    TLS beyond loopback, authenticated HTTP senders, no test INS), and compare its AMQP
+    topology with what the broker has: exit 0 if valid and without conflict, else print every
+    problem and exit 1."""
     try:
         config = load_channels(file)
     except ConfigError as exc:
@@ -73,7 +75,8 @@ def check(
             err_console.print(str(issue), highlight=False, markup=False)
         err_console.print(f"{len(exc.issues)} error(s)")
         raise typer.Exit(1) from exc
-    console.print(f"{file}: {len(config.channels)} channel(s), valid")
+    checked = ", production safety check passed" if config.engine.profile == "production" else ""
+    console.print(f"{file}: {len(config.channels)} channel(s), valid{checked}")
     findings = [] if offline else broker_findings(config)
     for f in findings:
         out = err_console if f.level == "conflict" else console

@@ -57,6 +57,7 @@ def test_a_clean_production_file_passes_the_check(tmp_path: Path) -> None:
     path.write_text(CLEAN)
     result = CliRunner().invoke(app, ["check", "--offline", str(path)])
     assert result.exit_code == 0, result.output
+    assert "production safety check passed" in result.output
 
 
 def test_a_production_listener_beyond_loopback_without_tls_fails_at_its_host_line(
@@ -82,7 +83,7 @@ def test_a_production_file_accepting_test_ins_fails_at_its_line() -> None:
 def test_a_production_http_source_without_authentication_fails_at_its_source() -> None:
     text = CLEAN + HTTP.replace("port: 8081", "port: 8081\n      auth: none")
     [(line, key, message)] = problems(text)
-    assert (line, key) == (20, "channels[2].source.auth")
+    assert (line, key) == (22, "channels[2].source.auth")  # the auth: none line
     assert "authenticates no sender" in message
     assert problems(CLEAN + HTTP) == []  # tokens by default
 
