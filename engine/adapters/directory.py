@@ -8,6 +8,10 @@ restart: the journal recognises the resend, and the file is moved without a seco
 Hidden files (``.name``) are skipped: writers should write under a hidden name, then rename.
 A file is claimed by renaming it to ``.taking.<name>`` before it is read; a claimed file left by
 a stopped engine goes back under its name at the next start.
+
+A symbolic link, a hard link or anything but a regular file is refused unread (see
+:mod:`engine.adapters.inbox_files`): moved to ``error/`` (whatever ``after`` says: it was not
+journaled, so it is not deleted) and logged with its reason, not its name or content.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from engine.adapters import inbox_files
+from engine.adapters.inbox_files import RefusedFile
 from engine.adapters.receive import receive
 from engine.errors import MessageTooLarge
 
@@ -44,7 +50,9 @@ class DirectorySourceConfig(BaseModel):
 
     type: Literal["directory"]
     path: Path = Field(description="the watched directory (created if missing)")
-    pattern: str = Field(default="*.xml", description="glob of the files to take")
+    pattern: str = Field(
+        default="*.xml", description="glob of the names of the files to take (no '/')"
+    )
     payload: Literal["cda", "hl7v2"] = Field(
         default="cda", description="what a file holds: a CDA document, or an HL7 v2 message"
     )
@@ -61,6 +69,14 @@ class DirectorySourceConfig(BaseModel):
     )
     always_ack: ClassVar[bool] = True
 
+    @field_validator("pattern")
+    @classmethod
+    def _names_only(cls, pattern: str) -> str:
+        # Files are taken from the directory itself, never from below it (or through a link).
+        if "/" in pattern or os.sep in pattern:
+            raise ValueError("the pattern matches file names in the directory: no '/'")
+        return pattern
+
     def server(self, intake: Intake, committer: GroupCommitter) -> DirectorySource:
         return DirectorySource(self, intake, committer)
 
@@ -70,6 +86,7 @@ class _Seen:
     size: int
     mtime_ns: int
     since: float
+    refused: inbox_files.Refusal | None
 
 
 class DirectorySource:
@@ -99,7 +116,7 @@ class DirectorySource:
         self.config.path.mkdir(parents=True, exist_ok=True)
         for claimed in self.config.path.glob(f"{CLAIMED}*"):
             original = claimed.with_name(claimed.name.removeprefix(CLAIMED))
-            if not original.exists():
+            if not os.path.lexists(original):
                 os.replace(claimed, original)
 
     async def _run(self) -> None:
@@ -109,41 +126,53 @@ class DirectorySource:
             except OSError as exc:  # the directory vanished or is unreadable: say so, go on
                 log.error("directory_unreadable", channel=self.intake.channel, error=exc.strerror)
                 ready = []
-            for path in ready:
+            for path, refused in ready:
                 try:
-                    await self._take(path)
+                    await self._take(path, refused)
                 except OSError as exc:  # this file only: the others go on
                     log.error(
                         "directory_file_failed", channel=self.intake.channel, error=exc.strerror
                     )
             await asyncio.sleep(self.config.poll_seconds)
 
-    def _ready(self) -> list[Path]:
-        """Files unchanged for ``settle_seconds``, oldest first."""
+    def _ready(self) -> list[tuple[Path, inbox_files.Refusal | None]]:
+        """Files unchanged for ``settle_seconds``, oldest first, each with the reason it is
+        refused (decided once settled: a writer may link a file in, then unlink its copy)."""
         now = time.monotonic()
         current: dict[Path, _Seen] = {}
-        for path in self.config.path.glob(self.config.pattern):
-            if path.name.startswith(".") or not path.is_file():
-                continue
-            st = path.stat()
+        for name, st in inbox_files.entries(self.config.path, self.config.pattern):
+            path = self.config.path / name
+            refused = inbox_files.refusal(st)
             seen = self._seen.get(path)
-            if seen is not None and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            if seen is not None and (seen.size, seen.mtime_ns, seen.refused) == (
+                st.st_size,
+                st.st_mtime_ns,
+                refused,
+            ):
                 current[path] = seen
             else:
-                current[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+                current[path] = _Seen(st.st_size, st.st_mtime_ns, now, refused)
         self._seen = current
         settled = [p for p, s in current.items() if now - s.since >= self.config.settle_seconds]
-        return sorted(settled, key=lambda p: (current[p].mtime_ns, p.name))
+        settled.sort(key=lambda p: (current[p].mtime_ns, p.name))
+        return [(p, current[p].refused) for p in settled]
 
-    async def _take(self, path: Path) -> None:
+    async def _take(self, path: Path, refused_at_scan: inbox_files.Refusal | None) -> None:
         """Claim the file (a rename: a new file dropped under the same name meanwhile is not
-        taken for it), journal it, then move it out. A failed move leaves it claimed, not taken
-        again until the engine restarts."""
+        taken for it; a link is renamed, never followed), journal it, then move it out. A
+        failed move leaves it claimed, not taken again (nor logged again) until the engine
+        restarts."""
         claimed = path.with_name(f"{CLAIMED}{path.name}")
         await asyncio.to_thread(os.replace, path, claimed)
         self._seen.pop(path, None)
         limit = self.config.max_message_bytes
-        data = await asyncio.to_thread(_read_head, claimed, limit + 1)
+        try:
+            if refused_at_scan is not None:
+                raise RefusedFile(refused_at_scan)
+            data = await asyncio.to_thread(inbox_files.read_head, claimed, limit + 1)
+        except RefusedFile as exc:  # at the scan, or swapped for a link since
+            await asyncio.to_thread(self._refuse, claimed.name, path.name, exc.reason)
+            return
         refused = None
         if len(data) > limit:
             refused = MessageTooLarge(f"file exceeds the {limit:,}-byte limit")
@@ -158,19 +187,15 @@ class DirectorySource:
         folder = "error" if outcome.status == "rejected" else "processed"
         await asyncio.to_thread(self._done, claimed, path.name, folder)
 
+    def _refuse(self, current: str, name: str, reason: inbox_files.Refusal) -> None:
+        """Move a refused file, unread, to ``error/``: not journaled, so never deleted."""
+        inbox_files.move_into(self.config.path, current, "error", name)
+        log.warning(
+            "directory_file_refused", channel=self.intake.channel, reason=reason, moved_to="error/"
+        )
+
     def _done(self, claimed: Path, name: str, folder: str) -> None:
         if self.config.after == "delete":
-            claimed.unlink(missing_ok=True)
+            claimed.unlink(missing_ok=True)  # unlink removes a name, never a link's target
             return
-        target_dir = self.config.path / folder
-        target_dir.mkdir(exist_ok=True)
-        target = target_dir / name
-        if target.exists():  # the same name dropped again: keep both
-            stem, dot, suffix = name.partition(".")
-            target = target_dir / f"{stem}.{time.time_ns()}{dot}{suffix}"
-        os.replace(claimed, target)
-
-
-def _read_head(path: Path, size: int) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(size)
+        inbox_files.move_into(self.config.path, claimed.name, folder, name)
