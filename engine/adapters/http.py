@@ -5,8 +5,15 @@ an accepted payload, ``200`` for a resend of one already journaled, ``422`` with
 a refused one (kept as a dead letter), ``413`` for an oversized body (its head kept as a dead
 letter), ``503`` when the journal cannot store it (nothing kept: send again). With
 ``respond_after: processing`` the answer waits for the pipeline: ``200`` stored, ``422`` refused
-there (schema, CI-SIS, INS) with the reason, ``202`` kept waiting (its patient, a review).
-uvicorn serves it on the engine's event loop.
+there (schema, CI-SIS, INS) with the reason, ``403`` for a replacement or deletion of a document
+another sender filed, ``202`` kept waiting (its patient, a review).
+
+Refused before anything is journaled: ``401`` without a valid sender token (``auth: token``, the
+default) or client certificate (``auth: mtls``), ``415`` for a media type that is not the
+payload's, ``400`` for an empty body, ``429`` (with ``Retry-After``) while a peer whose refused
+payloads went over its ``junk`` budget is cut off. Connections are guarded before any byte is
+read (:mod:`engine.adapters.http_guard`): allowed peers, connection caps, TLS, header and body
+timeouts. uvicorn serves it on the engine's event loop, without API documentation.
 """
 
 from __future__ import annotations
@@ -14,19 +21,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 import structlog
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from engine.adapters.receive import Received, receive
+from engine.adapters.http_answers import (
+    STATUS,
+    answer,
+    media_type_accepted,
+    processed,
+    refusal,
+    too_many,
+    unauthorized,
+)
+from engine.adapters.http_auth import Auth, Authenticator, TokenCache
+from engine.adapters.http_guard import Gate, GuardedProtocol, GuardLimits
+from engine.adapters.http_log import BurstLog
+from engine.adapters.receive import receive
 from engine.errors import MessageTooLarge
-from engine.journal.models import State
-from engine.routes.outcomes import EndState
+from engine.security.abuse import JunkLimits, PeerBudget
+from engine.security.peers import PeerNetwork
+from engine.security.tls import ServerTls
 
 if TYPE_CHECKING:
     from engine.routes.committer import GroupCommitter
@@ -34,7 +57,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("engine.http")
 
-_STATUS = {"accepted": 202, "duplicate": 200, "rejected": 422, "unavailable": 503}
 #: The head of an oversized body kept as its dead letter.
 HEAD_MAX = 64 * 1024
 
@@ -68,7 +90,40 @@ class HttpSourceConfig(BaseModel):
     respond_timeout_seconds: float = Field(
         default=10, gt=0, description="respond_after processing: past this, 202 (kept)"
     )
+    auth: Auth = Field(
+        default="token",
+        description=(
+            "token: a bearer token from 'aiguillage senders add' (the default); mtls: a client "
+            "certificate (tls.client_ca_file); none: anyone who reaches the port"
+        ),
+    )
+    tls: ServerTls | None = Field(default=None, description="serve HTTPS (TLS 1.2 or later)")
+    allowed_peers: tuple[PeerNetwork, ...] = Field(
+        default=(), description="IP addresses or CIDR networks allowed to connect (empty: any)"
+    )
+    junk: JunkLimits = Field(
+        default_factory=JunkLimits, description="refused payloads journaled per peer, then 429"
+    )
+    max_connections: int = Field(
+        default=256, ge=1, description="open connections; at the cap an idle one is closed"
+    )
+    max_connections_per_peer: int = Field(default=32, ge=1)
+    header_timeout_seconds: float = Field(
+        default=10, gt=0, description="TLS handshake and request headers must arrive in time"
+    )
+    body_timeout_seconds: float = Field(
+        default=60, gt=0, description="the whole body must arrive in time, else 408"
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=5, gt=0, description="an idle connection between requests is closed after it"
+    )
     always_ack: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _mtls_needs_client_certificates(self) -> Self:
+        if self.auth == "mtls" and (self.tls is None or self.tls.client_ca_file is None):
+            raise ValueError("auth: mtls needs tls.client_ca_file (client certificates)")
+        return self
 
     def server(self, intake: Intake, committer: GroupCommitter) -> HttpSource:
         return HttpSource(self, intake, committer)
@@ -87,27 +142,80 @@ class HttpSource:
         self.config = config
         self.intake = intake
         self.committer = committer
+        self.events = BurstLog(intake.channel)
+        limits = GuardLimits(
+            max_connections=config.max_connections,
+            max_connections_per_peer=config.max_connections_per_peer,
+            header_timeout=config.header_timeout_seconds,
+            body_timeout=config.body_timeout_seconds,
+            allowed_peers=config.allowed_peers,
+            tls=config.tls,
+        )
+        self.gate = Gate(limits, self.events)
+        self.budget = PeerBudget(config.junk)
+        self.tokens = (
+            TokenCache(committer.writer.engine, intake.channel) if config.auth == "token" else None
+        )
+        self.auth = Authenticator(config.auth, self.tokens, self.gate.identities)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
-    def app(self) -> FastAPI:
-        app = FastAPI(title=f"Aiguillage channel {self.intake.channel}", docs_url=None)
-        app.add_api_route(self.config.path, self.handle, methods=["POST"])
-        return app
+    @property
+    def refusals(self) -> Counter[str]:
+        """What was refused before anything was journaled, by kind (connections, requests)."""
+        return self.events.counts
 
-    async def handle(self, request: Request) -> JSONResponse:
-        peer = f"{request.client.host}:{request.client.port}" if request.client else "http"
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route(self.config.path, self.handle, methods=["POST"])])
+
+    async def handle(self, request: Request) -> Response:
+        host, port = (request.client.host, request.client.port) if request.client else ("", 0)
+        sender = await self.auth.identify(request)
+        if sender is None:
+            self.events.note("http_unauthorized", host)
+            return unauthorized()
+        if not media_type_accepted(request.headers.get("content-type"), self.config.payload):
+            self.events.note("http_unsupported_media_type", host)
+            return refusal(415, "unsupported_media_type", f"not a {self.config.payload} media type")
+        if (wait := self.budget.blocked_for(host)) > 0:
+            self.events.note("http_over_junk_budget", host)
+            return too_many(wait)
+        try:
+            body = await self._read(request)
+        except ClientDisconnect:  # the client left, or the guard cut a late body (408 sent)
+            self.events.note("http_body_incomplete", host)
+            return Response(status_code=408)
+        return await self._receive(body, host, f"{host}:{port}", sender)
+
+    async def _read(self, request: Request) -> bytearray:
+        """The body, or its first ``max_message_bytes + 1`` bytes when it is longer."""
         body = bytearray()
-        limit = self.config.max_message_bytes
         async for chunk in request.stream():
             body += chunk
-            if len(body) > limit:
-                refused = MessageTooLarge(f"body exceeds the {limit:,}-byte limit")
-                outcome = await receive(
-                    self.intake, self.committer, bytes(body[:HEAD_MAX]), peer, refused
-                )
-                return _answer(outcome, 413)
-        outcome = await receive(self.intake, self.committer, bytes(body), peer)
+            if len(body) > self.config.max_message_bytes:
+                break
+        return body
+
+    async def _receive(self, body: bytearray, host: str, peer: str, sender: str) -> Response:
+        limit = self.config.max_message_bytes
+        if len(body) > limit:
+            self.budget.charge(host, HEAD_MAX)
+            refused = MessageTooLarge(f"body exceeds the {limit:,}-byte limit")
+            head = bytes(body[:HEAD_MAX])
+            outcome = await receive(self.intake, self.committer, head, peer, refused, sender)
+            return answer(outcome, 413, close=True)  # the rest of the body is not read
+        if not body:
+            self.budget.charge(host, 0)
+            self.events.note("http_empty_body", host)
+            return refusal(400, "empty_body", "the request has no body")
+        payload = bytes(body)
+        del body
+        outcome = await receive(self.intake, self.committer, payload, peer, sender=sender)
+        if outcome.status == "rejected":
+            # Journaled within the peer's budget; past it the peer gets 429 for a backoff.
+            self.budget.charge(host, len(payload))
+        del payload
         if (
             self.config.respond_after == "processing"
             and outcome.status in ("accepted", "duplicate")
@@ -116,15 +224,26 @@ class HttpSource:
             timeout = self.config.respond_timeout_seconds
             end = await self.committer.outcome(outcome.message_id, timeout)
             if end is not None:
-                return _processed(outcome, end)
-        return _answer(outcome, _STATUS[outcome.status])
+                return processed(outcome, end)
+        return answer(outcome, STATUS[outcome.status])
 
     async def start(self) -> None:
         # Bound here, so that a port in use is an OSError for the engine (uvicorn would exit).
         sock = socket.create_server((self.config.host, self.config.port), reuse_port=False)
         port = sock.getsockname()[1]
+        if self.config.tls is not None:
+            self.gate.ssl = self.config.tls.context()
+        if self.tokens is not None:
+            await self.tokens.refresh()
+            self._refresher = asyncio.create_task(self.tokens.keep_fresh())
         config = uvicorn.Config(
-            self.app(), log_config=None, access_log=False, lifespan="off", server_header=False
+            self.app(),
+            http=GuardedProtocol.for_gate(self.gate),
+            timeout_keep_alive=self.config.keepalive_timeout_seconds,  # type: ignore[arg-type]
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
@@ -132,37 +251,19 @@ class HttpSource:
             if self._task.done():
                 self._task.result()  # raises what stopped it
             await asyncio.sleep(0.01)
-        log.info("http_listening", channel=self.intake.channel, port=port)
+        log.info(
+            "http_listening",
+            channel=self.intake.channel,
+            port=port,
+            auth=self.config.auth,
+            tls=self.config.tls is not None,
+        )
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True
+        self.gate.close_unserved()
         await self._task
-
-
-def _processed(outcome: Received, end: EndState) -> JSONResponse:
-    """The answer once the pipeline is done with the message."""
-    if end.state in (State.DELIVERED, State.FILTERED):
-        status = 200
-    elif end.state in (State.HELD, State.REVIEW):
-        status = 202  # kept: it waits for its patient, or for an operator
-    else:
-        status = 422
-    content: dict[str, object] = {
-        "status": str(end.state),
-        "message_id": outcome.message_id,
-        "control_id": outcome.control_id,
-    }
-    if end.code:
-        content.update(code=end.code, reason=end.reason)
-    return JSONResponse(content, status_code=status)
-
-
-def _answer(outcome: Received, status: int) -> JSONResponse:
-    content: dict[str, object] = {"status": outcome.status, "message_id": outcome.message_id}
-    if outcome.control_id:
-        content["control_id"] = outcome.control_id
-    if outcome.reason:
-        content.update(code=outcome.code, reason=outcome.reason)
-    return JSONResponse(content, status_code=status)

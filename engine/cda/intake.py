@@ -18,4 +18,9 @@ def check_carried_documents(msg: Message) -> None:
         try:
             parse_document(record.content)
         except DocumentError as exc:
-            raise DocumentError(f"the CDA of OBX {record.obx or '?'}: {exc.reason}") from exc
+            reason = f"the CDA of OBX {record.obx or '?'}: {exc.reason}"
+        else:
+            continue
+        # Raised outside the handler, unchained: the first error's traceback (the parsing
+        # frames) would otherwise ride along with this one for as long as it is kept.
+        raise DocumentError(reason)

@@ -30,15 +30,26 @@ def parse_document(
     """
     if len(data) > max_bytes:
         raise DocumentError(f"document of {len(data):,} bytes exceeds the {max_bytes:,}-byte limit")
-    try:
-        _check_prolog(data)
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:  # not chained: libxml2's message may quote the document
-        raise DocumentError(_syntax_reason(exc, max_depth)) from None
-    if root.getroottree().docinfo.doctype:  # the prolog check refused it already: belt and braces
-        raise DocumentError(_NO_DOCTYPE)
-    _check_depth(root, max_depth)
+    root, problem = _parse(data, max_depth)
+    if root is None:
+        raise DocumentError(problem)
     return root
+
+
+def _parse(data: bytes, max_depth: int) -> tuple[etree._Element | None, str]:
+    """The root, or None and why. It returns rather than raises: an exception's traceback keeps
+    the frames it left, and a frame holding a refused tree (hundreds of MB for a large document)
+    would stay alive as long as the exception, in reference cycles only a full collection frees."""
+    try:
+        problem = _prolog_problem(data)
+        if problem:
+            return None, problem
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:  # its message may quote the document: not kept
+        return None, _syntax_reason(exc, max_depth)
+    if root.getroottree().docinfo.doctype:  # the prolog check refused it already: belt and braces
+        return None, _NO_DOCTYPE
+    return (None, problem) if (problem := _depth_problem(root, max_depth)) else (root, "")
 
 
 def _parser(target: object = None) -> etree.XMLParser:
@@ -59,14 +70,15 @@ class _RootReached(Exception):
     """The root element started: no DOCTYPE can follow, the prolog is clean."""
 
 
-class _PrologCheck:
-    """A parser target that stops at a DOCTYPE (refused) or at the root element (accepted)."""
+class _DoctypeFound(Exception):
+    """A DOCTYPE: refused before libxml2 reads its internal subset."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+
+class _PrologCheck:
+    """A parser target that stops at a DOCTYPE or at the root element (a clean prolog)."""
 
     def doctype(self, name: object, pubid: object, system: object) -> None:
-        raise DocumentError(f"{_NO_DOCTYPE}{_doctype_line(self.data)}")
+        raise _DoctypeFound
 
     def start(self, tag: object, attrib: object) -> None:
         raise _RootReached
@@ -75,18 +87,25 @@ class _PrologCheck:
         return None
 
 
-def _check_prolog(data: bytes) -> None:
+def _prolog_problem(data: bytes) -> str:
     """Refuse a DOCTYPE as soon as libxml2 meets it, before any declaration inside it is read.
 
     Fed in chunks: ``fromstring`` would go on scanning the whole buffer after the target stops.
     """
-    parser = _parser(_PrologCheck(data))
+    parser = _parser(_PrologCheck())
     try:
         for start in range(0, len(data), _CHUNK):
             parser.feed(data[start : start + _CHUNK])
         parser.close()
     except _RootReached:
-        return
+        pass
+    except _DoctypeFound:
+        return f"{_NO_DOCTYPE}{_doctype_line(data)}"
+    finally:
+        # The parser keeps the exception its target raised, whose traceback holds this frame,
+        # which holds the parser: a cycle that would keep ``data`` until a full collection.
+        del parser
+    return ""
 
 
 def _doctype_line(data: bytes) -> str:
@@ -107,12 +126,13 @@ def _syntax_reason(exc: etree.XMLSyntaxError, max_depth: int) -> str:
     return f"a text or attribute exceeds libxml2's 10,000,000-byte limit{line}"
 
 
-def _check_depth(root: etree._Element, max_depth: int) -> None:
-    """Refuse elements nested deeper than ``max_depth`` (the root is depth 1): one XPath step
-    per level, evaluated by libxml2 (a tenth of the cost of walking the tree in Python)."""
+def _depth_problem(root: etree._Element, max_depth: int) -> str:
+    """Elements nested deeper than ``max_depth`` (the root is depth 1), else ``""``: one XPath
+    step per level, evaluated by libxml2 (a tenth of the cost of walking the tree in Python)."""
     deeper = select(root, "/".join(["*"] * max_depth))
-    if deeper:
-        raise DocumentError(
-            f"elements nested {max_depth + 1} deep exceed the limit of {max_depth}"
-            f" (line {deeper[0].sourceline})"
-        )
+    if not deeper:
+        return ""
+    return (
+        f"elements nested {max_depth + 1} deep exceed the limit of {max_depth}"
+        f" (line {deeper[0].sourceline})"
+    )

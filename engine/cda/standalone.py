@@ -65,10 +65,21 @@ def looks_like_xml(raw: bytes) -> bool:
 def read_standalone(raw: bytes) -> CdaPayload:
     """Parse a document received alone; DocumentError when it is not safe XML or has no id."""
     root = parse_document(raw)
+    header, problem = _header(root)
+    if header is None:
+        # This frame goes into the traceback: it must not keep the refused tree alive (see
+        # engine.cda.safexml._parse).
+        del root
+        raise DocumentError(problem)
+    return CdaPayload(raw, root, header)
+
+
+def _header(root: etree._Element) -> tuple[DocumentHeader | None, str]:
+    """The header of a ClinicalDocument with an id, or None and why not."""
     if root.tag != CLINICAL_DOCUMENT:
         name = etree.QName(root).localname
-        raise DocumentError(f"the XML root element is {name!r}, not a CDA ClinicalDocument")
+        return None, f"the XML root element is {name!r}, not a CDA ClinicalDocument"
     header = read_header(root)
     if not header.document_id:
-        raise DocumentError("the CDA has no ClinicalDocument/id")
-    return CdaPayload(raw, root, header)
+        return None, "the CDA has no ClinicalDocument/id"
+    return header, ""

@@ -33,7 +33,7 @@ CHANNELS = (
     accept: ["ADT^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: documents_http
-    source: {{type: http, port: {http_port}, max_message_bytes: 1048576}}
+    source: {{type: http, port: {http_port}, max_message_bytes: 1048576, auth: none}}
     accept: ["CDA^11502-2"]
     destinations: {{store: {{type: record_store}}}}
   - name: documents_inbox
@@ -41,7 +41,7 @@ CHANNELS = (
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: documents_checked
-    source: {{type: http, port: {checked_port}, respond_after: processing}}
+    source: {{type: http, port: {checked_port}, respond_after: processing, auth: none}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store, documents: {{xsd: cisis}}}}}}
   - name: documents_mllp
