@@ -8,8 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from sqlalchemy import text
 
+from engine.db import make_engine
 from engine.identity.duplicates import PROVISIONAL_MATCHES_QUALIFIED, SAME_TRAITS
+from engine.migrate import upgrade
 from tests.integration.identity_harness import IdentityEngine, adt, nir, pid
 
 INS = nir("2790351215189")
@@ -114,3 +117,27 @@ def test_a_new_homonym_is_a_notice_in_the_log_and_the_queue_that_blocks_nothing(
         ("dismissed", "twins")
     ]
     assert engine.states() == [("1", "delivered"), ("2", "delivered")]
+
+
+def test_upgrading_a_store_gives_its_patients_their_folded_traits_key(store_url: str) -> None:
+    db = make_engine(store_url)
+    try:
+        upgrade(db, "0007")
+        with db.begin() as conn:
+            for pid_, name in ((1, "Pât-Trois"), (2, "")):
+                conn.execute(
+                    text(
+                        "INSERT INTO store_patients (id, birth_name, first_given_name, "
+                        "birth_date, sex, created_at, updated_at) "
+                        "VALUES (:id, :name, 'Dominique', '19790328', 'F', :now, :now)"
+                    ),
+                    {"id": pid_, "name": name, "now": "2024-03-06 10:00:00"},
+                )
+        upgrade(db)
+        with db.connect() as conn:
+            keys = conn.execute(
+                text("SELECT patient_id, trait_key FROM store_patient_trait_keys")
+            ).all()
+        assert [tuple(k) for k in keys] == [(1, "pat-trois|dominique|19790328|F")]
+    finally:
+        db.dispose()
