@@ -79,14 +79,14 @@ class Held(asyncio.Protocol):
             self.stats["closed_within_1s"] += 1
 
 
-async def _hold(kind: str, port: int, count: int, source: str, pipe: Pipe) -> None:
+async def _hold(kind: str, port: int, count: int, sources: list[str], pipe: Pipe) -> None:
     loop = asyncio.get_running_loop()
     stats = collections.Counter(dict.fromkeys(COUNTS, 0))
     held: list[Held] = []
     gate = asyncio.Semaphore(100)  # the listen backlog would drop a burst of SYNs
     deadline = loop.time() + CONNECT_PHASE_SECONDS
 
-    async def open_one() -> None:
+    async def open_one(source: str) -> None:
         async with gate:
             if loop.time() > deadline:  # a listener that stopped accepting
                 stats["not_attempted"] += 1
@@ -102,7 +102,7 @@ async def _hold(kind: str, port: int, count: int, source: str, pipe: Pipe) -> No
             except (OSError, TimeoutError):
                 stats["connect_failed"] += 1
 
-    await asyncio.gather(*(open_one() for _ in range(count)))
+    await asyncio.gather(*(open_one(sources[i % len(sources)]) for i in range(count)))
     pipe.send(dict(stats))
 
     async def trickle() -> None:
@@ -122,19 +122,28 @@ async def _hold(kind: str, port: int, count: int, source: str, pipe: Pipe) -> No
     pipe.send(final)
 
 
-def _holder_process(kind: str, port: int, count: int, source: str, pipe: Pipe) -> None:
+def _holder_process(kind: str, port: int, count: int, sources: list[str], pipe: Pipe) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_hold(kind, port, count, source, pipe))
+    asyncio.run(_hold(kind, port, count, sources, pipe))
 
 
 class Holders:
-    """``count`` connections of one kind held against ``port`` from ``processes`` children, the
-    i-th child connecting from 127.0.0.<first_host + i> (one peer address per child)."""
+    """``count`` connections of one kind held against ``port`` from ``processes`` children, each
+    spreading its connections over ``addresses`` loopback addresses of its own, from
+    127.0.0.<first_host> on (to go past a per-peer cap, as many senders would)."""
 
     def __init__(
-        self, kind: str, port: int, count: int, processes: int, first_host: int = 10
+        self,
+        kind: str,
+        port: int,
+        count: int,
+        processes: int,
+        first_host: int = 10,
+        addresses: int = 1,
     ) -> None:
+        if first_host + processes * addresses > 255:
+            raise ValueError("not that many loopback addresses in 127.0.0.0/24")
         ctx = mp.get_context("fork")
         self.pipes: list[Pipe] = []
         self.procs: list[Any] = []
@@ -142,8 +151,9 @@ class Holders:
         for i in range(processes):
             parent, child = ctx.Pipe()
             n = share + (1 if i < extra else 0)
-            source = f"127.0.0.{first_host + i}"
-            proc = ctx.Process(target=_holder_process, args=(kind, port, n, source, child))
+            first = first_host + i * addresses
+            sources = [f"127.0.0.{host}" for host in range(first, first + addresses)]
+            proc = ctx.Process(target=_holder_process, args=(kind, port, n, sources, child))
             proc.start()
             child.close()
             self.pipes.append(parent)

@@ -56,6 +56,8 @@ class Sizes:
     probe_messages: int = 500
     half_open: int = 20_000
     half_open_processes: int = 8
+    #: Peer addresses the half-open connections come from (past any per-peer cap).
+    half_open_addresses: int = 200
     mutations: int = 5000
     tls_messages: int = 5000
 
@@ -70,6 +72,7 @@ QUICK = Sizes(
     probe_messages=100,
     half_open=400,
     half_open_processes=2,
+    half_open_addresses=20,
     mutations=300,
     tls_messages=400,
 )
@@ -176,7 +179,11 @@ def _certificates(tmp: Path) -> tuple[dict[str, str], str]:
 
 
 @contextlib.contextmanager
-def engine(mllp_extra: dict[str, Any] | None = None, tls: bool = False) -> Iterator[Running]:
+def engine(
+    mllp_extra: dict[str, Any] | None = None,
+    http_extra: dict[str, Any] | None = None,
+    tls: bool = False,
+) -> Iterator[Running]:
     tmp = Path(tempfile.mkdtemp(prefix="aiguillage-security-"))
     with open(mi.ROOT / "channels.yaml") as f:
         config = yaml.safe_load(f)
@@ -191,7 +198,8 @@ def engine(mllp_extra: dict[str, Any] | None = None, tls: bool = False) -> Itera
     mllp["source"] |= _supported(MllpSourceConfig, mllp_extra or {}, unsupported)
     http["source"] |= {"port": http_port, "host": "127.0.0.1"}
     # The rejected documents must reach the parser: no sender token on the bench's channel.
-    http["source"] |= _supported(HttpSourceConfig, {"auth": "none"}, unsupported)
+    wanted = {"auth": "none", **(http_extra or {})}
+    http["source"] |= _supported(HttpSourceConfig, wanted, unsupported)
     channels = [mllp, http]
     tls_port, ca_file = None, None
     if tls and "tls" in MllpSourceConfig.model_fields:
