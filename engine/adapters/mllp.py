@@ -1,27 +1,33 @@
-"""MLLP source: an asyncio server that journals each message before it acknowledges it."""
+"""MLLP source: an asyncio server that journals each message before it acknowledges it.
+
+The connection itself is in ``mllp_connection``, who may connect in ``mllp_limits``, TLS in
+``mllp_tls`` and the framing in ``mllp_framing``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Literal
+import ssl
+from collections import Counter
+from typing import TYPE_CHECKING, Literal, Self
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.adapters.mllp_framing import Frame, FrameDecoder, FrameTooLarge, Junk, frame
-from engine.adapters.receive import log_outcome
-from engine.errors import EngineError
+from engine.adapters.mllp_connection import MllpConnection
+from engine.adapters.mllp_limits import Admission
+from engine.adapters.offload import OFFLOAD
+from engine.security.abuse import JunkLimits
+from engine.security.peers import PeerNetwork
+from engine.security.tls import ServerTls
 
 if TYPE_CHECKING:  # the runtime imports this module through the channel models
     from engine.routes.committer import GroupCommitter
-    from engine.routes.intake import Intake, Prepared
-    from engine.routes.outcomes import EndState
-    from engine.routes.writer import Result
+    from engine.routes.intake import Intake
 
 log = structlog.get_logger("engine.mllp")
 
-#: A connection with this many messages waiting for their commit stops being read.
-MAX_OUTSTANDING = 64
+MIB = 1024 * 1024
 
 
 class MllpSourceConfig(BaseModel):
@@ -40,12 +46,40 @@ class MllpSourceConfig(BaseModel):
         default=10 * 1024 * 1024, ge=1024, description="larger messages get a NAK and a close"
     )
     idle_timeout_seconds: float = Field(
-        default=300, gt=0, description="close connections silent this long"
+        default=300,
+        gt=0,
+        description="close connections that complete no frame and await no answer this long",
+    )
+    frame_timeout_seconds: float = Field(
+        default=60, gt=0, description="a started frame must end within this (else NAK, close)"
     )
     default_charset: str = Field(
         default="UNICODE UTF-8", description="MSH-18 value assumed when MSH-18 is empty"
     )
-    max_connections: int = Field(default=256, ge=1)
+    max_connections: int = Field(
+        default=256, ge=1, description="past it, the connection idle longest makes room, if any"
+    )
+    max_connections_per_peer: int = Field(
+        default=64, ge=1, description="per peer address (a quarter of max_connections)"
+    )
+    max_pending_ack_bytes: int = Field(
+        default=MIB, ge=4096, description="stop reading from a peer leaving this much ACK unread"
+    )
+    max_buffered_bytes: int = Field(
+        default=64 * MIB,
+        ge=1024,
+        description="unfinished frames of all connections; the one going past gets AE, close",
+    )
+    junk: JunkLimits = Field(
+        default_factory=JunkLimits,
+        description="refused payloads one peer address may send a minute before a backoff",
+    )
+    tls: ServerTls | None = Field(default=None, description="serve MLLP over TLS (1.2+)")
+    tls_handshake_timeout_seconds: float = Field(default=10, gt=0)
+    allowed_peers: tuple[PeerNetwork, ...] = Field(
+        default=(),
+        description="IP addresses or CIDR networks allowed to connect (empty: any)",
+    )
     always_ack: bool = Field(
         default=True,
         description=(
@@ -67,6 +101,12 @@ class MllpSourceConfig(BaseModel):
         description="ack_after processing: past this, answer AA (the message is kept)",
     )
 
+    @model_validator(mode="after")
+    def _buffer_holds_a_message(self) -> Self:
+        if self.max_buffered_bytes < self.max_message_bytes:
+            raise ValueError("max_buffered_bytes must hold one max_message_bytes message")
+        return self
+
     def server(self, intake: Intake, committer: GroupCommitter) -> MllpServer:
         return MllpServer(self, intake, committer)
 
@@ -78,15 +118,32 @@ class MllpServer:
         self.config = config
         self.intake = intake
         self.committer = committer
-        self.connections: set[MllpConnection] = set()
+        #: Connections refused, evicted, cut off, frames refused...: for the operations API.
+        self.counters: Counter[str] = Counter()
+        self.admission = Admission(config, intake.channel, self.counters)
+        self.offload = OFFLOAD
+        #: Bytes of unfinished frames held by all connections.
+        self.buffered = 0
+        self.tls_context: ssl.SSLContext | None = None
         self._server: asyncio.Server | None = None
 
+    @property
+    def connections(self) -> list[MllpConnection]:
+        return [c for c in self.admission.connections if isinstance(c, MllpConnection)]
+
     async def start(self) -> None:
+        if self.config.tls is not None:
+            self.tls_context = self.config.tls.context()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: MllpConnection(self), self.config.host, self.config.port, reuse_address=True
         )
-        log.info("mllp_listening", channel=self.intake.channel, port=self.bound_port)
+        log.info(
+            "mllp_listening",
+            channel=self.intake.channel,
+            port=self.bound_port,
+            tls=self.tls_context is not None,
+        )
 
     @property
     def bound_port(self) -> int:
@@ -106,159 +163,6 @@ class MllpServer:
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.01)
-        for conn in list(self.connections):
+        for conn in self.connections:
             conn.close("engine_stopping")
         await self._server.wait_closed()
-
-
-class MllpConnection(asyncio.Protocol):
-    def __init__(self, server: MllpServer) -> None:
-        self.server = server
-        self.decoder = FrameDecoder(server.config.max_message_bytes)
-        self.transport: asyncio.Transport | None = None
-        self.peer = ""
-        self.outstanding = 0
-        self.received = 0
-        self.junk_bytes = 0
-        self._paused = False
-        self._closing = False
-        self._closing_after_nak = False
-        self._idle: asyncio.TimerHandle | None = None
-        self._last_answer: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        host, port = transport.get_extra_info("peername")[:2]
-        self.peer = f"{host}:{port}"
-        if len(self.server.connections) >= self.server.config.max_connections:
-            log.warning("mllp_connection_refused", peer=self.peer, reason="max_connections")
-            transport.close()
-            return
-        self.server.connections.add(self)
-        self._touch()
-        log.info("mllp_connected", channel=self.server.intake.channel, peer=self.peer)
-
-    def data_received(self, data: bytes) -> None:
-        self._touch()
-        try:
-            items = self.decoder.feed(data)
-        except FrameTooLarge as exc:
-            self._handle(exc.decoded)
-            self._reject_oversized(exc)
-            return
-        self._handle(items)
-
-    def _handle(self, items: list[Frame | Junk]) -> None:
-        for item in items:
-            if isinstance(item, Frame):
-                self._receive(item.payload)
-            elif isinstance(item, Junk):
-                self.junk_bytes += item.size
-                log.warning("mllp_unframed_bytes", peer=self.peer, bytes=item.size)
-
-    def _receive(self, payload: bytes) -> None:
-        self.received += 1
-        prepared = self.server.intake.prepare(payload, self.peer)
-        self._journal(prepared)
-
-    def _journal(self, prepared: Prepared) -> None:
-        self.outstanding += 1
-        if self.outstanding >= MAX_OUTSTANDING and not self._paused and self.transport:
-            self._paused = True
-            self.transport.pause_reading()
-        fut = self.server.committer.submit(prepared.row)
-        if self.server.config.ack_after == "processing":  # every answer in the chain: in order
-            fut.add_done_callback(lambda f: self._answer_later(prepared, f.result()))
-        else:
-            fut.add_done_callback(lambda f: self._answer(prepared, f.result()))
-
-    def _answer_later(self, prepared: Prepared, result: Result) -> None:
-        """Answer once the pipeline is done with the message, in the order received."""
-        previous = self._last_answer
-        self._last_answer = asyncio.ensure_future(
-            self._after_processing(previous, prepared, result)
-        )
-
-    async def _after_processing(
-        self, previous: asyncio.Future[None] | None, prepared: Prepared, result: Result
-    ) -> None:
-        processed = None
-        # Enhanced mode: the commit ACK (CA) answers at once, behind the earlier answers only.
-        if (
-            not prepared.enhanced
-            and not isinstance(result, EngineError)
-            and result.ack_code == "AA"
-        ):
-            timeout = self.server.config.ack_timeout_seconds
-            processed = await self.server.committer.outcome(result.id, timeout)
-        if previous is not None:
-            await previous
-        self._answer(prepared, result, processed)
-
-    def _answer(
-        self, prepared: Prepared, result: Result, processed: EndState | None = None
-    ) -> None:
-        self.outstanding -= 1
-        try:
-            if isinstance(result, EngineError):
-                ack = self.server.intake.ack(prepared, None, result)
-            else:
-                ack = self.server.intake.ack(prepared, result, None, processed)
-                log_outcome(self.server.intake.channel, prepared, result.id, result.duplicate)
-            framed = frame(ack) if ack is not None else None
-        except Exception as exc:  # never leave a sender waiting in silence
-            log.error("mllp_ack_failed", peer=self.peer, error=type(exc).__name__)
-            self.close("ack_failed")
-            return
-        if self.transport is not None and not self.transport.is_closing():
-            if framed is not None:
-                self.transport.write(framed)
-            if (
-                self._paused
-                and not self._closing_after_nak
-                and self.outstanding < MAX_OUTSTANDING // 2
-            ):
-                self._paused = False
-                self.transport.resume_reading()
-        if self._closing_after_nak and self.outstanding == 0:
-            # Reading stopped at the oversized frame, so its NAK is the last answer due.
-            self.close("message_too_large")
-
-    def _reject_oversized(self, exc: FrameTooLarge) -> None:
-        """Journal the head of the frame as a dead letter, NAK it, and close the connection."""
-        prepared = self.server.intake.prepare_rejected(exc.head, self.peer, exc)
-        if self.transport is not None and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-        self._closing_after_nak = True
-        self._journal(prepared)
-
-    def _touch(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(
-            self.server.config.idle_timeout_seconds, self.close, "idle_timeout"
-        )
-
-    def close(self, reason: str) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        log.info("mllp_closing", peer=self.peer, reason=reason, received=self.received)
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self.server.connections.discard(self)
-        if self.decoder.in_frame:
-            log.warning("mllp_incomplete_frame_dropped", peer=self.peer)
-        log.info(
-            "mllp_disconnected",
-            peer=self.peer,
-            received=self.received,
-            unframed_bytes=self.junk_bytes,
-        )

@@ -75,6 +75,19 @@ class FrameDecoder:
         """Whether a frame has started and not ended (bytes are pending)."""
         return self._in_frame
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the unfinished frame held in memory."""
+        return len(self._buffer)
+
+    def abandon(self) -> bytes:
+        """Drop the unfinished frame (a timeout, a memory limit); returns its first bytes (up
+        to HEAD_MAX), to be kept as its dead letter."""
+        head = bytes(self._buffer[:HEAD_MAX])
+        self._buffer = bytearray()
+        self._in_frame = False
+        return head
+
     def feed(self, data: bytes) -> list[Frame | Junk]:
         """Consume one chunk; returns the frames it completed and the junk it held, in order.
 

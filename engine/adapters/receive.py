@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from engine.adapters.offload import OFFLOAD
 from engine.errors import EngineError
 
 if TYPE_CHECKING:  # the runtime imports the sources through the channel models
@@ -40,11 +41,9 @@ async def receive(
 ) -> Received:
     """Journal ``payload`` (or, with ``refused``, keep it as a dead letter for that reason)
     and say what became of it. Nothing is acknowledged before the journal commit. ``sender``
-    is the identity the source proved (see :meth:`Intake.prepare`)."""
-    if refused is None:
-        prepared = intake.prepare(payload, peer, sender)
-    else:
-        prepared = intake.prepare_rejected(payload, peer, refused, sender)
+    is the identity the source proved (see :meth:`Intake.prepare`). A large payload is
+    checked off the event loop; an unexpected failure checking it refuses it (AR)."""
+    prepared = await OFFLOAD.prepare(intake, payload, peer, sender, refused)
     result = await committer.submit(prepared.row)
     control_id = prepared.row.control_id or ""
     if isinstance(result, EngineError):

@@ -2,7 +2,10 @@
 
 Every value written goes through :func:`escape`, so a reason quoting ``|`` or ``^`` cannot
 shift the fields of the ACK (the anti-example is an ACK built by string concatenation).
-An ACK stays far below 4096 bytes, the single ``recv`` python-hl7's ``mllp_send`` reads.
+Every value echoed from the sender's header is cut to its HL7 length first, so that an ACK
+stays a few kilobytes whatever the header held (a 1 MB MSH-5 once made each ACK 1 MB); for a
+conformant header it stays far below 4096 bytes, the single ``recv`` python-hl7's ``mllp_send``
+reads.
 """
 
 from __future__ import annotations
@@ -34,8 +37,17 @@ __all__ = [
     "wants_ack",
 ]
 
-MSA_TEXT_MAX = 80  # MSA-3 is ST(80)
-ERR_TEXT_MAX = 200  # keeps the whole ACK well under 4096 bytes
+# Field lengths of HL7 v2.5 (chapter 2, data types HD, MSG, PT, VID, ID, ST, TX).
+HD_LENGTHS = (20, 199, 6)  # HD.1 namespace id IS(20), HD.2 universal id ST(199), HD.3 ID(6)
+TRIGGER_MAX = 3  # MSG.2 trigger event ID(3)
+PROCESSING_ID_MAX = 1  # PT.1 processing id ID(1)
+VERSION_MAX = 5  # VID.1 version id ID(5)
+CHARSET_MAX = 16  # MSH-18 character set ID(16)
+# MSA-2 echoes MSH-10, ST(20) in v2.5; we keep v2.7's ST(199): senders numbering with UUIDs
+# (36 characters) could not match a cut control id to their message.
+CONTROL_ID_MAX = 199
+MSA_TEXT_MAX = 80  # MSA-3 text message ST(80)
+ERR_TEXT_MAX = 200  # ERR-8 user message is TX(250); 200 keeps a whole ACK under 4096 bytes
 DEFAULT_VERSION = "2.5"
 
 
@@ -139,11 +151,14 @@ def new_control_id() -> str:
 
 
 def _hd(value: str) -> list[str]:
-    # Header keeps hierarchic designators as "namespace^universal id^type".
-    return value.split("^")
+    # Header keeps hierarchic designators as "namespace^universal id^type": three components
+    # at most, each cut to its length.
+    parts = value.split("^", len(HD_LENGTHS))[: len(HD_LENGTHS)]
+    return [part[:size] for part, size in zip(parts, HD_LENGTHS, strict=False)]
 
 
 def _msh(header: Header, now: datetime, control_id: str) -> list[str | list[str]]:
+    trigger = header.trigger[:TRIGGER_MAX]
     return [
         _hd(header.receiving_app),  # MSH-3: we answer as the application it addressed
         _hd(header.receiving_facility),
@@ -151,16 +166,16 @@ def _msh(header: Header, now: datetime, control_id: str) -> list[str | list[str]
         _hd(header.sending_facility),
         now.strftime("%Y%m%d%H%M%S"),  # MSH-7
         "",
-        ["ACK", header.trigger, "ACK"] if header.trigger else "ACK",  # MSH-9
+        ["ACK", trigger, "ACK"] if trigger else "ACK",  # MSH-9
         control_id,
-        header.processing_id or "P",
-        header.version or DEFAULT_VERSION,  # MSH-12
+        header.processing_id[:PROCESSING_ID_MAX] or "P",
+        header.version[:VERSION_MAX] or DEFAULT_VERSION,  # MSH-12
         "",
         "",
         "",  # MSH-15/16 empty: an acknowledgment is never acknowledged
         "",
         "",
-        header.charset,  # MSH-18
+        header.charset[:CHARSET_MAX],  # MSH-18
     ]
 
 
@@ -186,7 +201,11 @@ def build_ack(
     text = " ".join(text.split())  # one line: a reason's line breaks help no ACK reader
     segments = [
         build_segment("MSH", _msh(msg_header, moment, control_id or new_control_id()), seps),
-        build_segment("MSA", [code.value, msg_header.control_id, text[:MSA_TEXT_MAX]], seps),
+        build_segment(
+            "MSA",
+            [code.value, msg_header.control_id[:CONTROL_ID_MAX], text[:MSA_TEXT_MAX]],
+            seps,
+        ),
     ]
     if not code.ok:
         hl7_code = hl7_error_code(error_code)

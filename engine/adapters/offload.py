@@ -1,0 +1,110 @@
+"""Intake off the event loop: large payloads are checked in a small, bounded thread pool.
+
+Checking a 15 MB CDA (decoding, base64, a safe XML parse) takes about a second; on the event
+loop that second stalls every listener of the process. Payloads above ``INLINE_MAX`` are
+prepared in worker threads instead: lxml releases the GIL while it parses, and the engine's
+short switch interval (``runtime.SWITCH_INTERVAL``) hands the GIL back to the loop every
+0.5 ms during the pure-Python parts. Small payloads (nearly all HL7 v2 messages) stay inline:
+a thread hand-off would cost them more than it saves.
+
+The pool is bounded twice: ``WORKERS`` threads (two cores here: more would only queue on the
+GIL), and at most ``WORKERS + QUEUED`` payloads handed to it at once per event loop; the
+others wait their turn on the loop, where their sources already stop reading (outstanding
+caps), so memory stays bounded by the sources' own limits.
+
+Whatever goes wrong while preparing one payload becomes that payload's refusal (a dead letter
+and a NAK): no exception may leave a source's callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import structlog
+
+from engine.errors import EngineError, ParseError
+
+if TYPE_CHECKING:
+    from engine.routes.intake import Intake, Prepared
+
+log = structlog.get_logger("engine.offload")
+
+#: Payloads up to this size are checked on the event loop (well under a millisecond for HL7).
+INLINE_MAX = 64 * 1024
+WORKERS = 2
+QUEUED = 16
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="intake")
+        return _pool
+
+
+def prepare_safely(
+    intake: Intake,
+    payload: bytes,
+    peer: str,
+    sender: str = "",
+    refused: EngineError | None = None,
+) -> Prepared:
+    """``intake.prepare`` (or ``prepare_rejected`` for ``refused``), where an unexpected
+    exception refuses the payload (``parse_error``, AR) instead of escaping. The reason names
+    the exception's class only: its message may quote the payload."""
+    if refused is None:
+        try:
+            return intake.prepare(payload, peer, sender)
+        except Exception as exc:  # a bug meeting odd bytes: refuse this payload, not the others
+            name = type(exc).__name__
+            log.error("intake_failed", channel=intake.channel, peer=peer, error=name)
+        refused = ParseError(f"the payload could not be read ({name})")
+    return intake.prepare_rejected(payload, peer, refused, sender)
+
+
+class Offload:
+    """Prepares payloads inline or in the shared pool, by size."""
+
+    def __init__(self, inline_max: int = INLINE_MAX, queued: int = QUEUED) -> None:
+        self.inline_max = inline_max
+        self.queued = queued
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gate: asyncio.Semaphore | None = None
+
+    def inline(self, payload: bytes, refused: EngineError | None = None) -> bool:
+        """Whether this payload is prepared on the loop (refusals cost nothing to prepare)."""
+        return refused is not None or len(payload) <= self.inline_max
+
+    async def prepare(
+        self,
+        intake: Intake,
+        payload: bytes,
+        peer: str,
+        sender: str = "",
+        refused: EngineError | None = None,
+    ) -> Prepared:
+        if self.inline(payload, refused):
+            return prepare_safely(intake, payload, peer, sender, refused)
+        loop = asyncio.get_running_loop()
+        async with self._semaphore(loop):
+            return await loop.run_in_executor(
+                _executor(), prepare_safely, intake, payload, peer, sender
+            )
+
+    def _semaphore(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+        # A semaphore belongs to one event loop; tests run several loops in one process.
+        if self._gate is None or self._loop is not loop:
+            self._loop = loop
+            self._gate = asyncio.Semaphore(WORKERS + self.queued)
+        return self._gate
+
+
+#: The offload shared by the sources of this process.
+OFFLOAD = Offload()
