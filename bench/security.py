@@ -165,8 +165,8 @@ def half_open_http(sizes: Sizes, start: int) -> dict[str, Any]:
         # none) freeing them.
         timeout = run.effective["http"].get("header_timeout_seconds") or 10
         time.sleep(max(0.0, connected_at + timeout + 2 - time.monotonic()))
-        result["held_after_header_timeout"] = holders.stop()
         result["fds_after_header_timeout"] = run.fds()
+        result["held_after_header_timeout"] = holders.stop()
         result["engine_alive"] = run.eng.proc.poll() is None
         caps = run.connection_caps()
         result["engine_fds"] = {
