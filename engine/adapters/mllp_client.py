@@ -5,11 +5,17 @@ One connection per message (opened, used, closed), one deadline for the whole ex
 a refused connection are transient (retried with the channel's backoff); ``AR``/``CR`` is
 permanent (dead-lettered with the peer's reason). The pipeline waits on the peer (with
 ``pipeline: thread``, so does intake's commit): keep ``timeout_seconds`` short.
+
+With ``tls``, the peer's certificate is verified against ``tls.ca_file`` and its name
+(``tls.server_hostname``, else ``host``), and a client certificate is presented when one is
+configured. A TLS failure (an unknown CA, a wrong name, a refused client certificate) is
+transient like a refused connection: the reason says which, the message is retried.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from typing import Literal
 
@@ -24,6 +30,7 @@ from engine.errors import (
     MessageTooLarge,
 )
 from engine.hl7v2.reader import Message
+from engine.security.tls import ClientTls
 
 MAX_ACK_BYTES = 1024 * 1024
 
@@ -37,20 +44,35 @@ class MllpDestinationConfig(BaseModel):
     host: str
     port: int = Field(ge=1, le=65535)
     timeout_seconds: float = Field(default=5.0, gt=0, description="connect, send, and ACK wait")
+    tls: ClientTls | None = Field(
+        default=None, description="TLS toward the peer: its CA, and a client certificate (mTLS)"
+    )
 
     def build(self, name: str, context: BuildContext) -> MllpDestination:
         del context  # a peer needs no deployment setting
-        return MllpDestination(name, self.host, self.port, self.timeout_seconds)
+        tls = None
+        if self.tls is not None:  # the files are read here, before any message is sent
+            tls = (self.tls.context(), self.tls.server_hostname or self.host)
+        return MllpDestination(name, self.host, self.port, self.timeout_seconds, tls)
 
 
 class MllpDestination:
     transactional = False
 
-    def __init__(self, name: str, host: str, port: int, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        timeout: float,
+        tls: tuple[ssl.SSLContext, str] | None = None,
+    ) -> None:
         self.name = name
         self.peer = f"{host}:{port}"
         self.address = (host, port)
         self.timeout = timeout
+        #: The client context and the name the peer's certificate must carry.
+        self.tls = tls
 
     def close(self) -> None:
         """Nothing held open between messages."""
@@ -58,9 +80,16 @@ class MllpDestination:
     def write(self, delivery: Delivery) -> None:
         deadline = time.monotonic() + self.timeout
         try:
-            with socket.create_connection(self.address, timeout=self.timeout) as sock:
+            with self._connect(deadline) as sock:
                 sock.sendall(frame(delivery.raw))
                 ack = self._read_ack(sock, deadline)
+        except ssl.SSLCertVerificationError as exc:
+            raise DestinationUnavailable(
+                f"MLLP peer {self.peer}: TLS verification of its certificate failed: "
+                f"{exc.verify_message}"
+            ) from exc
+        except ssl.SSLError as exc:  # e.g. our client certificate refused by the peer
+            raise DestinationUnavailable(f"MLLP peer {self.peer}: {_tls_failure(exc)}") from exc
         except TimeoutError as exc:
             raise DestinationUnavailable(
                 f"MLLP peer {self.peer}: no ACK within {self.timeout:g} s"
@@ -88,6 +117,21 @@ class MllpDestination:
             raise DestinationRejected(reason)
         raise DestinationUnavailable(reason)
 
+    def _connect(self, deadline: float) -> socket.socket:
+        """A connected socket (TLS: handshake done, the peer's certificate verified), within
+        the exchange's deadline."""
+        sock = socket.create_connection(self.address, timeout=self.timeout)
+        if self.tls is None:
+            return sock
+        context, hostname = self.tls
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            # A session cut without TLS's close_notify is an error, not an empty read.
+            return context.wrap_socket(sock, server_hostname=hostname, suppress_ragged_eofs=False)
+        except BaseException:
+            sock.close()
+            raise
+
     def _read_ack(self, sock: socket.socket, deadline: float) -> bytes:
         """The first frame the peer sends, within one deadline for the whole answer (a peer
         trickling bytes must not hold the pipeline); bytes outside frames count too."""
@@ -107,3 +151,12 @@ class MllpDestination:
             for item in decoder.feed(data):
                 if isinstance(item, Frame):
                     return item.payload
+
+
+def _tls_failure(exc: ssl.SSLError) -> str:
+    """What went wrong in a TLS session, in OpenSSL's words (never the message's bytes)."""
+    if isinstance(exc, ssl.SSLEOFError):
+        # TLS 1.3 checks a client certificate after the client's handshake ended: a peer that
+        # refuses ours (or wants one) often just cuts the session.
+        return "TLS failed: the peer cut the session (does it require a client certificate?)"
+    return f"TLS failed: {exc.reason or exc.library or type(exc).__name__}"
