@@ -94,12 +94,14 @@ def rss_after_rejections(sizes: Sizes, tag: str, ceiling_mb: float) -> dict[str,
         time.sleep(1)
         end = eng.rss_kb() / 1024
         peak = eng.rss_kb("VmHWM") / 1024
+        tree = {"processes": len(run.tree()), "rss_end_mb": run.tree_rss_mb()}
     return {
         "start_mb": start,
         "after_http_mb": after_http,
         "end_mb": end,
         "delta_mb": end - start,
         "peak_mb": peak,
+        "engine_process_tree": tree,
         "http_statuses": http,
         "mllp_answers": mllp,
         "stopped_at_ceiling": aborted,

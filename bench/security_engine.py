@@ -94,6 +94,24 @@ class Running:
             return len(os.listdir(f"/proc/{self.eng.pid}/fd"))
         return None
 
+    def tree(self) -> list[int]:
+        """The engine's pid and its descendants' (``pipeline: process`` runs a child)."""
+        pids, i = [self.eng.pid], 0
+        while i < len(pids):
+            with contextlib.suppress(OSError):
+                for task in os.listdir(f"/proc/{pids[i]}/task"):
+                    with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                        pids.extend(int(c) for c in f.read().split())
+            i += 1
+        return pids
+
+    def tree_rss_mb(self) -> float:
+        total = 0
+        for pid in self.tree():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+                total += next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0)
+        return total / 1024
+
     def nofile_limit(self) -> int | None:
         with contextlib.suppress(OSError), open(f"/proc/{self.eng.pid}/limits") as f:
             for line in f:
