@@ -55,6 +55,8 @@ import security_payloads as sp  # noqa: E402
 from generate import generate  # noqa: E402
 from security_engine import QUICK, FdSampler, Sizes, engine  # noqa: E402
 
+import engine as engine_package  # noqa: E402
+
 log = mi.log
 LEGIT_CDA = mi.ROOT / "tests" / "samples" / "cda" / "fr-cisis" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 
@@ -367,7 +369,12 @@ def main() -> None:
         "machine": mi.machine(),
         "source": mi.source_state(),
         "note": f"the attacking clients and the engine share {os.cpu_count()} cores",
-        "setup": {"runs": args.runs, "quick": args.quick, "sizes": asdict(sizes)},
+        "setup": {
+            "runs": args.runs,
+            "quick": args.quick,
+            "sizes": asdict(sizes),
+            "engine_tree": str(Path(engine_package.__file__ or "").parent),
+        },
     }
     runs = [one_run(args, sizes, i) for i in range(args.runs)]
     metrics, details = summarize(runs)
