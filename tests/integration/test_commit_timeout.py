@@ -34,7 +34,7 @@ channels:
     accept: ["ADT^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: documents_http
-    source: {{type: http, port: {http_port}}}
+    source: {{type: http, port: {http_port}, auth: none}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
 """
@@ -143,3 +143,15 @@ def test_senders_hear_ae_at_the_commit_timeout_and_their_resends_are_applied_onc
     assert (
         len(stalled.rows("SELECT id FROM journal_messages WHERE channel = 'documents_http'")) == 1
     )
+
+
+def test_an_enhanced_mode_sender_hears_ce_at_the_commit_timeout_then_ca_for_its_resend(
+    stalled: StalledEngine,
+) -> None:
+    enhanced = adt("A28", pid("IPP3"), "STALL3").replace("|2.5||||||", "|2.5|||AL|NE||", 1)
+    with database_locked(stalled.url):
+        code, took = send(stalled.port, enhanced)
+        assert (code, 0.9 <= took <= 1.5) == ("CE", True), took
+    assert send(stalled.port, enhanced)[0] == "CA"
+    stalled.wait_idle()
+    assert stalled.applied("STALL3", "IPP3") == ([("delivered",)], 1)
