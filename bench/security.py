@@ -267,13 +267,16 @@ def one_run(args: argparse.Namespace, sizes: Sizes, index: int) -> dict[str, Any
     }
     for name in args.only or MEASURES:
         began = time.monotonic()
-        out[name] = steps[name]()
+        try:
+            out[name] = steps[name]()
+        except Exception as exc:  # one failed measure (an engine that would not start) is
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}  # reported; the others run
         log(f"run {index + 1}: {name} done in {time.monotonic() - began:.0f} s: {brief(out[name])}")
     return out
 
 
 def brief(result: dict[str, Any]) -> str:
-    keys = ("delta_mb", "ack_p99_ms", "unanswered", "answered_pct", "tls_vs_plain_rate")
+    keys = ("error", "delta_mb", "ack_p99_ms", "unanswered", "answered_pct", "tls_vs_plain_rate")
     return ", ".join(f"{k}={result[k]}" for k in keys if k in result) or "-"
 
 
