@@ -192,6 +192,7 @@ class GuardedProtocol(H11Protocol):
 
     def close_now(self) -> None:
         self._time("")
+        self.gate.release(self)  # at once: its transport calls connection_lost later
         transport = self.transport if self.served else self._raw
         if transport is not None:
             transport.abort()  # type: ignore[attr-defined]
