@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-identify bench-documents bench-amqp bench-security lint install clean
+.PHONY: run test fuzz bench bench-identify bench-documents bench-amqp bench-security lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+fuzz: $(STAMP)  # 20,000 examples a target (AIGUILLAGE_FUZZ_EXAMPLES): long; see tests/fuzz/README.md
+	AIGUILLAGE_FUZZ=long $(BIN)/pytest -q --timeout=0 tests/fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench

@@ -404,7 +404,7 @@ def test_a_replacement_without_masking_flags_keeps_those_of_the_version_it_repla
     ]
 
 
-def test_undoing_a_merge_reports_the_documents_filed_on_the_survivor_since(
+def test_undoing_a_merge_leaves_a_document_filed_through_the_survivors_identifiers_on_it(
     engine: IdentityEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gone = "GONE^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"
@@ -417,4 +417,7 @@ def test_undoing_a_merge_reports_the_documents_filed_on_the_survivor_since(
     [(merge_id,)] = engine.rows("SELECT id FROM store_merges")
     undone = engine.cli(monkeypatch, "unmerge", str(merge_id), "--reason", "wrong A40")
     assert undone.exit_code == 0, undone.output
-    assert "1 document(s) filed on the survivor since the merge" in undone.stdout
+    [(survivor,)] = engine.rows("SELECT survivor_id FROM store_merges")
+    assert engine.rows("SELECT patient_id FROM store_documents") == [(survivor,)]
+    assert "moved back" not in undone.stdout
+    assert engine.rows("SELECT code FROM store_identity_reviews WHERE code != 'homonym'") == []
