@@ -18,25 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from engine.adapters.mllp_framing import (
-    JUNK_SAMPLE_MAX,
-    Frame,
-    FrameDecoder,
-    FrameTooLarge,
-    Junk,
-    frame,
-)
+from engine.adapters.mllp_answers import Answers
+from engine.adapters.mllp_framing import JUNK_SAMPLE_MAX, Frame, FrameDecoder, FrameTooLarge, Junk
 from engine.adapters.mllp_limits import SUPPRESSED_HEAD, SourceBusy, suppressed_summary
 from engine.adapters.mllp_tls import handshake
 from engine.adapters.offload import prepare_safely
-from engine.adapters.receive import log_outcome
 from engine.errors import EngineError, FramingError
 
 if TYPE_CHECKING:
     from engine.adapters.mllp import MllpServer
     from engine.routes.intake import Prepared
-    from engine.routes.outcomes import EndState
-    from engine.routes.writer import Result
 
 log = structlog.get_logger("engine.mllp")
 
@@ -65,7 +56,7 @@ class MllpConnection(asyncio.Protocol):
         self._closing = False
         self._close_after_nak = ""  # the reason, once a refusal's NAK is the last answer
         self._timer: asyncio.TimerHandle | None = None
-        self._last_answer: asyncio.Future[None] | None = None
+        self.answers = Answers(server, self)
         self._chain: asyncio.Future[None] | None = None  # the last frame prepared off the loop
         self._suppressed_head = b""
         self._tasks: set[asyncio.Future[None]] = set()
@@ -237,59 +228,18 @@ class MllpConnection(asyncio.Protocol):
 
     def _journal(self, prepared: Prepared) -> None:
         if prepared.error is not None and not self._charge(len(prepared.row.raw), prepared.row.raw):
-            self._answered()
+            self.answered()
             return
-        fut = self.server.committer.submit(prepared.row)
-        if self.config.ack_after == "processing":  # every answer in the chain: in order
-            fut.add_done_callback(lambda f: self._answer_later(prepared, f.result()))
-        else:
-            fut.add_done_callback(lambda f: self._answer(prepared, f.result()))
+        self.answers.journal(prepared)
 
-    def _answer_later(self, prepared: Prepared, result: Result) -> None:
-        """Answer once the pipeline is done with the message, in the order received."""
-        previous = self._last_answer
-        self._last_answer = asyncio.ensure_future(
-            self._after_processing(previous, prepared, result)
-        )
-
-    async def _after_processing(
-        self, previous: asyncio.Future[None] | None, prepared: Prepared, result: Result
-    ) -> None:
-        processed = None
-        # Enhanced mode: the commit ACK (CA) answers at once, behind the earlier answers only.
-        if (
-            not prepared.enhanced
-            and not isinstance(result, EngineError)
-            and result.ack_code == "AA"
-        ):
-            timeout = self.config.ack_timeout_seconds
-            processed = await self.server.committer.outcome(result.id, timeout)
-        if previous is not None:
-            await previous
-        self._answer(prepared, result, processed)
-
-    def _answer(
-        self, prepared: Prepared, result: Result, processed: EndState | None = None
-    ) -> None:
-        intake = self.server.intake
-        try:
-            if isinstance(result, EngineError):
-                ack = intake.ack(prepared, None, result)
-            else:
-                ack = intake.ack(prepared, result, None, processed)
-                log_outcome(intake.channel, prepared, result.id, result.duplicate)
-            framed = frame(ack) if ack is not None else None
-        except Exception as exc:  # never leave a sender waiting in silence
-            log.error("mllp_ack_failed", peer=self.peer, error=type(exc).__name__)
-            self.outstanding -= 1
-            self.close("ack_failed")
-            return
-        if framed is not None and self.transport is not None and not self.transport.is_closing():
+    def write(self, framed: bytes) -> None:
+        """Send one ACK, if the connection is still open."""
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(framed)
             self.last_activity = self._loop.time()
-        self._answered()
 
-    def _answered(self) -> None:
+    def answered(self) -> None:
+        """One frame fewer waiting for its answer (sent, or not to be sent)."""
         self.outstanding -= 1
         if self.outstanding < MAX_OUTSTANDING // 2:
             self._resume("outstanding")
@@ -378,7 +328,6 @@ class MllpConnection(asyncio.Protocol):
         self.server.admission.remove(self)
         if not self._admitted:
             return
-        self._closing = True
         if self.decoder.in_frame:
             log.warning("mllp_incomplete_frame_dropped", peer=self.peer)
         self._abandon()
