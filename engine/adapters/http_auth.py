@@ -34,23 +34,21 @@ class TokenCache:
         self.db = db
         self.channel = channel
         self._names: dict[str, str] = {}
-        self._loaded_at = float("-inf")
+        self._missed_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def name(self, token: str) -> str | None:
         digest = hash_token(token)
         found = self._names.get(digest)
-        if found is None and time.monotonic() - self._loaded_at >= MISS_REFRESH_SECONDS:
+        if found is None and time.monotonic() - self._missed_at >= MISS_REFRESH_SECONDS:
+            self._missed_at = time.monotonic()
             await self.refresh()
             found = self._names.get(digest)
         return found
 
     async def refresh(self) -> None:
-        async with self._lock:  # a burst of misses waits for one query
-            if time.monotonic() - self._loaded_at < MISS_REFRESH_SECONDS:
-                return
+        async with self._lock:  # one query at a time
             self._names = await asyncio.to_thread(self._load)
-            self._loaded_at = time.monotonic()
 
     async def keep_fresh(self) -> None:
         """Reload every few seconds until cancelled; a failed reload keeps the last list."""

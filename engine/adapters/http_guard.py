@@ -113,6 +113,7 @@ class GuardedProtocol(H11Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self._raw: asyncio.BaseTransport | None = None
         self.served = False  # handed to uvicorn
+        self._early: list[bytes] = []
         self._phase = ""  # "headers", "body", or "" (nothing timed)
         self._timer: asyncio.TimerHandle | None = None
 
@@ -175,8 +176,14 @@ class GuardedProtocol(H11Protocol):
             self.gate.identities[self.peer] = certificate_identity(cert)
         self.served = True
         super().connection_made(wrapped)
+        if self._early:
+            early, self._early = b"".join(self._early), []
+            self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
+        if not self.served:  # TLS: the request may follow the handshake before _handshake resumes
+            self._early.append(data)
+            return
         super().data_received(data)
         self._follow()
 
