@@ -104,8 +104,25 @@ def cda_samples() -> tuple[bytes, ...]:
     return _read_all(CDA_COPIES, CDA_SHARED, suffix=".xml")
 
 
+#: What a hostile or broken document may hold besides: a DTD, entities, XInclude, deep nesting,
+#: a second root, a removed or emptied id, another encoding declared.
+XML_SPECIAL = (
+    b'<!DOCTYPE x [<!ENTITY e "ee">]>',
+    b'<!ENTITY x SYSTEM "file:///etc/hostname">',
+    b"&e;",
+    b'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="/etc/hostname"/>',
+    b"<a>" * 300,
+    b"</ClinicalDocument><ClinicalDocument>",
+    b"<id/>",
+    b' root=""',
+    b"<?xml version='1.0' encoding='ISO-8859-1'?>",
+    b"<![CDATA[",
+    b"]]>",
+)
+
+
 @st.composite
-def _mutate_once(draw: st.DrawFn, data: bytes) -> bytes:
+def _mutate_once(draw: st.DrawFn, data: bytes, specials: tuple[bytes, ...]) -> bytes:
     pos = draw(st.integers(0, len(data)))
     kind = draw(
         st.sampled_from(
@@ -122,7 +139,7 @@ def _mutate_once(draw: st.DrawFn, data: bytes) -> bytes:
         end = draw(st.integers(pos, min(len(data), pos + 64)))
         return data[:pos] + data[end:]
     if kind == "insert":
-        return data[:pos] + draw(st.sampled_from(SPECIAL)) + data[pos:]
+        return data[:pos] + draw(st.sampled_from(specials)) + data[pos:]
     if kind == "swap":  # one delimiter (or a segment break) written as another, everywhere
         old, new = draw(st.permutations(b"|^~\\&\r\n "))[:2]
         return data.replace(bytes([old]), bytes([new]))
@@ -153,12 +170,15 @@ def _reencode(data: bytes, codec: str) -> bytes:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, samples: tuple[bytes, ...], max_mutations: int = 4) -> bytes:
-    """One sample with up to ``max_mutations`` mutations, sometimes re-encoded or prefixed."""
+def mutated(
+    draw: st.DrawFn, samples: tuple[bytes, ...], specials: tuple[bytes, ...] = SPECIAL
+) -> bytes:
+    """One sample with up to 4 mutations, sometimes re-encoded or prefixed."""
     data = draw(st.sampled_from(samples))
-    for _ in range(draw(st.integers(0, max_mutations))):
-        data = draw(_mutate_once(data))
-    wrap = draw(st.sampled_from(["none", "none", "bom", "blank", "utf-16", "utf-8"]))
+    # Mostly one mutation or none: a message still accepted reaches the deeper checks.
+    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2, 3, 4]))):
+        data = draw(_mutate_once(data, specials))
+    wrap = draw(st.sampled_from(["none"] * 6 + ["bom", "blank", "utf-16", "utf-8"]))
     if wrap == "bom":
         data = b"\xef\xbb\xbf" + data
     elif wrap == "blank":
@@ -186,7 +206,8 @@ def hl7_payloads() -> st.SearchStrategy[bytes]:
 def cda_payloads() -> st.SearchStrategy[bytes]:
     """What an HTTP body or a dropped file may hold: mutated documents, HL7, random bytes."""
     return st.one_of(
-        mutated(cda_samples()),
+        mutated(cda_samples(), SPECIAL + XML_SPECIAL),
+        mutated(cda_samples(), SPECIAL + XML_SPECIAL),
         st.sampled_from(EDGE_PAYLOADS),
         st.binary(max_size=512),
     )

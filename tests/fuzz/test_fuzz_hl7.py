@@ -23,7 +23,7 @@ def _read_everything(msg: Message) -> None:
         assert isinstance(msg.get(path), str)
     assert isinstance(msg.message_type + msg.trigger + msg.control_id, str)
     for seg in msg:
-        for number in range(len(seg) + 2):
+        for number in range(min(len(seg), 40) + 2):  # a huge-field mutation has 1M fields
             seg.components(number, rep=2)
             for rep in (1, 2):
                 assert isinstance(seg.get(number, 1, 2, rep=rep), str)
