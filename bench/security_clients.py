@@ -271,23 +271,27 @@ async def _one_mutation(port: int, payload: bytes, timeout: float) -> str:
 
 async def _send_mutations(
     port: int, payloads: Sequence[tuple[str, bytes]], parallel: int, timeout: float
-) -> dict[str, dict[str, int]]:
+) -> tuple[dict[str, dict[str, int]], list[float]]:
     outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    seconds: list[float] = []
     queue = iter(payloads)
 
     async def worker() -> None:
         for name, payload in queue:
+            began = time.perf_counter()
             outcomes[name][await _one_mutation(port, payload, timeout)] += 1
+            seconds.append(time.perf_counter() - began)
 
     await asyncio.gather(*(worker() for _ in range(parallel)))
-    return {name: dict(c) for name, c in outcomes.items()}
+    return {name: dict(c) for name, c in outcomes.items()}, seconds
 
 
 def send_mutations(
-    port: int, payloads: Sequence[tuple[str, bytes]], parallel: int = 8, timeout: float = 5.0
-) -> dict[str, dict[str, int]]:
+    port: int, payloads: Sequence[tuple[str, bytes]], parallel: int = 8, timeout: float = 30.0
+) -> tuple[dict[str, dict[str, int]], list[float]]:
     """Each payload framed on a connection of its own (a broken frame cannot take the next
-    message with it): outcome counts per mutation."""
+    message with it): outcome counts per mutation, and each payload's seconds to its outcome.
+    ``timeout``: what a patient MLLP sender waits for an answer."""
     return asyncio.run(_send_mutations(port, payloads, parallel, timeout))
 
 
