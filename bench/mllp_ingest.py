@@ -666,7 +666,7 @@ def source_state() -> dict[str, Any]:
         try:
             return subprocess.run(
                 ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()  # porcelain lines start with a space
         except (OSError, subprocess.SubprocessError):
             return ""
 
