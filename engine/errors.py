@@ -35,6 +35,12 @@ class StoreUnavailable(TransientError):
     code = "store_unavailable"
 
 
+class SourceBusy(TransientError):
+    """Unfinished frames hold the source's whole buffer budget: resend later."""
+
+    code = "source_busy"
+
+
 class DestinationUnavailable(TransientError):
     code = "destination_unavailable"
 
@@ -67,6 +73,13 @@ class FramingError(PermanentError):
 
 class MessageTooLarge(FramingError):
     code = "message_too_large"
+
+
+class JunkSuppressed(FramingError):
+    """The summary of what a peer sent past its junk budget (counted, not journaled one by
+    one: see engine/security/abuse.py)."""
+
+    code = "junk_suppressed"
 
 
 class EncodingError(PermanentError):

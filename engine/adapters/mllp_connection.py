@@ -20,10 +20,10 @@ import structlog
 
 from engine.adapters.mllp_answers import Answers
 from engine.adapters.mllp_framing import JUNK_SAMPLE_MAX, Frame, FrameDecoder, FrameTooLarge, Junk
-from engine.adapters.mllp_limits import SUPPRESSED_HEAD, SourceBusy, suppressed_summary
+from engine.adapters.mllp_limits import SUPPRESSED_HEAD, suppressed_summary
 from engine.adapters.mllp_tls import handshake
 from engine.adapters.offload import prepare_safely
-from engine.errors import EngineError, FramingError
+from engine.errors import EngineError, FramingError, SourceBusy
 
 if TYPE_CHECKING:
     from engine.adapters.mllp import MllpServer

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from engine.errors import FramingError, TransientError
+from engine.errors import JunkSuppressed
 from engine.security.abuse import PeerBudget
 from engine.security.peers import peer_allowed
 
@@ -39,18 +39,6 @@ log = structlog.get_logger("engine.mllp")
 SUPPRESSED_HEAD = 64
 #: Peer accounts are swept for idle ones every this many admissions.
 _SWEEP_EVERY = 256
-
-
-class JunkSuppressed(FramingError):
-    """The summary of what a peer sent past its junk budget (not journaled one by one)."""
-
-    code = "junk_suppressed"
-
-
-class SourceBusy(TransientError):
-    """Unfinished frames hold the source's whole buffer budget: resend later."""
-
-    code = "source_busy"
 
 
 class Connection(Protocol):

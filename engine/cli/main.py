@@ -13,6 +13,7 @@ from rich.table import Table
 
 from engine.adapters.amqp_check import broker_findings
 from engine.channels.loader import ConfigError, load_channels
+from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
 from engine.cli import dlq, identity, patient, senders
@@ -77,6 +78,8 @@ def check(
         raise typer.Exit(1) from exc
     checked = ", production safety check passed" if config.engine.profile == "production" else ""
     console.print(f"{file}: {len(config.channels)} channel(s), valid{checked}")
+    for warning in unfilable_result_channels(config):
+        console.print(f"warning: {warning}", highlight=False, markup=False)
     findings = [] if offline else broker_findings(config)
     for f in findings:
         out = err_console if f.level == "conflict" else console

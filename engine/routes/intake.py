@@ -132,6 +132,10 @@ class Intake:
             _fill_header(row, header)
         if not row.sender:
             row.sender = self.channel
+        # The refusal is kept (Prepared.error), its traceback is not: the frames it holds
+        # would keep the parsed payload (a 15 MB tree) alive in a cycle until a full collection.
+        exc.__traceback__ = None
+        exc.__context__ = exc.__cause__ = None
         row.state = State.DEAD_LETTERED
         row.ack_code = exc.ack_code
         row.error_stage = "intake"

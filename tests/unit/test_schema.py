@@ -71,11 +71,12 @@ def test_the_production_profile_is_the_default_channels_with_only_the_safety_set
     )
     assert default["engine"]["identity"] == {"accept_test_ins": True}
     assert production["engine"]["identity"] == {"accept_test_ins": False}
+    assert (default["engine"]["profile"], production["engine"]["profile"]) == ("demo", "production")
     stores = [c["destinations"]["store"] for c in production["channels"]]
     assert len(stores) == 5
     assert all(s["documents"] == {"xsd": "cisis", "cisis_header": True} for s in stores)
     for data in (default, production):
-        data["engine"]["identity"] = None
+        data["engine"]["identity"] = data["engine"]["profile"] = None
         for channel in data["channels"]:
             channel["destinations"]["store"]["documents"] = None
     assert production == default
