@@ -18,6 +18,7 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the journal and record store schema to ``revision``."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Bring the journal and record store schema to ``revision`` (by default every head:
+    independent features may add migrations side by side from one parent)."""
     command.upgrade(alembic_config(engine), revision)
