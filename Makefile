@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/aiguillage run --config channels.yaml
 
 test: $(STAMP)
+	@.ci/browser-deps || echo "no headless Chromium: browser tests skip (outside CI only)"
 	$(BIN)/pytest -q
 
 fuzz: $(STAMP)  # 20,000 examples a target (AIGUILLAGE_FUZZ_EXAMPLES): long; see tests/fuzz/README.md
