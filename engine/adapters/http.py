@@ -244,6 +244,9 @@ class HttpSource:
             access_log=False,
             lifespan="off",
             server_header=False,
+            # asyncio accepts up to ``backlog`` sockets per wake-up before any is admitted or
+            # refused: a small one keeps a burst of connections from outrunning the caps.
+            backlog=min(128, self.config.max_connections),
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
