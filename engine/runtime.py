@@ -32,8 +32,11 @@ SWITCH_INTERVAL = 0.0005
 
 
 def build_pipeline(channel: ChannelConfig, settings: EngineSettings | None = None) -> Pipeline:
-    identity = (settings or EngineSettings()).identity
-    context = BuildContext(accept_test_ins=identity.accept_test_ins)
+    settings = settings or EngineSettings()
+    context = BuildContext(
+        accept_test_ins=settings.identity.accept_test_ins,
+        document_owner_groups=settings.document_owner_groups,
+    )
     destinations: dict[str, Destination] = {
         name: cfg.build(name, context) for name, cfg in channel.destinations.items()
     }

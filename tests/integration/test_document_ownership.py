@@ -204,11 +204,6 @@ def test_the_owner_may_replace_and_then_delete_its_document(engine: OwnershipEng
     assert engine.documents() == [(TSH_ID, "superseded", HOSPITAL), ("9.9.2", "deleted", HOSPITAL)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.runtime.build_pipeline does not pass engine.document_owner_groups to "
-    "BuildContext yet (a one-line change outside this part); remove this mark with it",
-)
 def test_a_member_of_the_owners_group_may_replace_its_document(engine: OwnershipEngine) -> None:
     assert engine.answer(TSH.read_bytes(), "documents")[0] == "AA"
     assert engine.answer(replacement(TSH.read_bytes()), "partner")[0] == "AA"
