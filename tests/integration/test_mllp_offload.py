@@ -98,9 +98,10 @@ def test_a_large_document_being_checked_does_not_hold_up_another_senders_ack(
     print(f"ACKs {len(latencies)}, slowest {max(latencies):.3f} s")
     assert len(latencies) > 10  # the ACKs went on all along the check
     # Checked on the loop, the slowest ACK waits for the whole check: 1.2 s unloaded, 2.7 s
-    # or more with this 2-core machine busy. In the thread pool: 0.1-0.6 s, the GIL held by
-    # single C calls (freeing the 1.5 M-node tree); only a process pool would reach 50 ms.
-    assert max(latencies) < 1.0, f"slowest ACK {max(latencies):.3f} s"
+    # or more with this 2-core machine busy. In a thread: 0.1-0.6 s, the GIL held by single C
+    # calls (freeing the 1.5 M-node tree). In the worker process: 0.11-0.12 s (the rest is the
+    # 15 MB frame read and its journal commit); the loop itself stalls ~20 ms at most.
+    assert max(latencies) < 0.5, f"slowest ACK {max(latencies):.3f} s"
 
 
 def test_answers_keep_the_order_of_frames_when_a_large_one_is_checked_off_the_loop(
