@@ -37,6 +37,7 @@ from engine.adapters.amqp_topology import (
 )
 from engine.adapters.receive import log_outcome
 from engine.errors import EngineError, PoisonMessage
+from engine.hl7v2.charset import DefaultCharset
 from engine.logs import error_fields
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ class AmqpSourceConfig(BaseModel):
     )
     prefetch: int = Field(default=100, ge=1, le=65535, description="unacknowledged at once")
     payload: Literal["hl7v2", "cda"] = "hl7v2"
-    default_charset: str = Field(default="UNICODE UTF-8", description="when MSH-18 is empty")
+    default_charset: DefaultCharset = Field(
+        default="UNICODE UTF-8", description="when MSH-18 is empty"
+    )
     reconnect_initial_seconds: float = Field(default=1.0, gt=0)
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
     always_ack: ClassVar[bool] = True

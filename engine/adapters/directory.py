@@ -31,6 +31,7 @@ from engine.adapters import inbox_files
 from engine.adapters.inbox_files import RefusedFile
 from engine.adapters.receive import receive
 from engine.errors import MessageTooLarge
+from engine.hl7v2.charset import DefaultCharset
 
 if TYPE_CHECKING:
     from engine.routes.committer import GroupCommitter
@@ -64,7 +65,7 @@ class DirectorySourceConfig(BaseModel):
         default="move", description="move taken files to processed/ or error/, or delete them"
     )
     max_message_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    default_charset: str = Field(
+    default_charset: DefaultCharset = Field(
         default="UNICODE UTF-8", description="HL7 v2 files: MSH-18 assumed when it is empty"
     )
     always_ack: ClassVar[bool] = True

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from engine.adapters.mllp_connection import MllpConnection
 from engine.adapters.mllp_limits import Admission
 from engine.adapters.offload import OFFLOAD
+from engine.hl7v2.charset import DefaultCharset
 from engine.security.abuse import JunkLimits
 from engine.security.peers import PeerNetwork
 from engine.security.tls import ServerTls
@@ -53,7 +54,7 @@ class MllpSourceConfig(BaseModel):
     frame_timeout_seconds: float = Field(
         default=60, gt=0, description="a started frame must end within this (else NAK, close)"
     )
-    default_charset: str = Field(
+    default_charset: DefaultCharset = Field(
         default="UNICODE UTF-8", description="MSH-18 value assumed when MSH-18 is empty"
     )
     max_connections: int = Field(

@@ -120,15 +120,13 @@ class FrameDecoder:
         end_block = data.find(END_BLOCK, pos)
         end = len(data) if end_block == -1 else end_block
         restart = data.find(START_BLOCK, pos, end)
-        if restart != -1:
-            head = bytes(self._buffer[:JUNK_SAMPLE_MAX]) or data[pos : pos + JUNK_SAMPLE_MAX]
-            out.append(Junk(len(self._buffer) + restart - pos, head[:JUNK_SAMPLE_MAX]))
-            self._buffer.clear()
-            return restart + 1
-        size = len(self._buffer) + end - pos
+        # The limit is checked before a restart <VT> abandons the frame, so that a frame over
+        # it is refused whether the <VT> arrives in the same chunk or a later one.
+        part_end = end if restart == -1 else restart
+        size = len(self._buffer) + part_end - pos
         if size > self.max_size:
             head = bytes(self._buffer[:HEAD_MAX])
-            head += data[pos : min(end, pos + max(0, HEAD_MAX - len(head)))]
+            head += data[pos : min(part_end, pos + max(0, HEAD_MAX - len(head)))]
             self._buffer = bytearray()
             self._in_frame = False
             raise FrameTooLarge(
@@ -137,6 +135,11 @@ class FrameDecoder:
                 out,
                 head,
             )
+        if restart != -1:
+            head = bytes(self._buffer[:JUNK_SAMPLE_MAX]) or data[pos : pos + JUNK_SAMPLE_MAX]
+            out.append(Junk(len(self._buffer) + restart - pos, head[:JUNK_SAMPLE_MAX]))
+            self._buffer.clear()
+            return restart + 1
         if end_block == -1:
             self._buffer += memoryview(data)[pos:]
             return len(data)

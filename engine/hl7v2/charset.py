@@ -8,6 +8,9 @@ accept, so MSH-18 is read from the bytes before anything is decoded.
 from __future__ import annotations
 
 import codecs
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from engine.errors import EncodingError
 
@@ -55,6 +58,18 @@ def codec_name(value: str) -> str | None:
     except (LookupError, ValueError):  # ValueError: a name holding a NUL (UnicodeError too)
         return None
     return name if ascii_compatible else None
+
+
+def _known_charset(value: str) -> str:
+    if codec_name(value) is None:
+        known = ", ".join(sorted(CHARSETS))
+        raise ValueError(f"unknown character set {value!r} (MSH-18 values: {known})")
+    return value
+
+
+DefaultCharset = Annotated[str, AfterValidator(_known_charset)]
+"""A source's ``default_charset``: an MSH-18 value or an ASCII-compatible codec name, checked
+when the configuration loads (not when the first message without MSH-18 arrives)."""
 
 
 def _header_start(raw: bytes) -> int:

@@ -33,11 +33,17 @@ class Separators:
             raise ParseError("message does not start with an MSH segment")
         field = header[3]
         enc = header[4:8]
-        if field.isalnum() or field in "\r\n" or len(set(field + enc)) != 5:
+        if not _delimiter(field) or len(set(field + enc)) != 5:
             raise ParseError("MSH-1/MSH-2 do not declare five distinct delimiters")
-        if any(c.isalnum() or c in "\r\n" for c in enc):
+        if not all(_delimiter(c) for c in enc):
             raise ParseError("MSH-2 encoding characters are not delimiters")
         return cls(field, enc[0], enc[1], enc[2], enc[3])
+
+
+def _delimiter(char: str) -> bool:
+    """A printable, non-alphanumeric character. Control characters are refused: an ACK echoes
+    the delimiters in its MSH-2, and a <VT> or <FS> there could not be framed."""
+    return not char.isalnum() and char.isprintable()
 
 
 DEFAULT = Separators()

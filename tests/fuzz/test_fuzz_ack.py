@@ -108,11 +108,6 @@ def test_an_ack_echoes_header_fields_within_their_hl7_lengths(case: AckCase) -> 
     assert len(msg.get("ERR-8")) <= ERR_TEXT_MAX
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="separators.py takes control characters as delimiters: build_ack echoes a <FS> "
-    "declared in MSH-2 into MSH-2 of the ACK, which frame() then refuses",
-)
 def test_a_header_declaring_a_block_character_as_delimiter_is_refused() -> None:
     with pytest.raises(EngineError):
         Separators.from_header("MSH|^~\\\x1c|A")

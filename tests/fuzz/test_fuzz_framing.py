@@ -106,11 +106,6 @@ def limited(draw: st.DrawFn) -> tuple[bytes, tuple[int, ...], int]:
     return data, cuts, draw(st.integers(1, 64))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mllp_framing.py: an abandoned frame over the limit is junk when its restart <VT> "
-    "is in the same chunk, FrameTooLarge when it is not (regressions/framer_limit.txt)",
-)
 @fuzz_target("framer_limit", limited())
 def test_a_frame_over_the_limit_is_refused_whatever_the_chunking(
     case: tuple[bytes, tuple[int, ...], int],
