@@ -11,6 +11,8 @@ from typing import Any
 import structlog
 from sqlalchemy import MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = structlog.get_logger("engine.db")
 
@@ -56,7 +58,72 @@ def make_engine(url: str, *, durability: str = "full", **kwargs: Any) -> Engine:
         event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # Given in the URL, a libpq parameter wins over ours.
+    ours = {k: v for k, v in POSTGRES_CONNECT.items() if k not in make_url(url).query}
+    return create_engine(url, pool_pre_ping=True, connect_args=ours, **kwargs)
+
+
+#: libpq parameters of every PostgreSQL connection: a server that does not answer is given up
+#: on (connect_timeout: the whole connection set-up, s), and a dead peer or a network cut is
+#: noticed on an idle connection (keepalives: after 10 s idle, 3 probes 5 s apart) and on a busy
+#: one (tcp_user_timeout: data unacknowledged for 20 s, ms) instead of the kernel's minutes.
+POSTGRES_CONNECT: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}
+
+
+def database_where(url: str) -> str:
+    """The database as logs name it: ``host:port/dbname`` (never the user or password), or the
+    SQLite file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+#: (reason, SQLSTATE codes, words of the driver's message), first match wins. The words are
+#: matched, never logged: a message may quote data.
+_REASONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("auth", ("28P01", "28000"), ("password authentication failed", "pg_hba.conf")),
+    ("unknown_database", ("3D000",), ()),
+    ("starting_up", (), ("is starting up", "not yet accepting connections", "recovery mode")),
+    ("shut_down", ("57P01", "57P02"), ("shutting down", "administrator command", "crash of")),
+    ("timeout", ("57014",), ("timeout expired", "timed out", "statement timeout")),
+    ("refused", (), ("connection refused", "could not connect", "no such file or directory")),
+    ("too_many_connections", ("53300",), ("too many clients", "too many connections")),
+    ("read_only", ("25006",), ("readonly database", "read-only")),
+    ("locked", (), ("database is locked", "database table is locked")),
+    ("disk_full", ("53100",), ("disk is full", "no space left")),
+    ("cannot_open", (), ("unable to open database file",)),
+    ("disconnected", (), ("closed the connection", "connection is closed", "connection is lost")),
+)
+
+
+def outage_reason(exc: BaseException) -> str:
+    """Why the database failed, in one word: refused, shut_down, starting_up, timeout, auth,
+    read_only, locked, disk_full... (``error`` when none fits)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    text = str(orig).lower()
+    for reason, codes, words in _REASONS:
+        if code in codes or any(w in text for w in words):
+            return reason
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "disconnected"
+    return "error"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database (or the way to it) failed, not the statement: a lost or refused connection,
+    a timeout, a locked, read-only or full database."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
 
 
 def private_database_file(path: Path) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine as DbEngine
 
 from engine.adapters.base import BuildContext, Destination, Source
 from engine.channels.models import ChannelConfig, ChannelsFile, EngineSettings
+from engine.database_state import DatabaseState, wait_for_database
 from engine.db import database_url, make_engine
 from engine.distributed.publisher import WorkPublisher
 from engine.journal.journal import Journal
@@ -78,14 +79,21 @@ class Engine:
         settings = self.config.engine
         url = database_url(settings.database_url)
         self.db = make_engine(url, durability=settings.durability)
-        upgrade(self.db)
+        #: Up or down since when, and why: for a readiness probe (the log says it meanwhile).
+        self.database_state = DatabaseState(url)
         self.journal = Journal(self.db)
         self.process: PipelineProcess | None = None
         self.publisher: WorkPublisher | None = None
+        #: Set by SIGTERM/SIGINT or ``stop``: ends the wait for the database at start.
+        self.stop_requested = threading.Event()
+        self.started = False
+        state = self.database_state
         if self.role == "intake":  # the pipeline runs in worker processes
             require_shared_database(self.db, self.role)
             self.publisher = WorkPublisher(settings.work)
-            self.writer = Writer(self.db, self.journal, None, committed=self.publisher.committed)
+            self.writer = Writer(
+                self.db, self.journal, None, committed=self.publisher.committed, state=state
+            )
         elif settings.pipeline == "process":
             self.process = PipelineProcess(self.config, url)
             self.writer = Writer(
@@ -95,18 +103,33 @@ class Engine:
                 self.process.notify,
                 self.process.intake_waiting,
                 self.process.write_lock,
+                state=state,
             )
         else:
-            self.writer = Writer(self.db, self.journal, build_worker(self.config, self.db))
+            worker = build_worker(self.config, self.db)
+            self.writer = Writer(self.db, self.journal, worker, state=state)
         self.committer = GroupCommitter(self.writer, commit_timeout=settings.commit_timeout_seconds)
 
     async def start(self) -> None:
-        """Open every channel's listener and start the worker (which resumes unfinished work)."""
+        """Wait until the journal is writable (migrated), then open every channel's listener
+        and start the worker (which resumes unfinished work). Until then no listener is open:
+        a sender's connection is refused, as when the engine is down. Returns without starting
+        when a stop is requested while it waits."""
+        ready = await asyncio.to_thread(
+            wait_for_database,
+            self.db,
+            self.database_state,
+            lambda: upgrade(self.db),
+            self.stop_requested,
+        )
+        if not ready:
+            return
         if self.process is not None:
             self.process.start()
         if self.publisher is not None:
             self.publisher.start()
         self.writer.start()
+        self.started = True
         for channel in self.config.channels:
             if not channel.enabled:
                 continue
@@ -118,15 +141,18 @@ class Engine:
         )
 
     async def stop(self) -> None:
-        """Stop accepting, ACK what is in flight, drain the pipeline, close the database."""
+        """Stop accepting, ACK what is in flight, drain the pipeline, close the database.
+        Whatever the database's state: nothing here waits on it without a limit."""
         log.info("engine_stopping")
+        self.stop_requested.set()
         await asyncio.gather(*(s.stop() for s in self.servers))
-        self.committer.flush()
-        await asyncio.to_thread(self.writer.stop)
-        if self.publisher is not None:
-            await asyncio.to_thread(self.publisher.stop)
-        if self.process is not None:
-            await asyncio.to_thread(self.process.stop)
+        if self.started:
+            self.committer.flush()
+            await asyncio.to_thread(self.writer.stop)
+            if self.publisher is not None:
+                await asyncio.to_thread(self.publisher.stop)
+            if self.process is not None:
+                await asyncio.to_thread(self.process.stop)
         self.db.dispose()
         log.info("engine_stopped")
 
@@ -137,8 +163,13 @@ class Engine:
         sys.setswitchinterval(SWITCH_INTERVAL)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def request_stop() -> None:
+            stop.set()
+            self.stop_requested.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, request_stop)
         await self.start()
         await stop.wait()
         await self.stop()
@@ -149,14 +180,16 @@ def run_worker(config: ChannelsFile) -> None:
     from engine.distributed.worker import DistributedWorker
 
     settings = config.engine
-    db = make_engine(database_url(settings.database_url), durability=settings.durability)
+    url = database_url(settings.database_url)
+    db = make_engine(url, durability=settings.durability)
     require_shared_database(db, "worker")
-    upgrade(db)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
     try:
+        if not wait_for_database(db, DatabaseState(url), lambda: upgrade(db), stop):
+            return
+        log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
         DistributedWorker(config, db, build_worker(config, db)).run(stop)
     finally:
         db.dispose()

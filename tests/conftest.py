@@ -12,6 +12,8 @@ from sqlalchemy import Engine, Table, text
 from sqlalchemy.exc import OperationalError
 
 from engine.db import make_engine, metadata
+from tests import pg_private
+from tests.pg_private import PrivatePostgres
 
 pytest_plugins = ["tests.broker"]
 
@@ -78,3 +80,31 @@ def postgres_url() -> Iterator[str]:
         with base.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         base.dispose()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL of the test's own (tests/pg_private.py), started, on a free port: the test
+    may stop, restart or freeze it. Skipped only when PostgreSQL's binaries (or the postgres
+    user, as root) are missing and ``CI`` is unset."""
+    bin_dir = pg_private.binaries()
+    try:
+        if bin_dir is None:
+            raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb")
+        server = PrivatePostgres(bin_dir)
+    except (FileNotFoundError, KeyError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot make a private PostgreSQL and CI is set: {exc}")
+        pytest.skip(f"cannot make a private PostgreSQL (and CI unset): {exc}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_postgres_template() -> Iterator[None]:
+    """The private servers' initdb template is removed at the end of the session."""
+    yield
+    pg_private.remove_template()

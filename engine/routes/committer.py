@@ -79,6 +79,8 @@ class GroupCommitter:
         for fut in expired:
             fut.set_result(failure)
         self._timed_out += len(expired)
+        if expired:  # the database did not answer in time: an outage until the writer commits
+            self.writer.state.down("timeout", "journal_commit", len(expired))
         now = time.monotonic()
         if self._timed_out and now - self._logged_at >= TIMEOUT_LOG_SECONDS:
             log.warning(

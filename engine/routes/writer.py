@@ -9,6 +9,12 @@ one pipeline slice, and under load many intake batches share each commit.
 A batch carries a deadline (its senders were answered "not stored" then, see
 :class:`~engine.routes.committer.GroupCommitter`): one taken after its deadline is not
 committed, so that a stall does not end with a commit of rows nobody waits for any more.
+
+Database outages: a commit that fails on a dead connection (a restart, a failover, a proxy
+that cut it while idle) is retried once on a fresh one before any sender hears AE. While the
+database is out, the pipeline rests between tries but intake does not wait behind it: each
+batch is tried (and answered) at once. :class:`~engine.database_state.DatabaseState` logs
+the outage once, and its end.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from engine.database_state import DatabaseState
 from engine.errors import StoreUnavailable
 from engine.journal.journal import Journal
 from engine.journal.records import Appended, NewMessage
@@ -39,6 +46,14 @@ Result = Appended | StoreUnavailable
 Done = Callable[[list[Result]], None]
 #: Rows, who to tell, and the monotonic time after which nobody waits for them (None: no limit).
 Job = tuple[Sequence[NewMessage], Done, float | None]
+
+#: Seconds the pipeline rests after a database error (intake goes on meanwhile).
+PIPELINE_REST = 1.0
+#: Seconds the writer waits for work when idle: retries fall due by time alone.
+IDLE_POLL = 0.5
+#: PostgreSQL's limit on each statement of the writer's connection (ms): a commit waiting for a
+#: lock gives up (the senders heard AE at their deadline long before).
+WRITER_STATEMENT_TIMEOUT_MS = 30_000
 
 
 class Writer:
@@ -57,6 +72,7 @@ class Writer:
         intake_waiting: Synchronized[int] | None = None,
         write_lock: AbstractContextManager[Any] | None = None,
         committed: Callable[[Sequence[NewMessage], list[Result]], None] | None = None,
+        state: DatabaseState | None = None,
     ) -> None:
         self.engine = engine
         self.journal = journal
@@ -71,6 +87,12 @@ class Writer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
+        self.state = state or DatabaseState(engine.url.render_as_string())
+        #: Monotonic time before which the pipeline rests (after a database error).
+        self._pipeline_rests_until = 0.0
+        #: Stop's requests for an idle round, and the last request a round answered.
+        self._drain = threading.Condition()
+        self._asked = self._idle_for = 0
 
     def submit(self, rows: Sequence[NewMessage], done: Done, deadline: float | None = None) -> None:
         """Queue rows for the journal; ``done`` is called (in this thread) with the results.
@@ -90,40 +112,58 @@ class Writer:
         self._thread.start()
 
     def stop(self, drain_seconds: float = 10.0) -> None:
-        """Commit what intake queued, finish journaled work (up to ``drain_seconds``), stop."""
+        """Commit what intake queued, finish journaled work (up to ``drain_seconds``), stop.
+
+        The writer thread itself says when nothing it can do is left (no due work, or the
+        database is out): this thread never waits on the database, so a stop during an outage
+        or a freeze ends (a writer still stuck in a frozen connection is left to the exit).
+        """
         deadline = time.monotonic() + drain_seconds
-        while time.monotonic() < deadline and (
-            not self._jobs.empty() or (self.worker is not None and self.worker.has_due_work())
-        ):
+        if self._thread is not None and self._thread.is_alive():
+            with self._drain:
+                self._asked += 1
+                asked = self._asked
             self._wake.set()
-            time.sleep(0.02)
+            with self._drain:
+                self._drain.wait_for(lambda: self._idle_for >= asked, drain_seconds)
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=drain_seconds)
-        self._close()
+            self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+            if self._thread.is_alive():  # its connection is in use: not ours to close
+                log.error("writer_stuck_at_stop", database=self.state.where)
+            else:
+                self._close()
         if self.worker is not None:
             self.worker.close()
 
     def _run(self) -> None:
         while not self._stopping.is_set() or not self._jobs.empty():
+            asked = self._asked  # an idle round answers the stop requests made before it
             self._commit_intake()
             done = self._pipeline_slice()
             if done == 0 and self._jobs.empty():
-                # Retries fall due by time alone: poll now and then even when nothing arrives.
-                self._wake.wait(0.5)
+                with self._drain:
+                    self._idle_for = asked
+                    self._drain.notify_all()
+                rest = self._pipeline_rests_until - time.monotonic()
+                self._wake.wait(max(IDLE_POLL, rest))
                 self._wake.clear()
 
     def _pipeline_slice(self) -> int:
-        if self.worker is None:
+        if self.worker is None or time.monotonic() < self._pipeline_rests_until:
             return 0
         try:
-            return self.worker.run_once(interrupt=self._intake_waiting)
+            done = self.worker.run_once(interrupt=self._intake_waiting)
         except SQLAlchemyError as exc:
-            log.error("pipeline_database_error", error=type(exc).__name__)
+            if not self.state.failed(exc, "pipeline"):
+                log.error("pipeline_database_error", **error_fields(exc))
         except Exception as exc:  # the writer must outlive any bug, or every sender would hang
             log.error("writer_internal_error", **error_fields(exc))
-        self._stopping.wait(1.0)
+        else:
+            self.state.succeeded()
+            return done
+        self._pipeline_rests_until = time.monotonic() + PIPELINE_REST
         return 0
 
     def _intake_waiting(self) -> bool:
@@ -134,15 +174,9 @@ class Writer:
         if not jobs:
             return
         rows = [row for batch, _, _ in jobs for row in batch]
-        results: list[Result]
-        try:
-            with self.write_lock:
-                results = list(self.journal.append(self._connection(), rows))
-        except Exception as exc:  # no ACK without a commit; a NAK for any failure
-            log.error("journal_commit_failed", error=type(exc).__name__, batch=len(rows))
-            self._close()
-            failure = StoreUnavailable("the journal could not store the message; send it again")
-            results = [failure] * len(rows)
+        deadlines = [job[2] for job in jobs]
+        last = None if None in deadlines else max(d for d in deadlines if d is not None)
+        results = self._append(rows, last)
         if self.intake_waiting is not None:
             # Lower the flag, then raise it again if a batch slipped in meanwhile: ``submit``
             # queues before it raises the flag, so no batch can wait behind a lowered flag.
@@ -159,6 +193,27 @@ class Writer:
                 self.committed(rows, results)
         except Exception as exc:
             log.error("pipeline_notify_failed", **error_fields(exc))
+
+    def _append(self, rows: list[NewMessage], deadline: float | None) -> list[Result]:
+        """The journal's answers; a failure on a dead connection is tried again once on a fresh
+        one while a sender still waits (a resend the first try did commit is recognised:
+        contract 3). No ACK without a commit: a NAK for any failure."""
+        for first in (True, False):
+            try:
+                with self.write_lock:
+                    results: list[Result] = list(self.journal.append(self._connection(), rows))
+            except Exception as exc:
+                self._close()
+                dead = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if first and dead and (deadline is None or time.monotonic() < deadline):
+                    log.info("journal_commit_retried", reason=self.state.reason(exc))
+                    continue
+                if not self.state.failed(exc, "journal_commit", len(rows)):
+                    log.error("journal_commit_failed", error=type(exc).__name__, batch=len(rows))
+                return [_NOT_STORED] * len(rows)
+            self.state.succeeded()
+            return results
+        raise AssertionError("unreachable")
 
     def _take_jobs(self) -> list[Job]:
         jobs: list[Job] = []
@@ -182,7 +237,11 @@ class Writer:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self.engine.connect()
+            conn = self.engine.connect()
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SET statement_timeout = {WRITER_STATEMENT_TIMEOUT_MS}")
+                conn.commit()
+            self._conn = conn
         return self._conn
 
     def _close(self) -> None:
@@ -195,6 +254,7 @@ class Writer:
             self._conn = None
 
 
+_NOT_STORED = StoreUnavailable("the journal could not store the message; send it again")
 _LATE = StoreUnavailable("the journal did not commit the message in time; send it again")
 
 
