@@ -26,6 +26,7 @@ from engine.fastsql import insert_into
 from engine.identity import patients
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
+from engine.store.consent import refuse_closed
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
 from engine.store.ownership import Filer
 from engine.transforms.hl7_values import parse_ts
@@ -105,6 +106,7 @@ def store_document(
     """Store (or apply the lifecycle action of) one document; returns its row id. A
     replacement or deletion of versions another sender filed raises NotDocumentOwner before
     anything is written (``engine.store.ownership``)."""
+    refuse_closed(conn, patient_id)  # a closed record takes no new documents (DOMAIN.md §6)
     record, root, header = document.record, document.root, document.header
     digest = hashlib.sha256(record.content).hexdigest()
     existing = conn.execute(

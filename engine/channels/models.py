@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from engine.adapters.amqp_topology import AmqpConnection
 from engine.adapters.registry import DestinationConfig, SourceConfig
 from engine.channels.conditions import Condition
+from engine.record_api.settings import RecordApiSettings
 
 
 class Frozen(BaseModel):
@@ -221,6 +222,10 @@ class EngineSettings(Frozen):
         ),
     )
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    record_api: RecordApiSettings | None = Field(
+        default=None,
+        description="the record listener for professionals and patients (off when absent)",
+    )
     work: WorkSettings = Field(default_factory=WorkSettings)
 
 

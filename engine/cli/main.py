@@ -16,7 +16,7 @@ from engine.channels.loader import ConfigError, load_channels
 from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
-from engine.cli import dlq, identity, patient, senders
+from engine.cli import dlq, identity, patient, patients, professionals, record, senders
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.journal import queries
 
@@ -24,6 +24,9 @@ app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", ad
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(identity.app, name="identity")
 app.add_typer(patient.app, name="patient")
+app.add_typer(professionals.app, name="professionals")
+app.add_typer(patients.app, name="patients")
+app.add_typer(record.app, name="record")
 app.add_typer(senders.app, name="senders")
 
 CHANNELS = Path("channels.yaml")

@@ -10,16 +10,20 @@ from sqlalchemy.engine import Engine
 
 import engine.journal.models
 import engine.security.senders
+import engine.store.access_log
 import engine.store.documents
 import engine.store.identity_cell
 import engine.store.models
+import engine.store.record_tables
 from engine.db import metadata
 
 _ = (
     engine.journal.models,
     engine.security.senders,
+    engine.store.access_log,
     engine.store.documents,
     engine.store.identity_cell,
+    engine.store.record_tables,
 )
 #: The advisory lock migrations hold on PostgreSQL ("AIGUILLG" in ASCII).
 _LOCK = 0x4149475549_4C4C47

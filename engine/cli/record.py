@@ -1,0 +1,72 @@
+"""``aiguillage record``: integrity of stored documents and the patients' rectification
+requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.store.record_integrity import verify
+from engine.store.record_queries import patient_id
+from engine.store.record_tables import rectifications
+
+app = typer.Typer(no_args_is_help=True, help="the shared record: integrity, rectifications")
+
+
+@app.command("verify")
+def verify_(
+    ins: Annotated[str | None, typer.Argument(help="one patient's INS (default: all)")] = None,
+    config: ConfigOption = Path("channels.yaml"),
+) -> None:
+    """Recompute each document's SHA-256 and report any mismatch (exit 1)."""
+    with database(config) as conn:
+        pid = None
+        if ins is not None:
+            pid = patient_id(conn, ins.strip().upper())
+            if pid is None:
+                err_console.print(f"no patient has the INS {ins}")
+                raise typer.Exit(1)
+        checked, bad = verify(conn, pid)
+    for m in bad:
+        console.print(
+            f"MISMATCH {m.table} row {m.row} ({m.document_id}): stored {m.stored}, "
+            f"computed {m.computed}",
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"{checked} document(s) checked, {len(bad)} mismatch(es)")
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command("rectifications")
+def list_rectifications(
+    config: ConfigOption = Path("channels.yaml"), json: JsonOption = False
+) -> None:
+    """Rectification requests patients made, oldest first (ids only: no patient data)."""
+    r = rectifications.c
+    with database(config) as conn:
+        rows = [
+            dict(x._mapping)
+            for x in conn.execute(
+                select(r.id, r.patient_id, r.requested_by, r.status, r.at, r.text).order_by(r.id)
+            )
+        ]
+    if json:
+        print_json(rows)
+        return
+    table = Table("id", "patient", "by", "status", "at", "request")
+    for x in rows:
+        table.add_row(
+            str(x["id"]),
+            str(x["patient_id"]),
+            x["requested_by"],
+            x["status"],
+            f"{x['at']:%Y-%m-%d %H:%M}",
+            x["text"],
+        )
+    console.print(table)

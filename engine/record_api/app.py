@@ -1,0 +1,44 @@
+"""The record listener's ASGI app: the JSON API under ``/api/v1/records`` (OpenAPI at
+``/docs``), the pages for professionals and patients, and their vendored assets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine as DbEngine
+
+from engine.record_api import pages, routes
+from engine.record_api.settings import RecordApiSettings
+from engine.store.record_access import Refused
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(
+    db: DbEngine,
+    settings: RecordApiSettings | None = None,
+    certificates: dict[tuple[str, int], dict[str, Any]] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="Aiguillage shared record",
+        description="The shared record's read side under the DMP's rules (DOMAIN.md §6).",
+        version="1",
+    )
+    app.state.db = db
+    app.state.settings = settings or RecordApiSettings()
+    app.state.certificates = certificates if certificates is not None else {}
+    app.include_router(routes.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"reason": exc.reason}, status_code=exc.status)
+        return pages.refused_page(request, exc)
+
+    return app

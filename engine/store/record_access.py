@@ -1,0 +1,219 @@
+"""The access layer of the shared record: every read by a professional, the patient, a legal
+representative or an operator goes through ``open_for`` (the rules of ``engine.record.rules``)
+and leaves one line in the access log, in the caller's transaction.
+
+An unknown INS, or another patient's INS asked by a patient, is ``not_found`` for every
+caller, so the API does not reveal who has a record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from engine.record import rules, sections
+from engine.record.model import Actor, Decision, RecordFacts, Role
+from engine.store import access_log, record_queries
+from engine.store.models import patients
+
+
+class Refused(Exception):
+    """An access the rules refuse: ``reason`` is the API's code (``not_found`` is a 404)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @property
+    def status(self) -> int:
+        return 404 if self.reason == rules.NOT_FOUND else 403
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    actor: Actor
+    facts: RecordFacts
+    decision: Decision
+    now: datetime
+
+    def log(self, conn: Connection, action: str, target: str = "", reason: str = "") -> None:
+        access_log.append(
+            conn,
+            self.facts.patient_id,
+            self.actor,
+            action,
+            self.now,
+            target=target,
+            emergency=self.decision.emergency,
+            reason=reason or self.decision.basis,
+        )
+
+
+def open_for(conn: Connection, actor: Actor, ins: str, now: datetime) -> Opened:
+    """The record of ``ins`` opened for ``actor``; raises Refused. A refused professional is
+    logged too (the patient sees who tried)."""
+    pid = record_queries.patient_id(conn, ins)
+    if pid is None or (actor.patient_side and actor.ident != ins):
+        raise Refused(rules.NOT_FOUND)
+    facts = record_queries.facts(conn, pid, ins, now)
+    decision = rules.decide(actor, facts, now)
+    if not decision.allowed:
+        if decision.reason != rules.NOT_FOUND:
+            access_log.append(conn, pid, actor, "refused", now, reason=decision.reason)
+        raise Refused(decision.reason)
+    return Opened(actor, facts, decision, now)
+
+
+def visible_documents(
+    conn: Connection, opened: Opened, current_only: bool = True, document_id: str = ""
+) -> list[dict[str, Any]]:
+    """The documents ``opened.actor`` sees, newest first, as the API shows them."""
+    rows = record_queries.document_rows(conn, opened.facts.patient_id, current_only, document_id)
+    shown = []
+    for row in rows:
+        doc = record_queries.document_facts(row)
+        if rules.visible(opened.actor, opened.facts, doc, opened.now):
+            shown.append(_document(opened, row))
+    return shown
+
+
+def _document(opened: Opened, row: dict[str, Any]) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "row": row["id"],
+        "id": row["document_id"],
+        "version": row["version"],
+        "status": row["status"],
+        "category": sections.category(row["type_code"]),
+        "type_code": row["type_code"],
+        "type_label": row["type_label"],
+        "title": row["title"],
+        "effective_time": row["effective_time"],
+        "authored_at": row["authored_at"],
+        "author_id": row["author_id"],
+        "author_name": row["author_name"],
+        "facility": row["facility"],
+        "level": row["level"],
+        "sha256": row["sha256"],
+        "stored_at": row["stored_at"],
+        "masked_by_patient": bool(row["patient_masked"]),
+        "flags": [],
+    }
+    if row["type_code"] == "SYNTH":
+        flag = rules.vsm_flag(row["author_id"], opened.facts)
+        if flag:
+            shown["flags"].append(flag)
+    if opened.actor.role in (Role.OPERATOR, Role.PROFESSIONAL):
+        for name in ("masked_ps", "invisible_patient", "invisible_legal_reps"):
+            if row[name] and (opened.actor.role is Role.OPERATOR or _author(opened, row)):
+                shown["flags"].append(name)
+    return shown
+
+
+def _author(opened: Opened, row: dict[str, Any]) -> bool:
+    return rules.is_author(opened.actor, record_queries.document_facts(row))
+
+
+def record_view(conn: Connection, actor: Actor, ins: str, now: datetime) -> dict[str, Any]:
+    """The whole record in its spaces, newest first; one ``read_record`` log line."""
+    opened = open_for(conn, actor, ins, now)
+    view = record_data(conn, opened)
+    opened.log(conn, "read_record")
+    return view
+
+
+def record_data(conn: Connection, opened: Opened) -> dict[str, Any]:
+    """What ``opened.actor`` sees of the record (not logged: the caller logs its action)."""
+    pid = opened.facts.patient_id
+    docs = visible_documents(conn, opened)
+    seen = {d["row"] for d in docs}
+    reimbursed = [
+        r for r in record_queries.extracted(conn, pid, "reimbursement") if r["document_row"] in seen
+    ]
+    vaccinations = [
+        r for r in record_queries.extracted(conn, pid, "vaccination") if r["document_row"] in seen
+    ]
+    personal = record_queries.personal(conn, pid)
+    return {
+        "ins": opened.facts.ins,
+        "state": opened.facts.state.value,
+        "patient": _identity(conn, pid),
+        "access": {"basis": opened.decision.basis, "emergency": opened.decision.emergency},
+        "sections": sections.arrange(docs, reimbursed, vaccinations, personal, opened.now),
+        "last_professional_access": access_log.last_professional(conn, pid),
+    }
+
+
+def document_list(
+    conn: Connection, actor: Actor, ins: str, now: datetime, category: str = "", since: str = ""
+) -> list[dict[str, Any]]:
+    opened = open_for(conn, actor, ins, now)
+    docs = visible_documents(conn, opened)
+    if category:
+        docs = [d for d in docs if d["category"] == category]
+    if since:
+        docs = [d for d in docs if (d["effective_time"] or "")[:8] >= since.replace("-", "")[:8]]
+    opened.log(conn, "list_documents", target=category)
+    return docs
+
+
+def document_view(
+    conn: Connection, actor: Actor, ins: str, document_id: str, now: datetime
+) -> tuple[dict[str, Any], bytes]:
+    """One document (its newest visible version) and its bytes; Refused ``not_found`` when the
+    actor may not see it (a masked document is not revealed to exist)."""
+    opened = open_for(conn, actor, ins, now)
+    found = visible_documents(conn, opened, current_only=False, document_id=document_id)
+    if not found:
+        raise Refused(rules.NOT_FOUND)
+    doc = found[0]
+    opened.log(conn, "read_document", target=document_id)
+    return doc, record_queries.content(conn, doc["row"])
+
+
+def results_view(
+    conn: Connection, actor: Actor, ins: str, now: datetime, code: str = ""
+) -> list[dict[str, Any]]:
+    """Lab results across documents, a series per analyte (points oldest first)."""
+    opened = open_for(conn, actor, ins, now)
+    seen = {d["row"] for d in visible_documents(conn, opened)}
+    series: dict[str, dict[str, Any]] = {}
+    for r in record_queries.results(conn, opened.facts.patient_id, code):
+        if r["document_row"] is not None and r["document_row"] not in seen:
+            continue  # a masked, superseded or deleted document's results go with it
+        s = series.setdefault(
+            r["code"] or r["code_text"],
+            {
+                "code": r["code"],
+                "code_system": r["code_system"],
+                "label": r["code_text"],
+                "unit": r["unit"],
+                "reference_range": r["reference_range"],
+                "points": [],
+            },
+        )
+        s["points"].append(
+            {
+                "at": r["observed_at"],
+                "observed_ts": r["observed_ts"],
+                "value": r["value"],
+                "unit": r["unit"],
+                "flag": r["abnormal_flags"],
+            }
+        )
+    for s in series.values():
+        s["points"].reverse()
+    opened.log(conn, "read_results", target=code)
+    return list(series.values())
+
+
+def _identity(conn: Connection, pid: int) -> dict[str, Any]:
+    p = patients.c
+    row = conn.execute(
+        select(
+            p.birth_name, p.used_name, p.first_given_name, p.given_names, p.birth_date, p.sex
+        ).where(p.id == pid)
+    ).one()
+    return dict(row._mapping)
