@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.adapters.amqp_topology import AmqpConnection
+from engine.admin.settings import AdminSettings
 from engine.adapters.registry import DestinationConfig, SourceConfig
 from engine.channels.conditions import Condition
 from engine.record_api.settings import RecordApiSettings
@@ -222,6 +223,10 @@ class EngineSettings(Frozen):
         ),
     )
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    admin: AdminSettings | None = Field(
+        default=None,
+        description="the admin listener: console, operations API, /metrics (off when absent)",
+    )
     record_api: RecordApiSettings | None = Field(
         default=None,
         description="the record listener for professionals and patients (off when absent)",

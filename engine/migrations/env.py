@@ -8,7 +8,9 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+import engine.admin.tables
 import engine.journal.models
+import engine.journal.search
 import engine.security.senders
 import engine.store.access_log
 import engine.store.documents
@@ -18,7 +20,9 @@ import engine.store.record_tables
 from engine.db import metadata
 
 _ = (
+    engine.admin.tables,
     engine.journal.models,
+    engine.journal.search,
     engine.security.senders,
     engine.store.access_log,
     engine.store.documents,

@@ -1,0 +1,91 @@
+"""What the admin listener asks of the running engine: two small interfaces the runtime
+implements (or adapts to), so that the admin app never reaches into the runtime's objects.
+
+A console process (``--role console``) runs without them: health then reports the database
+only, channel states are ``unknown`` and control endpoints answer 501.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+#: A channel's state as the runtime sees it.
+ChannelState = Literal["running", "paused", "stopped", "failed", "waiting_for_broker"]
+UNKNOWN = "unknown"
+
+
+class SourceStatus(Protocol):
+    """One channel's receiving end."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def state(self) -> str:
+        """One of :data:`ChannelState`."""
+
+    @property
+    def bound(self) -> bool:
+        """Its listener is bound (or its consumer subscribed); a paused channel may be."""
+
+
+class EngineState(Protocol):
+    def sources(self) -> Sequence[SourceStatus]: ...
+
+    def broker_connected(self) -> bool | None:
+        """Whether the broker the engine needs is connected; None when none is configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    unchanged: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+class UnknownChannel(LookupError):
+    """The channel is not configured in the running engine."""
+
+
+class ChannelControl(Protocol):
+    """Live control of channels, run on the engine's event loop.
+
+    ``pause`` stops taking messages (the listener answers nothing new) while in-flight work
+    finishes; ``restart`` rebuilds the channel from the loaded configuration; ``reload``
+    validates ``channels.yaml`` first (raising :class:`engine.channels.loader.ConfigError`),
+    then restarts only the changed channels. Unknown names raise :class:`UnknownChannel`.
+    """
+
+    async def pause(self, channel: str) -> None: ...
+
+    async def resume(self, channel: str) -> None: ...
+
+    async def restart(self, channel: str) -> None: ...
+
+    async def reload(self) -> ReloadOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticSource:
+    """A plain :class:`SourceStatus` (tests, and runtimes that snapshot their state)."""
+
+    channel: str
+    state: str = "running"
+    bound: bool = True
+
+
+@dataclass
+class StaticState:
+    """A plain :class:`EngineState`."""
+
+    source_list: list[StaticSource] = field(default_factory=list)
+    broker: bool | None = None
+
+    def sources(self) -> Sequence[SourceStatus]:
+        return self.source_list
+
+    def broker_connected(self) -> bool | None:
+        return self.broker

@@ -1,0 +1,35 @@
+"""The engine's own Prometheus histograms, in a registry of their own.
+
+Sources, the group committer and the pipeline observe them; the admin listener serves them with
+the journal's figures (:mod:`engine.admin.metrics`). This module imports nothing of the engine,
+so that any hot-path module can import it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+ACK_LATENCY = Histogram(
+    "aiguillage_ack_latency_seconds",
+    "From a complete message read to its ACK (or HTTP answer) written, per channel",
+    ["channel"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PIPELINE_LATENCY = Histogram(
+    "aiguillage_pipeline_latency_seconds",
+    "From a message journaled to its end state committed (delivered, filtered, dead letter...)",
+    ["channel"],
+    buckets=(*_LATENCY_BUCKETS, 30, 60, 300),
+    registry=REGISTRY,
+)
+JOURNAL_COMMIT_LATENCY = Histogram(
+    "aiguillage_journal_commit_seconds",
+    "One group commit of received messages to the journal",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
