@@ -18,6 +18,10 @@ sockets) and compares ACK codes, end states, dead letters and record-store rows:
             - table: store_observations
               where: {code: "1554-5"}
               values: {value: "182", unit: "mg/dl"}
+          fields:                          # after the transform and python steps
+            - message: 1                   # 1-based; default 1
+              destination: store           # default: the first (by name) it went to
+              values: {"MSH-5": DMP, "OBX[2]-3.1": "2345-7"}
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from engine.channels.loader import load_channels
 from engine.channels.models import ChannelConfig, EngineSettings
 from engine.db import make_engine, metadata
 from engine.errors import EngineError
+from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.reader import Message
+from engine.journal import transformed
 from engine.journal.journal import Journal
 from engine.journal.models import State, messages
+from engine.journal.records import journaled_message
 from engine.migrate import upgrade
 from engine.routes.intake import Intake
 from engine.routes.worker import Worker
@@ -65,12 +72,22 @@ class DeadLetterExpectation(Strict):
     stage: str | None = None
 
 
+class FieldsExpectation(Strict):
+    """Field values of a message as a destination received it (its transformed form, or the
+    message as received when no step changed it)."""
+
+    message: int = Field(default=1, ge=1, description="which input message, from 1")
+    destination: str | None = None
+    values: dict[str, str] = Field(min_length=1, description="HL7 path -> expected value")
+
+
 class Expectation(Strict):
     acks: list[str] | None = None
     states: list[State] | None = None
     dead_letters: list[DeadLetterExpectation] | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     rows: list[RowExpectation] = Field(default_factory=list)
+    fields: list[FieldsExpectation] = Field(default_factory=list)
 
 
 class Case(Strict):
@@ -176,6 +193,38 @@ def _compare(conn: Connection, exp: Expectation, acks: list[str], problems: list
             problems.append(f"{name}: expected {expected} rows, got {n}")
     for row in exp.rows:
         _compare_rows(conn, row, problems)
+    ids = [r[0] for r in conn.execute(select(messages.c.id).order_by(messages.c.id))]
+    for fields in exp.fields:
+        _compare_fields(conn, ids, fields, problems)
+
+
+def _compare_fields(
+    conn: Connection, ids: list[int], exp: FieldsExpectation, problems: list[str]
+) -> None:
+    if exp.message > len(ids):
+        problems.append(f"fields: no message {exp.message} (journaled: {len(ids)})")
+        return
+    ident = ids[exp.message - 1]
+    row = conn.execute(
+        select(messages.c.raw, messages.c.charset, messages.c.delivered_to).where(
+            messages.c.id == ident
+        )
+    ).one()
+    forms = transformed.forms(conn, ident)
+    delivered = [d for d in str(row.delivered_to or "").split(",") if d]
+    destination = exp.destination or (delivered[0] if delivered else None)
+    raw = forms.get(destination, bytes(row.raw)) if destination else bytes(row.raw)
+    msg = journaled_message(raw, row.charset)
+    editable = EditableMessage(msg)
+    where = f"message {exp.message}" + (f" to {destination}" if destination else "")
+    for path, expected in exp.values.items():
+        try:
+            got = editable.get(path)
+        except ValueError as exc:
+            problems.append(f"fields of {where}: {exc}")
+            continue
+        if got != expected:
+            problems.append(f"fields of {where}: {path} is {got!r}, expected {expected!r}")
 
 
 def _table(name: str) -> Any:

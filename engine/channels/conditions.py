@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from engine.hl7v2.reader import parse_path
+from engine.hl7v2.editable import EditableMessage
+from engine.hl7v2.paths import EVERY, FieldPath, parse_field_path, values
+from engine.hl7v2.reader import Message
 
 
 class Routable(Protocol):
@@ -24,22 +26,30 @@ class Routable(Protocol):
 
 
 class FieldCondition(BaseModel):
-    """A test on one field, addressed as ``SEG-f[rep].c.s`` (``PID-3.4``, ``MSH-9.2``)."""
+    """A test on one field, addressed as ``SEG-f[rep].c.s`` (``PID-3.4``, ``MSH-9.2``).
+
+    A path naming several values (``OBX[*]-3``, ``PID-3[*].5``, :mod:`engine.hl7v2.paths`)
+    holds when any of them passes (``exists: false``: when none is set)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    field: str = Field(description="HL7 field path, e.g. MSH-4, PID-3[1].4, OBX-3.1")
+    field: str = Field(
+        description="HL7 field path, e.g. MSH-4, PID-3[1].4, OBX-3.1; OBX[*]-3: any OBX"
+    )
     equals: str | None = Field(default=None, description="the value equals this text")
     one_of: tuple[str, ...] | None = Field(
         default=None, alias="in", description="the value is one of these"
     )
     matches: str | None = Field(default=None, description="the value matches this regex")
     exists: bool | None = Field(default=None, description="the field is (not) empty")
+    #: Set for a path the lazy reader cannot read alone (an index or a wildcard on the segment,
+    #: a repetition wildcard).
+    _several: FieldPath | None = PrivateAttr(default=None)
 
     @field_validator("field")
     @classmethod
     def _valid_path(cls, value: str) -> str:
-        parse_path(value)
+        parse_field_path(value)
         return value
 
     @field_validator("matches")
@@ -57,10 +67,20 @@ class FieldCondition(BaseModel):
         tests = [self.equals, self.one_of, self.matches, self.exists]
         if sum(t is not None for t in tests) != 1:
             raise ValueError("give exactly one of equals, in, matches, exists")
+        path = parse_field_path(self.field)
+        if path.occurrence != 1 or path.rep == EVERY:
+            self._several = path
         return self
 
     def test(self, msg: Routable) -> bool:
-        value = msg.get(self.field)
+        if self._several is not None:
+            found = _values(msg, self._several)
+            if self.exists is False:
+                return not any(found)
+            return any(self._holds(v) for v in found)
+        return self._holds(msg.get(self.field))
+
+    def _holds(self, value: str) -> bool:
         if self.equals is not None:
             return value == self.equals
         if self.one_of is not None:
@@ -108,6 +128,15 @@ class Condition(BaseModel):
         ):
             return False
         return all(f.test(msg) for f in self.fields)
+
+
+def _values(msg: Routable, path: FieldPath) -> list[str]:
+    """Every value a path names: the lazy reader's message, or an edited one (transforms)."""
+    if isinstance(msg, Message):
+        return values(msg, path)
+    if isinstance(msg, EditableMessage):
+        return msg.all_values(path)
+    return [msg.get(path.text)]  # a CDA document alone: no fields
 
 
 def type_matches(type_trigger: str, patterns: tuple[str, ...] | list[str]) -> bool:

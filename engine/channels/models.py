@@ -7,15 +7,24 @@ opens (STYLE.md §3).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    model_validator,
+)
 
 from engine.adapters.amqp_topology import AmqpConnection
 from engine.admin.settings import AdminSettings
 from engine.adapters.registry import DestinationConfig, SourceConfig
 from engine.channels.conditions import Condition
 from engine.record_api.settings import RecordApiSettings
+from engine.transforms.user.python_step import PLUGINS_DIR, PythonStep
+from engine.transforms.user.steps import TransformStep
 
 
 class Frozen(BaseModel):
@@ -46,7 +55,11 @@ class ValidateStep(Frozen):
     )
 
 
-Step = Annotated[FilterStep | ValidateStep, Field(discriminator="type")]
+Step = Annotated[
+    FilterStep | ValidateStep | TransformStep | PythonStep, Field(discriminator="type")
+]
+#: What a route may do to its own copy of the message.
+RouteStep = Annotated[TransformStep | PythonStep, Field(discriminator="type")]
 
 
 class Route(Frozen):
@@ -54,6 +67,11 @@ class Route(Frozen):
 
     when: Condition = Field(default_factory=Condition, description="empty: every message")
     to: tuple[str, ...] = Field(min_length=1, description="destination names")
+    steps: tuple[RouteStep, ...] = Field(
+        default=(),
+        description="transform or python steps for these destinations only, after the "
+        "channel's steps (a destination named by several routes takes the first one's form)",
+    )
 
 
 class Backoff(Frozen):
@@ -116,6 +134,9 @@ class ChannelConfig(Frozen):
                 "the validate step checks HL7 v2 messages; documents are checked by the "
                 "record store's `documents` settings"
             )
+        edits = (*self.steps, *(s for r in self.routes for s in r.steps))
+        if any(isinstance(s, TransformStep | PythonStep) for s in edits):
+            raise ValueError("transform and python steps edit HL7 v2 messages, not documents")
         conditions: list[Condition | None] = [r.when for r in self.routes]
         conditions += [s.keep or s.drop for s in self.steps if isinstance(s, FilterStep)]
         if any(c is not None and not c.documents_only for c in conditions):
@@ -231,6 +252,11 @@ class EngineSettings(Frozen):
         default=None,
         description="the record listener for professionals and patients (off when absent)",
     )
+    plugins_dir: Path | None = Field(
+        default=None,
+        description="the folder of the modules python steps name (relative: to the working "
+        "directory)",
+    )
     work: WorkSettings = Field(default_factory=WorkSettings)
 
 
@@ -240,3 +266,17 @@ class ChannelsFile(Frozen):
 
     engine: EngineSettings = Field(default_factory=EngineSettings)
     channels: tuple[ChannelConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_plugins_dir(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Python steps load their module from engine.plugins_dir while they are checked."""
+        engine = data.get("engine") if isinstance(data, dict) else None
+        folder = engine.get("plugins_dir") if isinstance(engine, dict) else None
+        if isinstance(engine, EngineSettings):
+            folder = engine.plugins_dir
+        token = PLUGINS_DIR.set(Path(folder) if isinstance(folder, str | Path) else None)
+        try:
+            return handler(data)
+        finally:
+            PLUGINS_DIR.reset(token)

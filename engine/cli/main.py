@@ -16,7 +16,7 @@ from engine.channels.loader import ConfigError, load_channels
 from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
-from engine.cli import dlq, identity, patient, patients, professionals, record, senders
+from engine.cli import dlq, identity, patient, patients, professionals, record, senders, transform
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.journal import queries
 
@@ -28,6 +28,7 @@ app.add_typer(professionals.app, name="professionals")
 app.add_typer(patients.app, name="patients")
 app.add_typer(record.app, name="record")
 app.add_typer(senders.app, name="senders")
+app.command("transform")(transform.transform)
 
 CHANNELS = Path("channels.yaml")
 
@@ -122,12 +123,17 @@ def trace(
     term: Annotated[str, typer.Argument(help="message id, control id (MSH-10) or patient key")],
     config: ConfigOption = CHANNELS,
     json: JsonOption = False,
+    payloads: Annotated[
+        bool, typer.Option("--payloads", help="also print the raw and transformed messages")
+    ] = False,
 ) -> None:
-    """What happened to a message: its state, attempts and errors."""
+    """What happened to a message: its state, attempts and errors, and the fields transform
+    steps changed for each destination (raw beside transformed)."""
     with database(config) as conn:
         rows = queries.find(conn, term)
         for r in rows:
             r["history"] = queries.history(conn, r["id"])
+            r["transformed"] = transform.journaled_forms(conn, r["id"], payloads)
     if json:
         print_json(rows)
         return
@@ -141,6 +147,7 @@ def trace(
             + (f" ({r['error_code']}: {r['error_reason']})" if r["error_code"] else ""),
             highlight=False,
         )
+        transform.print_forms(r["transformed"])
 
 
 @app.command()

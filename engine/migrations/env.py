@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 import engine.admin.tables
 import engine.journal.models
 import engine.journal.search
+import engine.journal.transformed
 import engine.security.senders
 import engine.store.access_log
 import engine.store.documents
@@ -23,6 +24,7 @@ _ = (
     engine.admin.tables,
     engine.journal.models,
     engine.journal.search,
+    engine.journal.transformed,
     engine.security.senders,
     engine.store.access_log,
     engine.store.documents,

@@ -1,4 +1,4 @@
-"""A channel's pipeline: parse, validate, filter, route, deliver.
+"""A channel's pipeline: parse, validate, filter, transform, route, deliver.
 
 ``process`` runs one journaled message inside the caller's transaction and returns its end
 state, or raises an :class:`engine.errors.EngineError` naming the stage that failed.
@@ -6,42 +6,28 @@ state, or raises an :class:`engine.errors.EngineError` naming the stage that fai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.adapters.base import Delivery, Destination, Payload
-from engine.cda.standalone import CdaPayload
 from engine.channels.conditions import type_matches
-from engine.channels.models import ChannelConfig, FilterStep, Route, ValidateStep
-from engine.errors import (
-    EngineError,
-    StoreUnavailable,
-    TransformError,
-    UnsupportedMessageType,
-    ValidationError,
-)
+from engine.channels.models import ChannelConfig
+from engine.errors import EngineError, UnsupportedMessageType
+from engine.hl7v2.reader import Message
+from engine.journal import transformed
 from engine.journal.models import State
 from engine.journal.queries import sender_of
 from engine.journal.records import Pending, journaled_payload
 from engine.routes.business_ack import BusinessAcks
-from engine.transforms.validate import validate_structure
+from engine.routes.stages import StageError, stage
+from engine.routes.steps import ChannelSteps, encoded
+
+__all__ = ["Outcome", "Pipeline", "StageError", "stage"]
 
 log = structlog.get_logger("engine.pipeline")
-
-
-class StageError(Exception):
-    """An engine error together with the pipeline stage where it happened."""
-
-    def __init__(self, stage: str, error: EngineError) -> None:
-        super().__init__(f"{stage}: {error.reason}")
-        self.stage = stage
-        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +40,7 @@ class Pipeline:
     def __init__(self, config: ChannelConfig, destinations: dict[str, Destination]) -> None:
         self.config = config
         self.name = config.name
-        self.steps = config.steps
-        self.routes: tuple[Route, ...] = config.effective_routes()
+        self.steps = ChannelSteps(config)
         self.destinations = destinations
         ack = config.business_ack
         self.business_acks = BusinessAcks(self.name, ack, destinations) if ack is not None else None
@@ -72,16 +57,15 @@ class Pipeline:
             raise StageError(
                 "accept", UnsupportedMessageType(f"channel {self.name!r} does not accept {kind}")
             )
-        for step in self.steps:
-            if isinstance(step, ValidateStep):
-                with stage("validate"):
-                    validate_structure(_hl7_text(msg), step.profile)
-            elif isinstance(step, FilterStep) and not _keeps(step, msg):
-                return Outcome(State.FILTERED, "filter step")
-        targets = self._targets(msg)
-        if not targets:
-            return Outcome(State.FILTERED, "no route matched")
-        self._deliver(conn, pending, msg, targets, now)
+        stepped = self.steps.run(msg)
+        if stepped.filtered:
+            return Outcome(State.FILTERED, stepped.filtered)
+        forms = self._encoded(pending, msg, stepped.forms)
+        if self.steps.transforms:  # the forms of this run replace an earlier run's (a replay)
+            changed = {n: raw for n, (form, raw) in forms.items() if form is not msg}
+            with stage("transform"):
+                transformed.record(conn, pending.id, changed, now)
+        self._deliver(conn, pending, forms, now)
         if self.business_acks is not None:
             self.business_acks.delivered(conn, pending, msg, now)
         return Outcome(State.DELIVERED)
@@ -93,8 +77,29 @@ class Pipeline:
         if self.business_acks is not None:
             self.business_acks.dead_lettered(conn, pending, error, now)
 
+    def _encoded(
+        self, pending: Pending, original: Payload, forms: dict[str, Payload]
+    ) -> dict[str, tuple[Payload, bytes]]:
+        """Each target's message and bytes: the raw bytes unless a step changed it."""
+        out: dict[str, tuple[Payload, bytes]] = {}
+        done: dict[int, bytes] = {}
+        for name, form in forms.items():
+            if form is original or not isinstance(form, Message):
+                out[name] = (form, pending.raw)
+                continue
+            raw = done.get(id(form))
+            if raw is None:
+                with stage("transform"):
+                    raw = done[id(form)] = encoded(form, pending.charset)
+            out[name] = (form, raw)
+        return out
+
     def _deliver(
-        self, conn: Connection, pending: Pending, msg: Payload, targets: list[str], now: datetime
+        self,
+        conn: Connection,
+        pending: Pending,
+        forms: dict[str, tuple[Payload, bytes]],
+        now: datetime,
     ) -> None:
         """Write to each target not yet delivered. On failure, remember only the deliveries the
         attempt's rollback does not undo, so that the retry redoes the others."""
@@ -102,13 +107,11 @@ class Pipeline:
         with stage("deliver"):  # the journal row's sender: a replay keeps the original one
             sender = sender_of(conn, pending.id)
         try:
-            for name in targets:
+            for name, (form, raw) in forms.items():
                 if name in pending.delivered_to:
                     continue  # delivered on an earlier attempt
                 destination = self.destinations[name]
-                delivery = Delivery(
-                    conn, pending.id, self.name, msg, pending.raw, now, sender=sender
-                )
+                delivery = Delivery(conn, pending.id, self.name, form, raw, now, sender=sender)
                 with stage(f"destination:{name}"):
                     destination.write(delivery)
                 pending.delivered_to.add(name)
@@ -117,44 +120,3 @@ class Pipeline:
         except StageError:
             pending.delivered_to = kept
             raise
-
-    def _targets(self, msg: Payload) -> list[str]:
-        names: list[str] = []
-        for route in self.routes:
-            if route.when.test(msg):
-                names.extend(n for n in route.to if n not in names)
-        return names
-
-
-def _hl7_text(msg: Payload) -> str:
-    if isinstance(msg, CdaPayload):  # the channel loader refuses this combination
-        raise ValidationError("the validate step checks HL7 v2 messages, not CDA documents")
-    return msg.text
-
-
-def _keeps(step: FilterStep, msg: Payload) -> bool:
-    if step.keep is not None:
-        return step.keep.test(msg)
-    assert step.drop is not None
-    return not step.drop.test(msg)
-
-
-@contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Tag errors raised in the block with the pipeline stage, and type database errors."""
-    try:
-        yield
-    except EngineError as exc:
-        raise StageError(name, exc) from exc
-    except OperationalError as exc:
-        unavailable = StoreUnavailable(f"database unavailable: {_first_line(exc)}")
-        raise StageError(name, unavailable) from exc
-    except DBAPIError as exc:
-        rejected = TransformError(f"database rejected the write: {_first_line(exc)}")
-        raise StageError(name, rejected) from exc
-
-
-def _first_line(exc: DBAPIError) -> str:
-    """The driver's message without its details: PostgreSQL's DETAIL line quotes the values
-    of the row (patient data), which must not reach a reason (contract 8)."""
-    return str(exc.orig).split("\n", 1)[0]

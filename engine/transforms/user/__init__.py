@@ -1,0 +1,1 @@
+"""Transform steps channels declare: field operations, code tables and Python functions."""
