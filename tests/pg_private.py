@@ -92,9 +92,11 @@ class PrivatePostgres:
         return _run(str(self.bin / "pg_ctl"), "-D", str(self.data), *args, check=check)
 
     def start(self) -> None:
+        # fsync off is safe here (a stop kills the server, never the machine), synchronous_commit
+        # off is not: an immediate stop would lose the migrations the engine just committed.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+            "-c fsync=off -c full_page_writes=off"
         )
         self._ctl("start", "-w", "-t", "30", "-l", str(self.root / "log"), "-o", options)
 

@@ -12,10 +12,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import EngineSettings
-from engine.db import database_url, make_engine
+from engine.database_state import DatabaseState
+from engine.db import database_url, is_outage, make_engine
 from engine.distributed.notify import hand_to_workers
 from engine.migrate import upgrade
 
@@ -53,11 +55,24 @@ def hand_over(config: Path, conn: Connection, ids: list[int]) -> None:
 
 @contextmanager
 def database(config: Path) -> Iterator[Connection]:
-    db = make_engine(configured_url(config))
+    """A connection to the migrated database. Unreachable (down, frozen: the connection's
+    timeouts give up) it is one line on stderr, which database and why, and exit status 2."""
+    url = configured_url(config)
+    db = make_engine(url)
     try:
         upgrade(db)
         with db.connect() as conn:
             yield conn
+    except SQLAlchemyError as exc:
+        if not is_outage(exc):
+            raise
+        state = DatabaseState(url)
+        err_console.print(
+            f"database {state.where} unavailable: {state.reason(exc)} ({type(exc).__name__})",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
     finally:
         db.dispose()
 

@@ -30,9 +30,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.database_state import DatabaseState
+from engine.db import is_outage
 from engine.errors import StoreUnavailable
 from engine.journal.journal import Journal
 from engine.journal.records import Appended, NewMessage
@@ -199,12 +200,13 @@ class Writer:
         one while a sender still waits (a resend the first try did commit is recognised:
         contract 3). No ACK without a commit: a NAK for any failure."""
         for first in (True, False):
+            reused = self._conn is not None  # it may have died since its last commit
             try:
                 with self.write_lock:
                     results: list[Result] = list(self.journal.append(self._connection(), rows))
             except Exception as exc:
                 self._close()
-                dead = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                dead = reused and is_outage(exc)
                 if first and dead and (deadline is None or time.monotonic() < deadline):
                     log.info("journal_commit_retried", reason=self.state.reason(exc))
                     continue
