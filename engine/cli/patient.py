@@ -1,7 +1,9 @@
-"""``aiguillage patient show INS``: a patient's record as a professional reads it."""
+"""``aiguillage patient show INS``: a patient's whole record, read by an operator through the
+shared record's access layer (logged in the patient's access log)."""
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +12,9 @@ import typer
 from rich.table import Table
 
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.record.model import Actor, Role
 from engine.store.record import patient_record
+from engine.store.record_access import Refused, open_for
 
 app = typer.Typer(no_args_is_help=True, help="Read the record store")
 
@@ -22,11 +26,18 @@ def show(
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
     """Identity, documents newest first, and the last results of the patient holding INS."""
+    ins = ins.strip().upper()
     with database(config) as conn:
-        record = patient_record(conn, ins.strip().upper())
-    if record is None:
-        err_console.print(f"no patient has the INS {ins}")
-        raise typer.Exit(1)
+        # Operators read through the access layer too, and leave a line in the access log.
+        try:
+            opened = open_for(conn, Actor(Role.OPERATOR, getpass.getuser()), ins, datetime.now(UTC))
+        except Refused:
+            err_console.print(f"no patient has the INS {ins}")
+            raise typer.Exit(1) from None
+        record = patient_record(conn, ins)
+        opened.log(conn, "read_record", reason="aiguillage patient show")
+        conn.commit()
+    assert record is not None
     if json:
         print_json(record)
         return

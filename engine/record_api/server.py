@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from engine.record_api.app import create_app
 from engine.record_api.settings import RecordApiSettings
+from engine.security.tls import ServerTls
 
 log = structlog.get_logger("engine.record_api")
 
@@ -24,14 +26,14 @@ log = structlog.get_logger("engine.record_api")
 Certificates = dict[tuple[str, int], dict[str, Any]]
 
 
-def _protocol(certificates: Certificates) -> type[H11Protocol]:
+def _protocol(certificates: Certificates, tls: ServerTls | None) -> type[H11Protocol]:
     class CertifiedProtocol(H11Protocol):
         """uvicorn's h11 protocol that remembers the connection's client certificate."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             cert = transport.get_extra_info("peercert")
-            if cert and self.client:
+            if cert and self.client and tls is not None and tls.subject_allowed(cert):
                 certificates[(self.client[0], self.client[1])] = cert
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -65,7 +67,7 @@ class RecordListener:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
-            http=_protocol(self.certificates),
+            http=_protocol(self.certificates, self.settings.tls),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -74,6 +76,9 @@ class RecordListener:
         config.load()
         if self.settings.tls is not None:
             config.ssl = self.settings.tls.context()
+            if self.settings.tls.client_ca_file is not None:
+                # Asked, not required: patients and representatives sign in with a token.
+                config.ssl.verify_mode = ssl.CERT_OPTIONAL
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

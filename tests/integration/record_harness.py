@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,11 @@ class RecordWorld:
     """An engine with the record listener; ``tokens`` of the registered professionals."""
 
     def __init__(
-        self, url: str, monkeypatch: pytest.MonkeyPatch, tls: ServerTls | None = None
+        self,
+        url: str,
+        monkeypatch: pytest.MonkeyPatch,
+        tls: ServerTls | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.url = url
         self.monkeypatch = monkeypatch
@@ -77,7 +82,7 @@ class RecordWorld:
         self._run(self.listener.start())
         scheme = "https" if tls is not None else "http"
         self.base = f"{scheme}://127.0.0.1:{self.listener.port}"
-        self.http = httpx.Client(base_url=self.base, timeout=10)
+        self.http = httpx.Client(base_url=self.base, timeout=10, verify=verify)
         self.tokens: dict[str, str] = {}
 
     def _run(self, coro: Any) -> Any:
