@@ -3,11 +3,23 @@ MLLP line that times each answer, and polling with a deadline."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
+import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
 
 from engine.adapters.mllp_framing import frame
+from engine.channels.loader import parse_channels
+from engine.runtime import Engine
+from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
 from tests.integration.identity_harness import adt, pid
 from tests.integration.inprocess import InProcessEngine
@@ -26,9 +38,10 @@ channels:
 """
 
 
-def message(n: int) -> str:
-    """An A28 registering patient IPP<n>, control id OUT<n>."""
-    return adt("A28", pid(f"IPP{n}"), f"OUT{n}")
+def message(n: int, padding: int = 0) -> str:
+    """An A28 registering patient IPP<n>, control id OUT<n>; ``padding`` bytes of notes."""
+    text = adt("A28", pid(f"IPP{n}"), f"OUT{n}")
+    return text + f"\rNTE|1||{'x' * padding}" if padding else text
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
@@ -62,3 +75,46 @@ class MllpLine:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class WaitingEngine(OutageEngine):
+    """An engine whose start runs in the background (it may wait for its database):
+    ``started`` is the start's future."""
+
+    def __init__(self, url: str, commit_timeout: float = 2.0) -> None:
+        self.port = free_port()
+        text = CHANNELS.format(port=self.port, url=url, commit_timeout=commit_timeout)
+        self.engine = Engine(parse_channels(text))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.started = asyncio.run_coroutine_threadsafe(self.engine.start(), self.loop)
+
+
+@contextmanager
+def small_tmpfs(size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted for the test (root only); skipped with the reason when it
+    cannot be mounted and ``CI`` is unset."""
+    path = Path(tempfile.mkdtemp(prefix="aiguillage-tmpfs-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        path.rmdir()
+        reason = f"cannot mount a tmpfs (root only): {done.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason + " (and CI unset)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+        path.rmdir()
+
+
+def remount(path: Path, mode: str) -> None:
+    """``ro`` or ``rw``: the whole file system read-only, whoever writes (even root)."""
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True)
