@@ -18,6 +18,7 @@ from engine.adapters.mllp_connection import MllpConnection
 from engine.adapters.mllp_limits import Admission
 from engine.adapters.offload import OFFLOAD
 from engine.hl7v2.charset import DefaultCharset
+from engine.journal.duplicates import DuplicatePolicy
 from engine.security.abuse import JunkLimits
 from engine.security.peers import PeerNetwork
 from engine.security.tls import ServerTls
@@ -99,7 +100,21 @@ class MllpSourceConfig(BaseModel):
     ack_timeout_seconds: float = Field(
         default=10,
         gt=0,
-        description="ack_after processing: past this, answer AA (the message is kept)",
+        description=(
+            "ack_after processing, and application ACKs (MSH-16): past this, answer AA (the "
+            "message is kept)"
+        ),
+    )
+    application_acks: Literal["connection", "none"] = Field(
+        default="connection",
+        description=(
+            "MSH-15 and MSH-16 AL: after the CA, send the application ACK (AA/AE/AR) as a "
+            "message of its own on the same connection, or none"
+        ),
+    )
+    duplicates: DuplicatePolicy = Field(
+        default_factory=DuplicatePolicy,
+        description="how a resend is told from a control id reused for another message",
     )
 
     @model_validator(mode="after")

@@ -227,7 +227,7 @@ class MllpConnection(asyncio.Protocol):
         self._journal(prepared)
 
     def _journal(self, prepared: Prepared) -> None:
-        if prepared.error is not None and not self._charge(len(prepared.row.raw), prepared.row.raw):
+        if _junk(prepared) and not self._charge(len(prepared.row.raw), prepared.row.raw):
             self.answered()
             return
         self.answers.journal(prepared)
@@ -350,3 +350,14 @@ class MllpConnection(asyncio.Protocol):
         )
         with contextlib.suppress(RuntimeError):  # the loop is closing: the counters remain
             self.server.committer.submit(prepared.row)
+
+
+def _junk(prepared: Prepared) -> bool:
+    """Whether a payload counts against the peer's junk budget: refused before a control id
+    could be read from it, or over a framing limit. A readable message refused for what it
+    holds (a type the channel does not take) names its control id in its NAK: a sender
+    whose messages are not all taken is not an abusive one."""
+    error = prepared.error
+    if error is None:
+        return False
+    return not prepared.row.control_id or isinstance(error, FramingError)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from engine import errors
+from engine.hl7v2 import ack_shapes
+from engine.hl7v2.ack_shapes import Component, Value
 from engine.hl7v2.escape import escape
 from engine.hl7v2.header import Header, fallback_header, read_header
 from engine.hl7v2.separators import Separators
@@ -48,7 +51,10 @@ CHARSET_MAX = 16  # MSH-18 character set ID(16)
 CONTROL_ID_MAX = 199
 MSA_TEXT_MAX = 80  # MSA-3 text message ST(80)
 ERR_TEXT_MAX = 200  # ERR-8 user message is TX(250); 200 keeps a whole ACK under 4096 bytes
-DEFAULT_VERSION = "2.5"
+DEFAULT_VERSION = ack_shapes.DEFAULT_VERSION
+#: MSH-12 components after the version id (VID.2 internationalization code, VID.3
+#: international version id, e.g. ``2.5^FRA^2.11``): their CE.1 is echoed, cut to this.
+VERSION_PART_MAX = 20
 
 
 class AckCode(StrEnum):
@@ -98,6 +104,7 @@ ENGINE_TO_HL7: dict[str, str] = {
     errors.TransformError.code: "207",
     errors.StoreUnavailable.code: "207",
     errors.DestinationUnavailable.code: "207",
+    "control_id_reused": "205",  # records.NewMessage.reject_reused_control_id
 }
 """Our error codes (``EngineError.code``) and the HL7 table 0357 code reported in ERR-3.
 
@@ -110,18 +117,29 @@ def hl7_error_code(engine_code: str) -> str:
     return ENGINE_TO_HL7.get(engine_code, "207")
 
 
-def _render(value: str | list[str], seps: Separators) -> str:
+def _join(parts: list[str], separator: str) -> str:
+    """Parts joined, trailing empty ones left out."""
+    while parts and not parts[-1]:
+        parts.pop()
+    return separator.join(parts)
+
+
+def _render(value: Value, seps: Separators) -> str:
     # Most ACK fields are empty: skipping escape() for them halves the cost of an ACK.
     if isinstance(value, str):
         return escape(value, seps) if value else value
-    parts = [escape(c, seps) if c else c for c in value]
-    while parts and not parts[-1]:
-        parts.pop()
-    return seps.component.join(parts)
+    return _join([_render_component(c, seps) for c in value], seps.component)
 
 
-def build_segment(name: str, fields: list[str | list[str]], seps: Separators) -> str:
-    """One segment; each value is escaped, and a list is written as components.
+def _render_component(value: Component, seps: Separators) -> str:
+    if isinstance(value, str):
+        return escape(value, seps) if value else value
+    return _join([escape(s, seps) if s else s for s in value], seps.subcomponent)
+
+
+def build_segment(name: str, fields: Sequence[Value], seps: Separators) -> str:
+    """One segment; each value is escaped, a list is written as components, and a list in a
+    list as subcomponents.
 
     ``fields[0]`` is field 1. For MSH, FHS and BHS the field separator and encoding
     characters (fields 1 and 2) come from ``seps``, and ``fields[0]`` is field 3.
@@ -150,14 +168,23 @@ def new_control_id() -> str:
         return f"ACK{_last_id}"
 
 
-def _hd(value: str) -> list[str]:
+def _hd(value: str) -> list[Component]:
     # Header keeps hierarchic designators as "namespace^universal id^type": three components
     # at most, each cut to its length.
     parts = value.split("^", len(HD_LENGTHS))[: len(HD_LENGTHS)]
     return [part[:size] for part, size in zip(parts, HD_LENGTHS, strict=False)]
 
 
-def _msh(header: Header, now: datetime, control_id: str) -> list[str | list[str]]:
+def _version(header: Header) -> list[Component]:
+    """MSH-12 echoed whole (``2.5^FRA^2.11`` for PAM-FR), each part cut to its length."""
+    version, *parts = (header.version_id or header.version).split("^")[:3]
+    return [
+        version[:VERSION_MAX] or DEFAULT_VERSION,
+        *(p.split("&", 1)[0][:VERSION_PART_MAX] for p in parts),
+    ]
+
+
+def _msh(header: Header, now: datetime, control_id: str, charset: str) -> list[Value]:
     trigger = header.trigger[:TRIGGER_MAX]
     return [
         _hd(header.receiving_app),  # MSH-3: we answer as the application it addressed
@@ -166,16 +193,16 @@ def _msh(header: Header, now: datetime, control_id: str) -> list[str | list[str]
         _hd(header.sending_facility),
         now.strftime("%Y%m%d%H%M%S"),  # MSH-7
         "",
-        ["ACK", trigger, "ACK"] if trigger else "ACK",  # MSH-9
+        ack_shapes.message_type(header.version, trigger),  # MSH-9
         control_id,
         header.processing_id[:PROCESSING_ID_MAX] or "P",
-        header.version[:VERSION_MAX] or DEFAULT_VERSION,  # MSH-12
+        _version(header),  # MSH-12
         "",
         "",
         "",  # MSH-15/16 empty: an acknowledgment is never acknowledged
         "",
         "",
-        header.charset[:CHARSET_MAX],  # MSH-18
+        charset[:CHARSET_MAX],  # MSH-18: the character set the ACK is written in
     ]
 
 
@@ -188,39 +215,37 @@ def build_ack(
     severity: str = "E",
     now: datetime | None = None,
     control_id: str | None = None,
+    charset: str | None = None,
 ) -> str:
-    """The ACK for a message, segments joined by CR.
+    """The ACK for a message, segments joined by CR, in the shape of the message's version
+    (:mod:`engine.hl7v2.ack_shapes`).
 
     ``text`` is the human reason (MSA-3, cut to 80 characters, and ERR-8, cut to 200, with
     runs of white space, line breaks included, turned into one space);
     ``error_code`` is our machine code (an ``EngineError.code``), written in ERR-5 and mapped
     to HL7 table 0357 for ERR-3. The ERR segment is written for every code but AA and CA.
+    ``charset`` is the MSH-18 of the ACK when it is not written in the message's own.
     """
     seps = msg_header.separators
+    version = msg_header.version
     moment = now or datetime.now()
     text = " ".join(text.split())  # one line: a reason's line breaks help no ACK reader
-    segments = [
-        build_segment("MSH", _msh(msg_header, moment, control_id or new_control_id()), seps),
-        build_segment(
-            "MSA",
-            [code.value, msg_header.control_id[:CONTROL_ID_MAX], text[:MSA_TEXT_MAX]],
-            seps,
-        ),
-    ]
+    msh = _msh(msg_header, moment, control_id or new_control_id(), _charset(msg_header, charset))
+    msa = ack_shapes.msa(
+        version, code.value, msg_header.control_id[:CONTROL_ID_MAX], text[:MSA_TEXT_MAX]
+    )
+    segments = [build_segment("MSH", msh, seps), build_segment("MSA", msa, seps)]
     if not code.ok:
         hl7_code = hl7_error_code(error_code)
-        err: list[str | list[str]] = [
-            "",  # ERR-1, withdrawn since v2.5
-            "",  # ERR-2 error location: unknown at this level
-            [hl7_code, HL7_ERRORS[hl7_code], "HL70357"],
-            severity,
-            error_code,  # ERR-5 application error code
-            "",
-            "",
-            text[:ERR_TEXT_MAX],  # ERR-8 user message
-        ]
+        err = ack_shapes.err(
+            version, hl7_code, HL7_ERRORS[hl7_code], severity, error_code, text[:ERR_TEXT_MAX]
+        )
         segments.append(build_segment("ERR", err, seps))
     return "\r".join(segments)
+
+
+def _charset(header: Header, written_in: str | None) -> str:
+    return header.charset if written_in is None else written_in
 
 
 def build_nak(
@@ -230,6 +255,7 @@ def build_nak(
     code: AckCode | None = None,
     now: datetime | None = None,
     control_id: str | None = None,
+    charset: str | None = None,
 ) -> str:
     """The negative ACK for an engine error: its ``ack_code`` (or ``code``), code and reason."""
     return build_ack(
@@ -239,6 +265,7 @@ def build_nak(
         error_code=error.code,
         now=now,
         control_id=control_id,
+        charset=charset,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import ParseError
+from engine.hl7v2.charset import CHARSETS
 from engine.hl7v2.escape import unescape
 from engine.hl7v2.separators import DEFAULT, Separators
 
@@ -23,7 +24,8 @@ class Header:
     whatever the message's own component separator is, so that ``"APP^1.2.3^ISO"`` can be
     echoed whole in an ACK. The other fields keep their first component only: MSH-11 is the
     processing id (``P``, ``T``, ``D``), MSH-12 the version id (``2.5`` of ``2.5^FRA^2.11``),
-    MSH-18 the first repetition (the character set of the message itself).
+    MSH-18 the first repetition (the character set of the message itself). ``version_id`` is
+    MSH-12 whole, components joined by ``^``, to be echoed whole in an ACK.
     """
 
     separators: Separators = DEFAULT
@@ -39,6 +41,7 @@ class Header:
     accept_ack_type: str = ""
     app_ack_type: str = ""
     charset: str = ""
+    version_id: str = ""
 
 
 def fallback_header() -> Header:
@@ -93,4 +96,81 @@ def read_header(text: str) -> Header:
         accept_ack_type=first(15).upper(),
         app_ack_type=first(16).upper(),
         charset=first(18),
+        version_id=designator(12),
     )
+
+
+def read_batch_header(text: str) -> Header:
+    """The header of a batch: the designators (FHS/BHS-3 to -6) and control id (FHS/BHS-11)
+    of its first line, with the version, acknowledgment types and character set of its first
+    message (when one can be read). Raises :class:`ParseError` when the first line is neither
+    FHS nor BHS."""
+    line = first_line(text)
+    if line[:3] not in ("FHS", "BHS"):
+        raise ParseError(f"batch does not start with FHS or BHS (found {line[:3]!r})")
+    as_msh = read_header("MSH" + line[3:])  # the same field positions up to 11
+    segments = text.replace("\n", "\r").split("\r")
+    first_msh = next((s for s in segments if s[:3] == "MSH"), "")
+    cut = segments.index(first_msh) if first_msh else len(segments)
+    envelope = [s for s in segments[:cut] if s[:3] in ("FHS", "BHS")]
+    try:
+        inner = read_header(first_msh)
+    except ParseError:
+        inner = Header()
+    return Header(
+        separators=as_msh.separators,
+        sending_app=as_msh.sending_app,
+        sending_facility=as_msh.sending_facility,
+        receiving_app=as_msh.receiving_app,
+        receiving_facility=as_msh.receiving_facility,
+        control_id=_batch_control_id(envelope, as_msh.separators),
+        processing_id=inner.processing_id,
+        version=inner.version,
+        accept_ack_type=inner.accept_ack_type,
+        app_ack_type=inner.app_ack_type,
+        charset=inner.charset,
+        version_id=inner.version_id,
+    )
+
+
+def _batch_control_id(envelope: list[str], seps: Separators) -> str:
+    """FHS-11 (file control id), else BHS-11 (batch control id)."""
+    for line in envelope:
+        fields = line.split(seps.field)
+        # FHS-11 / BHS-11 sits at index 10, as MSH-11 would.
+        if len(fields) > 10 and fields[10]:
+            return unescape(fields[10], seps)
+    return ""
+
+
+def read_undecodable(payload: bytes) -> tuple[Header, str, str | None]:
+    """Read MSH even from undecodable bytes, so that the NAK can name MSH-10: the header (as
+    ISO 8859-1, which maps every byte), the codec of the NAK and its MSH-18.
+
+    The NAK echoes the header's bytes as they came (written in ISO 8859-1, and saying so in
+    MSH-18) when they are not ASCII, so that the sender finds its own MSH-10 there; else it is
+    ASCII, and says so when the message declared another character set."""
+    try:
+        header = read_header(payload.decode("latin-1"))
+    except ParseError:
+        return fallback_header(), "ascii", None
+    if not _fits_ascii(header):
+        return header, "latin-1", "8859/1"
+    declared = CHARSETS.get(header.charset.upper())
+    return header, "ascii", None if declared == "ascii" or not header.charset else "ASCII"
+
+
+def _fits_ascii(header: Header) -> bool:
+    seps = header.separators
+    echoed = (
+        header.control_id,
+        header.sending_app,
+        header.sending_facility,
+        header.receiving_app,
+        header.receiving_facility,
+        header.trigger,
+        header.processing_id,
+        header.version_id,
+        seps.field + seps.encoding_characters,
+    )
+    return all(value.isascii() for value in echoed)

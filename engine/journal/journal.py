@@ -27,6 +27,7 @@ _FIND_CONTROL_ID = FastStatement(
         messages.c.ack_code,
         messages.c.error_code,
         messages.c.error_reason,
+        messages.c.received_at,
     ).where(messages.c.control_id == bindparam("control_id"))
 )
 
@@ -65,8 +66,9 @@ class Journal:
         """Store a batch in one transaction (group commit); resent messages are not stored again.
 
         A message whose sender and MSH-10 are already journaled for the channel is a resend: it
-        gets the original's id and ACK code back (contract 3). If its content (but MSH-7)
-        differs, the control id was reused: the message is kept as a dead letter and refused.
+        gets the original's id and ACK code back (contract 3). If its content (but MSH-7, and
+        compared as the channel's duplicate policy says) differs, the control id was reused:
+        the message is kept as a dead letter and refused, unless the policy takes it as new.
         """
         now = utcnow()
         for m in batch:
@@ -78,19 +80,24 @@ class Journal:
         fresh_keys: list[DedupKey | None] = []
         in_batch: dict[DedupKey, int] = {}
         senders: dict[tuple[str, str | None, str | None, str], int | None] = {
-            k[:4]: a.id for k, a in known.items()
+            k[:4]: rows[-1][1].id for k, rows in known.items()
         }
         for i, (msg, key) in enumerate(zip(batch, keys, strict=True)):
-            if key is not None and key in known:
-                results[i] = known[key]
+            original = _resend_of(msg, key, known)
+            if original is not None:
+                results[i] = original
             elif key is not None and key in in_batch:
                 results[i] = Appended(-1 - in_batch[key], True, msg.ack_code)
             else:
-                if key is not None and key[:4] in senders:
+                if (
+                    key is not None
+                    and key[:4] in senders
+                    and not msg.reused_is_new(_last_used(known, key), now)
+                ):
                     msg.reject_reused_control_id(senders[key[:4]])
                 elif key is not None:
                     in_batch[key] = len(fresh)
-                    senders[key[:4]] = None
+                    senders.setdefault(key[:4], None)
                 fresh.append((i, msg))
                 fresh_keys.append(key)
         if fresh:
@@ -108,12 +115,25 @@ class Journal:
         conn.commit()
         return [_resolve(r, results, fresh) for r in results]
 
-    def _known(self, conn: Connection, batch: Sequence[NewMessage]) -> dict[DedupKey, Appended]:
-        """Journaled messages with the batch's control ids (one indexed lookup per id)."""
-        known: dict[DedupKey, Appended] = {}
+    def _known(self, conn: Connection, batch: Sequence[NewMessage]) -> Known:
+        """Journaled messages with the batch's control ids (one indexed lookup per id), by
+        sender and control id, oldest first: (digest, answer, received at) each.
+
+        A resend is answered as its original was at intake: the code and reason intake gave,
+        never what the pipeline wrote on the row since (a held message's "no patient")."""
+        known: Known = {}
         for control_id in {m.control_id for m in batch if m.control_id}:
             for r in _FIND_CONTROL_ID.execute(conn, {"control_id": control_id}):
-                known[(r[1], r[2], r[3], r[4], r[5])] = Appended(r[0], True, r[6], r[7], r[8])
+                refused = r[6] != "AA"
+                answer = Appended(
+                    r[0], True, r[6], r[7] if refused else None, r[8] if refused else None
+                )
+                received = r[9]
+                if isinstance(received, str):  # SQLite through the fast path: ISO text
+                    received = datetime.fromisoformat(received)
+                known.setdefault((r[1], r[2], r[3], r[4]), []).append((r[5], answer, received))
+        for rows in known.values():
+            rows.sort(key=lambda row: row[1].id)
         return known
 
     # -- pipeline -------------------------------------------------------------------------
@@ -184,6 +204,29 @@ class Journal:
         rows = [{"id_": i, "updated_at": now} for i in ids]
         if rows:
             _MARK_DELIVERED.executemany(conn, rows)
+
+
+#: Journaled rows by (channel, sender app, sender facility, control id): their digest, the
+#: answer a resend gets, and when they were received; oldest first.
+Known = dict[tuple[str, str | None, str | None, str], list[tuple[str, Appended, datetime]]]
+
+
+def _resend_of(msg: NewMessage, key: DedupKey | None, known: Known) -> Appended | None:
+    """The journaled message ``msg`` is a resend of, if any."""
+    if key is None:
+        return None
+    for digest, answer, _ in known.get(key[:4], ()):
+        if msg.same_content(key, digest):
+            return answer
+    return None
+
+
+def _last_used(known: Known, key: DedupKey) -> datetime | None:
+    rows = known.get(key[:4])
+    if not rows:
+        return None
+    latest = max(row[2] for row in rows)
+    return latest if latest.tzinfo is not None else latest.replace(tzinfo=UTC)
 
 
 #: The length limit (None: unlimited) of every text column a NewMessage fills, from the table.

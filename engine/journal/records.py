@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from engine.cda.standalone import (
     CDA_TYPE,
@@ -14,11 +16,14 @@ from engine.cda.standalone import (
 )
 from engine.errors import EncodingError
 from engine.hl7v2.reader import Message
+from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.journal.models import State
 
 DedupKey = tuple[str, str | None, str | None, str, str]
 #: Where MSH may start: after a UTF-8 BOM and a few blanks, as intake accepts.
 _MSH_WITHIN = 16
+_SEGMENT_BREAK = re.compile(rb"\r\n|\r|\n")
+_ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
 
 
 def content_digest(raw: bytes) -> str:
@@ -34,6 +39,33 @@ def content_digest(raw: bytes) -> str:
     if len(fields) > 6:
         fields[6] = b""  # MSH-7: fields[0] is "MSH", fields[1] MSH-2
     return hashlib.sha256((raw[3:4] or b"|").join(fields) + raw[end:]).hexdigest()
+
+
+def normalised_digest(raw: bytes) -> str:
+    """SHA-256 of a message as a resend may differ from it and still be the same message:
+    segments split on CR, LF or CRLF, trailing blanks and blank lines dropped, batch envelope
+    segments (FHS, BHS, BTS, FTS) dropped, MSH-7 blanked; :func:`content_digest` for a
+    payload that is not HL7 v2."""
+    start = -1 if looks_like_xml(raw) else _hl7_start(raw)
+    if start < 0:
+        return content_digest(raw)
+    kept = []
+    for segment in _SEGMENT_BREAK.split(raw[start:]):
+        segment = segment.rstrip(b" \t")
+        if not segment or segment[:3] in _ENVELOPE:
+            continue
+        if segment[:3] == b"MSH":
+            fields = segment.split(segment[3:4] or b"|")
+            if len(fields) > 6:
+                fields[6] = b""
+            segment = (segment[3:4] or b"|").join(fields)
+        kept.append(segment)
+    return hashlib.sha256(b"\r".join(kept)).hexdigest()
+
+
+def _hl7_start(raw: bytes) -> int:
+    found = [i for i in (raw.find(n, 0, _MSH_WITHIN) for n in (b"MSH", b"FHS", b"BHS")) if i >= 0]
+    return min(found, default=-1)
 
 
 @dataclass(slots=True)
@@ -61,17 +93,40 @@ class NewMessage:
     error_reason: str | None = None
     #: Transport metadata as JSON (AMQP properties), kept with the message.
     properties: str | None = None
+    #: The channel's duplicate policy (how a resend is told from a control id reused).
+    duplicates: DuplicatePolicy = DEFAULT_POLICY
 
     def dedup_key(self) -> DedupKey | None:
-        """Channel, sender, MSH-10 (contract 3) and a digest of the content but MSH-7.
+        """Channel, sender, MSH-10 (contract 3) and a digest of the content but MSH-7
+        (normalised, unless the channel's policy says otherwise).
 
         A resend repeats the first four (senders often stamp a new MSH-7 when they resend);
         a different content under the same four is a control id reused, not a resend.
         """
         if not self.control_id:
             return None
-        digest = content_digest(self.raw)
+        raw = self.raw
+        digest = normalised_digest(raw) if self.duplicates.normalise else content_digest(raw)
         return (self.channel, self.sender_app, self.sender_facility, self.control_id, digest)
+
+    def same_content(self, key: DedupKey, stored_digest: str) -> bool:
+        """Whether a journaled message's digest is this message's: the digest of ``key``, or
+        (rows journaled before the normalised digest, or under another policy) the exact
+        digest."""
+        return stored_digest == key[4] or stored_digest == content_digest(self.raw)
+
+    def reused_is_new(self, last_used: datetime | None, now: datetime) -> bool:
+        """Whether this message, whose control id was last used for another content at
+        ``last_used`` (None: in the same batch), is taken as a new message by the policy."""
+        policy = self.duplicates
+        if policy.on_reuse == "accept_as_new":
+            return True
+        window = policy.reuse_window_seconds
+        return (
+            window is not None
+            and last_used is not None
+            and now - last_used > timedelta(seconds=window)
+        )
 
     def reject_reused_control_id(self, original: int | None) -> None:
         """Keep this message as a dead letter: its sender reused a control id."""

@@ -20,8 +20,15 @@ from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessage
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
 from engine.hl7v2.batch import is_batch
 from engine.hl7v2.charset import decode, encode_ack
-from engine.hl7v2.header import Header, fallback_header, read_header
+from engine.hl7v2.header import (
+    Header,
+    fallback_header,
+    read_batch_header,
+    read_header,
+    read_undecodable,
+)
 from engine.hl7v2.reader import Message
+from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.journal.models import State
 from engine.journal.records import Appended, NewMessage
 from engine.routes.outcomes import EndState
@@ -31,6 +38,8 @@ from engine.transforms.patient_key import patient_key
 _APPLIED = frozenset({State.DELIVERED, State.FILTERED})
 #: Message types that may carry CDA documents (checked before the ACK).
 _DOCUMENT_CARRIERS = frozenset({"MDM", "ORU"})
+#: MSH-16 values asking for an application acknowledgment (HL7 table 0155).
+_APPLICATION_ACKS = frozenset({"AL", "ER", "SU"})
 
 if TYPE_CHECKING:
     from engine.channels.models import ChannelConfig
@@ -44,10 +53,29 @@ class Prepared:
     header: Header
     codec: str
     error: EngineError | None
+    #: False for an acknowledgment received: an ACK is never acknowledged (no NAK loops).
+    answer: bool = True
+    #: MSH-18 of the ACK when it is not written in the message's declared character set
+    #: (undecodable bytes: their header is echoed as read, in ISO 8859-1 or ASCII).
+    ack_charset: str | None = None
 
     @property
     def enhanced(self) -> bool:
         return is_enhanced(self.header)
+
+    @property
+    def application_only(self) -> bool:
+        """MSH-15 NE with MSH-16 AL/ER/SU: the one answer is the application ACK, once the
+        pipeline has decided."""
+        header = self.header
+        return header.accept_ack_type == "NE" and header.app_ack_type in _APPLICATION_ACKS
+
+    @property
+    def application_after(self) -> bool:
+        """MSH-15 asks for a commit ACK and MSH-16 for an application ACK: CA now, and the
+        application ACK as a message of its own once the pipeline has decided."""
+        header = self.header
+        return header.accept_ack_type != "NE" and header.app_ack_type in _APPLICATION_ACKS
 
 
 class Intake:
@@ -59,11 +87,13 @@ class Intake:
         accept: tuple[str, ...],
         default_charset: str,
         always_ack: bool = True,
+        duplicates: DuplicatePolicy = DEFAULT_POLICY,
     ) -> None:
         self.channel = channel
         self.accept = accept
         self.default_charset = default_charset
         self.always_ack = always_ack
+        self.duplicates = duplicates
 
     @staticmethod
     def for_channel(channel: ChannelConfig) -> Intake:
@@ -71,19 +101,25 @@ class Intake:
         documents alone (``payload: cda``)."""
         src = channel.source
         kind = DocumentIntake if src.payload == "cda" else Intake
-        return kind(channel.name, channel.accept, src.default_charset, src.always_ack)
+        # Only sources that declare a duplicate policy (MLLP) have one; others the default.
+        duplicates = getattr(src, "duplicates", DEFAULT_POLICY)
+        return kind(channel.name, channel.accept, src.default_charset, src.always_ack, duplicates)
 
     def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
         """Check ``payload`` for the journal. ``sender`` is the identity the source proved
         (``cert:<subject>``, ``token:<name>``); without one, the message is attributed to what
         it declares: the channel with MSH-3^MSH-4 (a document: the channel alone)."""
-        row = NewMessage(channel=self.channel, raw=payload, peer=peer, sender=sender)
+        row = self._row(payload, peer, sender)
         header = fallback_header()
-        codec = "ascii"
         try:
             text, codec = decode(payload, self.default_charset)
-            row.charset = codec
+        except EngineError as exc:
+            return self._reject(row, *read_undecodable(payload), exc)
+        row.charset = codec
+        try:
             if is_batch(text):
+                header = read_batch_header(text)
+                _fill_header(row, header)
                 raise ParseError(
                     "HL7 batches (FHS/BHS) are not accepted: send one message per frame"
                 )
@@ -92,25 +128,51 @@ class Intake:
             if not header.message_type:
                 raise ParseError("MSH-9 (message type) is empty")
             kind = f"{header.message_type}^{header.trigger}"
+            if header.message_type == "ACK":
+                return self._acknowledgment(row, header, codec, kind)
             if not type_matches(kind, self.accept):
                 raise UnsupportedMessageType(
-                    f"channel {self.channel!r} does not accept {kind} messages"
+                    f"channel {self.channel!r} does not accept {_spoken(kind)} messages"
                 )
             msg = Message(text)
             row.patient_key = patient_key(msg)
             if header.message_type in _DOCUMENT_CARRIERS:
                 check_carried_documents(msg)
         except EngineError as exc:
-            return self._reject(row, header, codec, exc)
+            return self._reject(row, header, codec, None, exc)
         row.ack_code = AckCode.AA
         return Prepared(row, header, codec, None)
+
+    def _row(self, payload: bytes, peer: str, sender: str) -> NewMessage:
+        return NewMessage(
+            channel=self.channel, raw=payload, peer=peer, sender=sender, duplicates=self.duplicates
+        )
+
+    def _acknowledgment(self, row: NewMessage, header: Header, codec: str, kind: str) -> Prepared:
+        """An ACK sent to us is journaled and never answered (HL7: an acknowledgment is not
+        acknowledged; answering risks NAK loops between two engines). It is routed when the
+        channel accepts ``ACK^*``, else kept as a dead letter."""
+        if type_matches(kind, self.accept):
+            prepared = Prepared(row, header, codec, None)
+        else:
+            refusal = UnsupportedMessageType(
+                f"an acknowledgment ({_spoken(kind)}) is never answered; channel "
+                f"{self.channel!r} does not accept ACK messages"
+            )
+            prepared = self._reject(row, header, codec, None, refusal)
+        prepared.answer = False
+        return prepared
 
     def prepare_rejected(
         self, payload: bytes, peer: str, error: EngineError, sender: str = ""
     ) -> Prepared:
         """A payload refused before it could be read (e.g. oversized), kept as a dead letter."""
-        row = NewMessage(channel=self.channel, raw=payload, peer=peer, sender=sender)
-        return self._reject(row, fallback_header(), "ascii", error)
+        row = self._row(payload, peer, sender)
+        try:
+            text, codec = decode(payload, self.default_charset)
+            return self._reject(row, read_header(text), codec, None, error)
+        except (EngineError, ValueError):
+            return self._reject(row, *read_undecodable(payload), error)
 
     def prepare_poisoned(
         self, payload: bytes, peer: str, error: EngineError, sender: str = ""
@@ -124,11 +186,17 @@ class Intake:
             return self.prepare_rejected(payload, peer, error, sender)
         if prepared.error is not None:
             return prepared  # a dead letter for its own reason already
-        return self._reject(prepared.row, prepared.header, prepared.codec, error)
+        return self._reject(prepared.row, prepared.header, prepared.codec, None, error)
 
-    def _reject(self, row: NewMessage, header: Header, codec: str, exc: EngineError) -> Prepared:
-        if not header.control_id:
-            header = _best_effort_header(row.raw, header)
+    def _reject(
+        self,
+        row: NewMessage,
+        header: Header,
+        codec: str,
+        ack_charset: str | None,
+        exc: EngineError,
+    ) -> Prepared:
+        if header.control_id and row.control_id is None:
             _fill_header(row, header)
         if not row.sender:
             row.sender = self.channel
@@ -142,7 +210,7 @@ class Intake:
         row.error_code = exc.code
         row.error_class = type(exc).__name__
         row.error_reason = exc.reason
-        return Prepared(row, header, codec, exc)
+        return Prepared(row, header, codec, exc, ack_charset=ack_charset)
 
     def ack(
         self,
@@ -150,12 +218,19 @@ class Intake:
         appended: Appended | None,
         failure: EngineError | None,
         processed: EndState | None = None,
+        *,
+        application: bool = False,
     ) -> bytes | None:
-        """The ACK bytes to send, or ``None`` when the sender's MSH-15 asked for none.
+        """The ACK bytes to send, or ``None`` when the sender asked for none (MSH-15/16) or
+        sent an acknowledgment itself.
 
         With ``processed`` (a source answering after processing), an accepted message's ACK
         says what the pipeline made of it: ``AR`` for a permanent refusal (a dead letter),
-        ``AE`` for a message kept for identity review or waiting for its patient."""
+        ``AE`` for a message kept for identity review or waiting for its patient.
+        ``application``: the application ACK (AA/AE/AR) that follows a commit ACK in enhanced
+        mode, sent only when MSH-16 asks for it."""
+        if not prepared.answer:
+            return None
         if failure is not None:
             ok, reject, text, err_code = False, False, failure.reason, failure.code
         elif appended is not None:
@@ -169,10 +244,18 @@ class Intake:
                 reject = ACK_CODES.get(err_code) == "AR" or processed.state is State.DISCARDED
         else:
             raise ValueError("an ACK needs the journal result or the failure")
-        code = commit_code(prepared.enhanced, ok, reject)
-        if prepared.enhanced and not self.always_ack and not wants_ack(prepared.header, code):
+        header = prepared.header
+        if application or prepared.application_only:
+            code = commit_code(False, ok, reject)
+            # MLLP senders wait for an answer: always_ack answers NE/ER/SU too, except for an
+            # application ACK following a commit ACK (that one is answered already).
+            asked = wants_ack(header, code) or (self.always_ack and not application)
+        else:
+            code = commit_code(prepared.enhanced, ok, reject)
+            asked = not prepared.enhanced or self.always_ack or wants_ack(header, code)
+        if not asked:
             return None
-        ack = build_ack(prepared.header, code, text=text, error_code=err_code)
+        ack = build_ack(header, code, text=text, error_code=err_code, charset=prepared.ack_charset)
         return encode_ack(ack, prepared.codec)
 
 
@@ -202,7 +285,7 @@ class DocumentIntake(Intake):
                 )
             row.patient_key = document_patient_key(doc)
         except EngineError as exc:
-            return self._reject(row, header, "ascii", exc)
+            return self._reject(row, header, "ascii", None, exc)
         row.ack_code = AckCode.AA
         return Prepared(row, header, "ascii", None)
 
@@ -235,9 +318,6 @@ def declared_sender(channel: str, header: Header) -> str:
     return f"{channel}:{header.sending_app}^{header.sending_facility}"
 
 
-def _best_effort_header(payload: bytes, current: Header) -> Header:
-    """Read MSH even from undecodable bytes, so that the NAK can name MSH-10."""
-    try:
-        return read_header(payload.decode("latin-1"))
-    except EngineError:
-        return current
+def _spoken(kind: str) -> str:
+    """``SIU^S12`` as ``SIU S12``: a reason free of separators reads without escapes."""
+    return kind.replace("^", " ").strip()

@@ -61,7 +61,7 @@ def test_ack_header_fields_follow_the_original(header: Header) -> None:
     assert ack.get("MSH-9") == "ACK^R01^ACK"
     assert ack.get("MSH-10") == "A1"
     assert ack.get("MSH-11") == "P"
-    assert ack.get("MSH-12") == "2.5"
+    assert ack.get("MSH-12") == "2.5^FRA^2.11"  # echoed whole (PAM-FR)
     assert ack.get("MSH-18") == "UNICODE UTF-8"
 
 
@@ -145,7 +145,7 @@ def test_nak_without_a_readable_msh_has_an_empty_msa_2() -> None:
     assert ack.separators == DEFAULT
     assert ack.get("MSA-1") == "AR"
     assert ack.get("MSA-2") == ""
-    assert ack.get("MSH-9") == "ACK"
+    assert ack.get("MSH-9") == "ACK^^ACK"  # a well-formed type, even unknown
     assert parse_message(text).msa.msa_1.value == "AR"
     assert str(hl7.parse(text).segment("MSA")[1]) == "AR"
 
