@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from engine.admin import audit
+from engine.admin.roles import os_principal
 from engine.cli.common import (
     ConfigOption,
     JsonOption,
@@ -58,6 +60,9 @@ def show(message_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
     with database(config) as conn:
         msg = queries.message(conn, message_id)
         events = queries.history(conn, message_id)
+        if msg is not None:  # the original bytes are about to be shown: on record first
+            audit.record(conn, os_principal(), "view_payload", target="message", ids=[message_id])
+            conn.commit()
     if msg is None:
         err_console.print(f"no message {message_id}")
         raise typer.Exit(1)
@@ -97,6 +102,7 @@ def replay(
     ids: Annotated[list[int] | None, typer.Argument(help="message ids")] = None,
     channel: Annotated[str | None, typer.Option(help="every dead letter of a channel")] = None,
     code: Annotated[str | None, typer.Option(help="with --channel: only this error code")] = None,
+    reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")] = "",
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
     """Send dead letters through the pipeline again (idempotent: twice applies once)."""
@@ -105,7 +111,9 @@ def replay(
         raise typer.Exit(2)
     with database(config) as conn:
         targets = list(ids or []) or queries.select_dead_letters(conn, channel or "", code)
-        done = queries.replay(conn, targets, getpass.getuser())
+        who = os_principal()
+        audit.record(conn, who, "replay", target="message", ids=targets, reason=reason)
+        done = queries.replay(conn, targets, getpass.getuser())  # commits the audit row too
         hand_over(config, conn, done)
     skipped = sorted(set(targets) - set(done))
     console.print(f"requeued {len(done)} message(s): {done}")
@@ -125,7 +133,9 @@ def discard(
     """Give up on a dead letter (or a held message) for good; it stays in the journal,
     marked discarded."""
     with database(config) as conn:
-        ok = queries.discard(conn, message_id, reason, getpass.getuser())
+        who = os_principal()
+        audit.record(conn, who, "discard", target="message", ids=[message_id], reason=reason)
+        ok = queries.discard(conn, message_id, reason, getpass.getuser())  # commits both
     if not ok:
         err_console.print(f"message {message_id} is not a dead letter nor held")
         raise typer.Exit(1)

@@ -11,6 +11,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from engine.admin import audit
+from engine.admin.roles import os_principal
 from engine.cli import identity_duplicates
 from engine.cli.common import (
     ConfigOption,
@@ -77,6 +79,9 @@ def show(review_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
         if row is None:
             err_console.print(f"no identity review {review_id}")
             raise typer.Exit(1)
+        # Patient traits are about to be shown: on record first.
+        audit.record(conn, os_principal(), "view_traits", target="review", ids=[review_id])
+        conn.commit()
         identity = compare.message_identity(conn, row["message_id"])
         stored = [compare.patient_column(conn, p) for p in row["candidates"]]
     console.print(
@@ -125,6 +130,16 @@ def resolve(
         except (LookupError, ValueError) as exc:
             err_console.print(str(exc))
             raise typer.Exit(1) from exc
+        detail = {"message_id": done.message_id, "patient_id": patient, "operator": actor}
+        audit.record(
+            conn,
+            os_principal(),
+            "resolve",
+            target="review",
+            ids=[review_id],
+            reason=reason,
+            detail=detail,
+        )
         conn.commit()
         if done.replayed:
             hand_over(config, conn, [done.message_id])
@@ -198,6 +213,15 @@ def unmerge_(
         except (LookupError, ValueError) as exc:
             err_console.print(str(exc))
             raise typer.Exit(1) from exc
+        audit.record(
+            conn,
+            os_principal(),
+            "unmerge",
+            target="merge",
+            ids=[merge_id],
+            reason=reason,
+            detail={"operator": actor},
+        )
         conn.commit()
     console.print(f"merge {merge_id} undone by {actor}")
     if done.moved_back:

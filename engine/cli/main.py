@@ -12,11 +12,23 @@ import typer
 from rich.table import Table
 
 from engine.adapters.amqp_check import broker_findings
-from engine.channels.loader import ConfigError, load_channels
 from engine.channels.filing_check import unfilable_result_channels
+from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
-from engine.cli import dlq, identity, patient, patients, professionals, record, senders, transform
+from engine.cli import (
+    audit,
+    dlq,
+    identity,
+    patient,
+    patients,
+    professionals,
+    record,
+    senders,
+    tokens,
+    transform,
+    users,
+)
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.journal import queries
 
@@ -28,6 +40,9 @@ app.add_typer(professionals.app, name="professionals")
 app.add_typer(patients.app, name="patients")
 app.add_typer(record.app, name="record")
 app.add_typer(senders.app, name="senders")
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(audit.app, name="audit")
 app.command("transform")(transform.transform)
 
 CHANNELS = Path("channels.yaml")

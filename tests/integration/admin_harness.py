@@ -16,7 +16,7 @@ from engine.admin.server import AdminServer
 from engine.admin.settings import AdminSettings
 from engine.admin.state import ChannelControl, EngineState
 from engine.admin.tokens import add_token
-from engine.admin.users import add_user
+from engine.admin.users import add_user, list_users
 from engine.channels.loader import parse_channels
 from engine.channels.models import ChannelsFile
 
@@ -59,8 +59,10 @@ def add_operators(db: Engine) -> dict[Role, str]:
     """A user and a token for each role (users are named after their role)."""
     with db.begin() as conn:
         tokens = {}
+        known = {u.name for u in list_users(conn)}
         for role in Role:
-            add_user(conn, role.value, role, PASSWORD)
+            if role.value not in known:
+                add_user(conn, role.value, role, PASSWORD)
             tokens[role] = add_token(conn, f"{role.value}-token", role, "test")
     return tokens
 
