@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine as DbEngine
 
@@ -40,5 +40,9 @@ def create_app(
         if request.url.path.startswith("/api/"):
             return JSONResponse({"reason": exc.reason}, status_code=exc.status)
         return pages.refused_page(request, exc)
+
+    @app.exception_handler(pages.SignIn)
+    async def sign_in(request: Request, exc: pages.SignIn) -> Response:
+        return RedirectResponse("/", status_code=303)
 
     return app
