@@ -10,6 +10,7 @@ reads.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ CONTROL_ID_MAX = 199
 MSA_TEXT_MAX = 80  # MSA-3 text message ST(80)
 ERR_TEXT_MAX = 200  # ERR-8 user message is TX(250); 200 keeps a whole ACK under 4096 bytes
 DEFAULT_VERSION = ack_shapes.DEFAULT_VERSION
+_VERSION_ID = re.compile(r"2\.\d{1,2}(\.\d{1,2})?")
 #: MSH-12 components after the version id (VID.2 internationalization code, VID.3
 #: international version id, e.g. ``2.5^FRA^2.11``): their CE.1 is echoed, cut to this.
 VERSION_PART_MAX = 20
@@ -178,6 +180,8 @@ def _hd(value: str) -> list[Component]:
 def _version(header: Header) -> list[Component]:
     """MSH-12 echoed whole (``2.5^FRA^2.11`` for PAM-FR), each part cut to its length."""
     version, *parts = (header.version_id or header.version).split("^")[:3]
+    if not _VERSION_ID.fullmatch(version):  # no version, or not one (a shifted field)
+        return [DEFAULT_VERSION]
     return [
         version[:VERSION_MAX] or DEFAULT_VERSION,
         *(p.split("&", 1)[0][:VERSION_PART_MAX] for p in parts),
