@@ -138,3 +138,35 @@ def test_cli_commands_say_in_one_line_which_database_is_unavailable_and_exit_2(
         ]
         assert took < 10  # the connection's timeout (5 s), not a hang
     private_postgres.thaw()
+
+
+@pytest.mark.slow
+def test_thirty_seconds_of_frozen_postgresql_senders_hear_ae_in_time_and_the_cli_gives_up(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    engine = engine_on(private_postgres, tmp_path)
+    engine.start()
+    line = MllpLine(engine.port)
+    assert line.ask(message(1))[0] == "AA"
+    engine.wait_idle()
+    private_postgres.freeze()
+    frozen_at, answers, n = time.monotonic(), [], 2
+    try:
+        while time.monotonic() - frozen_at < 30:
+            answers.append(line.ask(message(n)))
+            n += 1
+        done, took = cli(engine.db_url, tmp_path, "stats")
+    finally:
+        private_postgres.thaw()
+    assert {code for code, _ in answers} == {"AE"}
+    assert max(t for _, t in answers) < 2 + 1.0, answers  # commit_timeout_seconds: 2
+    assert (done.returncode, took < 10) == (2, True), (done.stderr, took)
+    # The senders resend once it is back: every message accepted, each journaled once.
+    wait_for(lambda: logged(engine, "database_recovered"), what="database_recovered")
+    assert logged(engine, "database_recovered")[0]["seconds"] >= 25
+    assert {line.ask(message(k))[0] for k in range(2, n)} == {"AA"}
+    line.close()
+    engine.wait_idle()
+    ids = engine.column("SELECT control_id FROM journal_messages WHERE control_id LIKE 'OUT%'")
+    assert sorted(ids) == sorted(f"OUT{k}" for k in range(1, n))
+    assert_stopped_cleanly(engine)
