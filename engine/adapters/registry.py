@@ -14,6 +14,7 @@ from engine.adapters.amqp_destination import AmqpDestinationConfig
 from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.file import FileDestinationConfig
 from engine.adapters.http import HttpSourceConfig
+from engine.adapters.http_destination import HttpDestinationConfig
 from engine.adapters.mllp import MllpSourceConfig
 from engine.adapters.mllp_client import MllpDestinationConfig
 from engine.adapters.record_store import RecordStoreConfig
@@ -23,7 +24,11 @@ SourceConfig = Annotated[
     Field(discriminator="type"),
 ]
 AnyDestination = (
-    RecordStoreConfig | FileDestinationConfig | MllpDestinationConfig | AmqpDestinationConfig
+    RecordStoreConfig
+    | FileDestinationConfig
+    | MllpDestinationConfig
+    | AmqpDestinationConfig
+    | HttpDestinationConfig
 )
 DestinationConfig = Annotated[AnyDestination, Field(discriminator="type")]
 
@@ -40,4 +45,5 @@ DESTINATIONS: dict[str, type[AnyDestination]] = {
     "file": FileDestinationConfig,
     "mllp": MllpDestinationConfig,
     "amqp": AmqpDestinationConfig,
+    "http": HttpDestinationConfig,
 }

@@ -31,8 +31,10 @@ from engine.journal.models import Id
 transformed = Table(
     "journal_transformed",
     metadata,
-    Column("message_id", Id, ForeignKey("journal_messages.id"), primary_key=True),
-    Column("destination", String(64), primary_key=True),
+    Column(
+        "message_id", Id, ForeignKey("journal_messages.id"), primary_key=True, autoincrement=False
+    ),
+    Column("destination", String(64), primary_key=True, autoincrement=False),
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
