@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import Connection, Index, Select, and_, func, or_, select
 
 from engine.journal.models import holds, messages
-from engine.journal.queries import SUMMARY
 
 _m = messages.c
 
@@ -28,8 +27,14 @@ INDEXES = (
     Index("ix_journal_messages_sender_id", _m.sender, _m.id),
 )
 
-#: Listing columns: the summary and the proven sender (never the raw bytes).
-COLUMNS = (*SUMMARY, _m.sender)
+#: Listing columns: metadata, errors and the proven sender, never the raw bytes. (Not
+#: queries.SUMMARY: queries builds on this module, which must not import it back.)
+COLUMNS = tuple(
+    c
+    for c in messages.c
+    if c.name not in ("raw", "content_hash", "properties", "delivered_to", "charset", "peer")
+    and c.name not in ("next_attempt_at", "error_class")
+)
 
 
 @dataclass(frozen=True, slots=True)
