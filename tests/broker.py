@@ -1,11 +1,11 @@
 """The RabbitMQ at 127.0.0.1:5672 (guest/guest) for tests: unique names per test, removed
-afterwards; skipped only when the broker is absent and CI is unset."""
+afterwards; skipped only when the broker is absent and CI is unset. Tests never stop or
+restart this broker (other consumers use it): those that restart one start their own node
+(:mod:`tests.rabbit_private`)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +18,8 @@ import pytest
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
-def connect() -> pika.BlockingConnection:
-    return pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+def connect(url: str = AMQP_URL) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(url))
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Broker:
 
     def publish(self, queue: str, *bodies: bytes, **props: object) -> None:
         """To the default exchange, persistent, with publisher confirms."""
-        with connect() as conn:
+        with connect(self.url) as conn:
             channel = conn.channel()
             channel.confirm_delivery()
             for body in bodies:
@@ -49,7 +49,7 @@ class Broker:
 
     def depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (declared passively)."""
-        with connect() as conn:
+        with connect(self.url) as conn:
             result = conn.channel().queue_declare(queue, passive=True)
             return int(result.method.message_count)
 
@@ -61,7 +61,7 @@ class Broker:
             time.sleep(0.05)
 
     def cleanup(self) -> None:
-        with connect() as conn:
+        with connect(self.url) as conn:
             channel = conn.channel()
             for queue in self._queues:
                 try:
@@ -92,26 +92,3 @@ def broker() -> Iterator[Broker]:
         yield corner
     finally:
         corner.cleanup()
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
-@pytest.fixture
-def restartable() -> Iterator[None]:
-    """A test that stops and starts the broker's application (``rabbitmqctl``)."""
-    if shutil.which("rabbitmqctl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("rabbitmqctl is needed to restart the broker and CI is set")
-        pytest.skip("rabbitmqctl absent (and CI unset)")
-    yield
-    rabbitmqctl("start_app")  # whatever happened, leave the broker running
-    rabbitmqctl("await_startup")
-
-
-def restart_broker(pause: float = 1.0) -> None:
-    rabbitmqctl("stop_app")
-    time.sleep(pause)
-    rabbitmqctl("start_app")
-    rabbitmqctl("await_startup")

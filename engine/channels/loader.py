@@ -8,10 +8,13 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from sqlalchemy import make_url
 
+from engine.alerts.models import alert_problems
 from engine.channels.models import ChannelsFile
 from engine.channels.production import production_problems
 from engine.channels.references import reference_problems
+from engine.db import DEFAULT_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,24 @@ def load_channels(path: str | Path) -> ChannelsFile:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(path), 0, "", f"cannot read: {exc.strerror}")]) from exc
-    return parse_channels(text, str(path))
+    return with_database_beside(parse_channels(text, str(path)), path.parent)
+
+
+def with_database_beside(config: ChannelsFile, folder: Path) -> ChannelsFile:
+    """A relative SQLite path is read from the channels file's folder, not from wherever the
+    command runs: ``aiguillage stats -c /srv/aig/channels.yaml`` finds the engine's journal.
+    ``AIGUILLAGE_DATABASE_URL`` still wins (:func:`engine.db.database_url`)."""
+    url = make_url(config.engine.database_url or DEFAULT_URL)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return config
+    if path.startswith("file:") or Path(path).is_absolute():
+        return config
+    resolved = url.set(database=str((folder / path).absolute()))
+    engine = config.engine.model_copy(
+        update={"database_url": resolved.render_as_string(hide_password=False)}
+    )
+    return config.model_copy(update={"engine": engine})
 
 
 def parse_channels(text: str, filename: str = "<channels>") -> ChannelsFile:
@@ -64,6 +84,7 @@ def parse_channels(text: str, filename: str = "<channels>") -> ChannelsFile:
     problems = reference_problems(data)
     if config is not None:
         problems += production_problems(config)
+        problems += alert_problems(config.alerts, {c.name for c in config.channels})
     for loc, message in problems:
         line, _ = _locate(root, loc)
         # The key in full, even when the file leaves it out (a default the rule refuses).

@@ -19,9 +19,11 @@ from pydantic import (
 )
 
 from engine.adapters.amqp_topology import AmqpConnection
-from engine.admin.settings import AdminSettings
 from engine.adapters.registry import DestinationConfig, SourceConfig
+from engine.admin.settings import AdminSettings
+from engine.alerts.models import AlertsSettings
 from engine.channels.conditions import Condition
+from engine.localtime import DEFAULT_TIMEZONE, TimeZoneName
 from engine.record_api.settings import RecordApiSettings
 from engine.transforms.user.python_step import PLUGINS_DIR, PythonStep
 from engine.transforms.user.steps import TransformStep
@@ -224,6 +226,7 @@ class EngineSettings(Frozen):
         ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    timezone: TimeZoneName = DEFAULT_TIMEZONE
     log_patient_data: bool = Field(
         default=False, description="debug only: allow payloads and names in logs"
     )
@@ -266,6 +269,7 @@ class ChannelsFile(Frozen):
 
     engine: EngineSettings = Field(default_factory=EngineSettings)
     channels: tuple[ChannelConfig, ...] = Field(min_length=1)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -20,7 +20,11 @@ from engine.cli.common import (
     hand_over,
     print_json,
 )
+from engine.cli.dlq_outcome import known_channel_or_exit, print_outcomes, wait_for_outcomes
+from engine.cli.output import print_table, utc_json, zone
+from engine.cli.paths import existing_database
 from engine.journal import queries
+from engine.localtime import local_text, parse_since
 
 app = typer.Typer(no_args_is_help=True, help="Dead letters: messages that could not be processed")
 
@@ -29,29 +33,43 @@ app = typer.Typer(no_args_is_help=True, help="Dead letters: messages that could 
 def list_(
     channel: Annotated[str | None, typer.Option(help="only this channel")] = None,
     code: Annotated[str | None, typer.Option(help="only this error code")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="dead-lettered since: 30m, 2h, 1d, or a date (2026-12-03T08:00)"),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="at most this many", min=1)] = 1000,
     json: JsonOption = False,
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
     """List dead letters, oldest first."""
-    with database(config) as conn:
-        rows = queries.dead_letters(conn, channel, code)
+    tz = zone(config)
+    try:
+        after = parse_since(since, tz) if since else None
+    except ValueError as exc:
+        err_console.print(f"--since {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    with existing_database(config) as conn:
+        known_channel_or_exit(conn, config, channel)
+        rows = queries.dead_letters(conn, channel, code, limit, after)
+        total = queries.count_dead_letters(conn, channel, code, after)
     if json:
-        print_json(rows)
+        print_json(utc_json(rows))
         return
     table = Table("id", "channel", "received", "type", "control id", "stage", "code", "reason")
     for r in rows:
         table.add_row(
             str(r["id"]),
             r["channel"],
-            r["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            local_text(r["received_at"], tz),
             f"{r['message_type'] or '?'}^{r['trigger'] or '?'}",
             r["control_id"] or "",
             r["error_stage"] or "",
             r["error_code"] or "",
             (r["error_reason"] or "")[:80],
         )
-    console.print(table)
-    console.print(f"{len(rows)} dead letter(s)")
+    print_table(table)
+    more = f" of {total} (--limit)" if total > len(rows) else ""
+    console.print(f"{len(rows)}{more} dead letter(s)")
 
 
 @app.command()
@@ -103,40 +121,66 @@ def replay(
     channel: Annotated[str | None, typer.Option(help="every dead letter of a channel")] = None,
     code: Annotated[str | None, typer.Option(help="with --channel: only this error code")] = None,
     reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")] = "",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="requeue and return, without the outcome")
+    ] = False,
+    wait_seconds: Annotated[float, typer.Option(help="how long to wait for the outcome")] = 30,
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
-    """Send dead letters through the pipeline again (idempotent: twice applies once)."""
+    """Send dead letters through the pipeline again (idempotent: twice applies once), wait
+    for the running engine to process them and print each outcome (exit 1 if one failed)."""
     if not ids and not channel:
         err_console.print("give message ids or --channel")
         raise typer.Exit(2)
-    with database(config) as conn:
+    with existing_database(config) as conn:
+        known_channel_or_exit(conn, config, channel)
         targets = list(ids or []) or queries.select_dead_letters(conn, channel or "", code)
         who = os_principal()
         audit.record(conn, who, "replay", target="message", ids=targets, reason=reason)
         done = queries.replay(conn, targets, getpass.getuser())  # commits the audit row too
         hand_over(config, conn, done)
-    skipped = sorted(set(targets) - set(done))
-    console.print(f"requeued {len(done)} message(s): {done}")
-    if skipped:
-        console.print(
-            f"skipped {len(skipped)} (not dead letters, or oversized messages kept only in "
-            f"part, which cannot be replayed): {skipped}"
-        )
+        skipped = sorted(set(targets) - set(done))
+        console.print(f"requeued {len(done)} message(s): {done}")
+        if skipped:
+            console.print(
+                f"skipped {len(skipped)} (not dead letters, or oversized messages kept only "
+                f"in part, which cannot be replayed): {skipped}"
+            )
+        if no_wait or not done:
+            return
+        outcomes = wait_for_outcomes(conn, done, wait_seconds)
+    console.print("outcome:")
+    if print_outcomes(outcomes):
+        raise typer.Exit(1)
 
 
 @app.command()
 def discard(
-    message_id: int,
-    reason: Annotated[str, typer.Option(help="why (kept in the journal)")],
+    ids: Annotated[list[int] | None, typer.Argument(help="message ids")] = None,
+    reason: Annotated[str, typer.Option(help="why (kept in the journal)")] = "",
+    channel: Annotated[str | None, typer.Option(help="every dead letter of a channel")] = None,
+    code: Annotated[str | None, typer.Option(help="with --channel: only this error code")] = None,
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
-    """Give up on a dead letter (or a held message) for good; it stays in the journal,
-    marked discarded."""
-    with database(config) as conn:
+    """Give up on dead letters (or held messages) for good; they stay in the journal,
+    marked discarded. Exit 1 if one of the ids could not be discarded."""
+    if not ids and not channel:
+        err_console.print("give message ids or --channel")
+        raise typer.Exit(2)
+    if not reason.strip():
+        err_console.print("--reason must say why")
+        raise typer.Exit(2)
+    with existing_database(config) as conn:
+        known_channel_or_exit(conn, config, channel)
+        targets = list(ids or []) or queries.select_dead_letters(conn, channel or "", code)
         who = os_principal()
-        audit.record(conn, who, "discard", target="message", ids=[message_id], reason=reason)
-        ok = queries.discard(conn, message_id, reason, getpass.getuser())  # commits both
-    if not ok:
-        err_console.print(f"message {message_id} is not a dead letter nor held")
+        audit.record(conn, who, "discard", target="message", ids=targets, reason=reason)
+        # Each discard commits (with the audit row for the first).
+        done = [i for i in targets if queries.discard(conn, i, reason, getpass.getuser())]
+    for i in done:
+        console.print(f"discarded {i}")
+    refused = sorted(set(targets) - set(done))
+    for i in refused:
+        err_console.print(f"message {i} is not a dead letter nor held")
+    if refused:
         raise typer.Exit(1)
-    console.print(f"discarded {message_id}")

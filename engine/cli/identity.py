@@ -23,10 +23,13 @@ from engine.cli.common import (
     hand_over,
     print_json,
 )
+from engine.cli.output import print_table, utc_json, zone
+from engine.cli.paths import existing_database
 from engine.identity import compare, review
 from engine.identity.unmerge import unmerge
 from engine.journal.journal import utcnow
 from engine.journal.models import State, messages
+from engine.localtime import age_text, local_text
 
 app = typer.Typer(no_args_is_help=True, help="Patient identity: conflicts to review, merges")
 
@@ -175,9 +178,9 @@ def dismiss(
 
 @app.command()
 def held(json: JsonOption = False, config: ConfigOption = Path("channels.yaml")) -> None:
-    """Messages held until their patient is known (902)."""
+    """Messages held until their patient is known (902), oldest first, with their age."""
     m = messages.c
-    with database(config) as conn:
+    with existing_database(config) as conn:
         rows = [
             dict(r._mapping)
             for r in conn.execute(
@@ -187,13 +190,21 @@ def held(json: JsonOption = False, config: ConfigOption = Path("channels.yaml"))
             )
         ]
     if json:
-        print_json(rows)
+        print_json(utc_json(rows))
         return
+    tz = zone(config)
+    table = Table("id", "channel", "received", "age", "type", "control id")
     for r in rows:
-        console.print(
-            f"{r['id']} {r['channel']} {r['message_type']}^{r['trigger']} {r['control_id']}",
-            highlight=False,
+        table.add_row(
+            str(r["id"]),
+            r["channel"],
+            local_text(r["received_at"], tz),
+            age_text(r["received_at"]),
+            f"{r['message_type'] or '?'}^{r['trigger'] or '?'}",
+            r["control_id"] or "",
         )
+    if rows:
+        print_table(table)
     console.print(f"{len(rows)} held message(s)")
 
 

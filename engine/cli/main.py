@@ -3,34 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from engine.adapters.amqp_check import broker_findings
+from engine.admin.patients import patient_keys
 from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import ChannelsFile
 from engine.channels.schema import write_schema
 from engine.cli import (
+    alerts,
     audit,
     dlq,
     identity,
     patient,
     patients,
+    ports,
     professionals,
     record,
     senders,
+    stats,
     tokens,
     transform,
     users,
 )
-from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.cli.common import ConfigOption, JsonOption, console, err_console, print_json
+from engine.cli.output import utc_json
+from engine.cli.paths import existing_database
 from engine.journal import queries
+from engine.journal.search import MessageFilter, matching_ids
 
 app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", add_completion=False)
 app.add_typer(dlq.app, name="dlq")
@@ -44,8 +50,26 @@ app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(audit.app, name="audit")
 app.command("transform")(transform.transform)
+app.command("alerts")(alerts.alerts)
+app.command("stats")(stats.stats)
 
 CHANNELS = Path("channels.yaml")
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"aiguillage {package_version('aiguillage')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Aiguillage integration engine."""
 
 
 class RoleName(StrEnum):
@@ -70,11 +94,30 @@ def run(
     from engine.runtime import Engine, run_worker
 
     settings = _load(config)
+    if role is not RoleName.WORKER:  # a worker listens on nothing
+        _ports_free_or_exit(settings)
     logs.configure(settings.engine.log_level, settings.engine.log_patient_data)
     if role is RoleName.WORKER:
         run_worker(settings)
         return
-    asyncio.run(Engine(settings, "intake" if role is RoleName.INTAKE else "all").serve())
+    try:
+        asyncio.run(Engine(settings, "intake" if role is RoleName.INTAKE else "all").serve())
+    except OSError as exc:  # a port taken between the check and the bind
+        err_console.print(f"cannot listen: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _ports_free_or_exit(settings: ChannelsFile) -> None:
+    """Bind everything or nothing: a port in use stops the start before any listener opens."""
+    taken = ports.busy(settings)
+    for listener, reason in taken:
+        err_console.print(
+            f"{listener.owner}: port {listener.port} on {listener.host} is {reason}",
+            highlight=False,
+            markup=False,
+        )
+    if taken:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -110,32 +153,17 @@ def check(
 
 
 @app.command()
-def stats(config: ConfigOption = CHANNELS, json: JsonOption = False) -> None:
-    """Per channel: received, in flight, filtered, delivered, dead-lettered, held, in review."""
-    with database(config) as conn:
-        rows = queries.stats(conn)
-    if json:
-        print_json([asdict(r) for r in rows])
-        return
-    table = Table(
-        "channel",
-        "received",
-        "in flight",
-        "filtered",
-        "delivered",
-        "dead-lettered",
-        "discarded",
-        "held",
-        "in review",
-    )
-    for r in rows:
-        table.add_row(r.channel, *(str(v) for v in list(asdict(r).values())[1:]))
-    console.print(table)
-
-
-@app.command()
 def trace(
-    term: Annotated[str, typer.Argument(help="message id, control id (MSH-10) or patient key")],
+    term: Annotated[
+        str,
+        typer.Argument(
+            help="message id, control id (MSH-10), or a patient: INS, local id "
+            "(000003^^^CHU-X, or 000003 with --facility)"
+        ),
+    ],
+    facility: Annotated[
+        str, typer.Option(help="the facility (authority) of a plain local id")
+    ] = "",
     config: ConfigOption = CHANNELS,
     json: JsonOption = False,
     payloads: Annotated[
@@ -144,13 +172,14 @@ def trace(
 ) -> None:
     """What happened to a message: its state, attempts and errors, and the fields transform
     steps changed for each destination (raw beside transformed)."""
-    with database(config) as conn:
-        rows = queries.find(conn, term)
+    with existing_database(config) as conn:
+        patient = MessageFilter(patient=patient_keys(conn, term, facility))
+        rows = queries.find(conn, term, also=matching_ids(conn, patient, 100))
         for r in rows:
             r["history"] = queries.history(conn, r["id"])
             r["transformed"] = transform.journaled_forms(conn, r["id"], payloads)
     if json:
-        print_json(rows)
+        print_json(utc_json(rows))
         return
     if not rows:
         err_console.print(f"no message matches {term!r}")
@@ -173,10 +202,13 @@ def send(
     timeout: Annotated[float, typer.Option(help="seconds to wait for each ACK")] = 30.0,
 ) -> None:
     """Send HL7 files over MLLP and print each ACK code."""
-    from engine.cli.send import send_files
+    from engine.cli.send import UnreadableFile, send_files
 
     try:
         failures = send_files(files, host, port, timeout)
+    except UnreadableFile as exc:
+        err_console.print(str(exc), highlight=False, markup=False)
+        raise typer.Exit(2) from exc
     except OSError as exc:
         err_console.print(f"cannot send to {host}:{port}: {exc.strerror or exc}")
         raise typer.Exit(2) from exc

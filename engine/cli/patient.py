@@ -77,6 +77,13 @@ def _documents(rows: list[dict[str, Any]]) -> None:
 
 
 _KINDS = ("problem", "allergy", "treatment", "vaccination", "risk_factor")
+_PLURALS = {
+    "problem": "Problems",
+    "allergy": "Allergies",
+    "treatment": "Treatments",
+    "vaccination": "Vaccinations",
+    "risk_factor": "Risk factors",
+}
 
 
 def _summary(rows: list[dict[str, Any]]) -> None:
@@ -85,7 +92,7 @@ def _summary(rows: list[dict[str, Any]]) -> None:
         entries = [r for r in rows if r["kind"] == kind]
         if not entries:
             continue
-        table = Table("since", "what", "code", "until", title=f"{kind.replace('_', ' ')}s")
+        table = Table("since", "what", "code", "until", title=_PLURALS[kind])
         for e in entries:
             table.add_row(_date(e["start"]), e["label"] or e["text"], e["code"], _date(e["end"]))
         console.print(table)
@@ -100,9 +107,16 @@ def _reimbursements(rows: list[dict[str, Any]]) -> None:
         table.add_row(
             _date(r["date"]), r["category"], r["label"] or r["code"], r["quantity"], r["prescriber"]
         )
-    _print(table, recent)
-    if len(recent) < len(rows):
-        console.print(f"({len(rows) - len(recent)} older than 24 months not shown)")
+    older = len(rows) - len(recent)
+    if recent or not older:
+        _print(table, recent)
+    else:
+        console.print("Reimbursements: none in the last 24 months", highlight=False)
+    if older:
+        console.print(
+            f"({older} reimbursement(s) older than 24 months, the DMP's window, not shown)",
+            highlight=False,
+        )
 
 
 def _results(rows: list[dict[str, Any]]) -> None:

@@ -24,12 +24,32 @@ def split_file(data: bytes) -> list[bytes]:
     return [data[a:b].strip(b"\r") for a, b in zip(starts, bounds, strict=True)]
 
 
+class UnreadableFile(Exception):
+    """A file to send cannot be read: the file is at fault, not the server."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+
+
+def read_all(files: list[Path]) -> list[tuple[Path, bytes]]:
+    """Every file's bytes, read before connecting: a missing file is named as such."""
+    out = []
+    for path in files:
+        try:
+            out.append((path, path.read_bytes()))
+        except OSError as exc:
+            raise UnreadableFile(path, exc.strerror or str(exc)) from exc
+    return out
+
+
 def send_files(files: list[Path], host: str, port: int, timeout: float) -> int:
-    """Send every message; print each ACK. Returns how many were not accepted."""
+    """Send every message; print each ACK. Returns how many were not accepted. Raises
+    :class:`UnreadableFile` (before connecting) or OSError (the server)."""
     failures = 0
+    contents = read_all(files)
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        for path in files:
-            for i, payload in enumerate(split_file(path.read_bytes()), 1):
+        for path, data in contents:
+            for i, payload in enumerate(split_file(data), 1):
                 sock.sendall(frame(payload))
                 code, text = _ack(_read_frame(sock))
                 failures += code not in ("AA", "CA")

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from engine.fastsql import FastStatement
 from engine.journal.journal import utcnow
@@ -51,14 +61,15 @@ class ChannelStats:
     review: int  # waiting for an identity decision (903-905)
 
 
-def stats(conn: Connection) -> list[ChannelStats]:
-    """Per channel: messages received in all, and how many are in each state now."""
+def stats(conn: Connection, channels: Sequence[str] = ()) -> list[ChannelStats]:
+    """Per channel: messages received in all, and how many are in each state now; the
+    ``channels`` given (those configured) are listed even without any message."""
     rows = conn.execute(
         select(messages.c.channel, messages.c.state, func.count())
         .group_by(messages.c.channel, messages.c.state)
         .order_by(messages.c.channel)
     ).all()
-    by_channel: dict[str, dict[str, int]] = {}
+    by_channel: dict[str, dict[str, int]] = {name: {} for name in channels}
     for channel, state, count in rows:
         by_channel.setdefault(channel, {})[state] = count
     return [
@@ -73,19 +84,58 @@ def stats(conn: Connection) -> list[ChannelStats]:
             held=c.get(State.HELD, 0),
             review=c.get(State.REVIEW, 0),
         )
-        for ch, c in by_channel.items()
+        for ch, c in sorted(by_channel.items())
     ]
 
 
 def dead_letters(
-    conn: Connection, channel: str | None = None, code: str | None = None, limit: int = 1000
+    conn: Connection,
+    channel: str | None = None,
+    code: str | None = None,
+    limit: int = 1000,
+    since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(*SUMMARY).where(messages.c.state == State.DEAD_LETTERED)
-    if channel:
-        query = query.where(messages.c.channel == channel)
-    if code:
-        query = query.where(messages.c.error_code == code)
+    """Dead letters, oldest first; ``since``: dead-lettered at or after that time."""
+    query = select(*SUMMARY).where(*_dead_letter_filter(channel, code, since))
     return [dict(r._mapping) for r in conn.execute(query.order_by(messages.c.id).limit(limit))]
+
+
+def count_dead_letters(
+    conn: Connection,
+    channel: str | None = None,
+    code: str | None = None,
+    since: datetime | None = None,
+) -> int:
+    query = select(func.count()).where(*_dead_letter_filter(channel, code, since))
+    return int(conn.execute(query).scalar_one())
+
+
+def _dead_letter_filter(
+    channel: str | None, code: str | None, since: datetime | None
+) -> list[ColumnElement[bool]]:
+    m = messages.c
+    where = [m.state == State.DEAD_LETTERED]
+    if channel:
+        where.append(m.channel == channel)
+    if code:
+        where.append(m.error_code == code)
+    if since is not None:
+        where.append(m.updated_at >= since)
+    return where
+
+
+def known_channel(conn: Connection, channel: str) -> bool:
+    """Whether the journal holds any message of ``channel``."""
+    found = conn.execute(select(messages.c.id).where(messages.c.channel == channel).limit(1))
+    return found.first() is not None
+
+
+def states(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """State, attempts and error of each message (for an operator waiting on a replay)."""
+    m = messages.c
+    query = select(m.id, m.channel, m.state, m.attempts, m.error_code, m.error_reason)
+    rows = conn.execute(query.where(m.id.in_(list(ids))).order_by(m.id))
+    return [dict(r._mapping) for r in rows]
 
 
 def message(conn: Connection, message_id: int) -> dict[str, Any] | None:
@@ -114,11 +164,17 @@ def history(conn: Connection, message_id: int) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def find(conn: Connection, term: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Messages whose id, control id (MSH-10) or patient key is ``term``."""
+def find(
+    conn: Connection, term: str, limit: int = 100, also: Sequence[int] = ()
+) -> list[dict[str, Any]]:
+    """Messages whose id, control id (MSH-10) or patient key is ``term``, and the messages
+    ``also`` names (those of the patient ``term`` names, found by
+    :func:`engine.journal.search.matching_ids`)."""
     conditions = [messages.c.control_id == term, messages.c.patient_key == term]
-    if term.isdigit():
+    if term.isdigit() and not term.startswith("0"):  # 000003 is a local id, not message 3
         conditions.append(messages.c.id == int(term))
+    if also:
+        conditions.append(messages.c.id.in_(list(also)))
     rows = conn.execute(
         select(*SUMMARY).where(or_(*conditions)).order_by(messages.c.id).limit(limit)
     )

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 import engine.admin.tables
+import engine.alerts.tables
 import engine.journal.models
 import engine.journal.search
 import engine.journal.transformed
@@ -22,6 +23,7 @@ from engine.db import metadata
 
 _ = (
     engine.admin.tables,
+    engine.alerts.tables,
     engine.journal.models,
     engine.journal.search,
     engine.journal.transformed,

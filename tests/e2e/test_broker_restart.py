@@ -1,4 +1,5 @@
-"""RabbitMQ restarted during a flow (``rabbitmqctl stop_app`` / ``start_app``): the AMQP
+"""RabbitMQ restarted during a flow (``rabbitmqctl stop_app`` / ``start_app`` on a node of the
+test's own, never the machine's broker): the AMQP
 source reconnects and resumes, and every message published (with confirms, resent by the
 publisher until confirmed) is journaled exactly once and delivered."""
 
@@ -13,10 +14,11 @@ import pika.exceptions
 import pytest
 
 from engine.adapters.amqp_topology import close_quietly
-from tests.broker import Broker, restart_broker
+from tests.broker import Broker
 from tests.e2e.hl7_messages import PATIENTS, oru
 from tests.e2e.mllp_client import register_patients
 from tests.integration.inprocess import ADT_CHANNEL, ENGINE_HEAD, InProcessEngine
+from tests.rabbit_private import PrivateRabbit, private_rabbit_fixture  # noqa: F401
 
 TOTAL = 2_000
 RESTART_AFTER = 500
@@ -70,8 +72,9 @@ class Publisher(threading.Thread):
 
 
 def test_the_source_reconnects_after_a_broker_restart_and_loses_nothing(
-    tmp_path: Path, broker: Broker, restartable: None
+    tmp_path: Path, private_rabbit: PrivateRabbit
 ) -> None:
+    broker = Broker(url=private_rabbit.url)
     queue = broker.name("lab")
     url = f"sqlite:///{tmp_path / 'engine.db'}"
     engine = InProcessEngine(CHANNELS, url=url, amqp_url=broker.url, queue=queue)
@@ -86,7 +89,7 @@ def test_the_source_reconnects_after_a_broker_restart_and_loses_nothing(
         publisher.start()
         while publisher.confirmed < RESTART_AFTER:
             time.sleep(0.01)
-        restart_broker()
+        private_rabbit.restart()
         publisher.join(timeout=180)
         assert publisher.confirmed == TOTAL and publisher.failures >= 1
         deadline = time.monotonic() + 120

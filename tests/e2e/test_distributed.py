@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, restart_broker
+from tests.broker import Broker
 from tests.e2e.engine_process import EngineProcess, free_port, write_channels
 from tests.e2e.hl7_messages import PATIENTS
 from tests.e2e.mllp_client import RESULTS, Sender, register_patients
+from tests.rabbit_private import PrivateRabbit, private_rabbit_fixture  # noqa: F401
 
 TOTAL = 10_000
 CONNECTIONS = 5
@@ -28,7 +29,12 @@ def start_deployment(
 ) -> tuple[int, EngineProcess, list[EngineProcess]]:
     """An intake and ``workers`` workers on the repository's channels, patients registered."""
     port = free_port()
-    work = {"queue": broker.name("work"), "stale_seconds": 5, "sweep_seconds": 0.5}
+    work = {
+        "queue": broker.name("work"),
+        "stale_seconds": 5,
+        "sweep_seconds": 0.5,
+        "broker": {"url": broker.url, "url_env": "AIGUILLAGE_TEST_NO_SUCH_VARIABLE"},
+    }
     channels = write_channels(tmp_path, port, url, log_level="warning", work=work)
     channels.write_text(channels.read_text().replace("log_level: warning", "log_level: info"))
     intake = EngineProcess(channels, port, url, tmp_path / "intake.log", args=("--role", "intake"))
@@ -105,11 +111,13 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_keeps_each_patients_order(
 
 
 def test_a_broker_restart_mid_stream_loses_nothing(
-    tmp_path: Path, postgres_url: str, broker: Broker, restartable: None
+    tmp_path: Path, postgres_url: str, private_rabbit: PrivateRabbit
 ) -> None:
-    """Work items published while the broker is away are lost with it (the intake says so);
-    their messages are journaled, and the workers' sweep takes them after stale_seconds."""
+    """Work items published while the broker (a node of the test's own) is away are lost
+    with it (the intake says so); their messages are journaled, and the workers' sweep takes
+    them after stale_seconds."""
     total = 3_000
+    broker = Broker(url=private_rabbit.url)
     port, intake, workers = start_deployment(tmp_path, postgres_url, broker, 1)
     acked: set[int] = set()
     senders = senders_by_patient(port, total, acked)
@@ -117,7 +125,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(
         s.start()
     while intake.scalar(DELIVERED) < 500:
         time.sleep(0.05)
-    restart_broker(pause=2.0)
+    private_rabbit.restart(pause=2.0)
     for s in senders:
         s.join(timeout=300)
     assert len(acked) == total  # MLLP intake never needed the broker
