@@ -196,7 +196,6 @@ def results_view(
         )
         s["points"].append(
             {
-                "at": r["observed_at"],
                 "observed_ts": r["observed_ts"],
                 "value": r["value"],
                 "unit": r["unit"],

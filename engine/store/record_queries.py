@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, case, cast, literal, null, select, union_all
 
 from engine.identity import patients as identity_patients
 from engine.record.model import DocumentFacts, RecordFacts, State
 from engine.store.documents import CURRENT, DELETED, documents, reimbursements, summary_entries
-from engine.store.models import encounters, observations
+from engine.store.models import UtcDateTime, encounters, observations
 from engine.store.record_tables import (
     document_settings,
     emergency_accesses,
@@ -46,6 +46,8 @@ DOCUMENT_COLUMNS = (
     _m.revealed_at,
 )
 
+_DOCUMENT_NAMES = tuple(c.name for c in DOCUMENT_COLUMNS)
+
 
 def patient_id(conn: Connection, ins: str) -> int | None:
     """The stored patient holding ``ins`` (after merges), or None."""
@@ -54,34 +56,54 @@ def patient_id(conn: Connection, ins: str) -> int | None:
 
 
 def facts(conn: Connection, pid: int, ins: str, now: datetime) -> RecordFacts:
-    s = statuses.c
-    row = conn.execute(
-        select(s.state, s.emergency_opposed, s.medecin_traitant).where(s.patient_id == pid)
-    ).first()
-    p, e, enc = permissions.c, emergency_accesses.c, encounters.c
-    granted = conn.execute(select(p.rpps, p.kind).where(p.patient_id == pid)).all()
-    facilities = set(
-        conn.execute(
-            select(_d.facility).where(_d.patient_id == pid, _d.status != DELETED).distinct()
-        ).scalars()
+    """The record's state and the patient's choices, in one round trip (a UNION ALL: this
+    runs before every read)."""
+    s, p, e, enc = statuses.c, permissions.c, emergency_accesses.c, encounters.c
+    no_time = cast(null(), UtcDateTime)
+    parts = union_all(
+        select(
+            literal("status").label("kind"),
+            s.state.label("a"),
+            s.medecin_traitant.label("b"),
+            case((s.emergency_opposed, "Y"), else_="N").label("c"),
+            no_time.label("at"),
+        ).where(s.patient_id == pid),
+        select(literal("permission"), p.kind, p.rpps, literal(""), no_time).where(
+            p.patient_id == pid
+        ),
+        select(literal("emergency"), e.rpps, literal(""), literal(""), e.ends_at).where(
+            e.patient_id == pid, e.ends_at > now
+        ),
+        select(literal("facility"), _d.facility, literal(""), literal(""), no_time)
+        .where(_d.patient_id == pid, _d.status != DELETED)
+        .distinct(),
+        select(literal("facility"), enc.visit_authority, literal(""), literal(""), no_time)
+        .where(enc.patient_id == pid)
+        .distinct(),
     )
-    facilities |= set(
-        conn.execute(select(enc.visit_authority).where(enc.patient_id == pid).distinct()).scalars()
-    )
+    state, opposed, mt = State.NONE, False, ""
+    facilities: set[str] = set()
+    authorised: set[str] = set()
+    blocked: set[str] = set()
     emergency: dict[str, datetime] = {}
-    for rpps, ends in conn.execute(
-        select(e.rpps, e.ends_at).where(e.patient_id == pid, e.ends_at > now)
-    ):
-        emergency[rpps] = max(ends, emergency.get(rpps, ends))
+    for kind, a, b, c, at in conn.execute(parts):
+        if kind == "status":
+            state, mt, opposed = State(a), b, c == "Y"
+        elif kind == "permission":
+            (authorised if a == "authorised" else blocked).add(b)
+        elif kind == "emergency":
+            emergency[a] = max(at, emergency.get(a, at))
+        elif a:
+            facilities.add(a)
     return RecordFacts(
         patient_id=pid,
         ins=ins,
-        state=State(row.state) if row is not None else State.NONE,
-        emergency_opposed=bool(row.emergency_opposed) if row is not None else False,
-        medecin_traitant=row.medecin_traitant if row is not None else "",
-        care_facilities=frozenset(f for f in facilities if f),
-        authorised=frozenset(r for r, k in granted if k == "authorised"),
-        blocked=frozenset(r for r, k in granted if k == "blocked"),
+        state=state,
+        emergency_opposed=opposed,
+        medecin_traitant=mt,
+        care_facilities=frozenset(facilities),
+        authorised=frozenset(authorised),
+        blocked=frozenset(blocked),
         emergency=emergency,
     )
 
@@ -100,7 +122,7 @@ def document_rows(
         query = query.where(_d.status == CURRENT)
     if document_id:
         query = query.where(_d.document_id == document_id)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [dict(zip(_DOCUMENT_NAMES, r, strict=True)) for r in conn.execute(query)]
 
 
 def document_facts(row: dict[str, Any]) -> DocumentFacts:
@@ -122,7 +144,6 @@ def content(conn: Connection, row_id: int) -> bytes:
 _RESULT = (
     "document_row",
     "observed_ts",
-    "observed_at",
     "code",
     "code_system",
     "code_text",
@@ -134,7 +155,9 @@ _RESULT = (
 
 
 def results(conn: Connection, pid: int, code: str = "") -> list[dict[str, Any]]:
-    """Results newest first, with the document row they came from (None for HL7 v2 OBX)."""
+    """Results newest first, with the document row they came from (None for HL7 v2 OBX).
+    Plain text columns only, zipped into dicts: a record holds thousands of results, and
+    SQLAlchemy's row mappings and datetime processing cost more than the query."""
     o = observations.c
     query = (
         select(*(o[c] for c in _RESULT))
@@ -143,7 +166,7 @@ def results(conn: Connection, pid: int, code: str = "") -> list[dict[str, Any]]:
     )
     if code:
         query = query.where(o.code == code)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [dict(zip(_RESULT, r, strict=True)) for r in conn.execute(query)]
 
 
 def extracted(conn: Connection, pid: int, kind: str) -> list[dict[str, Any]]:

@@ -134,7 +134,8 @@ class RecordWorld:
         token = self.patient()
         for rpps in FACILITIES:
             self.professional(rpps)
-        assert self.post(token, "consent").status_code == 204
+        consent = self.post(token, "consent")
+        assert consent.status_code == 204, consent.text
         return token
 
     def get(self, token: str, path: str = "", **params: str) -> httpx.Response:

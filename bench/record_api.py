@@ -1,0 +1,260 @@
+"""Record API benchmark: reading one patient's shared record in a large store.
+
+With ``--patients`` (default 1,000,000) patients bulk-loaded (bench/identify.py's loaders,
+through the real schema), one of them gets ``--documents`` (200) CDA documents of every
+category and ``--results`` (5,000) lab results linked to them, an open record, a visit at the
+professional's facility. The record listener (engine.record_api, uvicorn) then serves, on a
+real socket, to a professional of the care team (bearer token):
+
+(a) ``GET /api/v1/records/{ins}`` (the sections: identity, 200 documents through the masking
+    rules, extracts, personal space, last access) and ``GET .../results`` (5,000 results as
+    series), timed end to end with httpx on a keep-alive connection: p50 / p99 over
+    ``--requests`` after a warm-up. Target p99 <= 50 ms for the record.
+(b) the access layer in process: ``open_for`` (INS lookup, the record's facts, the rules) and
+    the access-log line (insert + commit), each timed alone. Target <= 2 ms per read.
+
+Progress on stderr; JSON on stdout, also saved to bench/results/<timestamp>-record_api.json.
+``python bench/record_api.py [--patients 1000000] [--backends sqlite postgresql]``
+(try ``--patients 20000`` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import identify as ident  # noqa: E402
+
+from engine.migrate import upgrade  # noqa: E402
+from engine.record.model import Actor, Role  # noqa: E402
+from engine.record_api.server import RecordListener  # noqa: E402
+from engine.record_api.settings import RecordApiSettings  # noqa: E402
+from engine.store.access_log import append  # noqa: E402
+from engine.store.documents import documents  # noqa: E402
+from engine.store.models import encounters, observations  # noqa: E402
+from engine.store.record_access import open_for  # noqa: E402
+from engine.store.record_people import Professional, add_professional  # noqa: E402
+from engine.store.record_tables import statuses  # noqa: E402
+
+TYPES = ("11502-2", "18748-4", "SYNTH", "57833-6", "11490-0", "11369-6", "REMB", "29274-8")
+FACILITY = "CHU-BENCH"
+RPPS = "10000000001"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TARGET_P99_MS, TARGET_ACCESS_MS = 50.0, 2.0
+log = ident.log
+
+
+def seed_record(db: Any, patient_id: int, n_docs: int, n_results: int) -> str:
+    """The patient's documents, results, open record and visit; the professional's token."""
+    body = b"<ClinicalDocument xmlns='urn:hl7-org:v3'>" + b"x" * 4000 + b"</ClinicalDocument>"
+    with db.begin() as conn:
+        rows = []
+        for n in range(n_docs):
+            at = NOW - timedelta(days=n)
+            rows.append(
+                {
+                    "patient_id": patient_id,
+                    "document_id": f"1.2.250.9.{patient_id}.{n}",
+                    "version": 1,
+                    "type_code": TYPES[n % len(TYPES)],
+                    "title": f"Document {n}",
+                    "effective_time": at.strftime("%Y%m%d%H%M%S"),
+                    "authored_at": at,
+                    "author_id": f"1.2.250.1.71.4.2.1^8{10000000000 + n % 7}",
+                    "facility": FACILITY if n % 3 else "Laboratoire",
+                    "level": "N3",
+                    "masked_ps": n % 17 == 0,
+                    "invisible_patient": False,
+                    "invisible_legal_reps": False,
+                    "status": "current",
+                    "sha256": "0" * 64,
+                    "content": body,
+                    "stored_at": at,
+                    "updated_at": at,
+                    "filed_by": "bench",
+                }
+            )
+        conn.execute(documents.insert(), rows)
+        doc_rows = [
+            r[0]
+            for r in conn.execute(
+                documents.select()
+                .with_only_columns(documents.c.id)
+                .where(documents.c.patient_id == patient_id)
+            )
+        ]
+        obs = []
+        for n in range(n_results):
+            at = NOW - timedelta(hours=n)
+            obs.append(
+                {
+                    "patient_id": patient_id,
+                    "message_id": 1,
+                    "document_row": doc_rows[n % len(doc_rows)],
+                    "code": f"{1000 + n % 25}-1",
+                    "code_text": f"Analyte {n % 25}",
+                    "value": f"{4 + (n % 7) / 10:.1f}",
+                    "unit": "mmol/L",
+                    "reference_range": "3.5-5.0",
+                    "observed_at": at,
+                    "observed_ts": at.strftime("%Y%m%d%H%M"),
+                    "created_at": at,
+                }
+            )
+        conn.execute(observations.insert(), obs)
+        conn.execute(
+            statuses.insert().values(
+                patient_id=patient_id, state="open", emergency_opposed=False, updated_at=NOW
+            )
+        )
+        conn.execute(
+            encounters.insert().values(
+                patient_id=patient_id,
+                visit_number="V1",
+                visit_authority=FACILITY,
+                status="open",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        return add_professional(conn, Professional(RPPS, "Dr Bench", "médecin", FACILITY))
+
+
+def percentiles(ns: list[int]) -> dict[str, float]:
+    ms = sorted(v / 1e6 for v in ns)
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+def http_timings(base: str, token: str, path: str, n: int) -> dict[str, float]:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+        for _ in range(5):
+            client.get(path).raise_for_status()
+        timings = []
+        for _ in range(n):
+            start = time.perf_counter_ns()
+            answer = client.get(path)
+            timings.append(time.perf_counter_ns() - start)
+            answer.raise_for_status()
+    return {**percentiles(timings), "bytes": len(answer.content)}
+
+
+def access_timings(db: Any, ins: str, n: int) -> dict[str, Any]:
+    actor = Actor(Role.PROFESSIONAL, RPPS, facility=FACILITY)
+    check, logged = [], []
+    with db.connect() as conn:
+        for i in range(n + 5):
+            t0 = time.perf_counter_ns()
+            opened = open_for(conn, actor, ins, NOW)
+            t1 = time.perf_counter_ns()
+            append(conn, opened.facts.patient_id, actor, "bench", NOW)
+            conn.commit()
+            t2 = time.perf_counter_ns()
+            if i >= 5:
+                check.append(t1 - t0)
+                logged.append(t2 - t1)
+    both = [a + b for a, b in zip(check, logged, strict=True)]
+    return {
+        "check": percentiles(check),
+        "log_commit": percentiles(logged),
+        "check_and_log": percentiles(both),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(db: Any) -> tuple[RecordListener, asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    listener = RecordListener(RecordApiSettings(port=free_port()), db)  # a free port
+    asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+    return listener, loop, thread
+
+
+def bench_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    context = ident.sqlite_backend() if name == "sqlite" else ident.postgres_backend()
+    with context as backend:
+        upgrade(backend.db)
+        started = time.monotonic()
+        target_index = args.patients // 2
+        kept = ident.load_patients(backend.loader(), args.patients, {target_index})
+        log(f"{name}: {args.patients:,} patients in {time.monotonic() - started:.0f} s")
+        patient_id, patient = next(iter(kept.items()))
+        token = seed_record(backend.db, patient_id, args.documents, args.results)
+        listener, loop, thread = serve(backend.db)
+        try:
+            base = f"http://127.0.0.1:{listener.port}"
+            path = f"/api/v1/records/{patient.ins}"
+            record = http_timings(base, token, path, args.requests)
+            results = http_timings(base, token, path + "/results", max(args.requests // 4, 20))
+        finally:
+            asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+        access = access_timings(backend.db, patient.ins, args.requests)
+        return {
+            "patients": args.patients,
+            "documents": args.documents,
+            "results": args.results,
+            "get_record": record,
+            "get_results": results,
+            "access_layer": access,
+            "record_p99_ok": record["p99_ms"] <= TARGET_P99_MS,
+            "access_p99_ok": access["check_and_log"]["p99_ms"] <= TARGET_ACCESS_MS,
+            "store_mb": round(backend.size_mb(), 1),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=1_000_000)
+    parser.add_argument("--documents", type=int, default=200)
+    parser.add_argument("--results", type=int, default=5_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--backends", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"]
+    )
+    args = parser.parse_args()
+    from engine import logs
+
+    logs.configure("warning", False)
+    report: dict[str, Any] = {
+        "targets": {"record_p99_ms": TARGET_P99_MS, "access_ms": TARGET_ACCESS_MS}
+    }
+    for name in args.backends:
+        try:
+            report[name] = bench_backend(name, args)
+        except ident.Unreachable as exc:
+            report[name] = {"skipped": str(exc)}
+        log(f"{name}: {json.dumps(report[name])}")
+    text = json.dumps(report, indent=2)
+    print(text)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (BENCH / "results" / f"{stamp}-record_api.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
