@@ -110,8 +110,8 @@ def test_while_postgresql_is_down_senders_hear_ae_at_once_and_the_outage_is_logg
         private_postgres.start()
         wait_for(lambda: state.up, what="the database back up")
     assert [code for code, _ in answers] == ["AE"] * 10
-    # Not one answer a second behind the pipeline's rest: each is answered at once.
-    assert max(took for _, took in answers) < 0.5, answers
+    # Not one answer a second behind the pipeline's rest (about 9 s for ten): each at once.
+    assert sum(took for _, took in answers) < 3.0, answers
     assert (down.up, down.reason, down.database) == (False, "refused", private_postgres.where)
     [unavailable] = events(logs, "database_unavailable")
     assert (unavailable["reason"], unavailable["database"]) == ("refused", private_postgres.where)
