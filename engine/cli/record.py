@@ -70,3 +70,27 @@ def list_rectifications(
             x["text"],
         )
     console.print(table)
+
+
+@app.command("retention")
+def retention(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="report only (the only mode yet)")
+    ] = True,
+    config: ConfigOption = Path("channels.yaml"),
+    json: JsonOption = False,
+) -> None:
+    """What the retention purge would delete: records closed (or of patients deceased) more
+    than 10 years ago, in counts (no patient data)."""
+    from datetime import UTC, datetime
+
+    from engine.store.retention import due
+
+    with database(config) as conn:
+        found = due(conn, datetime.now(UTC))
+    if json:
+        print_json({"records": len(found.patients), "rows": found.rows})
+        return
+    console.print(f"{len(found.patients)} record(s) past their 10-year retention")
+    for table, count in found.rows.items():
+        console.print(f"  {table}: {count} row(s)", highlight=False)

@@ -109,3 +109,20 @@ def test_a_rectification_request_is_recorded_and_shown_to_operators(world: Recor
     assert world.post(world.as_(HOSPITAL_DOCTOR), "rectifications", {"text": "x"}).json() == {
         "reason": "not_authorised"
     }
+
+
+def test_retention_dry_run_counts_records_closed_more_than_ten_years_ago(
+    world: RecordWorld,
+) -> None:
+    """DOMAIN.md line 131 (retention: 10 years after closure or death, L1111-18): a record
+    closed yesterday stays; one closed eleven years ago is due, with its rows counted."""
+    patient = world.admitted_with_documents()
+    assert world.post(patient, "close").status_code == 204
+    due = json.loads(world.cli("record", "retention", "--dry-run", "--json"))
+    assert due["records"] == 0
+    with world.engine.engine.db.begin() as conn:
+        conn.execute(text("UPDATE record_statuses SET closed_at = :at"), {"at": "2015-01-01"})
+    due = json.loads(world.cli("record", "retention", "--dry-run", "--json"))
+    assert due["records"] == 1
+    assert due["rows"]["store_documents"] == 4
+    assert due["rows"]["record_access_log"] > 0
