@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,7 +21,6 @@ from engine.journal.models import State
 DedupKey = tuple[str, str | None, str | None, str, str]
 #: Where MSH may start: after a UTF-8 BOM and a few blanks, as intake accepts.
 _MSH_WITHIN = 16
-_SEGMENT_BREAK = re.compile(rb"\r\n|\r|\n")
 _ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
 
 
@@ -49,18 +47,31 @@ def normalised_digest(raw: bytes) -> str:
     start = -1 if looks_like_xml(raw) else _hl7_start(raw)
     if start < 0:
         return content_digest(raw)
-    kept = []
-    for segment in _SEGMENT_BREAK.split(raw[start:]):
+    body = raw[start:]
+    if b"\n" in body:
+        body = body.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    digest = hashlib.sha256()
+    first = True
+    # bytes.split and one update per segment: a few microseconds for a 1.5 KB message.
+    for segment in body.split(b"\r"):
         segment = segment.rstrip(b" \t")
         if not segment or segment[:3] in _ENVELOPE:
             continue
         if segment[:3] == b"MSH":
-            fields = segment.split(segment[3:4] or b"|")
-            if len(fields) > 6:
-                fields[6] = b""
-            segment = (segment[3:4] or b"|").join(fields)
-        kept.append(segment)
-    return hashlib.sha256(b"\r".join(kept)).hexdigest()
+            segment = _blank_msh7(segment)
+        if not first:
+            digest.update(b"\r")
+        digest.update(segment)
+        first = False
+    return digest.hexdigest()
+
+
+def _blank_msh7(segment: bytes) -> bytes:
+    separator = segment[3:4] or b"|"
+    fields = segment.split(separator, 7)
+    if len(fields) > 6:
+        fields[6] = b""
+    return separator.join(fields)
 
 
 def _hl7_start(raw: bytes) -> int:
