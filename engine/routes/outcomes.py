@@ -9,11 +9,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.journal.models import PENDING_STATES, State, messages
 
 _m = messages.c
 #: Time between two looks at the journal while messages are waited for.
+#: How long the poll rests while the database cannot be read.
+OUTAGE_SECONDS = 0.5
 TICK_SECONDS = 0.005
 
 
@@ -52,7 +55,11 @@ class OutcomeWatcher:
 
     async def _poll(self) -> None:
         while self._waiting:
-            ended = await asyncio.to_thread(self._ended, list(self._waiting))
+            try:
+                ended = await asyncio.to_thread(self._ended, list(self._waiting))
+            except SQLAlchemyError:  # a database outage: keep polling; waiters time out alone
+                await asyncio.sleep(OUTAGE_SECONDS)
+                continue
             for message_id, end in ended.items():
                 for fut in self._waiting.pop(message_id, []):
                     if not fut.done():
