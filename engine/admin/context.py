@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from engine.admin.figures import FiguresCache
+from engine.admin.reader import read_engine
 from engine.admin.settings import AdminSettings
 from engine.admin.state import ChannelControl, EngineState
 from engine.channels.models import ChannelsFile
@@ -22,6 +23,8 @@ class AdminContext:
     state: EngineState | None
     control: ChannelControl | None
     figures: FiguresCache
+    #: Reads (searches, counts, listings) go here: on SQLite they must not take the write lock.
+    reader: Engine
 
     @classmethod
     def build(
@@ -32,13 +35,15 @@ class AdminContext:
         control: ChannelControl | None = None,
     ) -> AdminContext:
         settings = config.engine.admin or AdminSettings()
-        holder: dict[str, ChannelsFile] = {"config": config}
+        reader = read_engine(db)
+        ctx: AdminContext
         figures = FiguresCache(
-            db,
-            lambda: [c.name for c in holder["config"].channels if c.enabled],
+            reader,
+            lambda: [c.name for c in ctx.config.channels if c.enabled],
             settings.metrics_refresh_seconds,
         )
-        return cls(config, db, settings, state, control, figures)
+        ctx = cls(config, db, settings, state, control, figures, reader)
+        return ctx
 
     @property
     def lockout(self) -> timedelta:

@@ -39,11 +39,19 @@ def connection(ctx: Context) -> Iterator[Connection]:
         yield conn
 
 
+def read_connection(ctx: Context) -> Iterator[Connection]:
+    with ctx.reader.connect() as conn:
+        yield conn
+
+
+#: For routes that write (actions, audited views).
 Conn = Annotated[Connection, Depends(connection)]
+#: For routes that only read.
+ReadConn = Annotated[Connection, Depends(read_connection)]
 
 
 def _lookup(ctx: AdminContext, bearer: str | None, cookie: str | None) -> Principal | None:
-    with ctx.db.connect() as conn:
+    with ctx.reader.connect() as conn:
         if bearer:
             return token_principal(conn, bearer)
         if cookie:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, or_, select
 
 from engine.identity.patients import ins_key
 from engine.journal.search import PatientKeys
-from engine.store.models import patient_identifiers, patients
+from engine.store.models import merges, patient_identifiers, patients
 
 _INS = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}$", re.IGNORECASE)
 _ids = patient_identifiers.c
@@ -26,9 +26,12 @@ def patient_keys(conn: Connection, term: str, facility: str = "") -> PatientKeys
     term = term.strip()
     if _INS.match(term):
         ins = term.upper()
-        found = conn.execute(select(patients.c.id).where(patients.c.ins == ins)).scalars()
+        # "ins != ''" lets SQLite use the partial unique index on the INS.
+        found = conn.execute(
+            select(patients.c.id).where(patients.c.ins == ins, patients.c.ins != "")
+        ).scalars()
         keys, holds = _store_keys(conn, list(found))
-        return PatientKeys(keys=keys, hold_keys=(ins_key(ins), *holds))
+        return PatientKeys(keys=keys, hold_keys=_unique(ins_key(ins), *holds))
     value, authority = _local(term, facility)
     query = select(_ids.patient_id).where(_ids.value == value)
     if authority:
@@ -36,9 +39,7 @@ def patient_keys(conn: Connection, term: str, facility: str = "") -> PatientKeys
     keys, holds = _store_keys(conn, list(conn.execute(query).scalars()))
     if authority:
         own = f"{value}^{authority}"
-        return PatientKeys(
-            keys=tuple(dict.fromkeys((own, *keys))), hold_keys=(f"local:{own}", *holds)
-        )
+        return PatientKeys(keys=_unique(own, *keys), hold_keys=_unique(f"local:{own}", *holds))
     return PatientKeys(keys=keys, prefixes=(f"{value}^",), hold_keys=holds)
 
 
@@ -57,7 +58,11 @@ def _store_keys(conn: Connection, ids: list[int]) -> tuple[tuple[str, ...], tupl
     """Journal keys and hold keys of these patients and of those merged into them."""
     if not ids:
         return (), ()
-    merged = conn.execute(select(patients.c.id).where(patients.c.merged_into.in_(ids))).scalars()
+    merged = conn.execute(
+        select(merges.c.absorbed_id).where(
+            merges.c.survivor_id.in_(ids), merges.c.undone_at.is_(None)
+        )
+    ).scalars()
     every = [*ids, *merged]
     keys: list[str] = []
     for value, authority, oid in conn.execute(
@@ -69,4 +74,8 @@ def _store_keys(conn: Connection, ids: list[int]) -> tuple[tuple[str, ...], tupl
     ).scalars()
     keys = list(dict.fromkeys(keys))
     holds = [f"local:{k}" for k in keys] + [ins_key(v) for v in ins]
-    return tuple(keys), tuple(holds)
+    return tuple(keys), _unique(*holds)
+
+
+def _unique(*values: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))

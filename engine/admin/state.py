@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from engine.adapters.base import Source
+    from engine.channels.models import ChannelsFile
 
 #: A channel's state as the runtime sees it.
 ChannelState = Literal["running", "paused", "stopped", "failed", "waiting_for_broker"]
@@ -89,3 +93,33 @@ class StaticState:
 
     def broker_connected(self) -> bool | None:
         return self.broker
+
+
+class RunningEngine(Protocol):
+    """What :class:`ServersState` reads of the runtime's ``Engine``."""
+
+    @property
+    def config(self) -> ChannelsFile: ...
+
+    @property
+    def servers(self) -> Sequence[Source]: ...
+
+
+class ServersState:
+    """An :class:`EngineState` read from a running engine's started sources, for a runtime
+    that does not report states of its own yet: a started source is bound and running, an
+    enabled channel without one is stopped; no broker state (None)."""
+
+    def __init__(self, engine: RunningEngine) -> None:
+        self.engine = engine
+
+    def sources(self) -> Sequence[SourceStatus]:
+        started = {s.intake.channel for s in self.engine.servers}
+        return [
+            StaticSource(c.name, "running" if c.name in started else "stopped", c.name in started)
+            for c in self.engine.config.channels
+            if c.enabled
+        ]
+
+    def broker_connected(self) -> bool | None:
+        return None

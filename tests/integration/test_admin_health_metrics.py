@@ -12,7 +12,7 @@ from engine import metrics as engine_metrics
 from engine.admin.roles import Role
 from engine.admin.settings import AdminSettings
 from engine.admin.state import StaticSource, StaticState
-from engine.journal.models import State
+from engine.journal.models import State, messages
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import config, serve
 
@@ -85,3 +85,26 @@ def test_readyz_gives_503_when_the_journal_cannot_take_a_write(db: Engine) -> No
             conn.rollback()
         assert ready.status_code == 503
         assert ready.json()["reasons"] == ["journal: no write lock within 2 s"]
+
+
+def test_snapshots_between_full_counts_follow_the_moving_states_and_keep_the_others(
+    db: Engine,
+) -> None:
+    from engine.admin.figures import FiguresCache
+
+    done = seed.message(db, "F1")
+    waiting = seed.message(db, "F2", state=State.HELD)
+    figures = FiguresCache(db, lambda: ["lab", "quiet"], max_age=60)
+    first = figures.refresh()
+    assert first is not None
+    assert first.channels["lab"].counts == {"delivered": 1, "held": 1}
+    with db.begin() as conn:
+        conn.execute(
+            messages.update().where(messages.c.id == waiting).values(state="dead_lettered")
+        )
+    second = figures.refresh()  # not a full count: the delivered one is carried over
+    assert second is not None and done
+    assert second.channels["lab"].counts == {"delivered": 1, "dead_lettered": 1}
+    assert second.channels["lab"].oldest_waiting == {}
+    assert second.channels["lab"].last_received_at is not None
+    assert second.channels["lab"].rates["1m"] == 2.0

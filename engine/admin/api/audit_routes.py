@@ -5,14 +5,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from engine.admin import audit
-from engine.admin.deps import Conn, Operator
+from engine.admin.deps import Operator, ReadConn
 
 router = APIRouter(tags=["audit"])
 
 
 @router.get("/audit")
 def audit_trail(
-    conn: Conn,
+    conn: ReadConn,
     _: Operator,
     actor: str | None = None,
     action: str | None = None,

@@ -5,14 +5,14 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from engine.admin.deps import Conn, Context, Operator, Viewer
+from engine.admin.deps import Conn, Context, Operator, ReadConn, Viewer
 from engine.admin.services import identity
 
 router = APIRouter(tags=["identity"])
 
 
 @router.get("/identity/reviews")
-def reviews(conn: Conn, _: Viewer, status: str = "open") -> list[dict[str, Any]]:
+def reviews(conn: ReadConn, _: Viewer, status: str = "open") -> list[dict[str, Any]]:
     """Messages waiting for an identity decision (and notices), oldest first, with their age;
     ``status=all`` for resolved ones too."""
     return identity.reviews(conn, None if status == "all" else status)
@@ -44,6 +44,6 @@ def resolve(
 
 
 @router.get("/identity/held")
-def held(conn: Conn, _: Viewer, channel: str | None = None) -> list[dict[str, Any]]:
+def held(conn: ReadConn, _: Viewer, channel: str | None = None) -> list[dict[str, Any]]:
     """Messages held until their patient is known (902), oldest first, with their age."""
     return identity.held(conn, channel)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from engine.admin.api.filters import FilterModel
-from engine.admin.deps import Conn, Operator, Viewer
+from engine.admin.deps import Conn, Operator, ReadConn, Viewer
 from engine.admin.services import messages
 
 router = APIRouter(tags=["messages"])
@@ -23,7 +23,9 @@ class SearchQuery(FilterModel):
 
 
 @router.get("/messages")
-def search_messages(conn: Conn, who: Viewer, q: Annotated[SearchQuery, Query()]) -> dict[str, Any]:
+def search_messages(
+    conn: ReadConn, who: Viewer, q: Annotated[SearchQuery, Query()]
+) -> dict[str, Any]:
     """Messages newest first; pass ``next_before_id`` as ``before_id`` for the next page."""
     return messages.find_messages(
         conn,
@@ -37,7 +39,7 @@ def search_messages(conn: Conn, who: Viewer, q: Annotated[SearchQuery, Query()])
 
 
 @router.get("/messages/{message_id}")
-def message_detail(conn: Conn, who: Viewer, message_id: int) -> dict[str, Any]:
+def message_detail(conn: ReadConn, who: Viewer, message_id: int) -> dict[str, Any]:
     """Metadata, history with times, attempts and errors, the ACK code sent (no payload)."""
     return messages.message_detail(conn, who, message_id)
 

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from engine.admin.deps import Admin, Conn
+from engine.admin.deps import Admin, Conn, ReadConn
 from engine.admin.roles import Role
 from engine.admin.services import accounts
 
@@ -28,7 +28,7 @@ class Reason(BaseModel):
 
 
 @router.get("/users")
-def users(conn: Conn, _: Admin) -> list[dict[str, Any]]:
+def users(conn: ReadConn, _: Admin) -> list[dict[str, Any]]:
     return [asdict(u) for u in accounts.users(conn)]
 
 
