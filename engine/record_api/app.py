@@ -1,5 +1,5 @@
 """The record listener's ASGI app: the JSON API under ``/api/v1/records`` (OpenAPI at
-``/docs``), the pages for professionals and patients, and their vendored assets."""
+``/openapi.json``), the pages for professionals and patients, and their vendored assets."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def create_app(
         title="Aiguillage shared record",
         description="The shared record's read side under the DMP's rules (DOMAIN.md §6).",
         version="1",
+        # The schema only: FastAPI's Swagger and ReDoc pages load their assets from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = db
     app.state.settings = settings or RecordApiSettings()

@@ -14,6 +14,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.identity_harness import oru, pid
 from tests.integration.record_harness import (
@@ -55,12 +57,19 @@ def sign_in(browser: WebDriver, world: RecordWorld, token: str) -> None:
     browser.delete_all_cookies()
     browser.get(world.base + "/")
     browser.find_element(By.NAME, "token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+    submit(browser, "form[action='/login'] button")
 
 
 def open_record(browser: WebDriver, world: RecordWorld) -> None:
     browser.find_element(By.NAME, "ins").send_keys(INS)
-    browser.find_element(By.CSS_SELECTOR, "form[action='/records'] button").click()
+    submit(browser, "form[action='/records'] button")
+
+
+def submit(browser: WebDriver, css: str) -> None:
+    """Click a form's button and wait for the page it leads to (the old one goes stale)."""
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.CSS_SELECTOR, css).click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
 
 
 def shot(browser: WebDriver, name: str) -> None:
@@ -94,7 +103,7 @@ def test_a_professional_reads_sections_a_lab_trend_and_a_documents_narrative(
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.trend circle")) >= len(values)
     assert "Access log" not in headings  # the patient's, not the professional's
     shot(browser, "record-professional.png")
-    browser.find_element(By.CSS_SELECTOR, f"a[href$='/documents/{TSH_ID}']").click()
+    submit(browser, f"a[href$='/documents/{TSH_ID}']")
     narrative = browser.find_element(By.CSS_SELECTOR, "article.narrative")
     assert narrative.find_elements(By.TAG_NAME, "h3")
     assert narrative.find_elements(By.CSS_SELECTOR, "table td, p, li")  # rendered, not escaped
@@ -117,16 +126,14 @@ def test_an_outsider_breaks_the_glass_and_the_patient_sees_it_masks_and_adds_a_d
     assert "not_authorised" in browser.page_source
     shot(browser, "record-emergency.png")
     browser.find_element(By.NAME, "reason").send_keys("Patient inconscient, urgence vitale")
-    browser.find_element(By.CSS_SELECTOR, "button.danger").click()
+    submit(browser, "button.danger")
     assert (
         "Emergency access (bris de glace)" in browser.find_element(By.CSS_SELECTOR, ".banner").text
     )
     sign_in(browser, world, patient)
     rows = browser.find_elements(By.CSS_SELECTOR, "table.log tr.emergency")
     assert any("Patient inconscient" in r.text for r in rows)
-    browser.find_element(
-        By.CSS_SELECTOR, f"form[action='/records/{INS}/mask/{TSH_ID}'] button"
-    ).click()
+    submit(browser, f"form[action='/records/{INS}/mask/{TSH_ID}'] button")
     assert (
         browser.find_element(
             By.CSS_SELECTOR, f"form[action='/records/{INS}/mask/{TSH_ID}'] button"
@@ -136,7 +143,7 @@ def test_an_outsider_breaks_the_glass_and_the_patient_sees_it_masks_and_adds_a_d
     browser.find_element(By.NAME, "title").send_keys("<script>alert(1)</script> Poids")
     browser.find_element(By.NAME, "value").send_keys("61")
     browser.find_element(By.NAME, "unit").send_keys("kg")
-    browser.find_element(By.CSS_SELECTOR, f"form[action='/records/{INS}/personal'] button").click()
+    submit(browser, f"form[action='/records/{INS}/personal'] button")
     assert "<script>alert(1)</script> Poids" in browser.find_element(By.TAG_NAME, "body").text
     assert "&lt;script&gt;" in browser.page_source
     shot(browser, "record-patient.png")

@@ -353,3 +353,13 @@ def test_the_access_log_cannot_be_updated(world: RecordWorld) -> None:
     world.admitted_with_documents()
     with pytest.raises(DBAPIError, match="append-only"), world.engine.engine.db.begin() as conn:
         conn.execute(text("UPDATE record_access_log SET actor = 'nobody'"))
+
+
+def test_the_record_listener_publishes_its_openapi_schema_without_cdn_pages(
+    world: RecordWorld,
+) -> None:
+    """The API is described on the record listener; no page pulls assets from elsewhere."""
+    paths = world.http.get("/openapi.json").json()["paths"]
+    assert "/api/v1/records/{ins}/emergency-access" in paths
+    assert "/api/v1/records/{ins}/authorizations/{rpps}" in paths
+    assert world.http.get("/docs").status_code == 404
