@@ -160,3 +160,13 @@ def test_channel_control_is_for_admins_audited_and_501_without_a_runtime(db: Eng
     with serve(db) as admin:
         answer = httpx.post(admin.url + "/api/v1/reload", headers=admin.bearer(Role.ADMIN))
         assert answer.status_code == 501
+
+
+def test_the_api_docs_and_their_assets_are_served_by_the_listener_itself(db: Engine) -> None:
+    with serve(db) as admin:
+        page = httpx.get(admin.url + "/api/docs").text
+        assert "cdn" not in page.lower()
+        assets = re.findall(r'(?:src|href)="(/api/docs/assets/[^"]+)"', page)
+        assert assets and all(httpx.get(admin.url + a).status_code == 200 for a in assets)
+        paths = httpx.get(admin.url + "/api/openapi.json").json()["paths"]
+        assert {"/api/v1/messages", "/api/v1/dead-letters/replay", "/api/v1/audit"} <= set(paths)
