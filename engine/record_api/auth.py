@@ -42,8 +42,9 @@ def identify(request: Request, db: DbEngine) -> Actor | None:
         return actor_for_rpps(conn, rpps) if rpps else None
 
 
-def require_actor(request: Request) -> Actor:
-    """FastAPI dependency: the actor, or 401 with a Bearer challenge."""
+async def require_actor(request: Request) -> Actor:
+    """FastAPI dependency: the actor, or 401 with a Bearer challenge. On the event loop: one
+    indexed lookup costs less than a hop to the thread pool and back (measured)."""
     actor = identify(request, request.app.state.db)
     if actor is None:
         raise HTTPException(

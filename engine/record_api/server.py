@@ -31,6 +31,11 @@ def _protocol(certificates: Certificates, tls: ServerTls | None) -> type[H11Prot
         """uvicorn's h11 protocol that remembers the connection's client certificate."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Not set on sockets accepted from a listening socket handed to uvicorn: without
+                # it every keep-alive answer waited for the client's delayed ACK (40 ms).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super().connection_made(transport)
             cert = transport.get_extra_info("peercert")
             if cert and self.client and tls is not None and tls.subject_allowed(cert):

@@ -68,39 +68,45 @@ def open_for(conn: Connection, actor: Actor, ins: str, now: datetime) -> Opened:
 
 
 def visible_documents(
-    conn: Connection, opened: Opened, current_only: bool = True, document_id: str = ""
+    conn: Connection,
+    opened: Opened,
+    current_only: bool = True,
+    document_id: str = "",
+    full: bool = False,
 ) -> list[dict[str, Any]]:
-    """The documents ``opened.actor`` sees, newest first, as the API shows them."""
+    """The documents ``opened.actor`` sees, newest first, as the API shows them: in a list,
+    what a reader scans (``full`` adds the author's id, level, status and filing time)."""
     rows = record_queries.document_rows(conn, opened.facts.patient_id, current_only, document_id)
     shown = []
     for row in rows:
         doc = record_queries.document_facts(row)
         if rules.visible(opened.actor, opened.facts, doc, opened.now):
-            shown.append(_document(opened, row))
+            shown.append(_document(opened, row, full))
     return shown
 
 
-def _document(opened: Opened, row: dict[str, Any]) -> dict[str, Any]:
+#: Only in a document's own view (and the export): a record's list leaves them out.
+_FULL = ("status", "authored_at", "author_id", "level", "stored_at")
+
+
+def _document(opened: Opened, row: dict[str, Any], full: bool) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "row": row["id"],
         "id": row["document_id"],
         "version": row["version"],
-        "status": row["status"],
         "category": sections.category(row["type_code"]),
         "type_code": row["type_code"],
         "type_label": row["type_label"],
         "title": row["title"],
         "effective_time": row["effective_time"],
-        "authored_at": row["authored_at"],
-        "author_id": row["author_id"],
         "author_name": row["author_name"],
         "facility": row["facility"],
-        "level": row["level"],
         "sha256": row["sha256"],
-        "stored_at": row["stored_at"],
         "masked_by_patient": bool(row["patient_masked"]),
         "flags": [],
     }
+    if full:
+        shown.update((name, row[name]) for name in _FULL)
     if row["type_code"] == "SYNTH":
         flag = rules.vsm_flag(row["author_id"], opened.facts)
         if flag:
@@ -165,7 +171,7 @@ def document_view(
     """One document (its newest visible version) and its bytes; Refused ``not_found`` when the
     actor may not see it (a masked document is not revealed to exist)."""
     opened = open_for(conn, actor, ins, now)
-    found = visible_documents(conn, opened, current_only=False, document_id=document_id)
+    found = visible_documents(conn, opened, current_only=False, document_id=document_id, full=True)
     if not found:
         raise Refused(rules.NOT_FOUND)
     doc = found[0]

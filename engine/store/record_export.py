@@ -20,7 +20,7 @@ from engine.store.record_tables import personal_documents
 def export_zip(conn: Connection, actor: Actor, ins: str, now: datetime) -> bytes:
     opened = open_for(conn, actor, ins, now)
     data = record_data(conn, opened)
-    data["documents"] = visible_documents(conn, opened, current_only=False)
+    data["documents"] = visible_documents(conn, opened, current_only=False, full=True)
     data["access_log"] = access_log.entries(conn, opened.facts.patient_id, limit=100_000)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
