@@ -16,6 +16,7 @@ from engine.admin.console import router as console_router
 from engine.admin.context import AdminContext
 from engine.admin.deps import identify
 from engine.admin.health import readiness
+from engine.admin.pages import router as pages_router
 from engine.admin.services.errors import ServiceError
 from engine.security.peers import is_loopback
 
@@ -61,6 +62,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     _docs(app)
     app.include_router(api_router())
+    app.include_router(pages_router)  # before the console's: its "/" is the dashboard
     app.include_router(console_router)
     return app
 
