@@ -74,23 +74,23 @@ def list_rectifications(
 
 @app.command("retention")
 def retention(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="report only (the only mode yet)")
-    ] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="report, delete nothing")] = False,
     config: ConfigOption = Path("channels.yaml"),
     json: JsonOption = False,
 ) -> None:
-    """What the retention purge would delete: records closed (or of patients deceased) more
-    than 10 years ago, in counts (no patient data)."""
+    """Purge the records closed (or of patients deceased) more than 10 years ago: documents,
+    extracts, visits, personal documents, choices and access log; counts only are shown."""
     from datetime import UTC, datetime
 
-    from engine.store.retention import due
+    from engine.store.retention import due, purge
 
     with database(config) as conn:
-        found = due(conn, datetime.now(UTC))
+        found = due(conn, datetime.now(UTC)) if dry_run else purge(conn, datetime.now(UTC))
+        conn.commit()
     if json:
-        print_json({"records": len(found.patients), "rows": found.rows})
+        print_json({"records": len(found.patients), "rows": found.rows, "dry_run": dry_run})
         return
-    console.print(f"{len(found.patients)} record(s) past their 10-year retention")
+    verb = "would be purged" if dry_run else "purged"
+    console.print(f"{len(found.patients)} record(s) past their 10-year retention {verb}")
     for table, count in found.rows.items():
         console.print(f"  {table}: {count} row(s)", highlight=False)

@@ -1,18 +1,30 @@
 """Retention (CSP L1111-18, DOMAIN.md §6): a record closed (or of a deceased patient) is kept
-10 years after its closure, then purged. ``due`` says what would go, in counts only; the purge
-itself deletes rows of tables the write path owns and is not wired yet (see the README)."""
+10 years after its closure, then purged: its documents, what was extracted from them (results,
+entries, reimbursements), visits, personal documents, the patient's choices and the access
+log. The patient's identity row stays (identity vigilance owns it); the status row stays,
+marked ``purged_at`` in its reason, so a late document is still refused. Logs counts only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Table, func, or_, select
+import structlog
+from sqlalchemy import Connection, Engine, Table, delete, func, or_, select, update
 
 from engine.store.access_log import access_log
 from engine.store.documents import documents, reimbursements, summary_entries
 from engine.store.models import encounters, observations
-from engine.store.record_tables import personal_documents, statuses
+from engine.store.record_tables import (
+    document_settings,
+    emergency_accesses,
+    permissions,
+    personal_documents,
+    rectifications,
+    statuses,
+)
+
+log = structlog.get_logger("engine.retention")
 
 RETENTION = timedelta(days=3653)  # 10 years
 _TABLES: tuple[Table, ...] = (
@@ -22,6 +34,18 @@ _TABLES: tuple[Table, ...] = (
     observations,
     encounters,
     personal_documents,
+    access_log,
+)
+#: Deleted in this order (children before the documents they point at).
+_PURGED: tuple[Table, ...] = (
+    summary_entries,
+    reimbursements,
+    observations,
+    encounters,
+    personal_documents,
+    permissions,
+    emergency_accesses,
+    rectifications,
     access_log,
 )
 
@@ -38,7 +62,10 @@ def due(conn: Connection, now: datetime) -> Due:
     s = statuses.c
     cutoff = now - RETENTION
     ended = or_(s.closed_at < cutoff, s.deceased_at < cutoff)
-    ids = list(conn.execute(select(s.patient_id).where(s.state == "closed", ended)).scalars())
+    waiting = s.closed_reason.not_like("%purged")
+    ids = list(
+        conn.execute(select(s.patient_id).where(s.state == "closed", ended, waiting)).scalars()
+    )
     rows = {
         t.name: int(
             conn.execute(
@@ -50,3 +77,30 @@ def due(conn: Connection, now: datetime) -> Due:
         for t in _TABLES
     }
     return Due(ids, rows)
+
+
+def purge(conn: Connection, now: datetime) -> Due:
+    """Delete what ``due`` counts, in the caller's transaction; returns what went."""
+    found = due(conn, now)
+    ids = found.patients
+    if not ids:
+        return found
+    d = documents.c
+    rows = select(d.id).where(d.patient_id.in_(ids)).scalar_subquery()
+    conn.execute(delete(document_settings).where(document_settings.c.document_row.in_(rows)))
+    for table in _PURGED:
+        conn.execute(delete(table).where(table.c.patient_id.in_(ids)))
+    conn.execute(delete(documents).where(d.patient_id.in_(ids)))
+    conn.execute(
+        update(statuses)
+        .where(statuses.c.patient_id.in_(ids))
+        .values(closed_reason=statuses.c.closed_reason + " purged", updated_at=now)
+    )
+    log.info("retention_purged", records=len(ids), **found.rows)
+    return found
+
+
+def daily_purge(db: Engine) -> None:
+    """The daily APScheduler job: purge what is due, in one transaction."""
+    with db.begin() as conn:
+        purge(conn, datetime.now(UTC))

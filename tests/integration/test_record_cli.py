@@ -23,6 +23,7 @@ from tests.integration.record_harness import (
     VAC_ID,
     VSM_ID,
     RecordWorld,
+    mdm,
 )
 
 
@@ -111,11 +112,12 @@ def test_a_rectification_request_is_recorded_and_shown_to_operators(world: Recor
     }
 
 
-def test_retention_dry_run_counts_records_closed_more_than_ten_years_ago(
+def test_retention_purges_records_closed_more_than_ten_years_ago(
     world: RecordWorld,
 ) -> None:
     """DOMAIN.md line 131 (retention: 10 years after closure or death, L1111-18): a record
-    closed yesterday stays; one closed eleven years ago is due, with its rows counted."""
+    closed yesterday stays; one closed eleven years ago is due (--dry-run counts its rows),
+    then purged with its documents, results and access log."""
     patient = world.admitted_with_documents()
     assert world.post(patient, "close").status_code == 204
     due = json.loads(world.cli("record", "retention", "--dry-run", "--json"))
@@ -126,3 +128,17 @@ def test_retention_dry_run_counts_records_closed_more_than_ten_years_ago(
     assert due["records"] == 1
     assert due["rows"]["store_documents"] == 4
     assert due["rows"]["record_access_log"] > 0
+    out = world.cli("record", "retention", "--json")  # the purge's log line comes first
+    assert "retention_purged" in out and INS not in out  # counts, no patient data
+    gone = json.loads(out[out.index("\n{") :])
+    assert (gone["records"], gone["dry_run"]) == (1, False)
+    left = world.engine.rows(
+        "SELECT (SELECT count(*) FROM store_documents), (SELECT count(*) FROM "
+        "store_observations), (SELECT count(*) FROM record_access_log)"
+    )
+    assert left == [(0, 0, 0)]
+    assert json.loads(world.cli("record", "retention", "--dry-run", "--json"))["records"] == 0
+    world.engine.send(mdm(TSH, "40"))  # the purged record still refuses documents
+    assert world.engine.rows("SELECT error_code FROM journal_messages WHERE control_id = '40'") == [
+        ("record_closed",)
+    ]
