@@ -1,4 +1,5 @@
-"""The running engine: database, journal, MLLP servers and the pipeline worker."""
+"""The running engine: database, journal, the channels' sources, the pipeline worker, and the
+admin and record listeners (channel control and reload: :mod:`engine.runtime_control`)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,42 @@ import asyncio
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
 
 from engine.adapters.base import BuildContext, Destination, Source
+from engine.admin.server import admin_server
+from engine.alerts.service import AlertService
+from engine.channels.loader import ConfigError
 from engine.channels.models import ChannelConfig, ChannelsFile, EngineSettings
 from engine.database_state import DatabaseState, wait_for_database
 from engine.db import database_url, make_engine
 from engine.distributed.publisher import WorkPublisher
 from engine.journal.journal import Journal
+from engine.logs import error_fields
 from engine.migrate import upgrade
+from engine.record_api.server import RecordListener
 from engine.routes.committer import GroupCommitter
-from engine.routes.intake import Intake
 from engine.routes.pipeline import Pipeline
 from engine.routes.pipeline_process import PipelineProcess
 from engine.routes.worker import Worker
 from engine.routes.writer import Writer
+from engine.runtime_control import Channels, ChannelsState
+from engine.runtime_listeners import Reservation
+from engine.runtime_reload import remove_pid, write_pid
+from engine.runtime_worker import SwappableWorker, restart_process
 
 log = structlog.get_logger("engine")
 
 SWITCH_INTERVAL = 0.0005
+#: How long a restart or reload waits for the writer thread to switch pipelines.
+PIPELINE_SWAP_SECONDS = 30.0
 
 
 def build_pipeline(channel: ChannelConfig, settings: EngineSettings | None = None) -> Pipeline:
@@ -69,11 +82,12 @@ def require_shared_database(db: DbEngine, role: Role) -> None:
 class Engine:
     config: ChannelsFile
     role: Role = "all"
+    #: The channels file, for reloads (None: an engine built from a text cannot reload).
+    config_path: Path | None = None
     db: DbEngine = field(init=False)
     journal: Journal = field(init=False)
     writer: Writer = field(init=False)
     committer: GroupCommitter = field(init=False)
-    servers: list[Source] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         settings = self.config.engine
@@ -84,6 +98,7 @@ class Engine:
         self.journal = Journal(self.db)
         self.process: PipelineProcess | None = None
         self.publisher: WorkPublisher | None = None
+        self.worker: SwappableWorker | None = None
         #: Set by SIGTERM/SIGINT or ``stop``: ends the wait for the database at start.
         self.stop_requested = threading.Event()
         self.started = False
@@ -106,15 +121,45 @@ class Engine:
                 state=state,
             )
         else:
-            worker = build_worker(self.config, self.db)
-            self.writer = Writer(self.db, self.journal, worker, state=state)
+            pipelines = {
+                c.name: build_pipeline(c, settings) for c in self.config.channels if c.enabled
+            }
+            self.worker = SwappableWorker(self.db, self.journal, pipelines)
+            self.writer = Writer(self.db, self.journal, self.worker, state=state)
         self.committer = GroupCommitter(self.writer, commit_timeout=settings.commit_timeout_seconds)
+        self.channels = Channels(self)
+        control = ChannelsState(self.channels)
+        self.admin = admin_server(self.config, self.db, control, self.channels)
+        self.record: RecordListener | None = None
+        if settings.record_api is not None:
+            self.record = RecordListener(settings.record_api, self.db)
+        self.alerts = AlertService(self.config, self.db, self.channels)
 
-    async def start(self) -> None:
-        """Wait until the journal is writable (migrated), then open every channel's listener
-        and start the worker (which resumes unfinished work). Until then no listener is open:
-        a sender's connection is refused, as when the engine is down. Returns without starting
-        when a stop is requested while it waits."""
+    @property
+    def servers(self) -> list[Source]:
+        """The channels' started sources, in the configuration's order."""
+        return self.channels.sources()
+
+    async def start(self, reservation: Reservation | None = None) -> None:
+        """Reserve every port (a port in use raises :class:`ListenersUnavailable` before any
+        opens), open the admin listener, wait until the journal is writable (migrated), then
+        open every channel's listener, the record listener and start the worker (which
+        resumes unfinished work). Until then no channel listens: a sender's connection is
+        refused, as when the engine is down. Returns without starting when a stop is
+        requested while it waits; on a failure, what started is stopped and it raises."""
+        reservation = reservation or Reservation.take(self.config)
+        try:
+            await self._start(reservation)
+        except BaseException:
+            reservation.release()
+            await self.stop()
+            raise
+        reservation.release()
+
+    async def _start(self, reservation: Reservation) -> None:
+        if self.admin is not None:  # /healthz answers, /readyz says why not ready yet
+            await self.admin.start()
+            reservation.release("the admin listener")
         ready = await asyncio.to_thread(
             wait_for_database,
             self.db,
@@ -130,22 +175,54 @@ class Engine:
             self.publisher.start()
         self.writer.start()
         self.started = True
-        for channel in self.config.channels:
-            if not channel.enabled:
-                continue
-            server = channel.source.server(Intake.for_channel(channel), self.committer)
-            await server.start()
-            self.servers.append(server)
-        log.info(
-            "engine_started", role=self.role, channels=[s.intake.channel for s in self.servers]
-        )
+        await self.channels.start_all(reservation)
+        if self.record is not None:
+            await self.record.start()
+        await asyncio.to_thread(self.alerts.start)
+        write_pid(self.config_path)
+        log.info("engine_started", role=self.role, channels=list(self.channels.runners))
+
+    async def replace_pipelines(
+        self, changes: Mapping[str, ChannelConfig | None], config: ChannelsFile | None = None
+    ) -> None:
+        """Rebuild (or drop, for None) the pipelines of the channels named, where this process
+        runs them; ``config``: the configuration they come from, once reloaded."""
+        config = config or self.config
+        if self.worker is not None:
+            built = {
+                name: None if channel is None else build_pipeline(channel, config.engine)
+                for name, channel in changes.items()
+            }
+            done = self.worker.replace(built)
+            self.writer.notify()
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(done), PIPELINE_SWAP_SECONDS)
+            except TimeoutError:  # the writer rests (database out): it applies them after
+                log.warning("pipelines_replaced_later", channels=sorted(changes))
+        elif self.process is not None and changes:
+            await asyncio.to_thread(restart_process, self.process, config)
+        # --role intake: the workers run the pipelines; they take a new file when restarted.
+
+    def adopt(self, config: ChannelsFile) -> None:
+        """Take a reloaded configuration as the running one (channels already switched)."""
+        self.config = config
+        if self.admin is not None:
+            self.admin.context.config = config
+        old = self.alerts
+        self.alerts = AlertService(config, self.db, self.channels)
+        if self.started:
+            old.stop()
+            self.alerts.start()
 
     async def stop(self) -> None:
         """Stop accepting, ACK what is in flight, drain the pipeline, close the database.
         Whatever the database's state: nothing here waits on it without a limit."""
         log.info("engine_stopping")
         self.stop_requested.set()
-        await asyncio.gather(*(s.stop() for s in self.servers))
+        await self.channels.stop_all()
+        if self.record is not None:
+            await self.record.stop()
+        await asyncio.to_thread(self.alerts.stop)
         if self.started:
             self.committer.flush()
             await asyncio.to_thread(self.writer.stop)
@@ -153,11 +230,14 @@ class Engine:
                 await asyncio.to_thread(self.publisher.stop)
             if self.process is not None:
                 await asyncio.to_thread(self.process.stop)
+        if self.admin is not None:
+            await self.admin.stop()
+        remove_pid(self.config_path)
         self.db.dispose()
         log.info("engine_stopped")
 
-    async def serve(self) -> None:
-        """Run until SIGTERM or SIGINT."""
+    async def serve(self, reservation: Reservation | None = None) -> None:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads the channels file."""
         # The event loop answers senders while the writer thread computes: a shorter GIL switch
         # interval (default 5 ms) keeps the loop from waiting a whole slice for every ACK.
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -170,9 +250,28 @@ class Engine:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, request_stop)
-        await self.start()
+        reloads: set[asyncio.Task[None]] = set()
+
+        def request_reload() -> None:
+            task = loop.create_task(self._reload_on_signal())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, request_reload)
+        await self.start(reservation)
         await stop.wait()
         await self.stop()
+
+    async def _reload_on_signal(self) -> None:
+        if not self.started:
+            log.warning("reload_ignored", reason="the engine is not started yet")
+            return
+        try:
+            await self.channels.reload()
+        except ConfigError as exc:
+            log.error("reload_refused", issues=[str(i) for i in exc.issues])
+        except Exception as exc:  # said in the log and the outcome file; the engine runs on
+            log.error("reload_failed", **error_fields(exc))
 
 
 def run_worker(config: ChannelsFile) -> None:

@@ -23,7 +23,6 @@ from engine.cli import (
     identity,
     patient,
     patients,
-    ports,
     professionals,
     record,
     senders,
@@ -76,6 +75,7 @@ class RoleName(StrEnum):
     ALL = "all"
     INTAKE = "intake"
     WORKER = "worker"
+    CONSOLE = "console"
 
 
 @app.command()
@@ -85,39 +85,78 @@ def run(
         RoleName,
         typer.Option(
             help="all: one process does everything; intake: receive, journal and hand work to "
-            "RabbitMQ; worker: consume it, run the pipeline (intake and worker: PostgreSQL)",
+            "RabbitMQ; worker: consume it, run the pipeline (intake and worker: PostgreSQL); "
+            "console: the admin listener alone, reading the same database",
         ),
     ] = RoleName.ALL,
 ) -> None:
-    """Start the engine with a channels file (SIGTERM or Ctrl-C stops it cleanly)."""
+    """Start the engine with a channels file (SIGTERM or Ctrl-C stops it cleanly, SIGHUP or
+    ``aiguillage reload`` reloads its channels)."""
     from engine import logs
-    from engine.runtime import Engine, run_worker
+    from engine.runtime import Engine, Role, run_worker
+    from engine.runtime_console import serve_console
+    from engine.runtime_listeners import ListenersUnavailable, Reservation
 
     settings = _load(config)
-    if role is not RoleName.WORKER:  # a worker listens on nothing
-        _ports_free_or_exit(settings)
-    logs.configure(settings.engine.log_level, settings.engine.log_patient_data)
-    if role is RoleName.WORKER:
-        run_worker(settings)
-        return
+    if role is RoleName.CONSOLE and settings.engine.admin is None:
+        err_console.print(f"--role console needs engine.admin in {config}", highlight=False)
+        raise typer.Exit(2)
     try:
-        asyncio.run(Engine(settings, "intake" if role is RoleName.INTAKE else "all").serve())
-    except OSError as exc:  # a port taken between the check and the bind
-        err_console.print(f"cannot listen: {exc.strerror or exc}", highlight=False)
+        # Every port of this role, before anything opens (even the database): all or none.
+        if role is RoleName.CONSOLE:
+            reservation = Reservation.take(settings, only={"the admin listener"})
+        elif role is not RoleName.WORKER:  # a worker listens on nothing
+            reservation = Reservation.take(settings)
+        logs.configure(settings.engine.log_level, settings.engine.log_patient_data)
+        if role is RoleName.WORKER:
+            run_worker(settings)
+        elif role is RoleName.CONSOLE:
+            asyncio.run(serve_console(settings, reservation))
+        else:
+            kind: Role = "intake" if role is RoleName.INTAKE else "all"
+            asyncio.run(Engine(settings, kind, config).serve(reservation))
+    except ListenersUnavailable as exc:
+        for line in exc.lines():
+            err_console.print(line, highlight=False, markup=False)
         raise typer.Exit(1) from None
 
 
-def _ports_free_or_exit(settings: ChannelsFile) -> None:
-    """Bind everything or nothing: a port in use stops the start before any listener opens."""
-    taken = ports.busy(settings)
-    for listener, reason in taken:
-        err_console.print(
-            f"{listener.owner}: port {listener.port} on {listener.host} is {reason}",
-            highlight=False,
-            markup=False,
-        )
-    if taken:
+@app.command()
+def reload(
+    config: ConfigOption = CHANNELS,
+    reason: Annotated[str, typer.Option(help="why, for the audit trail")] = "",
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the outcome")] = 60.0,
+) -> None:
+    """Reload the running engine's channels file: validated here first (an invalid file is
+    not sent), then SIGHUP to the engine in var/aiguillage.pid beside the file; prints what
+    changed. Unchanged channels keep running, changed ones restart, added ones start, removed
+    ones stop (their waiting messages stay in the journal)."""
+    import getpass
+
+    from engine.admin import audit
+    from engine.runtime_reload import NoRunningEngine, request_reload
+
+    _load(config)  # exits 1 with every issue
+    with existing_database(config) as conn:
+        audit.record(conn, getpass.getuser(), "reload", target="channel", reason=reason)
+        conn.commit()
+    try:
+        record = request_reload(config, timeout)
+    except NoRunningEngine as exc:
+        err_console.print(str(exc), highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    if record is None:
+        err_console.print(f"no outcome within {timeout:g} s: see the engine's log")
         raise typer.Exit(1)
+    errors = record.get("errors")
+    if isinstance(errors, list):
+        for line in errors:
+            err_console.print(f"reload refused: {line}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    outcome = record.get("outcome")
+    assert isinstance(outcome, dict)
+    for key in ("unchanged", "restarted", "added", "removed"):
+        console.print(f"{key}: {', '.join(outcome[key]) or '-'}", highlight=False, markup=False)
 
 
 @app.command()
