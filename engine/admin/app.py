@@ -31,7 +31,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.admin = ctx
-    registry = metrics.registry(ctx.figures, ctx.state)
+    exposition = metrics.Exposition(ctx.figures, ctx.state)
     metrics_open = ctx.settings.metrics_without_auth and is_loopback(ctx.settings.host)
 
     @app.exception_handler(ServiceError)
@@ -57,7 +57,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
         ``metrics_without_auth`` (the default)."""
         if not metrics_open and await identify(request) is None:
             return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        body = await run_in_threadpool(metrics.exposition, registry)
+        body = await run_in_threadpool(exposition.render)
         return Response(body, media_type=PROMETHEUS_TEXT)
 
     _docs(app)
