@@ -171,8 +171,9 @@ class MllpServer:
         """Stop accepting, let in-flight messages get their ACK, then close connections."""
         if self._server is None:
             return
-        if self.config.ack_after == "processing":  # answers may wait for the pipeline
-            grace = max(grace, self.config.ack_timeout_seconds + 1)
+        # Answers may wait for the pipeline (ack_after: processing, or MSH-16 asking for an
+        # application ACK): up to ack_timeout_seconds. Without such waits this ends at once.
+        grace = max(grace, self.config.ack_timeout_seconds + 1)
         self._server.close()
         deadline = asyncio.get_running_loop().time() + grace
         while any(c.outstanding for c in self.connections):
