@@ -18,7 +18,7 @@ import structlog
 from engine.adapters.amqp import AmqpSource
 from engine.adapters.base import Source
 from engine.admin.state import ReloadOutcome, SourceStatus, StaticSource, UnknownChannel
-from engine.channels.loader import load_channels
+from engine.channels.loader import ConfigError, ConfigIssue, load_channels
 from engine.channels.models import ChannelConfig, ChannelsFile
 from engine.runtime_listeners import (
     ListenersUnavailable,
@@ -148,7 +148,12 @@ class Channels:
         old = self.engine.config
         todo = plan(old, new)
         # The ports of added channels, and of changed ones that move: all of them, or nothing.
-        reservation = Reservation.take(new, only={channel_owner(n) for n in todo.new_ports})
+        try:
+            reservation = Reservation.take(new, only={channel_owner(n) for n in todo.new_ports})
+        except ListenersUnavailable as exc:  # the file cannot be applied: refused as invalid
+            raise ConfigError(
+                [ConfigIssue(str(path), 0, "", line) for line in exc.lines()]
+            ) from None
         try:
             await self._apply(todo, new)
         finally:
