@@ -23,9 +23,13 @@ POSTGRES_URL = os.environ.get(
 
 
 def store_tables() -> list[Table]:
-    """The record store's tables and the journal's (the identity rules hold and release
-    journaled messages), so other tables in ``metadata`` are left alone."""
-    return [t for t in metadata.sorted_tables if t.name.startswith(("store_", "journal_"))]
+    """The record store's tables (with the record's access tables: filing checks that a
+    record is open) and the journal's (the identity rules hold and release journaled
+    messages), so other tables in ``metadata`` are left alone."""
+    import engine.store.record_tables  # noqa: F401  (register the tables on metadata)
+
+    prefixes = ("store_", "journal_", "record_")
+    return [t for t in metadata.sorted_tables if t.name.startswith(prefixes)]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -16,7 +16,8 @@ Loc = tuple[str | int, ...]
 
 
 def production_problems(config: ChannelsFile) -> list[tuple[Loc, str]]:
-    """Listeners beyond loopback without TLS, HTTP sources without authentication, accepted
+    """Listeners (sources, the admin console, the record API) beyond loopback without TLS,
+    HTTP sources without authentication, accepted
     test INS; empty for a file that is not of the production profile."""
     if config.engine.profile != "production":
         return []
@@ -31,23 +32,31 @@ def production_problems(config: ChannelsFile) -> list[tuple[Loc, str]]:
     for i, channel in enumerate(config.channels):
         if channel.enabled:
             problems.extend(_source_problems(("channels", i, "source"), channel.source))
+    for name in ("admin", "record_api"):  # the console and the record's read side
+        listener = getattr(config.engine, name, None)
+        if listener is not None:
+            problems.extend(_clear_text(("engine", name), listener))
     return problems
+
+
+def _clear_text(loc: Loc, listener: Any) -> list[tuple[Loc, str]]:
+    host = listener.host
+    if getattr(listener, "tls", None) is not None or is_loopback(host):
+        return []
+    return [
+        (
+            (*loc, "host"),
+            f"listens on {host} without TLS: set tls (cert_file, key_file) or listen on 127.0.0.1",
+        )
+    ]
 
 
 def _source_problems(loc: Loc, source: Any) -> list[tuple[Loc, str]]:
     host = getattr(source, "host", None)
     if host is None:  # not a listener (directory, AMQP consumer)
         return []
-    problems: list[tuple[Loc, str]] = []
+    problems = _clear_text(loc, source)
     tls = getattr(source, "tls", None)
-    if tls is None and not is_loopback(host):
-        problems.append(
-            (
-                (*loc, "host"),
-                f"listens on {host} without TLS: set tls (cert_file, key_file) or listen on "
-                "127.0.0.1",
-            )
-        )
     if source.type == "http" and not _authenticated(source, tls):
         problems.append(
             (

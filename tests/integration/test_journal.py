@@ -595,7 +595,7 @@ def test_a_retry_after_a_later_destination_failed_still_writes_the_record_store(
     )
     store = build_pipeline(hospital).destinations["store"]
     pipeline = Pipeline(channel, {"store": store, "copy": Flaky("copy", failures=1)})
-    assert pipeline.routes[0].to == ("store", "copy")
+    assert pipeline.steps.routes[0].to == ("store", "copy")
     worker = Worker(db, Journal(db), {channel.name: pipeline})
     register_patient(db, hospital)
     [ident] = receive(db, channel, oru("ORU-1", glucose="182"))

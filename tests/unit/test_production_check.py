@@ -129,3 +129,16 @@ def test_the_repositorys_production_file_passes_the_check() -> None:
         app, ["check", "--offline", str(REPO / "config" / "production.channels.yaml")]
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("listener", ["admin", "record_api"])
+def test_a_console_or_record_listener_beyond_loopback_without_tls_fails_at_its_host(
+    listener: str,
+) -> None:
+    text = CLEAN.replace(
+        "  profile: production\n", f"  profile: production\n  {listener}:\n    host: 0.0.0.0\n"
+    )
+    [(line, key, message)] = problems(text)
+    assert (line, key) == (4, f"engine.{listener}.host")
+    assert "without TLS" in message
+    assert problems(text.replace("0.0.0.0", "127.0.0.1")) == []
