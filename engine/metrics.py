@@ -29,7 +29,7 @@ ACK_LATENCY = Histogram(
 )
 PIPELINE_LATENCY = Histogram(
     "aiguillage_pipeline_latency_seconds",
-    "From a message journaled to its end state committed (delivered, filtered, dead letter...)",
+    "One message's run through the pipeline's stages in a worker transaction, per channel",
     ["channel"],
     buckets=_PIPELINE_BUCKETS,
     registry=REGISTRY,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar, Literal, Self
@@ -47,6 +48,7 @@ from engine.adapters.http_guard import Gate, GuardedProtocol, GuardLimits
 from engine.adapters.http_log import BurstLog
 from engine.adapters.receive import receive
 from engine.errors import MessageTooLarge
+from engine.metrics import ACK_LATENCY
 from engine.security.abuse import JunkLimits, PeerBudget
 from engine.security.peers import PeerNetwork
 from engine.security.tls import ServerTls
@@ -186,7 +188,10 @@ class HttpSource:
         except ClientDisconnect:  # the client left, or the guard cut a late body (408 sent)
             self.events.note("http_body_incomplete", host)
             return Response(status_code=408)
-        return await self._receive(body, host, f"{host}:{port}", sender)
+        started = time.perf_counter()
+        response = await self._receive(body, host, f"{host}:{port}", sender)
+        ACK_LATENCY.labels(self.intake.channel).observe(time.perf_counter() - started)
+        return response
 
     async def _read(self, request: Request) -> bytearray:
         """The body, or its first ``max_message_bytes + 1`` bytes when it is longer."""

@@ -8,6 +8,7 @@ application ACK then following as a message of its own on the same connection.""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -15,6 +16,7 @@ import structlog
 from engine.adapters.mllp_framing import frame
 from engine.adapters.receive import log_outcome
 from engine.errors import EngineError
+from engine.metrics import ACK_LATENCY
 
 if TYPE_CHECKING:
     from engine.adapters.mllp import MllpServer
@@ -99,6 +101,7 @@ class Answers:
             return
         if framed is not None:
             self.conn.write(framed)
+            ACK_LATENCY.labels(intake.channel).observe(time.monotonic() - prepared.read_at)
         self.conn.answered()
         if (
             prepared.application_after

@@ -10,7 +10,8 @@ pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.cda.intake import check_carried_documents
@@ -58,6 +59,9 @@ class Prepared:
     #: MSH-18 of the ACK when it is not written in the message's declared character set
     #: (undecodable bytes: their header is echoed as read, in ISO 8859-1 or ASCII).
     ack_charset: str | None = None
+    #: When it was read (``time.monotonic``: one clock for every process of the machine), for
+    #: the ACK latency histogram.
+    read_at: float = field(default_factory=time.monotonic)
 
     @property
     def enhanced(self) -> bool:

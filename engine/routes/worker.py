@@ -30,6 +30,7 @@ from engine.journal.journal import Journal, utcnow
 from engine.journal.models import State
 from engine.journal.records import Pending
 from engine.logs import error_fields
+from engine.metrics import PIPELINE_LATENCY
 from engine.routes.outbox_sender import OutboxSender
 from engine.routes.pipeline import Pipeline, StageError
 
@@ -172,6 +173,13 @@ class Worker:
 
     def _process(self, conn: Connection, pending: Pending, now: datetime) -> bool:
         """Run one message in a savepoint; True when delivered (recorded by the caller)."""
+        started = time.perf_counter()
+        try:
+            return self._run_one(conn, pending, now)
+        finally:
+            PIPELINE_LATENCY.labels(pending.channel).observe(time.perf_counter() - started)
+
+    def _run_one(self, conn: Connection, pending: Pending, now: datetime) -> bool:
         pipeline = self.pipelines[pending.channel]
         # A raw savepoint: SQLAlchemy's begin_nested() costs more than the message's own writes.
         raw(conn, "SAVEPOINT message")

@@ -38,6 +38,7 @@ from engine.errors import StoreUnavailable
 from engine.journal.journal import Journal
 from engine.journal.records import Appended, NewMessage
 from engine.logs import error_fields
+from engine.metrics import JOURNAL_COMMIT_LATENCY
 from engine.routes.worker import Worker
 
 log = structlog.get_logger("engine.writer")
@@ -203,7 +204,9 @@ class Writer:
             reused = self._conn is not None  # it may have died since its last commit
             try:
                 with self.write_lock:
+                    started = time.perf_counter()
                     results: list[Result] = list(self.journal.append(self._connection(), rows))
+                    JOURNAL_COMMIT_LATENCY.observe(time.perf_counter() - started)
             except Exception as exc:
                 self._close()
                 dead = reused and is_outage(exc)
