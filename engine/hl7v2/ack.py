@@ -180,12 +180,10 @@ def _hd(value: str) -> list[Component]:
 def _version(header: Header) -> list[Component]:
     """MSH-12 echoed whole (``2.5^FRA^2.11`` for PAM-FR), each part cut to its length."""
     version, *parts = (header.version_id or header.version).split("^")[:3]
+    version = version[:VERSION_MAX]
     if not _VERSION_ID.fullmatch(version):  # no version, or not one (a shifted field)
         return [DEFAULT_VERSION]
-    return [
-        version[:VERSION_MAX] or DEFAULT_VERSION,
-        *(p.split("&", 1)[0][:VERSION_PART_MAX] for p in parts),
-    ]
+    return [version, *(p.split("&", 1)[0][:VERSION_PART_MAX] for p in parts)]
 
 
 def _msh(header: Header, now: datetime, control_id: str, charset: str) -> list[Value]:
