@@ -112,6 +112,15 @@ class CaseResult:
         return not self.problems
 
 
+def is_case_file(path: Path) -> bool:
+    """Whether a YAML file is a channel test file (``channels``, ``channel`` and ``cases``)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and {"channels", "channel", "cases"} <= data.keys()
+
+
 def run_case_file(path: Path) -> list[CaseResult]:
     spec = CaseFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     config = load_channels(path.parent / spec.channels)

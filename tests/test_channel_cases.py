@@ -143,3 +143,28 @@ def test_the_test_command_exits_1_and_shows_the_problem_when_a_case_fails(
     assert result.exit_code == 1
     assert "FAIL" in result.stdout
     assert "ACK codes: expected ['AA', 'AR'], got ['AA', 'AA']" in result.stdout
+
+
+def readme_example() -> str:
+    """The channel test shown in README's "Channel tests as data" section."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Channel tests as data") :]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_passes_against_the_default_channels(tmp_path: Path) -> None:
+    example = readme_example().replace("../../channels.yaml", str(REPO / "channels.yaml"))
+    path = tmp_path / "readme.yaml"
+    path.write_text(example, encoding="utf-8")
+    results = run_case_file(path)
+    assert [(r.name, r.problems) for r in results] == [(results[0].name, [])]
+
+
+def test_the_cli_skips_files_that_are_not_cases_and_ends_with_a_summary(tmp_path: Path) -> None:
+    good = case_file(tmp_path, "      acks: [AA, AA]\n      states: [delivered, delivered]\n")
+    result = CliRunner().invoke(app, ["test", str(REPO / "channels.yaml"), str(good)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 0, result.output
+    assert lines[0] == f"skip {REPO / 'channels.yaml'}: not a channel test file"
+    assert lines[-1] == "1 passed, 0 failed, 1 file(s) skipped"
+    assert not any(line.startswith("{") for line in lines)  # no engine log line among them

@@ -269,18 +269,28 @@ def schema(
 def test_channels(
     cases: Annotated[list[Path], typer.Argument(help="channel test files (YAML)")],
 ) -> None:
-    """Run channel tests written as data: input messages and expected outcomes."""
-    from engine.channeltest import run_case_file
+    """Run channel tests written as data: input messages and expected outcomes. YAML files that
+    are not case files (a channels file, say) are skipped; engine logs stay off the results."""
+    from engine import logs
+    from engine.channeltest import is_case_file, run_case_file
 
-    failed = 0
+    logs.configure("error")  # the engine's own lines would bury the results
+    passed = failed = skipped = 0
     for path in cases:
+        if not is_case_file(path):
+            console.print(f"skip {path}: not a channel test file", highlight=False, markup=False)
+            skipped += 1
+            continue
         for result in run_case_file(path):
             mark = "[green]ok[/green]" if result.ok else "[red]FAIL[/red]"
             console.print(f"{mark} {path}: {result.name}")
             for problem in result.problems:
                 console.print(f"    {problem}", highlight=False, markup=False)
+            passed += result.ok
             failed += not result.ok
-    raise typer.Exit(1 if failed else 0)
+    summary = f"{passed} passed, {failed} failed"
+    console.print(summary + (f", {skipped} file(s) skipped" if skipped else ""), markup=False)
+    raise typer.Exit(1 if failed or not passed else 0)
 
 
 def _load(config: Path) -> ChannelsFile:
