@@ -185,6 +185,13 @@ class DocumentError(PermanentError):
     ack_code = "AR"
 
 
+class RecordClosed(DocumentError):
+    """A document for a closed record (closed by the patient, or death): refused and
+    dead-lettered; the record may reopen."""
+
+    code = "record_closed"
+
+
 class NotDocumentOwner(PermanentError):
     """A replacement or deletion of a document from another sender identity than the one that
     filed it (or its ownership group, ``engine.document_owner_groups``): refused, nothing

@@ -25,6 +25,7 @@ from engine.identity.events import change_identity
 from engine.identity.filing import Filing
 from engine.identity.merge import merge
 from engine.identity.rules import IdentityPolicy
+from engine.store import consent
 from engine.store.models import encounters
 from engine.store.observations import add_observations
 from engine.store.ownership import UNKNOWN_FILER, Filer, OwnerGroups
@@ -111,7 +112,11 @@ class RecordStore:
             )
             return
         op = map_message(delivery.message)
-        self.apply(delivery.conn, delivery.message_id, op, delivery.now, filer)
+        patient_id = self.apply(delivery.conn, delivery.message_id, op, delivery.now, filer)
+        if delivery.message.message_type == "ADT":  # consent, closure, death (the DMP's rules)
+            consent.apply_adt(
+                delivery.conn, patient_id, delivery.message, delivery.sender, delivery.now
+            )
 
     def apply(
         self,

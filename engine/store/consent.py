@@ -16,19 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from engine.errors import DocumentError
+from engine.errors import RecordClosed
 from engine.hl7v2.reader import Message
 from engine.record.model import State
 from engine.store.record_tables import statuses
 from engine.transforms.hl7_values import parse_ts
 
 _s = statuses.c
-
-
-class RecordClosed(DocumentError):
-    """A document for a closed record: refused and dead-lettered (the record may reopen)."""
-
-    code = "record_closed"
 
 
 def state(conn: Connection, patient_id: int) -> State:

@@ -78,11 +78,6 @@ def test_death_closes_the_record_and_it_takes_no_new_document(
     assert world.post(patient, "reopen").json() == {"reason": "record_closed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs consent.apply_adt called by the record store after it files an ADT's patient "
-    "(engine/adapters/record_store.py, RecordStore.apply: not owned by the record work)",
-)
 def test_a_consent_adt_over_mllp_opens_the_record(world: RecordWorld) -> None:
     """DOMAIN.md line 59-60 and 114, end to end: the ANS sample consent_1 sent over MLLP."""
     text = (SAMPLES / "fr-ans" / "adt_a01_consent_1.hl7").read_text("utf-8")
