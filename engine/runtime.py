@@ -36,6 +36,7 @@ from engine.routes.writer import Writer
 from engine.runtime_control import Channels, ChannelsState
 from engine.runtime_listeners import Reservation
 from engine.runtime_reload import remove_pid, write_pid
+from engine.runtime_threads import DaemonExecutor
 from engine.runtime_worker import SwappableWorker, restart_process
 
 log = structlog.get_logger("engine")
@@ -243,6 +244,7 @@ class Engine:
         sys.setswitchinterval(SWITCH_INTERVAL)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(DaemonExecutor())  # a frozen database never holds the exit
 
         def request_stop() -> None:
             stop.set()

@@ -13,6 +13,7 @@ from engine.admin.server import AdminServer
 from engine.channels.models import ChannelsFile
 from engine.db import database_url, make_engine
 from engine.runtime_listeners import Reservation
+from engine.runtime_threads import DaemonExecutor
 
 log = structlog.get_logger("engine")
 
@@ -24,6 +25,7 @@ async def serve_console(config: ChannelsFile, reservation: Reservation | None = 
     db = make_engine(database_url(settings.database_url), durability=settings.durability)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(DaemonExecutor())  # a frozen database never holds the exit
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = AdminServer(config, db)

@@ -10,6 +10,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -211,3 +212,21 @@ def test_the_console_role_serves_the_admin_listener_alone(tmp_path: Path) -> Non
         events = _stop(proc)
     assert events[-1]["event"] == "engine_stopped"
     assert refused(admin)
+
+
+def test_a_call_stuck_in_the_loops_executor_does_not_hold_the_exit() -> None:
+    """As a readiness probe on a frozen database: the process still ends after its loop."""
+    script = (
+        "import asyncio, threading, time\n"
+        "from engine.runtime_threads import DaemonExecutor\n"
+        "async def main():\n"
+        "    asyncio.get_running_loop().set_default_executor(DaemonExecutor())\n"
+        "    assert await asyncio.to_thread(sum, [1, 2]) == 3\n"
+        "    asyncio.get_running_loop().run_in_executor(None, threading.Event().wait)\n"
+        "    await asyncio.sleep(0.05)\n"
+        "asyncio.run(main())\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], timeout=30, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10
