@@ -25,7 +25,7 @@ from engine.hl7v2.header import first_line, read_header
 from engine.hl7v2.reader import Message
 from tests.e2e.engine_process import EngineProcess
 from tests.e2e.mllp_client import read_ack
-from tests.sample_files import COPIES, SAMPLES
+from tests.sample_files import COPIES, SAMPLES, SHARED
 
 FILES = sorted({*SAMPLES.glob("*/*.hl7"), *COPIES.glob("*/*.hl7")})
 #: How long an acknowledgment sent to the engine is watched for an answer that must not come.
@@ -131,8 +131,9 @@ def test_every_ack_to_every_sample_is_valid_for_its_version_and_acks_get_no_answ
         problem = strict_problem(text, ex.sent)
         if problem:
             problems.append(f"{ex.file.parent.name}/{ex.file.name}: {problem}")
-    assert acks_sent == 3, "the samples hold three acknowledgments (fr-ans/ack_*.hl7)"
-    assert len(exchanges) - acks_sent >= 100
+    if SAMPLES == SHARED:  # the copies in tests/ hold a few messages and no acknowledgment
+        assert acks_sent == 3, "the samples hold three acknowledgments (fr-ans/ack_*.hl7)"
+        assert len(exchanges) - acks_sent >= 100
     assert not problems, "\n".join(problems)
     # The acknowledgments were journaled all the same, as dead letters of this channel.
     kept = engine_proc.scalar(
