@@ -166,3 +166,29 @@ def test_the_reload_command_validates_first_and_says_when_no_engine_runs(tmp_pat
     path.write_text(path.read_text().replace("accept:", "acept:", 1))
     done = runner.invoke(app, ["reload", "--config", str(path)])
     assert done.exit_code == 1 and "acept" in done.output
+
+
+def test_with_the_pipeline_in_its_own_process_a_reload_restarts_it_on_the_new_file(
+    tmp_path: Path,
+) -> None:
+    keep, change = ports(2)
+    path = write_config(
+        tmp_path,
+        MLLP.format(name="keep", description="kept", port=keep),
+        MLLP.format(name="change", description="before", port=change),
+    )
+    path.write_text(path.read_text().replace("durability: normal", "pipeline: process"))
+    running = RunningEngine(path)
+    try:
+        process = running.engine.process
+        assert process is not None
+        first = process.process.pid
+        path.write_text(path.read_text().replace("description: before", "description: after"))
+        outcome = running.call(running.engine.channels.reload(), 60)
+        assert outcome.restarted == ("change",)
+        assert process.process.pid != first and process.process.is_alive()
+        assert b"MSA|AA|" in send(change, "P1") and b"MSA|AA|" in send(keep, "P2")
+        delivered = "SELECT count(*) FROM journal_messages WHERE state = 'delivered'"
+        wait_for(lambda: running.rows(delivered)[0][0] == 2, 20)
+    finally:
+        running.stop()
