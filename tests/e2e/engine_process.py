@@ -31,6 +31,9 @@ def write_channels(tmp: Path, port: int, db_url: str, **engine: Any) -> Path:
     other listeners on free ports, watched directories under ``tmp``, AMQP channels off."""
     config = yaml.safe_load((REPO / "channels.yaml").read_text())
     config["engine"].update(database_url=db_url, **engine)
+    for listener in ("admin", "record_api"):  # two engines in one run must not share them
+        if config["engine"].get(listener):
+            config["engine"][listener]["port"] = free_port()
     ports = iter([port])
     for channel in config["channels"]:
         source = channel["source"]
