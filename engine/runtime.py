@@ -204,16 +204,15 @@ class Engine:
             await asyncio.to_thread(restart_process, self.process, config)
         # --role intake: the workers run the pipelines; they take a new file when restarted.
 
-    def adopt(self, config: ChannelsFile) -> None:
+    async def adopt(self, config: ChannelsFile) -> None:
         """Take a reloaded configuration as the running one (channels already switched)."""
         self.config = config
         if self.admin is not None:
             self.admin.context.config = config
-        old = self.alerts
-        self.alerts = AlertService(config, self.db, self.channels)
-        if self.started:
-            old.stop()
-            self.alerts.start()
+        old, self.alerts = self.alerts, AlertService(config, self.db, self.channels)
+        if self.started:  # off the loop: stopping waits for a check in progress
+            await asyncio.to_thread(old.stop)
+            await asyncio.to_thread(self.alerts.start)
 
     async def stop(self) -> None:
         """Stop accepting, ACK what is in flight, drain the pipeline, close the database.

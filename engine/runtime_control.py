@@ -179,7 +179,7 @@ class Channels:
         changes: dict[str, ChannelConfig | None] = {n: None for n in todo.removed}
         changes.update({n: channels[n] for n in (*todo.restarted, *todo.added)})
         await self.engine.replace_pipelines(changes, new)
-        self.engine.adopt(new)
+        await self.engine.adopt(new)
         for name in (*todo.restarted, *todo.added):
             runner = self.runners[name] = Runner(channels[name])
             with contextlib.suppress(OSError):  # logged as channel_failed; the others go on
