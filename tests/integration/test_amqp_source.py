@@ -287,4 +287,6 @@ def test_a_delivery_the_journal_cannot_store_stays_unacknowledged_until_it_can(
     assert json.loads(str(rows[0][3]))["redelivered"] is False  # never requeued
     broker.wait_depth(engine.lab, 0)
     assert failures["left"] == 0
-    assert capsys.readouterr().out.count("amqp_journal_retry") == 2
+    # Two failed commits: the writer itself tries a lost connection once more on a fresh one
+    # (issue 17), so the source retried once or twice depending on the connection's state.
+    assert capsys.readouterr().out.count("amqp_journal_retry") in (1, 2)

@@ -77,7 +77,8 @@ class DocumentsEngine(InProcessEngine):
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+            with exc:  # closed now, not by the collector (a ResourceWarning, an error here)
+                return exc.code, json.loads(exc.read())
 
     def documents(self) -> list[tuple[object, ...]]:
         return self.rows(

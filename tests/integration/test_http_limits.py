@@ -59,7 +59,8 @@ class HttpEngine(EngineProcess):
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, lower(response.headers.items()), response.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, lower(exc.headers.items()), exc.read()
+            with exc:  # closed now, not by the collector (a ResourceWarning, an error here)
+                return exc.code, lower(exc.headers.items()), exc.read()
 
     def descriptors(self) -> int:
         assert self.proc is not None
