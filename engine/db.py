@@ -90,7 +90,7 @@ def database_where(url: str) -> str:
 #: matched, never logged: a message may quote data.
 _REASONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("auth", ("28P01", "28000"), ("password authentication failed", "pg_hba.conf")),
-    ("unknown_database", ("3D000",), ("\" does not exist",)),
+    ("unknown_database", ("3D000",), ('" does not exist',)),
     ("starting_up", (), ("is starting up", "not yet accepting connections", "recovery mode")),
     ("shut_down", ("57P01", "57P02"), ("shutting down", "administrator command", "crash of")),
     ("timeout", ("57014",), ("timeout expired", "timed out", "statement timeout")),
