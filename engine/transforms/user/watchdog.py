@@ -46,6 +46,7 @@ class _Call:
     deadline: float
     label: str
     fired: bool = False
+    landed: bool = False
 
 
 class Watchdog:
@@ -60,27 +61,39 @@ class Watchdog:
         tid = threading.get_ident()
         started = time.monotonic()
         call = _Call(tid, started + limit, label)
-        self._calls[tid] = call
+        with self._lock:
+            self._calls[tid] = call
         if self._thread is None or not self._thread.is_alive():
             self._start()
         try:
-            try:
-                result = fn(arg)
-            finally:
-                self._done(call)
+            result = fn(arg)
         except Interrupted:
-            self._done(call)
+            call.landed = True
+            self._finish(call)
             raise
+        except BaseException:
+            self._finish(call)
+            raise
+        self._finish(call)
         elapsed = time.monotonic() - started
         if elapsed > limit:
             raise TooLong(elapsed)
         return result
 
-    def _done(self, call: _Call) -> None:
+    def _finish(self, call: _Call) -> None:
+        """Forget the call. An interruption fired but not raised yet (the call returned just
+        as its deadline passed) is let land here rather than cancelled: cancelling one
+        (``PyThreadState_SetAsyncExc(id, NULL)``) leaves CPython's "async exception" signal
+        set for the whole interpreter, and every thread then runs far slower."""
         with self._lock:
             self._calls.pop(call.thread_id, None)
-            if call.fired:  # an exception not yet raised must not land in the engine's code
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(call.thread_id), None)
+            pending = call.fired and not call.landed
+        if pending:
+            try:
+                while True:  # the signal is set: the exception lands at the next check
+                    pass
+            except Interrupted:
+                call.landed = True
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._watch, name="step-watchdog", daemon=True)
