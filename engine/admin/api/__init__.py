@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from engine.admin.api import (
+    alert_routes,
     audit_routes,
     channel_routes,
     control_routes,
@@ -24,6 +25,7 @@ def api_router() -> APIRouter:
         identity_routes,
         control_routes,
         audit_routes,
+        alert_routes,
         user_routes,
     ):
         router.include_router(module.router)

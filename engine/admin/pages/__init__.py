@@ -5,8 +5,8 @@ Importing the page modules registers their routes on :data:`router`.
 
 from __future__ import annotations
 
-from engine.admin.pages import audit_log, dashboard, dead_letters, identity, messages
+from engine.admin.pages import alerts, audit_log, dashboard, dead_letters, identity, messages
 from engine.admin.pages.common import router
 
 __all__ = ["router"]
-_ = (audit_log, dashboard, dead_letters, identity, messages)
+_ = (alerts, audit_log, dashboard, dead_letters, identity, messages)
