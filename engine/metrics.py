@@ -7,7 +7,14 @@ so that any hot-path module can import it.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 # No ``*_created`` series: a line per labelled series that dashboards do not use, in a scrape
 # that must stay fast with dozens of channels.
@@ -40,3 +47,10 @@ JOURNAL_COMMIT_LATENCY = Histogram(
     buckets=_COMMIT_BUCKETS,
     registry=REGISTRY,
 )
+
+
+def serve(host: str, port: int) -> WSGIServer:
+    """Serve these histograms on ``http://host:port/metrics`` from a thread (a distributed
+    worker has no admin listener); ``shutdown()`` the server to stop it."""
+    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    return server

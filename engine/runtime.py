@@ -12,10 +12,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
 
+from engine import metrics as metrics_module
 from engine.adapters.base import BuildContext, Destination, Source
 from engine.admin.server import admin_server
 from engine.alerts.service import AlertService
@@ -275,6 +277,16 @@ class Engine:
             log.error("reload_failed", **error_fields(exc))
 
 
+def worker_metrics(settings: EngineSettings) -> WSGIServer | None:
+    """The worker's own /metrics, when ``engine.admin.worker_metrics_port`` is set."""
+    admin = settings.admin
+    if admin is None or admin.worker_metrics_port is None:
+        return None
+    server = metrics_module.serve(admin.host, admin.worker_metrics_port)
+    log.info("worker_metrics_listening", port=admin.worker_metrics_port)
+    return server
+
+
 def run_worker(config: ChannelsFile) -> None:
     """``--role worker``: consume work items until SIGTERM or SIGINT."""
     from engine.distributed.worker import DistributedWorker
@@ -290,7 +302,12 @@ def run_worker(config: ChannelsFile) -> None:
         if not wait_for_database(db, DatabaseState(url), lambda: upgrade(db), stop):
             return
         log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
-        DistributedWorker(config, db, build_worker(config, db)).run(stop)
+        metrics = worker_metrics(settings)
+        try:
+            DistributedWorker(config, db, build_worker(config, db)).run(stop)
+        finally:
+            if metrics is not None:
+                metrics.shutdown()
     finally:
         db.dispose()
         log.info("engine_stopped", role="worker")

@@ -31,6 +31,15 @@ class AdminSettings(BaseModel):
     lockout_minutes: int = Field(
         default=15, ge=1, description="how long a locked account refuses every password"
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "--role worker: serve the worker's own /metrics (pipeline histograms) on this port "
+            "of `host` (several workers on one machine need one port each)"
+        ),
+    )
     metrics_refresh_seconds: float = Field(
         default=5.0,
         gt=0,
