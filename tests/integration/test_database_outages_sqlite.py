@@ -72,7 +72,10 @@ def test_a_journal_on_a_full_disk_answers_ae_at_once_and_recovers_when_space_is_
             assert line.ask(message(n, padding=100_000))[0] == "AA"  # the sender's resend
             wait_for(lambda: state.up, what="the database back up")
         assert (code, took < COMMIT_TIMEOUT) == ("AE", True), (code, took)
-        assert (down.up, down.reason) == (False, "disk_full")
+        # The outage as logged: a snapshot taken after the AE may already show the database
+        # up again (a read of the pipeline succeeds on a full disk and says so).
+        outages = [e["reason"] for e in logs if e["event"] == "database_unavailable"]
+        assert outages == ["disk_full"], (down.up, down.reason, outages)
         names = [e["event"] for e in logs]
         assert names.count("database_unavailable") == names.count("database_recovered") == 1
         eng.wait_idle()
