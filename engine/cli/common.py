@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,15 @@ def database(config: Path) -> Iterator[Connection]:
         raise typer.Exit(2) from None
     finally:
         db.dispose()
+
+
+def acting_operator(reason: str, operator: str | None = None) -> str:
+    """Who acts (``--operator``, else the OS login) for an action that must say why: a blank
+    ``--reason`` exits 2 before anything is done."""
+    if not reason.strip():
+        err_console.print("--reason must say why")
+        raise typer.Exit(2)
+    return operator or getpass.getuser()
 
 
 def print_json(data: Any) -> None:

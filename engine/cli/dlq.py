@@ -14,6 +14,7 @@ from engine.admin.roles import os_principal
 from engine.cli.common import (
     ConfigOption,
     JsonOption,
+    acting_operator,
     console,
     database,
     err_console,
@@ -167,16 +168,14 @@ def discard(
     if not ids and not channel:
         err_console.print("give message ids or --channel")
         raise typer.Exit(2)
-    if not reason.strip():
-        err_console.print("--reason must say why")
-        raise typer.Exit(2)
+    actor = acting_operator(reason)
     with existing_database(config) as conn:
         known_channel_or_exit(conn, config, channel)
         targets = list(ids or []) or queries.select_dead_letters(conn, channel or "", code)
         who = os_principal()
         audit.record(conn, who, "discard", target="message", ids=targets, reason=reason)
         # Each discard commits (with the audit row for the first).
-        done = [i for i in targets if queries.discard(conn, i, reason, getpass.getuser())]
+        done = [i for i in targets if queries.discard(conn, i, reason, actor)]
     for i in done:
         console.print(f"discarded {i}")
     refused = sorted(set(targets) - set(done))

@@ -3,7 +3,6 @@ probable duplicates (:mod:`engine.cli.identity_duplicates`)."""
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from engine.cli import identity_duplicates
 from engine.cli.common import (
     ConfigOption,
     JsonOption,
+    acting_operator,
     console,
     database,
     err_console,
@@ -120,10 +120,7 @@ def resolve(
     if (patient is None) == (not reject):
         err_console.print("give either --patient P or --reject")
         raise typer.Exit(2)
-    if not reason.strip():
-        err_console.print("--reason must say why")
-        raise typer.Exit(2)
-    actor = operator or getpass.getuser()
+    actor = acting_operator(reason, operator)
     with database(config) as conn:
         try:
             if patient is not None:
@@ -162,10 +159,7 @@ def dismiss(
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
     """Close a notice (homonym) the identity cell has seen."""
-    if not reason.strip():
-        err_console.print("--reason must say why")
-        raise typer.Exit(2)
-    actor = operator or getpass.getuser()
+    actor = acting_operator(reason, operator)
     with database(config) as conn:
         try:
             review.dismiss(conn, review_id, actor, reason, utcnow())
@@ -217,7 +211,7 @@ def unmerge_(
 ) -> None:
     """Undo an A40 merge: the absorbed patient gets back what the merge moved and what its
     identifiers brought since; what they cannot decide goes to review (904)."""
-    actor = operator or getpass.getuser()
+    actor = acting_operator(reason, operator)
     with database(config) as conn:
         try:
             done = unmerge(conn, merge_id, actor, reason, utcnow())

@@ -3,7 +3,6 @@ dismissal."""
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
+from engine.cli.common import (
+    ConfigOption,
+    JsonOption,
+    acting_operator,
+    console,
+    database,
+    err_console,
+    print_json,
+)
 from engine.identity import duplicates
 from engine.journal.journal import utcnow
 
@@ -51,10 +58,7 @@ def dismiss(
     config: ConfigOption = Path("channels.yaml"),
 ) -> None:
     """Record that two patients are not one person: the pair is not proposed again."""
-    if not reason.strip():
-        err_console.print("--reason must say why")
-        raise typer.Exit(2)
-    actor = operator or getpass.getuser()
+    actor = acting_operator(reason, operator)
     with database(config) as conn:
         try:
             duplicates.dismiss(conn, first, second, actor, reason, utcnow())

@@ -1,5 +1,5 @@
-"""RabbitMQ restarted during a flow (``rabbitmqctl stop_app`` / ``start_app`` on a node of the
-test's own, never the machine's broker): the AMQP
+"""A private RabbitMQ node (tests/rabbit_private.py: its own name, ports and data directory;
+the machine's broker is never touched) restarted during a flow: the AMQP
 source reconnects and resumes, and every message published (with confirms, resent by the
 publisher until confirmed) is journaled exactly once and delivered."""
 
