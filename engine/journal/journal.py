@@ -279,6 +279,8 @@ def _row(m: NewMessage, key: DedupKey | None, now: datetime) -> dict[str, object
         "error_class": m.error_class,
         "error_reason": m.error_reason,
         "properties": m.properties,
+        "batch_id": m.batch_id,
+        "batch_position": m.batch_position,
     }
 
 

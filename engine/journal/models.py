@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from engine.db import metadata
@@ -77,6 +78,10 @@ messages = Table(
     Column("error_reason", Text),
     #: Transport metadata as JSON (AMQP message id, correlation id, headers, routing key).
     Column("properties", Text),
+    #: The HL7 v2 batch a message came in (BHS-11, else FHS-11, else a generated id) and its
+    #: position there (1-based); NULL for a message received alone.
+    Column("batch_id", String(255)),
+    Column("batch_position", Integer),
     # Control id first: it serves the resend lookup and `aiguillage trace` by MSH-10.
     Index(
         "uq_journal_messages_sender_control_id",
@@ -89,6 +94,12 @@ messages = Table(
     ),
     Index("ix_journal_messages_state_id", "state", "id"),
     Index("ix_journal_messages_patient_key", "patient_key"),
+    Index(
+        "ix_journal_messages_batch_id",
+        "batch_id",
+        postgresql_where=text("batch_id IS NOT NULL"),
+        sqlite_where=text("batch_id IS NOT NULL"),
+    ),
 )
 
 events = Table(

@@ -104,6 +104,9 @@ class NewMessage:
     error_reason: str | None = None
     #: Transport metadata as JSON (AMQP properties), kept with the message.
     properties: str | None = None
+    #: The HL7 v2 batch the message came in, and its position there (1-based).
+    batch_id: str | None = None
+    batch_position: int | None = None
     #: The channel's duplicate policy (how a resend is told from a control id reused).
     duplicates: DuplicatePolicy = DEFAULT_POLICY
 
