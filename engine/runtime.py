@@ -40,6 +40,7 @@ from engine.runtime_listeners import Reservation
 from engine.runtime_reload import remove_pid, write_pid
 from engine.runtime_threads import DaemonExecutor
 from engine.runtime_worker import SwappableWorker, restart_process
+from engine.store.retention_job import RetentionJob
 
 log = structlog.get_logger("engine")
 
@@ -137,6 +138,8 @@ class Engine:
         if settings.record_api is not None:
             self.record = RecordListener(settings.record_api, self.db)
         self.alerts = AlertService(self.config, self.db, self.channels)
+        #: The daily retention purge: in intake processes only (a lease picks one of them).
+        self.retention = RetentionJob(settings.retention, self.db, settings.timezone)
 
     @property
     def servers(self) -> list[Source]:
@@ -182,6 +185,7 @@ class Engine:
         if self.record is not None:
             await self.record.start()
         await asyncio.to_thread(self.alerts.start)
+        await asyncio.to_thread(self.retention.start)
         write_pid(self.config_path)
         log.info("engine_started", role=self.role, channels=list(self.channels.runners))
 
@@ -215,6 +219,8 @@ class Engine:
         if self.started:  # off the loop: stopping waits for a check in progress
             await asyncio.to_thread(old.stop)
             await asyncio.to_thread(self.alerts.start)
+        retention = config.engine.retention
+        await asyncio.to_thread(self.retention.reschedule, retention, config.engine.timezone)
 
     async def stop(self) -> None:
         """Stop accepting, ACK what is in flight, drain the pipeline, close the database.
@@ -225,6 +231,7 @@ class Engine:
         if self.record is not None:
             await self.record.stop()
         await asyncio.to_thread(self.alerts.stop)
+        await asyncio.to_thread(self.retention.stop)
         if self.started:
             self.committer.flush()
             await asyncio.to_thread(self.writer.stop)

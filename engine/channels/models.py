@@ -25,6 +25,7 @@ from engine.alerts.models import AlertsSettings
 from engine.channels.conditions import Condition
 from engine.localtime import DEFAULT_TIMEZONE, TimeZoneName
 from engine.record_api.settings import RecordApiSettings
+from engine.store.retention_settings import RetentionSettings
 from engine.transforms.user.python_step import PLUGINS_DIR, PythonStep
 from engine.transforms.user.steps import TransformStep
 
@@ -261,6 +262,10 @@ class EngineSettings(Frozen):
         "directory)",
     )
     work: WorkSettings = Field(default_factory=WorkSettings)
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="the daily purge of records past their 10-year retention (on by default)",
+    )
 
 
 class ChannelsFile(Frozen):

@@ -51,6 +51,7 @@ app.add_typer(audit.app, name="audit")
 app.command("transform")(transform.transform)
 app.command("alerts")(alerts.alerts)
 app.command("stats")(stats.stats)
+app.command("retention")(record.retention)  # the name for ``record retention``
 
 CHANNELS = Path("channels.yaml")
 

@@ -7,10 +7,10 @@ marked ``purged_at`` in its reason, so a late document is still refused. Logs co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection, Engine, Table, delete, func, or_, select, update
+from sqlalchemy import Connection, Table, delete, func, or_, select, update
 
 from engine.store.access_log import access_log
 from engine.store.documents import documents, reimbursements, summary_entries
@@ -26,7 +26,7 @@ from engine.store.record_tables import (
 
 log = structlog.get_logger("engine.retention")
 
-RETENTION = timedelta(days=3653)  # 10 years
+YEARS = 10  # L1111-18: ten years after the closure (or the death)
 _TABLES: tuple[Table, ...] = (
     documents,
     summary_entries,
@@ -50,22 +50,32 @@ _PURGED: tuple[Table, ...] = (
 )
 
 
+def ended_before(now: datetime) -> datetime:
+    """The cutoff: ``now`` ten calendar years back (a 29 February gives the 28th). A count of
+    days would drift by the leap days in between."""
+    try:
+        return now.replace(year=now.year - YEARS)
+    except ValueError:
+        return now.replace(year=now.year - YEARS, day=28)
+
+
 @dataclass(frozen=True, slots=True)
 class Due:
     patients: list[int]
     rows: dict[str, int]
 
 
-def due(conn: Connection, now: datetime) -> Due:
+def due(conn: Connection, now: datetime, limit: int | None = None) -> Due:
     """The records whose retention ended (closed or died more than 10 years ago), and how many
-    rows of each table the purge would delete."""
+    rows of each table the purge would delete; ``limit``: the first so many records only."""
     s = statuses.c
-    cutoff = now - RETENTION
+    cutoff = ended_before(now)
     ended = or_(s.closed_at < cutoff, s.deceased_at < cutoff)
     waiting = s.closed_reason.not_like("%purged")
-    ids = list(
-        conn.execute(select(s.patient_id).where(s.state == "closed", ended, waiting)).scalars()
-    )
+    query = select(s.patient_id).where(s.state == "closed", ended, waiting)
+    if limit is not None:
+        query = query.order_by(s.patient_id).limit(limit)
+    ids = list(conn.execute(query).scalars())
     rows = {
         t.name: int(
             conn.execute(
@@ -79,9 +89,9 @@ def due(conn: Connection, now: datetime) -> Due:
     return Due(ids, rows)
 
 
-def purge(conn: Connection, now: datetime) -> Due:
+def purge(conn: Connection, now: datetime, limit: int | None = None) -> Due:
     """Delete what ``due`` counts, in the caller's transaction; returns what went."""
-    found = due(conn, now)
+    found = due(conn, now, limit)
     ids = found.patients
     if not ids:
         return found
@@ -98,9 +108,3 @@ def purge(conn: Connection, now: datetime) -> Due:
     )
     log.info("retention_purged", records=len(ids), **found.rows)
     return found
-
-
-def daily_purge(db: Engine) -> None:
-    """The daily APScheduler job: purge what is due, in one transaction."""
-    with db.begin() as conn:
-        purge(conn, datetime.now(UTC))
