@@ -94,6 +94,16 @@ messages = Table(
     ),
     Index("ix_journal_messages_state_id", "state", "id"),
     Index("ix_journal_messages_patient_key", "patient_key"),
+    # The claim's: pending rows only (migration 0017). On PostgreSQL an update to an end state
+    # leaves the row's old entry in every index until VACUUM; the claim scanned those dead
+    # entries in (state, id) with a bitmap heap scan that never marks them dead: a cost that
+    # grew with the journal. A plain index scan of this one marks them as it passes.
+    Index(
+        "ix_journal_messages_pending",
+        "id",
+        postgresql_where=text("state IN ('received', 'retrying')"),
+        sqlite_where=text("state IN ('received', 'retrying')"),
+    ),
     Index(
         "ix_journal_messages_batch_id",
         "batch_id",

@@ -1,0 +1,289 @@
+"""Journal growth benchmark: does the pipeline's rate stay flat as the journal grows?
+
+The engine's real worker (``engine.runtime.build_worker`` on the repo channels.yaml, the first
+enabled channel: MLLP ``hospital_hl7`` into the record store) processes ``--messages``
+(default 200,000) generated ORU^R01 (bench/generate.py: 1.6 KB, 10 OBX, qualified INS) for the
+2,000 patients of the generator's pool, registered first by their ADT^A28 through the same
+pipeline (untimed). Messages are appended to the journal as intake builds them
+(``Intake.prepare`` + ``Journal.append``, 500 a transaction, untimed) in blocks of ``--block``,
+and each block is drained by ``Worker.run_once`` (timed). The rate of each tenth of the run is
+its messages over its timed seconds; the run's own first tenth is the reference, and
+``last_vs_first`` = rate of the last tenth / rate of the first (the issue asks >= 0.9). The
+journal and the record store both grow (200,000 messages, 2,000,000 observations).
+
+With ``--explain`` the claim's statements are EXPLAIN ANALYZEd (PostgreSQL: BUFFERS) after
+the first and the last tenth, with the journal as the run left it.
+
+Same harness as bench/identify.py (in process, no MLLP): SQLite in a temporary file
+(``durability: full``), PostgreSQL in a fresh schema of ``AIGUILLAGE_BENCH_POSTGRES_URL``
+(default the local ``test`` database), dropped at the end. JSON on stdout, also saved to
+bench/results/<timestamp>-journal_growth.json; progress on stderr.
+
+``python bench/journal_growth.py [--messages 200000] [--runs 1] [--backends sqlite postgresql]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import generate as gen  # noqa: E402
+import mllp_ingest as mi  # noqa: E402
+
+from engine import logs  # noqa: E402
+from engine.channels.loader import load_channels  # noqa: E402
+from engine.db import make_engine  # noqa: E402
+from engine.journal.claim import _statements  # noqa: E402
+from engine.journal.journal import Journal, utcnow  # noqa: E402
+from engine.migrate import upgrade  # noqa: E402
+from engine.routes.intake import Intake  # noqa: E402
+from engine.routes.worker import Worker  # noqa: E402
+from engine.runtime import build_worker  # noqa: E402
+
+POSTGRES_URL = os.environ.get(
+    "AIGUILLAGE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+TARGET = 0.9
+log = mi.log
+
+
+class Unreachable(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def sqlite_db() -> Iterator[Engine]:
+    tmp = Path(tempfile.mkdtemp(prefix="aiguillage-growth-"))
+    db = make_engine(f"sqlite:///{tmp / 'growth.db'}", durability="full")
+    try:
+        yield db
+    finally:
+        db.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_db() -> Iterator[Engine]:
+    base = make_engine(POSTGRES_URL)
+    try:
+        with base.connect():
+            pass
+    except OperationalError as exc:
+        base.dispose()
+        raise Unreachable(f"PostgreSQL at {POSTGRES_URL} unreachable: {exc.orig}") from exc
+    schema = f"bench_growth_{uuid.uuid4().hex[:12]}"
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        base.dispose()
+
+
+def append(db: Engine, intake: Intake, bodies: Sequence[bytes]) -> int:
+    """Journal the messages as intake would (untimed); how many."""
+    rows = []
+    for body in bodies:
+        prepared = intake.prepare(body, "bench")
+        if prepared.error is not None:
+            raise RuntimeError(f"intake refused a generated message: {prepared.error}")
+        rows.append(prepared.row)
+    journal = Journal(db)
+    with db.connect() as conn:
+        for start in range(0, len(rows), 500):
+            journal.append(conn, rows[start : start + 500])
+    return len(rows)
+
+
+def drain(worker: Worker, count: int) -> float:
+    """Run the worker until ``count`` messages are handled; the seconds it took."""
+    done = 0
+    started = time.perf_counter()
+    while done < count:
+        handled = worker.run_once()
+        if handled == 0:
+            raise RuntimeError(f"the worker stopped after {done} of {count} messages")
+        done += handled
+    return time.perf_counter() - started
+
+
+def states(db: Engine) -> dict[str, int]:
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT state, count(*) FROM journal_messages GROUP BY state"))
+        return {str(s): int(n) for s, n in rows}
+
+
+def explain_claim(db: Engine) -> dict[str, list[str]]:
+    """How the database answers the claim's three statements now."""
+    received, due, waiting = _statements(None)
+    out: dict[str, list[str]] = {}
+    now = utcnow()
+    params = {
+        "received": {"after": 0, "limit": 64},
+        "due": {"now": now, "limit": 64},
+        "waiting": {"now": now},
+    }
+    with db.connect() as conn:
+        for name, stmt in (("received", received), ("due", due), ("waiting", waiting)):
+            query = stmt.statement.params(params[name])
+            compiled = query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True})
+            if db.dialect.name == "postgresql":
+                sql = f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"
+            else:
+                sql = f"EXPLAIN QUERY PLAN {compiled}"
+            out[name] = [" ".join(str(c) for c in r) for r in conn.exec_driver_sql(sql)]
+        conn.rollback()
+    return out
+
+
+def one_run(db: Engine, args: argparse.Namespace, run: int) -> dict[str, Any]:
+    config = load_channels(ROOT / "channels.yaml")
+    channel = next(c for c in config.channels if c.enabled)
+    worker = build_worker(config, db)
+    intake = Intake.for_channel(channel)
+    t0 = time.perf_counter()
+    registrations = gen.registrations(gen.POOL_SIZE)
+    # A28 control ids are R<index>: a second run on the same database would be resends.
+    drain(worker, append(db, intake, registrations))
+    log(f"  {len(registrations):,} patients registered in {time.perf_counter() - t0:.1f} s")
+    tenth = args.messages // 10
+    rng = random.Random(run)
+    pool = gen.make_patients(gen.POOL_SIZE, 2575)
+    base = datetime(2025, 3, 1, 7, 0, 0)
+    tenths: list[dict[str, Any]] = []
+    explains: dict[str, Any] = {}
+    control = run * 10_000_000
+    for t in range(10):
+        seconds = 0.0
+        append_s = 0.0
+        done = 0
+        while done < tenth:
+            n = min(args.block, tenth - done)
+            bodies = [
+                gen.oru_r01(i, pool[rng.randrange(len(pool))], rng, base, control + i).encode()
+                for i in range(n)
+            ]
+            control += n
+            a0 = time.perf_counter()
+            append(db, intake, bodies)
+            append_s += time.perf_counter() - a0
+            seconds += drain(worker, n)
+            done += n
+        rate = done / seconds
+        tenths.append(
+            {
+                "messages": done,
+                "pipeline_seconds": round(seconds, 2),
+                "msg_per_s": round(rate, 1),
+                "append_seconds": round(append_s, 2),
+            }
+        )
+        log(f"  tenth {t + 1}: {rate:,.0f} msg/s (append {done / append_s:,.0f} msg/s)")
+        if args.explain and t in (0, 9):
+            explains[f"after_tenth_{t + 1}"] = explain_claim(db)
+    worker.close()
+    counted = states(db)
+    expected = args.messages + gen.POOL_SIZE
+    if counted.get("delivered") != expected:
+        raise RuntimeError(f"not every message was delivered: {counted}")
+    first, last = tenths[0]["msg_per_s"], tenths[-1]["msg_per_s"]
+    out: dict[str, Any] = {
+        "tenths": tenths,
+        "first_tenth_msg_per_s": first,
+        "last_tenth_msg_per_s": last,
+        "last_vs_first": round(last / first, 3),
+        "journal_states": counted,
+    }
+    if explains:
+        out["claim_plans"] = explains
+    return out
+
+
+def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    runs = []
+    for r in range(args.runs):
+        log(f"{name}: run {r + 1} of {args.runs}, {args.messages:,} messages")
+        context = sqlite_db() if name == "sqlite" else postgres_db()
+        try:
+            with context as db:
+                upgrade(db)
+                runs.append(one_run(db, args, r))
+        except Unreachable as exc:
+            log(f"{name}: skipped ({exc})")
+            return {"skipped": str(exc)}
+        log(f"{name}: run {r + 1}: last/first {runs[-1]['last_vs_first']}")
+    ratios = [x["last_vs_first"] for x in runs]
+    return {
+        "runs": runs,
+        "median_first_tenth_msg_per_s": statistics.median(x["first_tenth_msg_per_s"] for x in runs),
+        "median_last_tenth_msg_per_s": statistics.median(x["last_tenth_msg_per_s"] for x in runs),
+        "median_last_vs_first": statistics.median(ratios),
+        "target": {"last_vs_first": f">= {TARGET}", "met": statistics.median(ratios) >= TARGET},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--block", type=int, default=2_000, help="messages appended at a time")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
+    parser.add_argument("--explain", action="store_true", help="claim plans, first/last tenth")
+    args = parser.parse_args()
+    logs.configure("warning")
+    started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report: dict[str, Any] = {
+        "benchmark": "journal_growth",
+        "started_at": stamp,
+        "machine": mi.machine(),
+        "source": mi.source_state(),
+        "setup": {
+            "messages": args.messages,
+            "block": args.block,
+            "runs": args.runs,
+            "worker": "engine.runtime.build_worker(repo channels.yaml), batch 64, in process",
+            "message": "bench/generate.py ORU^R01 v2.5, 10 OBX, IPP + INS + VALI, 2,000 patients",
+            "timed": "Worker.run_once until the block is handled (intake append untimed)",
+            "reference": "the run's own first tenth",
+        },
+    }
+    for name in args.backends:
+        report[name] = run_backend(name, args)
+    report["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    report["duration_seconds"] = round(time.monotonic() - started, 1)
+    out = json.dumps(report, indent=2, ensure_ascii=False)
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{stamp}-journal_growth.json").write_text(out + "\n")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
