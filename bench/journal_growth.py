@@ -233,6 +233,9 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
         try:
             with context as db:
                 upgrade(db)
+                if args.without_pending_index:  # the journal as it was before migration 0017
+                    with db.begin() as conn:
+                        conn.execute(text("DROP INDEX ix_journal_messages_pending"))
                 runs.append(one_run(db, args, r))
         except Unreachable as exc:
             log(f"{name}: skipped ({exc})")
@@ -255,6 +258,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
     parser.add_argument("--explain", action="store_true", help="claim plans, first/last tenth")
+    parser.add_argument(
+        "--without-pending-index",
+        action="store_true",
+        help="drop ix_journal_messages_pending (migration 0017) first: the rate before it",
+    )
     args = parser.parse_args()
     logs.configure("warning")
     started = time.monotonic()
@@ -272,6 +280,7 @@ def main() -> None:
             "message": "bench/generate.py ORU^R01 v2.5, 10 OBX, IPP + INS + VALI, 2,000 patients",
             "timed": "Worker.run_once until the block is handled (intake append untimed)",
             "reference": "the run's own first tenth",
+            "without_pending_index": args.without_pending_index,
         },
     }
     for name in args.backends:
