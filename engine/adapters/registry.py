@@ -31,19 +31,3 @@ AnyDestination = (
     | HttpDestinationConfig
 )
 DestinationConfig = Annotated[AnyDestination, Field(discriminator="type")]
-
-SOURCES: dict[
-    str, type[MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig]
-] = {
-    "mllp": MllpSourceConfig,
-    "http": HttpSourceConfig,
-    "directory": DirectorySourceConfig,
-    "amqp": AmqpSourceConfig,
-}
-DESTINATIONS: dict[str, type[AnyDestination]] = {
-    "record_store": RecordStoreConfig,
-    "file": FileDestinationConfig,
-    "mllp": MllpDestinationConfig,
-    "amqp": AmqpDestinationConfig,
-    "http": HttpDestinationConfig,
-}

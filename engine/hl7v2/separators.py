@@ -20,12 +20,6 @@ class Separators:
         """MSH-2 as it is written."""
         return f"{self.component}{self.repetition}{self.escape}{self.subcomponent}"
 
-    @property
-    def all_delimiters(self) -> str:
-        return (
-            self.field + self.component + self.repetition + self.escape + self.subcomponent + "\r\n"
-        )
-
     @classmethod
     def from_header(cls, header: str) -> Separators:
         """Read the separators from the start of an MSH (or FHS/BHS) segment."""

@@ -12,20 +12,10 @@ from __future__ import annotations
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
-from engine.cda.safexml import parse_document
 from engine.cda.xpath import CDA_NS, CLINICAL_DOCUMENT, attr, select
 from engine.errors import ParseError
 from engine.identity.ins import BILLING_OIDS, classify_oid
 from engine.identity.model import Identity, Ins, LocalId, Traits
-
-
-def cda_identity_from_bytes(data: bytes) -> Identity:
-    """The identity of a serialized CDA document.
-
-    DocumentError when the bytes are not safe, well-formed XML (:func:`parse_document`: no
-    DOCTYPE, size and depth limits), ParseError when the XML is not a CDA with one patient.
-    """
-    return cda_identity(parse_document(data))
 
 
 def cda_identity(root: etree._Element) -> Identity:

@@ -34,8 +34,6 @@ from engine.db import metadata
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
-TABLE_PREFIX = "store_"
-
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend.
@@ -237,14 +235,4 @@ identity_reviews = Table(
     text_column("resolved_by"),
     text_column("resolution_reason"),
     Column("patient_id", Id, ForeignKey("store_patients.id")),  # when attached
-)
-
-STORE_TABLES: tuple[Table, ...] = (
-    patients,
-    patient_identifiers,
-    encounters,
-    observations,
-    identity_events,
-    merges,
-    identity_reviews,
 )

@@ -11,11 +11,18 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from engine.cda.safexml import parse_document
 from engine.errors import DocumentError, InvalidIns, ParseError
-from engine.identity.cda import cda_identity, cda_identity_from_bytes
+from engine.identity.cda import cda_identity
 from engine.identity.ins import InsKind, check_matricule
 from engine.identity.model import Identity, Ins, LocalId, Traits
 from tests.sample_files import CDA_COPIES, CDA_SAMPLES, CDA_SHARED
+
+
+def cda_identity_from_bytes(data: bytes) -> Identity:
+    """The identity of serialized CDA bytes, parsed safely as intake parses them."""
+    return cda_identity(parse_document(data))
+
 
 CDA_FILES = sorted(CDA_SAMPLES.glob("*.xml"))
 TSH_1 = CDA_SAMPLES / "BIO-CR-BIO_2024.01_TSH_1.xml"

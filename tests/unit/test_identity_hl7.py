@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from engine.cda.safexml import parse_document
 from engine.hl7v2.reader import Message
-from engine.identity.cda import cda_identity_from_bytes
+from engine.identity.cda import cda_identity
 from engine.identity.hl7 import hl7_identity, merged_identity
 from engine.identity.ins import InsKind
 from engine.identity.model import STRICT_TRAITS, Identity, Ins, LocalId
 from tests.sample_files import CDA_SAMPLES, SAMPLES
+
+
+def cda_identity_from_bytes(data: bytes) -> Identity:
+    """The identity of serialized CDA bytes, parsed safely as intake parses them."""
+    return cda_identity(parse_document(data))
+
 
 MSH = "MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A28^ADT_A05|1|P|2.5"
 

@@ -162,7 +162,9 @@ def test_unescape_reverses_escape_with_non_standard_separators(text: str) -> Non
 @given(TEXT)
 def test_escaped_text_holds_no_delimiter_but_the_escape_character(text: str) -> None:
     escaped = escape(text, DEFAULT)
-    assert not set(escaped) & set(DEFAULT.all_delimiters.replace(DEFAULT.escape, ""))
+    assert not set(escaped) & set(
+        DEFAULT.field + DEFAULT.component + DEFAULT.repetition + DEFAULT.subcomponent + "\r\n"
+    )
 
 
 def test_batch_file_is_split_into_its_messages() -> None:
