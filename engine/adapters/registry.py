@@ -15,6 +15,7 @@ from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.file import FileDestinationConfig
 from engine.adapters.http import HttpSourceConfig
 from engine.adapters.http_destination import HttpDestinationConfig
+from engine.adapters.memory import MemoryDestinationConfig
 from engine.adapters.mllp import MllpSourceConfig
 from engine.adapters.mllp_client import MllpDestinationConfig
 from engine.adapters.record_store import RecordStoreConfig
@@ -29,5 +30,6 @@ AnyDestination = (
     | MllpDestinationConfig
     | AmqpDestinationConfig
     | HttpDestinationConfig
+    | MemoryDestinationConfig
 )
 DestinationConfig = Annotated[AnyDestination, Field(discriminator="type")]
