@@ -2,9 +2,12 @@
 
 The lazy reader (:mod:`engine.hl7v2.reader`) stays read-only: a message is edited through this
 copy, which splits a segment into fields only when a step touches it and writes untouched
-segments back as they came. Values are escaped on the way in and unescaped on the way out
+segments back as they came (the reader's own segment objects, not read again: see
+:meth:`EditableMessage.message`). Values are escaped on the way in and unescaped on the way out
 (:mod:`engine.hl7v2.escape`); raw texts (``read``/``write``) keep their separators, so that a
-copy carries a field's structure.
+copy carries a field's structure. Segments are found through an index by name, built on first
+use and dropped when segments are added or removed (change ``segments`` only through
+:meth:`EditableMessage.insert` and :meth:`EditableMessage.remove`).
 """
 
 from __future__ import annotations
@@ -15,40 +18,47 @@ from functools import lru_cache
 
 from engine.hl7v2.escape import escape, unescape
 from engine.hl7v2.paths import EVERY, FieldPath, parse_field_path
-from engine.hl7v2.reader import Message
+from engine.hl7v2.reader import Message, Segment
 from engine.hl7v2.separators import Separators
 
 #: Segments whose MSH-1 is the field separator itself (it is not between two fields).
-_HEADERS = ("MSH", "FHS", "BHS")
+HEADERS = ("MSH", "FHS", "BHS")
 
 
 class EditableSegment:
-    """One segment: its text until a field is written, then its fields (``[0]`` is the name,
-    and for MSH ``[1]`` the field separator, as the reader numbers them)."""
+    """One segment: its text, and its fields once split (``[0]`` is the name, and for MSH
+    ``[1]`` the field separator, as the reader numbers them). The text stays until a field is
+    written; ``source`` is the reader's segment it came from while it is unchanged."""
 
-    __slots__ = ("_fields", "_text", "name")
+    __slots__ = ("_fields", "_text", "name", "source")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, source: Segment | None = None) -> None:
         self.name = text[:3]
         self._text: str | None = text
         self._fields: list[str] | None = None
+        self.source = source
 
     def fields(self, seps: Separators) -> list[str]:
+        """The fields, split once (reading them leaves the segment unchanged)."""
         if self._fields is None:
             assert self._text is not None
             parts = self._text.split(seps.field)
-            if self.name in _HEADERS:
+            if self.name in HEADERS:
                 parts.insert(1, seps.field)
             self._fields = parts
-            self._text = None
         return self._fields
+
+    def touched(self) -> None:
+        """A field was written: the text is made again from the fields."""
+        self._text = None
+        self.source = None
 
     def text(self, seps: Separators) -> str:
         if self._text is not None:
             return self._text
         assert self._fields is not None
         parts = self._fields
-        if self.name in _HEADERS:
+        if self.name in HEADERS:
             parts = [parts[0], *parts[2:]]
         return seps.field.join(parts)
 
@@ -56,15 +66,16 @@ class EditableSegment:
 class EditableMessage:
     """A message being transformed. ``changed`` tells whether any write happened."""
 
-    __slots__ = ("_special", "changed", "delimiters", "segments", "separators")
+    __slots__ = ("_by_name", "_special", "changed", "delimiters", "segments", "separators")
 
     def __init__(self, msg: Message) -> None:
         self.separators = msg.separators
-        self.segments = [EditableSegment(s.text) for s in msg.segments]
+        self.segments = [EditableSegment(s.text, s) for s in msg.segments]
         self.changed = False
         #: The five delimiters as one text (a cheap key for caches of escaped values).
         self.delimiters = msg.separators.field + msg.separators.encoding_characters
         self._special = _special(self.delimiters)
+        self._by_name: dict[str, list[EditableSegment]] | None = None
 
     def escape(self, value: str) -> str:
         """``value`` made safe inside one component (most values need nothing: a search is
@@ -84,6 +95,9 @@ class EditableMessage:
     def get(self, path: str | FieldPath) -> str:
         """The first value a path names, unescaped; ``""`` when absent."""
         parsed = _parsed(path) if isinstance(path, str) else path
+        if parsed.rep != EVERY:  # one place per segment: the first segment's
+            segs = self.targets(parsed)
+            return self.value(segs[0], parsed, parsed.rep) if segs else ""
         found = self.slots(parsed)
         return self.value(found[0][0], parsed, found[0][1]) if found else ""
 
@@ -93,16 +107,30 @@ class EditableMessage:
     # -- positions -------------------------------------------------------------------------
 
     def named(self, name: str) -> list[EditableSegment]:
-        return [s for s in self.segments if s.name == name]
+        """The segments called ``name``, in order (the index's list: do not change it)."""
+        index = self._by_name
+        if index is None:
+            index = self._by_name = {}
+            for seg in self.segments:
+                found = index.get(seg.name)
+                if found is None:
+                    index[seg.name] = [seg]
+                else:
+                    found.append(seg)
+        return index.get(name, _NONE)
+
+    def targets(self, path: FieldPath) -> list[EditableSegment]:
+        """The segments a path names (its occurrence, or every one for ``*``)."""
+        found = self.named(path.segment)
+        if path.occurrence == EVERY:
+            return found
+        return found[path.occurrence - 1 : path.occurrence]
 
     def slots(self, path: FieldPath) -> list[tuple[EditableSegment, int | None]]:
         """Each (segment, repetition) a path names; the repetition is None when the path names
         none (a whole field)."""
-        name, occurrence, rep = path.segment, path.occurrence, path.rep
-        if occurrence == EVERY:
-            found = [s for s in self.segments if s.name == name]
-        else:
-            found = self.named(name)[occurrence - 1 : occurrence]
+        found = self.targets(path)
+        rep = path.rep
         if rep != EVERY:
             return [(seg, rep) for seg in found]
         out: list[tuple[EditableSegment, int | None]] = []
@@ -120,7 +148,7 @@ class EditableMessage:
         fields = seg._fields if seg._fields is not None else seg.fields(self.separators)
         number = path.field
         raw = fields[number] if number < len(fields) else ""
-        if (rep is None and not path.component) or (number < 3 and seg.name in _HEADERS):
+        if (rep is None and not path.component) or (number < 3 and seg.name in HEADERS):
             return raw
         seps = self.separators
         if seps.repetition in raw:
@@ -141,15 +169,31 @@ class EditableMessage:
         """Put raw text at a position, adding the fields, repetitions and components it needs."""
         if _fixed(seg, path.field):
             raise ValueError(f"{seg.name}-{path.field} holds the delimiters: it cannot be edited")
-        fields = seg.fields(self.separators)
-        if len(fields) <= path.field:
+        fields = seg._fields if seg._fields is not None else seg.fields(self.separators)
+        number = path.field
+        if len(fields) <= number:
             if not raw:
                 return  # blanking a field that is not there
-            fields.extend([""] * (path.field + 1 - len(fields)))
-        old = fields[path.field]
+            fields.extend([""] * (number + 1 - len(fields)))
+        old = fields[number]
         new = raw if rep is None and path.component == 0 else self._inside(old, path, rep, raw)
         if new != old:
-            fields[path.field] = new
+            fields[number] = new
+            seg.touched()
+            self.changed = True
+
+    def put_field(self, seg: EditableSegment, number: int, raw: str) -> None:
+        """Replace field ``number`` (not MSH-1 or MSH-2) of a segment whose fields are split,
+        with every repetition: ``write`` for a whole field, without the position checks."""
+        fields = seg._fields
+        assert fields is not None
+        if number >= len(fields):
+            if not raw:
+                return
+            fields.extend([""] * (number + 1 - len(fields)))
+        if fields[number] != raw:
+            fields[number] = raw
+            seg.touched()
             self.changed = True
 
     def set_value(self, seg: EditableSegment, path: FieldPath, rep: int | None, value: str) -> None:
@@ -162,14 +206,14 @@ class EditableMessage:
             return raw  # the usual case: a field without repetitions
         reps = field.split(seps.repetition) if field else [""]
         if path.component == 0:
-            return _joined(_placed(reps, index, raw), seps.repetition)
+            return joined(placed(reps, index, raw), seps.repetition)
         comps = reps[index].split(seps.component) if index < len(reps) else [""]
         if path.subcomponent:
             c = path.component - 1
             subs = comps[c].split(seps.subcomponent) if c < len(comps) else [""]
-            raw = _joined(_placed(subs, path.subcomponent - 1, raw), seps.subcomponent)
-        comp_text = _joined(_placed(comps, path.component - 1, raw), seps.component)
-        return _joined(_placed(reps, index, comp_text), seps.repetition)
+            raw = joined(placed(subs, path.subcomponent - 1, raw), seps.subcomponent)
+        comp_text = joined(placed(comps, path.component - 1, raw), seps.component)
+        return joined(placed(reps, index, comp_text), seps.repetition)
 
     def _field(self, seg: EditableSegment, number: int) -> str:
         fields = seg.fields(self.separators)
@@ -179,10 +223,13 @@ class EditableMessage:
 
     def remove(self, doomed: Iterable[EditableSegment]) -> int:
         gone = {id(s) for s in doomed}
+        if not gone:
+            return 0
         kept = [s for s in self.segments if id(s) not in gone]
         removed = len(self.segments) - len(kept)
         if removed:
             self.segments = kept
+            self._by_name = None
             self.changed = True
         return removed
 
@@ -198,6 +245,7 @@ class EditableMessage:
         elif before is not None and before in names:
             at = names.index(before)
         self.segments.insert(at, seg)
+        self._by_name = None
         self.changed = True
 
     def new_segment(self, name: str) -> EditableSegment:
@@ -207,6 +255,18 @@ class EditableMessage:
         seps = self.separators
         return "\r".join(s.text(seps) for s in self.segments)
 
+    def message(self) -> Message:
+        """The message as it is now, for the reader: the segments left unchanged are the
+        original's segment objects (read-only), not split and checked again."""
+        seps = self.separators
+        out = []
+        for seg in self.segments:
+            source = seg.source
+            out.append(source if source is not None else Segment(seg.text(seps), seps))
+        return Message.from_segments(out, seps)
+
+
+_NONE: list[EditableSegment] = []
 
 _SPECIALS: dict[str, re.Pattern[str]] = {}
 
@@ -225,7 +285,7 @@ _parsed = lru_cache(maxsize=4096)(parse_field_path)
 
 def _fixed(seg: EditableSegment, field: int) -> bool:
     """MSH-1 and MSH-2: the delimiters themselves."""
-    return field in (1, 2) and seg.name in _HEADERS
+    return field in (1, 2) and seg.name in HEADERS
 
 
 def _nth(text: str, sep: str, n: int) -> str:
@@ -235,14 +295,15 @@ def _nth(text: str, sep: str, n: int) -> str:
     return parts[n - 1] if n <= len(parts) else ""
 
 
-def _placed(parts: list[str], index: int, value: str) -> list[str]:
+def placed(parts: list[str], index: int, value: str) -> list[str]:
+    """``parts`` with ``value`` at ``index`` (0-based), padded with empty parts."""
     if index >= len(parts):
         parts.extend([""] * (index + 1 - len(parts)))
     parts[index] = value
     return parts
 
 
-def _joined(parts: list[str], sep: str) -> str:
+def joined(parts: list[str], sep: str) -> str:
     """Trailing empty parts dropped (``a^^`` is ``a``), so that a blanked component leaves no
     trace."""
     while len(parts) > 1 and not parts[-1]:

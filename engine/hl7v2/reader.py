@@ -117,6 +117,18 @@ class Message:
                 # Name the position only: the text may be patient data (it reaches the NAK).
                 raise ParseError(f"segment {number} does not start with a segment name")
 
+    @classmethod
+    def from_segments(cls, segments: list[Segment], separators: Separators) -> Message:
+        """A message made of segments already read, joined with CR, without reading its text
+        again: an edited copy's (:meth:`engine.hl7v2.editable.EditableMessage.message`), whose
+        unchanged segments are the original's. The caller vouches that each segment is one
+        this reader accepts, with these separators."""
+        msg = cls.__new__(cls)
+        msg.separators = separators
+        msg._segments = segments
+        msg.text = "\r".join([s.text for s in segments])
+        return msg
+
     @property
     def segments(self) -> list[Segment]:
         return self._segments

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.hl7v2.editable import EditableMessage, EditableSegment
+from engine.hl7v2.editable import EditableMessage, EditableSegment, joined, placed
 from engine.hl7v2.escape import unescape
 from engine.hl7v2.paths import EVERY, FieldPath
-from engine.transforms.user.code_tables import CodeTable
+from engine.transforms.user import fast
+from engine.transforms.user.code_tables import CodeTable, Escaped
 from engine.transforms.user.errors import UnmappedCode
 
 #: Segments whose values are patient data: a reason about them never quotes a value.
@@ -30,30 +31,53 @@ def position(msg: EditableMessage, seg: EditableSegment, path: FieldPath) -> str
     return f"{seg.name}[{occurrence}]-{path.field}"
 
 
-def edit_leaves(msg: EditableMessage, path: FieldPath, change: Callable[[str], str]) -> None:
-    """Apply ``change`` to every non-empty value a path names (each component of a field)."""
-    seps = msg.separators
+def edit_leaves(
+    msg: EditableMessage,
+    path: FieldPath,
+    change: Callable[[str], str],
+    memo: fast.Memo | None = None,
+) -> None:
+    """Apply ``change`` to every non-empty value a path names (each component of a field);
+    ``memo``: see :mod:`engine.transforms.user.fast` (``change`` must then be a function of
+    the value alone)."""
+    if path.rep != EVERY and not path.subcomponent:  # fast.fast(path), inlined
+        fast.each_field(
+            msg,
+            path,
+            fast.leaf_edit(path, change),
+            lambda m, seg: _edit_leaf(m, seg, path, path.rep or 1, change),
+            memo,
+        )
+        return
     for seg, rep in msg.slots(path):
-        rep = rep or 1
-        raw = msg.read(seg, path, rep)
-        if not raw:
-            continue
-        if seps.component not in raw and seps.subcomponent not in raw:
-            new = msg.escape(change(unescape(raw, seps)))
-        else:
-            new = seps.component.join(
-                seps.subcomponent.join(
-                    msg.escape(change(unescape(s, seps))) if s else s
-                    for s in c.split(seps.subcomponent)
-                )
-                for c in raw.split(seps.component)
-            )
+        _edit_leaf(msg, seg, path, rep or 1, change)
+
+
+def _edit_leaf(
+    msg: EditableMessage,
+    seg: EditableSegment,
+    path: FieldPath,
+    rep: int,
+    change: Callable[[str], str],
+) -> None:
+    raw = msg.read(seg, path, rep)
+    if raw:
+        new = fast.changed(msg, raw, change)
         if new != raw:
             msg.write(seg, path, rep, new)
 
 
 def set_literal(msg: EditableMessage, path: FieldPath, value: str, only_empty: bool) -> None:
     raw = msg.escape(value)
+    number = path.field
+    if path.rep is None and not path.component and number > 2:  # a whole field: in place
+        seps = msg.separators
+        for seg in msg.targets(path):
+            fields = seg.fields(seps)
+            if only_empty and number < len(fields) and fields[number]:
+                continue
+            msg.put_field(seg, number, raw)
+        return
     for seg, rep in msg.slots(path):
         if only_empty and msg.read(seg, path, rep):
             continue
@@ -101,38 +125,92 @@ def delete(msg: EditableMessage, path: FieldPath) -> None:
 
 
 def map_codes(
-    msg: EditableMessage, path: FieldPath, table: CodeTable, unmapped: str | None
+    msg: EditableMessage,
+    path: FieldPath,
+    table: CodeTable,
+    unmapped: str | None,
+    memo: fast.Memo | None = None,
 ) -> None:
     """Replace each code a path names with the table's. On a field or repetition (a coded
     element, ``code^text^system``) component 1 is the code, and components 2 and 3 take the
     table's ``to_text`` and ``to_system`` when it has those columns.
 
     ``unmapped``: None keeps an unknown code, ``""`` dead-letters the message, another text
-    replaces the code."""
-    seps = msg.separators
-    coded = path.component == 0
+    replaces the code. ``memo``: see :mod:`engine.transforms.user.fast`."""
     escaped = table.escaped(msg.delimiters, msg.escape)
-    for seg, rep in msg.slots(path):
-        rep = rep or 1
-        raw = msg.read(seg, path, rep)
-        parts = raw.split(seps.component) if coded else [raw]
-        code = unescape(parts[0], seps)
+    if not fast.fast(path):
+        for seg, rep in msg.slots(path):
+            _map_one(msg, seg, path, rep or 1, table, escaped, unmapped)
+        return
+    component = path.component
+    at = component - 1 if component else 0
+
+    def compute(msg: EditableMessage, seg: EditableSegment, field: str) -> str:
+        seps = msg.separators
+        csep = seps.component
+        comps = field.split(csep)
+        raw = comps[at] if at < len(comps) else ""
+        code = unescape(raw, seps) if seps.escape in raw else raw
         if not code:
-            continue
+            return field
         target = escaped(code)
         if target is None:
             if unmapped is None:
-                continue
+                return field
             if unmapped == "":
                 raise UnmappedCode(_unmapped_reason(msg, seg, path, code, table))
-            parts[0] = msg.escape(unmapped)
+            new = msg.escape(unmapped)
         else:
-            parts[0] = target[0]
-            if coded and table.has_text:
-                _put(parts, 1, target[1])
-            if coded and table.has_system:
-                _put(parts, 2, target[2])
-        msg.write(seg, path, rep, seps.component.join(parts))
+            new = target[0]
+            if not component:
+                if table.has_text:
+                    _put(comps, 1, target[1])
+                if table.has_system:
+                    _put(comps, 2, target[2])
+        if component:
+            return joined(placed(comps, at, new), csep)
+        comps[0] = new
+        return csep.join(comps)
+
+    fast.each_field(
+        msg,
+        path,
+        compute,
+        lambda m, seg: _map_one(m, seg, path, path.rep or 1, table, escaped, unmapped),
+        memo,
+    )
+
+
+def _map_one(
+    msg: EditableMessage,
+    seg: EditableSegment,
+    path: FieldPath,
+    rep: int,
+    table: CodeTable,
+    escaped: Callable[[str], Escaped | None],
+    unmapped: str | None,
+) -> None:
+    seps = msg.separators
+    coded = path.component == 0
+    raw = msg.read(seg, path, rep)
+    parts = raw.split(seps.component) if coded else [raw]
+    code = unescape(parts[0], seps)
+    if not code:
+        return
+    target = escaped(code)
+    if target is None:
+        if unmapped is None:
+            return
+        if unmapped == "":
+            raise UnmappedCode(_unmapped_reason(msg, seg, path, code, table))
+        parts[0] = msg.escape(unmapped)
+    else:
+        parts[0] = target[0]
+        if coded and table.has_text:
+            _put(parts, 1, target[1])
+        if coded and table.has_system:
+            _put(parts, 2, target[2])
+    msg.write(seg, path, rep, seps.component.join(parts))
 
 
 def _put(parts: list[str], index: int, value: str) -> None:
@@ -153,7 +231,8 @@ def _unmapped_reason(
 def delete_segments(msg: EditableMessage, name: str) -> None:
     if name.endswith("*"):
         prefix = name[:-1]
-        msg.remove([s for s in msg.segments if s.name.startswith(prefix)])
+        if any(s.name.startswith(prefix) for s in msg.segments):
+            msg.remove([s for s in msg.segments if s.name.startswith(prefix)])
     else:
         msg.remove(msg.named(name))
 

@@ -121,7 +121,7 @@ class HL7Message:
         """The message as it is now."""
         if self._edited is None or not self._edited.changed:
             return self._original
-        return Message(self._edited.text())
+        return self._edited.message()
 
     def _editable(self) -> EditableMessage:
         if self._edited is None:

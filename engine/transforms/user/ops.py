@@ -9,7 +9,6 @@ message as the earlier operations left it.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +19,9 @@ from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.paths import EVERY, FieldPath, parse_field_path
 from engine.transforms.user import edits
 from engine.transforms.user.code_tables import load_table
+from engine.transforms.user.dates import date_reader, date_writer
+from engine.transforms.user.fast import Memo
+from engine.transforms.user.when import compiled
 
 
 def _path(value: str) -> str:
@@ -59,15 +61,22 @@ class Op(BaseModel):
 
     def build(self) -> edits.Edit:
         """The edit, guarded by ``when``."""
-        edit, when = self.edit(), self.when
-        if when is None:
+        edit = self.edit()
+        if self.when is None:
             return edit
+        when = compiled(self.when)
 
         def guarded(msg: EditableMessage) -> None:
-            if when.test(msg):
+            if when(msg):
                 edit(msg)
 
         return guarded
+
+
+def _memo(path: FieldPath) -> Memo | None:
+    """A memo of the operation's results (:mod:`engine.transforms.user.fast`), except on
+    patient segments: their values are kept in no cache."""
+    return None if path.segment in edits.PATIENT_SEGMENTS else {}
 
 
 def _single_source(src: str, dst: str) -> None:
@@ -228,7 +237,8 @@ class ReplaceOp(Op):
 
     def edit(self) -> edits.Edit:
         path, regex, repl = parse_field_path(self.field), re.compile(self.pattern), self.replacement
-        return lambda m: edits.edit_leaves(m, path, lambda v: regex.sub(repl, v))
+        memo = _memo(path)
+        return lambda m: edits.edit_leaves(m, path, lambda v: regex.sub(repl, v), memo)
 
 
 class CaseOp(Op):
@@ -238,8 +248,8 @@ class CaseOp(Op):
 
     def edit(self) -> edits.Edit:
         path = parse_field_path(self.field)
-        change = str.upper if self.to == "upper" else str.lower
-        return lambda m: edits.edit_leaves(m, path, change)
+        change, memo = (str.upper if self.to == "upper" else str.lower), _memo(path)
+        return lambda m: edits.edit_leaves(m, path, change, memo)
 
 
 class TruncateOp(Op):
@@ -251,7 +261,8 @@ class TruncateOp(Op):
 
     def edit(self) -> edits.Edit:
         path, length = parse_field_path(self.field), self.length
-        return lambda m: edits.edit_leaves(m, path, lambda v: v[:length])
+        memo = _memo(path)
+        return lambda m: edits.edit_leaves(m, path, lambda v: v[:length], memo)
 
 
 class DateOp(Op):
@@ -266,17 +277,17 @@ class DateOp(Op):
     invalid: Literal["keep", "dead_letter"] = "keep"
 
     def edit(self) -> edits.Edit:
-        path, formats, out, strict = (
+        path, readers, out, strict = (
             parse_field_path(self.field),
-            self.formats,
-            self.to,
+            tuple(date_reader(f) for f in self.formats),
+            date_writer(self.to),
             self.invalid == "dead_letter",
         )
 
         def change(value: str) -> str:
-            for fmt in formats:
+            for read in readers:
                 try:
-                    return datetime.strptime(value, fmt).strftime(out)
+                    return out(read(value))
                 except ValueError:
                     continue
             if strict:  # the position only: a date may be a birth date
@@ -317,7 +328,8 @@ class MapOp(Op):
             if isinstance(policy, UnmappedDefault)
             else (None if policy == "keep" else "")
         )
-        return lambda m: edits.map_codes(m, path, table, unmapped)
+        memo = _memo(path)
+        return lambda m: edits.map_codes(m, path, table, unmapped, memo)
 
 
 AnyOp = Annotated[

@@ -28,6 +28,6 @@ class TransformStep(BaseModel):
             editable = EditableMessage(msg)
             for edit in edits:
                 edit(editable)
-            return Message(editable.text()) if editable.changed else msg
+            return editable.message() if editable.changed else msg
 
         return transform
