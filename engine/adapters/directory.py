@@ -68,6 +68,13 @@ class DirectorySourceConfig(BaseModel):
     default_charset: DefaultCharset = Field(
         default="UNICODE UTF-8", description="HL7 v2 files: MSH-18 assumed when it is empty"
     )
+    batches: Literal["accept", "refuse"] = Field(
+        default="accept",
+        description=(
+            "HL7 v2 files holding a batch (FHS/BHS, or several messages): journal each "
+            "message, or refuse the file"
+        ),
+    )
     always_ack: ClassVar[bool] = True
 
     @field_validator("pattern")

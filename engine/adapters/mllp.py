@@ -116,6 +116,13 @@ class MllpSourceConfig(BaseModel):
         default_factory=DuplicatePolicy,
         description="how a resend is told from a control id reused for another message",
     )
+    batches: Literal["accept", "refuse"] = Field(
+        default="accept",
+        description=(
+            "HL7 v2 batches (FHS/BHS/BTS/FTS, or several messages in one frame): journal each "
+            "message and answer one batch acknowledgement, or refuse them (AR)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _buffer_holds_a_message(self) -> Self:

@@ -49,6 +49,11 @@ class Answers:
 
     def journal(self, prepared: Prepared) -> None:
         """Hand the row to the group commit; answer once it is durable (or refused)."""
+        if prepared.batch is not None:
+            from engine.adapters.mllp_batch import journal_batch  # batches only pay for it
+
+            self._last_answer = journal_batch(self, prepared, self._last_answer)
+            return
         fut = self.server.committer.submit(prepared.row)
         fut.add_done_callback(lambda f: self._committed(prepared, f.result()))
 

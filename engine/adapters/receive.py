@@ -44,6 +44,10 @@ async def receive(
     is the identity the source proved (see :meth:`Intake.prepare`). A large payload is
     checked off the event loop; an unexpected failure checking it refuses it (AR)."""
     prepared = await OFFLOAD.prepare(intake, payload, peer, sender, refused)
+    if prepared.batch is not None:
+        from engine.adapters.receive_batch import receive_batch  # batches only pay for it
+
+        return await receive_batch(intake, committer, prepared)
     result = await committer.submit(prepared.row)
     control_id = prepared.row.control_id or ""
     if isinstance(result, EngineError):

@@ -57,6 +57,20 @@ class GroupCommitter:
             loop.call_soon(self.flush)
         return fut
 
+    def submit_all(self, rows: list[NewMessage]) -> list[asyncio.Future[Result]]:
+        """Rows that commit together or not at all (the messages of one HL7 batch): they go
+        to the writer in one job, so in one transaction."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in rows]
+        self._rows.extend(rows)
+        self._waiters.extend(futures)
+        if len(self._rows) >= self.max_batch:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self.flush)
+        return futures
+
     def flush(self) -> None:
         self._scheduled = False
         if not self._rows:

@@ -19,7 +19,7 @@ from engine.cda.standalone import CDA_TYPE, XML_CHARSET, CdaPayload, read_standa
 from engine.channels.conditions import type_matches
 from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
-from engine.hl7v2.batch import is_batch
+from engine.hl7v2.batch import holds_several, is_batch
 from engine.hl7v2.charset import decode, encode_ack
 from engine.hl7v2.header import (
     Header,
@@ -44,6 +44,7 @@ _APPLICATION_ACKS = frozenset({"AL", "ER", "SU"})
 
 if TYPE_CHECKING:
     from engine.channels.models import ChannelConfig
+    from engine.routes.batch_intake import BatchParts
 
 
 @dataclass(slots=True)
@@ -62,6 +63,8 @@ class Prepared:
     #: When it was read (``time.monotonic``: one clock for every process of the machine), for
     #: the ACK latency histogram.
     read_at: float = field(default_factory=time.monotonic)
+    #: A batch (FHS/BHS, or several messages): its messages (``engine.routes.batch_intake``).
+    batch: BatchParts | None = None
 
     @property
     def enhanced(self) -> bool:
@@ -92,8 +95,10 @@ class Intake:
         default_charset: str,
         always_ack: bool = True,
         duplicates: DuplicatePolicy = DEFAULT_POLICY,
+        batches: bool = False,
     ) -> None:
         self.channel = channel
+        self.batches = batches
         self.accept = accept
         self.default_charset = default_charset
         self.always_ack = always_ack
@@ -107,7 +112,10 @@ class Intake:
         kind = DocumentIntake if src.payload == "cda" else Intake
         # Only sources that declare a duplicate policy (MLLP) have one; others the default.
         duplicates = getattr(src, "duplicates", DEFAULT_POLICY)
-        return kind(channel.name, channel.accept, src.default_charset, src.always_ack, duplicates)
+        batches = getattr(src, "batches", "refuse") == "accept"
+        return kind(
+            channel.name, channel.accept, src.default_charset, src.always_ack, duplicates, batches
+        )
 
     def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
         """Check ``payload`` for the journal. ``sender`` is the identity the source proved
@@ -122,12 +130,16 @@ class Intake:
         row.charset = codec
         try:
             if is_batch(text):
+                if self.batches:
+                    return self._batch(row, text, codec)
                 header = read_batch_header(text)
                 _fill_header(row, header)
                 raise ParseError(
                     "HL7 batches (FHS/BHS) are not accepted: send one message per frame"
                 )
             header = read_header(text)
+            if self.batches and holds_several(text):
+                return self._batch(row, text, codec)
             _fill_header(row, header)
             if not header.message_type:
                 raise ParseError("MSH-9 (message type) is empty")
@@ -146,6 +158,11 @@ class Intake:
             return self._reject(row, header, codec, None, exc)
         row.ack_code = AckCode.AA
         return Prepared(row, header, codec, None)
+
+    def _batch(self, row: NewMessage, text: str, codec: str) -> Prepared:
+        from engine.routes.batch_intake import prepare_batch  # batches only pay for it
+
+        return prepare_batch(self, row, text, codec)
 
     def _row(self, payload: bytes, peer: str, sender: str) -> NewMessage:
         return NewMessage(
