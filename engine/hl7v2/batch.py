@@ -20,8 +20,9 @@ from engine.hl7v2.reader import split_segments
 from engine.hl7v2.separators import Separators
 
 _ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
-#: A segment after the first that starts another message or an envelope segment.
-_MORE = re.compile(r"[\r\n](?:MSH|BHS|BTS|FHS|FTS)")
+#: A batch trailer (BTS, FTS) as a segment; trailers end a payload, so only its tail is read.
+_TRAILER = re.compile(r"[\r\n](?:BTS|FTS)")
+_TAIL = 512
 
 
 def is_batch(text: str) -> bool:
@@ -30,9 +31,20 @@ def is_batch(text: str) -> bool:
 
 
 def holds_several(text: str) -> bool:
-    """Whether a payload starting with MSH holds another message or a batch trailer after
-    it: a batch without header (python-hl7 reads those as batches too)."""
-    return _MORE.search(text) is not None
+    """Whether a payload starting with MSH holds another message, or ends with a batch
+    trailer: a batch without header (python-hl7 reads those as batches too).
+
+    On the single-message path: one ``str.find`` over the text (``MSH`` seldom occurs in
+    data) and a look at its last bytes, no regex over the whole text."""
+    at = text.find("MSH", text.find("MSH") + 3)
+    while at != -1:
+        if text[at - 1] in "\r\n":
+            return True
+        at = text.find("MSH", at + 3)
+    tail = text[-_TAIL:]
+    if "TS" not in tail:
+        return False
+    return _TRAILER.search(tail) is not None
 
 
 def split_batch(text: str) -> list[str]:
