@@ -24,23 +24,29 @@ _ids = patient_identifiers.c
 
 def patient_keys(conn: Connection, term: str, facility: str = "") -> PatientKeys:
     term = term.strip()
+    found = matching_patients(conn, term, facility)
+    keys, holds = _store_keys(conn, found)
     if _INS.match(term):
-        ins = term.upper()
-        # "ins != ''" lets SQLite use the partial unique index on the INS.
-        found = conn.execute(
-            select(patients.c.id).where(patients.c.ins == ins, patients.c.ins != "")
-        ).scalars()
-        keys, holds = _store_keys(conn, list(found))
-        return PatientKeys(keys=keys, hold_keys=_unique(ins_key(ins), *holds))
+        return PatientKeys(keys=keys, hold_keys=_unique(ins_key(term.upper()), *holds))
     value, authority = _local(term, facility)
-    query = select(_ids.patient_id).where(_ids.value == value)
-    if authority:
-        query = query.where(or_(_ids.authority == authority, _ids.authority_oid == authority))
-    keys, holds = _store_keys(conn, list(conn.execute(query).scalars()))
     if authority:
         own = f"{value}^{authority}"
         return PatientKeys(keys=_unique(own, *keys), hold_keys=_unique(f"local:{own}", *holds))
     return PatientKeys(keys=keys, prefixes=(f"{value}^",), hold_keys=holds)
+
+
+def matching_patients(conn: Connection, term: str, facility: str = "") -> list[int]:
+    """The stored patients (ids, merges not followed) that an operator's term names."""
+    term = term.strip()
+    if _INS.match(term):
+        # "ins != ''" lets SQLite use the partial unique index on the INS.
+        query = select(patients.c.id).where(patients.c.ins == term.upper(), patients.c.ins != "")
+        return list(conn.execute(query).scalars())
+    value, authority = _local(term, facility)
+    query = select(_ids.patient_id).where(_ids.value == value)
+    if authority:
+        query = query.where(or_(_ids.authority == authority, _ids.authority_oid == authority))
+    return list(dict.fromkeys(conn.execute(query).scalars()))
 
 
 def _local(term: str, facility: str) -> tuple[str, str]:

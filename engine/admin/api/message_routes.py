@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from engine.admin.api.filters import FilterModel
-from engine.admin.deps import Conn, Operator, ReadConn, Viewer
+from engine.admin.deps import Conn, Context, Operator, ReadConn, Viewer
 from engine.admin.services import messages
 
 router = APIRouter(tags=["messages"])
@@ -24,13 +24,15 @@ class SearchQuery(FilterModel):
 
 @router.get("/messages")
 def search_messages(
-    conn: ReadConn, who: Viewer, q: Annotated[SearchQuery, Query()]
+    conn: ReadConn, ctx: Context, who: Viewer, q: Annotated[SearchQuery, Query()]
 ) -> dict[str, Any]:
-    """Messages newest first; pass ``next_before_id`` as ``before_id`` for the next page."""
+    """Messages newest first; pass ``next_before_id`` as ``before_id`` for the next page (a
+    search by patient is logged in the patient's record)."""
     return messages.find_messages(
         conn,
         who,
         q.to_filter(),
+        writer=ctx.db,
         patient=q.patient,
         facility=q.facility,
         limit=q.limit,

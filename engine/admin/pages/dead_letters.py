@@ -49,7 +49,7 @@ def listing(request: Request, who: Who, ctx: Context, conn: ReadConn) -> Respons
         zone = ctx.config.engine.timezone
         _, q = search_query(request, zone, {**given, "state": State.DEAD_LETTERED.value})
         found = messages.find_messages(
-            conn, who, q.to_filter(), limit=PAGE_SIZE, before_id=q.before_id
+            conn, who, q.to_filter(), writer=ctx.db, limit=PAGE_SIZE, before_id=q.before_id
         )
     except ServiceError as exc:
         return page(request, who, "dead_letters.html", {**values, "error": exc.reason}, 400)

@@ -77,6 +77,7 @@ def browse(request: Request, who: Who, ctx: Context, conn: ReadConn) -> Response
             conn,
             who,
             q.to_filter(),
+            writer=ctx.db,
             patient=q.patient,
             facility=q.facility,
             limit=q.limit,

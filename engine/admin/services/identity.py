@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from engine.admin import audit
+from engine.admin import audit, record_views
 from engine.admin.roles import Principal, Role
 from engine.admin.services.errors import Forbidden, NotFound, ServiceError, require_reason
 from engine.admin.times import aware
@@ -50,6 +50,16 @@ def comparison(conn: Connection, who: Principal, review_id: int) -> dict[str, An
     if row is None:
         raise NotFound(f"no identity review {review_id}")
     audit.record(conn, who, "view_traits", target="review", ids=[review_id])
+    shown = record_views.patients_ins(conn, row["candidates"])
+    shown += record_views.message_patients(conn, row["message_id"])
+    record_views.log_views(  # the traits of each patient shown: in their record's access log
+        conn,
+        who,
+        shown,
+        record_views.COMPARE_IDENTITY,
+        target=f"review:{review_id}",
+        reason="admin: identity review",
+    )
     conn.commit()
     identity = compare.message_identity(conn, row["message_id"])
     columns = [compare.message_column(identity)] if identity else []

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
 
-from engine.admin import audit
+from engine.admin import audit, record_views
 from engine.admin.patients import patient_keys
 from engine.admin.roles import Principal
 from engine.admin.services.errors import Forbidden, NotFound
@@ -26,15 +27,18 @@ def find_messages(
     who: Principal,
     f: MessageFilter,
     *,
+    writer: Engine,
     patient: str = "",
     facility: str = "",
     limit: int = 50,
     before_id: int | None = None,
 ) -> dict[str, Any]:
-    """One page, newest first, and the ``before_id`` of the next page (None at the end)."""
+    """One page, newest first, and the ``before_id`` of the next page (None at the end). A
+    search by patient is logged in the record of each patient it names (on ``writer``)."""
     if patient:
         if not who.sees_payloads:
             raise Forbidden("searching by patient needs the operator role")
+        record_views.log_search(writer, who, patient, facility)
         f = _with_patient(f, patient_keys(conn, patient, facility))
     limit = max(1, min(limit, MAX_PAGE))
     rows = search.search(conn, f, limit + 1, before_id)
@@ -62,6 +66,14 @@ def message_payload(conn: Connection, who: Principal, message_id: int) -> dict[s
     if row is None:
         raise NotFound(f"no message {message_id}")
     audit.record(conn, who, "view_payload", target="message", ids=[message_id])
+    record_views.log_views(  # and in the access log of its patient's record
+        conn,
+        who,
+        record_views.message_patients(conn, message_id),
+        record_views.READ_MESSAGE,
+        target=f"message:{message_id}",
+        reason="admin: message payload",
+    )
     conn.commit()  # the view is on record before anything is shown
     return payload_view(row["raw"], row["charset"], row["size"])
 
