@@ -111,6 +111,27 @@ def set_state(db: Engine, message_id: int, state: State, **values: object) -> No
 # -- append and deduplication ----------------------------------------------------------------
 
 
+def test_a_group_commit_gives_each_row_its_own_id_and_finds_resends_past_one_lookup(
+    db: Engine, journal: Journal
+) -> None:
+    """One executemany per batch on SQLite: the ids it reports are the rows' own, after a
+    deleted last row too; resends are found among more control ids than one lookup takes."""
+    [(first, _, _)] = append(db, journal, new("OLD-1"))
+    [(gone, _, _)] = append(db, journal, new("GONE"))
+    with db.begin() as conn:
+        conn.execute(messages.delete().where(messages.c.id == gone))
+    fresh = [new(f"B-{i:02d}") for i in range(20)]
+    batch = [*fresh[:10], new("OLD-1"), *fresh[10:], new("B-03")]
+    results = append(db, journal, *batch)
+    assert results[10] == (first, True, "AA")  # the resend, the 11th of 22 control ids
+    assert results[-1] == (results[3][0], True, "AA")  # resent within the batch
+    ids = [ident for ident, duplicate, _ in results if not duplicate]
+    assert len(set(ids)) == 20
+    for message, ident in zip(fresh, ids, strict=True):
+        assert row(db, ident)["control_id"] == message.control_id
+    assert journal_count(db) == 21
+
+
 def test_append_stores_the_raw_bytes_and_metadata(db: Engine, journal: Journal) -> None:
     payload = oru("C-1")
     [(ident, duplicate, ack)] = append(db, journal, new("C-1", raw=payload))
