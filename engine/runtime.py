@@ -27,6 +27,7 @@ from engine.database_state import DatabaseState, wait_for_database
 from engine.db import database_url, make_engine
 from engine.distributed.publisher import WorkPublisher
 from engine.journal.journal import Journal
+from engine.journal.prune_job import PruneJob
 from engine.logs import error_fields
 from engine.migrate import upgrade
 from engine.record_api.server import RecordListener
@@ -140,6 +141,8 @@ class Engine:
         self.alerts = AlertService(self.config, self.db, self.channels)
         #: The daily retention purge: in intake processes only (a lease picks one of them).
         self.retention = RetentionJob(settings.retention, self.db, settings.timezone)
+        #: Journal pruning (engine.journal_retention): intake processes only, one by lease.
+        self.prune = PruneJob(self.config, self.db)
 
     @property
     def servers(self) -> list[Source]:
@@ -186,6 +189,7 @@ class Engine:
             await self.record.start()
         await asyncio.to_thread(self.alerts.start)
         await asyncio.to_thread(self.retention.start)
+        await asyncio.to_thread(self.prune.start)
         write_pid(self.config_path)
         log.info("engine_started", role=self.role, channels=list(self.channels.runners))
 
@@ -221,6 +225,7 @@ class Engine:
             await asyncio.to_thread(self.alerts.start)
         retention = config.engine.retention
         await asyncio.to_thread(self.retention.reschedule, retention, config.engine.timezone)
+        await asyncio.to_thread(self.prune.reschedule, config)
 
     async def stop(self) -> None:
         """Stop accepting, ACK what is in flight, drain the pipeline, close the database.
@@ -232,6 +237,7 @@ class Engine:
             await self.record.stop()
         await asyncio.to_thread(self.alerts.stop)
         await asyncio.to_thread(self.retention.stop)
+        await asyncio.to_thread(self.prune.stop)
         if self.started:
             self.committer.flush()
             await asyncio.to_thread(self.writer.stop)

@@ -23,6 +23,7 @@ from engine.adapters.registry import DestinationConfig, SourceConfig
 from engine.admin.settings import AdminSettings
 from engine.alerts.models import AlertsSettings
 from engine.channels.conditions import Condition
+from engine.journal.retention_settings import JournalRetention
 from engine.localtime import DEFAULT_TIMEZONE, TimeZoneName
 from engine.record_api.settings import RecordApiSettings
 from engine.store.retention_settings import RetentionSettings
@@ -265,6 +266,10 @@ class EngineSettings(Frozen):
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings,
         description="the daily purge of records past their 10-year retention (on by default)",
+    )
+    journal_retention: JournalRetention = Field(
+        default_factory=JournalRetention,
+        description="pruning of delivered, filtered and discarded messages past a retention",
     )
 
 

@@ -21,6 +21,7 @@ from engine.cli import (
     audit,
     dlq,
     identity,
+    journal,
     patient,
     patients,
     professionals,
@@ -40,6 +41,7 @@ from engine.journal.search import MessageFilter, matching_ids
 app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", add_completion=False)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(identity.app, name="identity")
+app.add_typer(journal.app, name="journal")
 app.add_typer(patient.app, name="patient")
 app.add_typer(professionals.app, name="professionals")
 app.add_typer(patients.app, name="patients")
