@@ -14,11 +14,13 @@ from pathlib import Path
 import hl7
 import hl7.client
 import pytest
+from sqlalchemy import text
 
 from engine.adapters.mllp_framing import frame
 from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
-from tests.integration.inprocess import InProcessEngine
+from tests.integration.identity_harness import adt, oru, pid
+from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 from tests.sample_files import COPIES
 
 SAMPLES = COPIES / "python-hl7"
@@ -69,6 +71,7 @@ BATCH_IDS: dict[str, list[str | None]] = {
     "sample_batch1.hl7": [BATCH_1, BATCH_1],
     "sample_file1.hl7": [BATCH_1, BATCH_1],  # the third message is the first again
 }
+PID_LINE = "PID|1||123^^^CHU^PI||DOE^JANE"
 BAD = sorted(p.name for p in SAMPLES.glob("sample_bad_*.hl7"))
 
 
@@ -85,9 +88,9 @@ class BatchEngine(InProcessEngine):
         )
         self.out = tmp / "out"
 
-    def exchange(self, payload: bytes, port: int | None = None) -> str:
+    def exchange(self, payload: bytes, port: int | None = None, timeout: float = 10) -> str:
         """Send one frame and read its whole answer."""
-        with socket.create_connection(("127.0.0.1", port or self.port), timeout=10) as sock:
+        with socket.create_connection(("127.0.0.1", port or self.port), timeout=timeout) as sock:
             sock.sendall(frame(payload))
             return read_ack(sock).strip(b"\x0b\x1c\r").decode("ascii")
 
@@ -299,3 +302,68 @@ def test_a_malformed_batch_file_goes_to_error_and_is_kept_as_one_dead_letter(
     assert len(rows) == 1
     assert rows[0][:2] == ("dead_lettered", "parse_error")
     assert "segment" in str(rows[0][2]) and rows[0][3] == sent
+
+
+PROCESSING = (
+    ENGINE_HEAD
+    + """  - name: processing
+    source: {{type: mllp, port: {port}, ack_after: processing, ack_timeout_seconds: 20}}
+    accept: ["ADT^*", "ORU^R01"]
+    destinations: {{store: {{type: record_store}}}}
+"""
+)
+
+
+def test_with_ack_after_processing_each_ack_of_the_batch_says_what_the_pipeline_did(
+    tmp_path: Path,
+) -> None:
+    running = InProcessEngine(PROCESSING, url=f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        known, unknown = pid("IPP1", "279035121518989"), pid("IPP2", name="INCONNU")
+        header = "BHS|^~\\&|LAB|CHU|AIG|CHU|20240306||||B7"
+        messages = [adt("A28", known, "1"), oru(known, "2"), oru(unknown, "3")]
+        payload = "\r".join([header, *messages, "BTS|3"])
+        with running.connect() as sock:
+            sock.sendall(frame(payload.encode()))
+            answer = read_ack(sock).strip(b"\x0b\x1c\r").decode()
+        assert msa_by_batch(answer) == [[("AA", "1"), ("AA", "2"), ("AE", "3")]]
+        err = next(f for n, f in structure(answer) if n == "ERR")
+        assert err[5] == "902"  # waits for its patient
+    finally:
+        running.stop()
+
+
+def test_a_batch_is_journaled_whole_or_not_at_all(running: BatchEngine) -> None:
+    # The database refuses the third message of the batch, as a full disk would refuse a write.
+    trigger = (
+        "CREATE TRIGGER refuse_w3 BEFORE INSERT ON journal_messages "
+        "WHEN NEW.control_id = 'W3' BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+    )
+    with running.engine.db.begin() as conn:
+        conn.execute(text(trigger))
+    lines = ["BHS|^~\\&|LAB|CHU|AIG|CHU|20240306||||B5"]
+    for n in range(1, 6):
+        lines += [f"MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|W{n}|P|2.5", PID_LINE]
+    payload = "\r".join([*lines, "BTS|5"]).encode()
+    answer = running.exchange(payload)
+    assert [code for code, _ in msa_by_batch(answer)[0]] == ["AE"] * 5
+    assert running.journal("batches") == []  # nothing of it was kept
+    with running.engine.db.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse_w3"))
+    assert [code for code, _ in msa_by_batch(running.exchange(payload))[0]] == ["AA"] * 5
+    assert [r[0] for r in running.journal("batches")] == [f"W{n}" for n in range(1, 6)]
+
+
+def test_a_large_batch_prepared_off_the_loop_goes_in_whole(running: BatchEngine) -> None:
+    note = "NTE|1||" + "x" * 1800
+    lines = ["FHS|^~\\&|LAB|CHU|AIG|CHU|20240306", "BHS|^~\\&|LAB|CHU|AIG|CHU|20240306"]
+    for n in range(1, 701):  # more than a group commit (512), over 1 MB: a worker process
+        lines += [f"MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|L{n}|P|2.5", note]
+    payload = "\r".join([*lines, "BTS|700", "FTS|1"]).encode()
+    assert len(payload) > 1024 * 1024
+    answer = running.exchange(payload, timeout=120)  # a loaded machine: 700 rows to commit
+    [acks] = msa_by_batch(answer)
+    assert acks == [("AA", f"L{n}") for n in range(1, 701)]
+    rows = running.journal("batches")
+    assert [(r[0], r[2]) for r in rows] == [(f"L{n}", n) for n in range(1, 701)]
+    assert {r[1] for r in rows} == {rows[0][1]} and str(rows[0][1]).startswith("B")
