@@ -10,22 +10,19 @@ reads.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from engine import errors
 from engine.hl7v2 import ack_shapes
-from engine.hl7v2.ack_shapes import Component, Value
-from engine.hl7v2.escape import escape
+from engine.hl7v2.ack_msh import HD_LENGTHS, build_segment, msh_segment
 from engine.hl7v2.header import Header, fallback_header, read_header
-from engine.hl7v2.separators import Separators
 
 __all__ = [
     "ENGINE_TO_HL7",
+    "HD_LENGTHS",
     "HL7_ERRORS",
     "AckCode",
     "Header",
@@ -41,22 +38,12 @@ __all__ = [
     "wants_ack",
 ]
 
-# Field lengths of HL7 v2.5 (chapter 2, data types HD, MSG, PT, VID, ID, ST, TX).
-HD_LENGTHS = (20, 199, 6)  # HD.1 namespace id IS(20), HD.2 universal id ST(199), HD.3 ID(6)
-TRIGGER_MAX = 3  # MSG.2 trigger event ID(3)
-PROCESSING_ID_MAX = 1  # PT.1 processing id ID(1)
-VERSION_MAX = 5  # VID.1 version id ID(5)
-CHARSET_MAX = 16  # MSH-18 character set ID(16)
 # MSA-2 echoes MSH-10, ST(20) in v2.5; we keep v2.7's ST(199): senders numbering with UUIDs
 # (36 characters) could not match a cut control id to their message.
 CONTROL_ID_MAX = 199
 MSA_TEXT_MAX = 80  # MSA-3 text message ST(80)
 ERR_TEXT_MAX = 200  # ERR-8 user message is TX(250); 200 keeps a whole ACK under 4096 bytes
 DEFAULT_VERSION = ack_shapes.DEFAULT_VERSION
-_VERSION_ID = re.compile(r"2\.\d{1,2}(\.\d{1,2})?")
-#: MSH-12 components after the version id (VID.2 internationalization code, VID.3
-#: international version id, e.g. ``2.5^FRA^2.11``): their CE.1 is echoed, cut to this.
-VERSION_PART_MAX = 20
 
 
 class AckCode(StrEnum):
@@ -119,42 +106,6 @@ def hl7_error_code(engine_code: str) -> str:
     return ENGINE_TO_HL7.get(engine_code, "207")
 
 
-def _join(parts: list[str], separator: str) -> str:
-    """Parts joined, trailing empty ones left out."""
-    while parts and not parts[-1]:
-        parts.pop()
-    return separator.join(parts)
-
-
-def _render(value: Value, seps: Separators) -> str:
-    # Most ACK fields are empty: skipping escape() for them halves the cost of an ACK.
-    if isinstance(value, str):
-        return escape(value, seps) if value else value
-    return _join([_render_component(c, seps) for c in value], seps.component)
-
-
-def _render_component(value: Component, seps: Separators) -> str:
-    if isinstance(value, str):
-        return escape(value, seps) if value else value
-    return _join([escape(s, seps) if s else s for s in value], seps.subcomponent)
-
-
-def build_segment(name: str, fields: Sequence[Value], seps: Separators) -> str:
-    """One segment; each value is escaped, a list is written as components, and a list in a
-    list as subcomponents.
-
-    ``fields[0]`` is field 1. For MSH, FHS and BHS the field separator and encoding
-    characters (fields 1 and 2) come from ``seps``, and ``fields[0]`` is field 3.
-    Trailing empty fields are left out.
-    """
-    rendered = [_render(f, seps) for f in fields]
-    while rendered and not rendered[-1]:
-        rendered.pop()
-    if name in ("MSH", "FHS", "BHS"):
-        rendered.insert(0, seps.encoding_characters)
-    return seps.field.join([name, *rendered])
-
-
 _id_lock = threading.Lock()
 _last_id = 0
 
@@ -168,44 +119,6 @@ def new_control_id() -> str:
     with _id_lock:
         _last_id = max(_last_id + 1, time.time_ns() // 1000)
         return f"ACK{_last_id}"
-
-
-def _hd(value: str) -> list[Component]:
-    # Header keeps hierarchic designators as "namespace^universal id^type": three components
-    # at most, each cut to its length.
-    parts = value.split("^", len(HD_LENGTHS))[: len(HD_LENGTHS)]
-    return [part[:size] for part, size in zip(parts, HD_LENGTHS, strict=False)]
-
-
-def _version(header: Header) -> list[Component]:
-    """MSH-12 echoed whole (``2.5^FRA^2.11`` for PAM-FR), each part cut to its length."""
-    version, *parts = (header.version_id or header.version).split("^")[:3]
-    version = version[:VERSION_MAX]
-    if not _VERSION_ID.fullmatch(version):  # no version, or not one (a shifted field)
-        return [DEFAULT_VERSION]
-    return [version, *(p.split("&", 1)[0][:VERSION_PART_MAX] for p in parts)]
-
-
-def _msh(header: Header, now: datetime, control_id: str, charset: str) -> list[Value]:
-    trigger = header.trigger[:TRIGGER_MAX]
-    return [
-        _hd(header.receiving_app),  # MSH-3: we answer as the application it addressed
-        _hd(header.receiving_facility),
-        _hd(header.sending_app),
-        _hd(header.sending_facility),
-        now.strftime("%Y%m%d%H%M%S"),  # MSH-7
-        "",
-        ack_shapes.message_type(header.version, trigger),  # MSH-9
-        control_id,
-        header.processing_id[:PROCESSING_ID_MAX] or "P",
-        _version(header),  # MSH-12
-        "",
-        "",
-        "",  # MSH-15/16 empty: an acknowledgment is never acknowledged
-        "",
-        "",
-        charset[:CHARSET_MAX],  # MSH-18: the character set the ACK is written in
-    ]
 
 
 def build_ack(
@@ -232,11 +145,13 @@ def build_ack(
     version = msg_header.version
     moment = now or datetime.now()
     text = " ".join(text.split())  # one line: a reason's line breaks help no ACK reader
-    msh = _msh(msg_header, moment, control_id or new_control_id(), _charset(msg_header, charset))
     msa = ack_shapes.msa(
         version, code.value, msg_header.control_id[:CONTROL_ID_MAX], text[:MSA_TEXT_MAX]
     )
-    segments = [build_segment("MSH", msh, seps), build_segment("MSA", msa, seps)]
+    segments = [
+        msh_segment(msg_header, moment, control_id or new_control_id(), charset),
+        build_segment("MSA", msa, seps),
+    ]
     if not code.ok:
         hl7_code = hl7_error_code(error_code)
         err = ack_shapes.err(
@@ -244,10 +159,6 @@ def build_ack(
         )
         segments.append(build_segment("ERR", err, seps))
     return "\r".join(segments)
-
-
-def _charset(header: Header, written_in: str | None) -> str:
-    return header.charset if written_in is None else written_in
 
 
 def build_nak(
