@@ -201,6 +201,25 @@ class NotDocumentOwner(PermanentError):
     ack_code = "AR"
 
 
+class RecordKeyError(PermanentError):
+    """The record store's document bytes cannot be sealed or opened (encryption at rest,
+    ``engine.store.crypto``). Reasons name row ids, key ids and files, never contents."""
+
+    code = "record_key"
+
+
+class RecordKeyMissing(RecordKeyError):
+    """Bytes sealed under a key the keyring does not hold (a lost or unconfigured key file)."""
+
+    code = "record_key_missing"
+
+
+class RecordTampered(RecordKeyError):
+    """Sealed bytes fail authentication: changed in the database, or moved to another row."""
+
+    code = "record_tampered"
+
+
 def _subclasses(cls: type[EngineError]) -> list[type[EngineError]]:
     return [cls] + [s for sub in cls.__subclasses__() for s in _subclasses(sub)]
 

@@ -41,6 +41,7 @@ from engine.runtime_listeners import Reservation
 from engine.runtime_reload import remove_pid, write_pid
 from engine.runtime_threads import DaemonExecutor
 from engine.runtime_worker import SwappableWorker, restart_process
+from engine.store.encryption import check_keys, use_keyring
 from engine.store.retention_job import RetentionJob
 
 log = structlog.get_logger("engine")
@@ -98,6 +99,7 @@ class Engine:
         settings = self.config.engine
         url = database_url(settings.database_url)
         self.db = make_engine(url, durability=settings.durability)
+        use_keyring(self.db, settings)  # document bytes sealed at rest (engine.encryption)
         #: Up or down since when, and why: for a readiness probe (the log says it meanwhile).
         self.database_state = DatabaseState(url)
         self.journal = Journal(self.db)
@@ -178,6 +180,7 @@ class Engine:
         )
         if not ready:
             return
+        await asyncio.to_thread(check_keys, self.db)  # every sealed row's key in hand
         if self.process is not None:
             self.process.start()
         if self.publisher is not None:
@@ -307,6 +310,7 @@ def run_worker(config: ChannelsFile) -> None:
     settings = config.engine
     url = database_url(settings.database_url)
     db = make_engine(url, durability=settings.durability)
+    use_keyring(db, settings)
     require_shared_database(db, "worker")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -314,6 +318,7 @@ def run_worker(config: ChannelsFile) -> None:
     try:
         if not wait_for_database(db, DatabaseState(url), lambda: upgrade(db), stop):
             return
+        check_keys(db)
         log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
         metrics = worker_metrics(settings)
         try:

@@ -26,6 +26,7 @@ from engine.fastsql import insert_into
 from engine.identity import patients
 from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
+from engine.store import crypto
 from engine.store.consent import refuse_closed
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
 from engine.store.ownership import Filer
@@ -244,6 +245,8 @@ def _insert(
 ) -> int:
     header, record = document.header, document.record
     values: dict[str, Any] = {k: v for k, v in asdict(header).items() if k in _HEADER_COLUMNS}
+    aad = crypto.document_aad(header.document_id, header.version)
+    key_id, blob = crypto.seal(conn, record.content, aad)
     values.update(
         patient_id=patient_id,
         message_id=message_id,
@@ -253,8 +256,9 @@ def _insert(
         invisible_legal_reps=record.invisible_legal_reps,
         status=status,
         filed_by=filer.identity,
-        sha256=digest,
-        content=record.content,
+        sha256=digest,  # of the plaintext
+        content=blob,
+        key_id=key_id,
         stored_at=now,
         updated_at=now,
     )

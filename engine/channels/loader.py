@@ -43,7 +43,18 @@ def load_channels(path: str | Path) -> ChannelsFile:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(path), 0, "", f"cannot read: {exc.strerror}")]) from exc
-    return with_database_beside(parse_channels(text, str(path)), path.parent)
+    config = with_database_beside(parse_channels(text, str(path)), path.parent)
+    return with_key_file_beside(config, path.parent)
+
+
+def with_key_file_beside(config: ChannelsFile, folder: Path) -> ChannelsFile:
+    """A relative ``engine.encryption.key_file`` is read from the channels file's folder too."""
+    encryption = config.engine.encryption
+    if encryption is None or encryption.key_file.is_absolute():
+        return config
+    resolved = encryption.model_copy(update={"key_file": (folder / encryption.key_file).absolute()})
+    engine = config.engine.model_copy(update={"encryption": resolved})
+    return config.model_copy(update={"engine": engine})
 
 
 def with_database_beside(config: ChannelsFile, folder: Path) -> ChannelsFile:

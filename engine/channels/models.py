@@ -26,6 +26,7 @@ from engine.channels.conditions import Condition
 from engine.journal.retention_settings import JournalRetention
 from engine.localtime import DEFAULT_TIMEZONE, TimeZoneName
 from engine.record_api.settings import RecordApiSettings
+from engine.security.key_settings import EncryptionSettings
 from engine.store.retention_settings import RetentionSettings
 from engine.transforms.user.python_step import PLUGINS_DIR, PythonStep
 from engine.transforms.user.steps import TransformStep
@@ -249,6 +250,11 @@ class EngineSettings(Frozen):
         ),
     )
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    encryption: EncryptionSettings | None = Field(
+        default=None,
+        description="encryption at rest of document bytes in the record store (AES-GCM); off "
+        "when absent, unless AIGUILLAGE_RECORD_KEY is set",
+    )
     admin: AdminSettings | None = Field(
         default=None,
         description="the admin listener: console, operations API, /metrics (off when absent)",

@@ -7,9 +7,11 @@ configuration error (file:line, key) and a production file that breaks a rule ne
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from engine.channels.models import ChannelsFile
+from engine.security.key_settings import KEY_ENV
 from engine.security.peers import is_loopback
 
 Loc = tuple[str | int, ...]
@@ -37,6 +39,20 @@ def production_problems(config: ChannelsFile) -> list[tuple[Loc, str]]:
         if listener is not None:
             problems.extend(_clear_text(("engine", name), listener))
     return problems
+
+
+def production_warnings(config: ChannelsFile) -> list[str]:
+    """What a production file should not do but may (printed by ``aiguillage check``, logged
+    at start): document bytes stored in clear (no ``engine.encryption``, no
+    ``AIGUILLAGE_RECORD_KEY``)."""
+    if config.engine.profile != "production" or config.engine.encryption is not None:
+        return []
+    if os.environ.get(KEY_ENV):
+        return []
+    return [
+        "the record store keeps document bytes in clear: set engine.encryption (key_file) or "
+        f"{KEY_ENV} (README, Security)"
+    ]
 
 
 def _clear_text(loc: Loc, listener: Any) -> list[tuple[Loc, str]]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.channels.loader import ConfigError, load_channels
@@ -20,7 +20,9 @@ from engine.channels.models import EngineSettings
 from engine.database_state import DatabaseState
 from engine.db import database_url, is_outage, make_engine
 from engine.distributed.notify import hand_to_workers
+from engine.errors import RecordKeyError
 from engine.migrate import upgrade
+from engine.store.encryption import use_keyring
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -61,6 +63,7 @@ def database(config: Path) -> Iterator[Connection]:
     url = configured_url(config)
     db = make_engine(url)
     try:
+        _use_keyring(db, config)
         upgrade(db)
         with db.connect() as conn:
             yield conn
@@ -76,6 +79,16 @@ def database(config: Path) -> Iterator[Connection]:
         raise typer.Exit(2) from None
     finally:
         db.dispose()
+
+
+def _use_keyring(db: Engine, config: Path) -> None:
+    """The keyring that seals and opens document bytes (engine.encryption): a missing or bad
+    key file is one line on stderr and exit status 2."""
+    try:
+        use_keyring(db, configured_engine(config))
+    except RecordKeyError as exc:
+        err_console.print(exc.reason, markup=False, highlight=False)
+        raise typer.Exit(2) from None
 
 
 def acting_operator(reason: str, operator: str | None = None) -> str:

@@ -15,6 +15,7 @@ from engine.admin.patients import patient_keys
 from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import ChannelsFile
+from engine.channels.production import production_warnings
 from engine.channels.schema import write_schema
 from engine.cli import (
     alerts,
@@ -22,6 +23,7 @@ from engine.cli import (
     dlq,
     identity,
     journal,
+    keys,
     patient,
     patients,
     professionals,
@@ -42,6 +44,7 @@ app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", ad
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(identity.app, name="identity")
 app.add_typer(journal.app, name="journal")
+app.add_typer(keys.app, name="keys")
 app.add_typer(patient.app, name="patient")
 app.add_typer(professionals.app, name="professionals")
 app.add_typer(patients.app, name="patients")
@@ -96,6 +99,7 @@ def run(
     """Start the engine with a channels file (SIGTERM or Ctrl-C stops it cleanly, SIGHUP or
     ``aiguillage reload`` reloads its channels)."""
     from engine import logs
+    from engine.errors import RecordKeyError
     from engine.runtime import Engine, Role, run_worker
     from engine.runtime_console import serve_console
     from engine.runtime_listeners import ListenersUnavailable, Reservation
@@ -122,6 +126,9 @@ def run(
         for line in exc.lines():
             err_console.print(line, highlight=False, markup=False)
         raise typer.Exit(1) from None
+    except RecordKeyError as exc:  # a key file missing, or keys the sealed rows need
+        err_console.print(exc.reason, highlight=False, markup=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -182,7 +189,7 @@ def check(
         raise typer.Exit(1) from exc
     checked = ", production safety check passed" if config.engine.profile == "production" else ""
     console.print(f"{file}: {len(config.channels)} channel(s), valid{checked}")
-    for warning in unfilable_result_channels(config):
+    for warning in [*unfilable_result_channels(config), *production_warnings(config)]:
         console.print(f"warning: {warning}", highlight=False, markup=False)
     findings = [] if offline else broker_findings(config)
     for f in findings:

@@ -6,16 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine as DbEngine
 
+from engine.errors import RecordKeyError
 from engine.record_api import pages, routes
 from engine.record_api.settings import RecordApiSettings
 from engine.store.record_access import Refused
 
 STATIC = Path(__file__).parent / "static"
+log = structlog.get_logger("engine.record_api")
 
 
 def create_app(
@@ -43,6 +46,13 @@ def create_app(
         if request.url.path.startswith("/api/"):
             return JSONResponse({"reason": exc.reason}, status_code=exc.status)
         return pages.refused_page(request, exc)
+
+    @app.exception_handler(RecordKeyError)
+    async def unreadable(request: Request, exc: RecordKeyError) -> Response:
+        # A sealed document that does not open (changed, or its key lost): an alarm, not a
+        # dropped connection. The reason names rows and keys only.
+        log.error("document_unreadable", code=exc.code, reason=exc.reason)
+        return JSONResponse({"reason": exc.code}, status_code=500)
 
     @app.exception_handler(pages.SignIn)
     async def sign_in(request: Request, exc: pages.SignIn) -> Response:

@@ -90,6 +90,7 @@ def run(
     from engine import logs
     from engine.db import make_engine
     from engine.runtime import build_worker
+    from engine.store.encryption import use_keyring
 
     # Ctrl-C reaches the whole process group: the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -97,6 +98,7 @@ def run(
     config = ChannelsFile.model_validate_json(config_json)
     logs.configure(config.engine.log_level, config.engine.log_patient_data)
     db = make_engine(url, durability=config.engine.durability)
+    use_keyring(db, config.engine)  # the keyring the parent checked at start
     worker = build_worker(config, db, write_lock)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 

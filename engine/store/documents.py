@@ -57,7 +57,8 @@ documents = Table(
     text_column("filed_by"),
     Column("status", Text, nullable=False),  # current, superseded, deleted
     Column("sha256", String(64), nullable=False),
-    Column("content", LargeBinary, nullable=False),
+    Column("content", LargeBinary, nullable=False),  # engine.store.crypto seals it
+    Column("key_id", String(16), index=True),  # the key that sealed content; NULL: plaintext
     Column("stored_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("document_id", "version"),

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from engine.record import rules
 from engine.record.model import Actor
-from engine.store import access_log, consent, record_queries
+from engine.store import access_log, consent, crypto, record_queries
 from engine.store.access_log import append
 from engine.store.record_access import Opened, Refused, open_for
 from engine.store.record_tables import (
@@ -171,7 +171,7 @@ def add_personal(
             value=doc.value,
             unit=doc.unit,
             measured_at=doc.measured_at,
-            content=doc.content or None,
+            content=None,  # sealed below: the seal binds the row id
             media_type=doc.media_type,
             sha256=digest,
             added_by=actor.who,
@@ -179,6 +179,13 @@ def add_personal(
         )
         .returning(personal_documents.c.id)
     ).scalar_one()
+    if doc.content:
+        key_id, blob = crypto.seal(conn, doc.content, crypto.personal_aad(row))
+        conn.execute(
+            update(personal_documents)
+            .where(personal_documents.c.id == row)
+            .values(content=blob, key_id=key_id)
+        )
     ident = f"{PERSONAL_PREFIX}{row}"
     opened.log(conn, "add_personal_document", target=ident)
     return ident

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from engine.record.model import Actor
-from engine.store import access_log, record_queries
+from engine.store import access_log, crypto, record_queries
 from engine.store.record_access import open_for, record_data, visible_documents
 from engine.store.record_tables import personal_documents
 
@@ -30,13 +30,13 @@ def export_zip(conn: Connection, actor: Actor, ins: str, now: datetime) -> bytes
             archive.writestr(name, record_queries.content(conn, doc["row"]))
         c = personal_documents.c
         for row in conn.execute(
-            select(c.id, c.content).where(
+            select(c.id, c.key_id, c.content).where(
                 c.patient_id == opened.facts.patient_id,
                 c.deleted_at.is_(None),
                 c.content.is_not(None),
             )
         ):
-            archive.writestr(f"personal/{row.id}", bytes(row.content))
+            archive.writestr(f"personal/{row.id}", crypto.open_personal(conn, row))
         archive.writestr(
             "record.json", json.dumps(data, default=_json, indent=2, ensure_ascii=False)
         )

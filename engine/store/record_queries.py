@@ -11,6 +11,7 @@ from sqlalchemy import Connection, case, cast, literal, null, select, union_all
 
 from engine.identity import patients as identity_patients
 from engine.record.model import DocumentFacts, RecordFacts, State
+from engine.store import crypto
 from engine.store.documents import CURRENT, DELETED, documents, reimbursements, summary_entries
 from engine.store.models import UtcDateTime, encounters, observations
 from engine.store.record_tables import (
@@ -138,7 +139,8 @@ def document_facts(row: dict[str, Any]) -> DocumentFacts:
 
 
 def content(conn: Connection, row_id: int) -> bytes:
-    return bytes(conn.execute(select(_d.content).where(_d.id == row_id)).scalar_one())
+    """The document's CDA, opened (``engine.store.crypto``)."""
+    return crypto.stored_document(conn, row_id)
 
 
 _RESULT = (

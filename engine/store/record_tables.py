@@ -110,7 +110,8 @@ personal_documents = Table(
     text_column("value"),
     text_column("unit"),
     Column("measured_at", UtcDateTime),
-    Column("content", LargeBinary),
+    Column("content", LargeBinary),  # engine.store.crypto seals it (key_id NULL: plaintext)
+    Column("key_id", String(16), index=True),
     text_column("media_type"),
     Column("sha256", String(64), nullable=False),
     text_column("added_by"),

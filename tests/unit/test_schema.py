@@ -72,6 +72,9 @@ def test_the_production_profile_is_the_default_channels_with_only_the_safety_set
     assert default["engine"]["identity"] == {"accept_test_ins": True}
     assert production["engine"]["identity"] == {"accept_test_ins": False}
     assert (default["engine"]["profile"], production["engine"]["profile"]) == ("demo", "production")
+    # The demo makes its key on first start; production has its key made once, on purpose.
+    assert default["engine"]["encryption"].pop("create_key") is True
+    assert "create_key" not in production["engine"]["encryption"]
     stores = [c["destinations"]["store"] for c in production["channels"]]
     assert len(stores) == 5
     assert all(s["documents"] == {"xsd": "cisis", "cisis_header": True} for s in stores)
