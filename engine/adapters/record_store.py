@@ -25,7 +25,7 @@ from engine.identity.events import change_identity
 from engine.identity.filing import Filing
 from engine.identity.merge import merge
 from engine.identity.rules import IdentityPolicy
-from engine.store import consent
+from engine.store import batch, consent
 from engine.store.models import encounters
 from engine.store.observations import add_observations
 from engine.store.ownership import UNKNOWN_FILER, Filer, OwnerGroups
@@ -117,6 +117,7 @@ class RecordStore:
             consent.apply_adt(
                 delivery.conn, patient_id, delivery.message, delivery.sender, delivery.now
             )
+            batch.settle(delivery.conn)
 
     def apply(
         self,
@@ -127,7 +128,26 @@ class RecordStore:
         filer: Filer | None = None,
     ) -> int:
         """Apply ``op`` in the caller's transaction; returns the patient's id. Documents are
-        filed under ``filer`` (an unknown one when None: it may change only legacy versions)."""
+        filed under ``filer`` (an unknown one when None: it may change only legacy versions).
+
+        In a pipeline batch, results of known patients (the hot path) add their observations to
+        the batch's one insert; any other operation first flushes what the batch gathered and
+        forgets its patient lookups, and forgets them again once it has written."""
+        if op.kind != "add_results":
+            batch.settle(conn)
+            patient_id = self._apply(conn, message_id, op, now, filer)
+            batch.settle(conn)
+            return patient_id
+        return self._apply(conn, message_id, op, now, filer)
+
+    def _apply(
+        self,
+        conn: Connection,
+        message_id: int,
+        op: StoreOperation,
+        now: datetime,
+        filer: Filer | None,
+    ) -> int:
         if op.kind == "add_documents":
             return self._documents(conn, message_id, op, now, filer or Filer(UNKNOWN_FILER))
         if op.kind == "merge_patients":
@@ -161,6 +181,7 @@ class RecordStore:
         action: Action = "replace" if doc.header.replaces else "initial"
         record = DocumentRecord(content=doc.raw, action=action)
         read = read_document(record, *self._checks, root=doc.root)
+        batch.settle(conn)  # a replacement may touch rows of an earlier document
         return self._file(conn, message_id, PatientRecord(read.target), [read], now, filer)
 
     @property

@@ -21,6 +21,7 @@ from engine.errors import TransientError
 from engine.fastsql import FastStatement, insert_into
 from engine.identity import trait_keys
 from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, LocalId, Traits, trait_key
+from engine.store import batch
 from engine.store.models import identity_events, patient_identifiers, patients
 from engine.transforms.hl7_values import parse_date
 
@@ -114,6 +115,11 @@ def lookup(
     values = sorted({i.value for i in ids})
     if not ins_values and not values:
         return {}, {}
+    pending = batch.current(conn)  # a pipeline batch remembers its lookups
+    key = (tuple(ins_values), ids)
+    if pending is not None and key in pending.lookups:
+        cached_ins, cached_local = pending.lookups[key]
+        return dict(cached_ins), dict(cached_local)
     params = {f"i{n}": v for n, v in enumerate(ins_values)}
     params.update({f"v{n}": v for n, v in enumerate(values)})
     by_ins: dict[int, StoredPatient] = {}
@@ -125,7 +131,16 @@ def lookup(
         elif any(i.same_as(row[1], row[2], row[3]) for i in ids):
             patient = _follow(conn, row[4:])
             by_local[patient.id] = patient
+    if pending is not None:
+        pending.lookups[key] = (dict(by_ins), dict(by_local))
     return by_ins, by_local
+
+
+def _forget_lookups(conn: Connection) -> None:
+    """A patient changed: the batch's remembered lookups may be stale."""
+    pending = batch.current(conn)
+    if pending is not None:
+        pending.lookups.clear()
 
 
 def by_ins(conn: Connection, values: list[str]) -> dict[int, StoredPatient]:
@@ -143,6 +158,7 @@ _BLANK: dict[str, Any] = {
 
 def create(conn: Connection, values: dict[str, Any], message_id: int | None, now: datetime) -> int:
     """A new patient from column values (traits, INS, demographics), with its trait key."""
+    _forget_lookups(conn)
     row = dict(_BLANK)
     row.update(values, created_at=now, updated_at=now, last_message_id=message_id)
     try:
@@ -168,6 +184,7 @@ def change(
     reason: str = "",
 ) -> None:
     """Update a patient's columns and record why."""
+    _forget_lookups(conn)
     if "birth_date" in changes:
         changes = {**changes, "birth_date_parsed": parse_date(changes["birth_date"])}
     conn.execute(
@@ -184,6 +201,7 @@ def update_contact(
     conn: Connection, patient_id: int, values: dict[str, Any], message_id: int, now: datetime
 ) -> None:
     """Address and phone: demographics, not identity (no history line)."""
+    _forget_lookups(conn)
     conn.execute(
         update(patients)
         .where(_p.id == patient_id)
@@ -196,6 +214,7 @@ def add_local_ids(
 ) -> None:
     if not ids:
         return
+    _forget_lookups(conn)
     rows = [
         {
             "patient_id": patient_id,

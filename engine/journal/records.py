@@ -181,6 +181,8 @@ class Pending:
     delivered_to: set[str] = field(default_factory=set)
     #: The state this attempt ended in, once :meth:`Journal.finish` recorded it.
     outcome: State | None = None
+    #: The sender identity journaled with it, when the claim read it (else read on delivery).
+    sender: str | None = None
 
 
 def journaled_payload(raw: bytes, charset: str) -> Message | CdaPayload:

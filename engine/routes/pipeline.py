@@ -104,8 +104,10 @@ class Pipeline:
         """Write to each target not yet delivered. On failure, remember only the deliveries the
         attempt's rollback does not undo, so that the retry redoes the others."""
         kept = set(pending.delivered_to)
-        with stage("deliver"):  # the journal row's sender: a replay keeps the original one
-            sender = sender_of(conn, pending.id)
+        sender = pending.sender  # the journal row's sender: a replay keeps the original one
+        if sender is None:
+            with stage("deliver"):
+                sender = sender_of(conn, pending.id)
         try:
             for name, (form, raw) in forms.items():
                 if name in pending.delivered_to:

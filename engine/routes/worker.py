@@ -1,11 +1,17 @@
 """The pipeline worker: takes journaled messages in arrival order and runs their pipeline.
 
-It runs in the engine's writer thread (:mod:`engine.routes.writer`), between intake commits.
+It runs in the engine's writer thread (:mod:`engine.routes.writer`), between intake commits, in
+a pipeline process of its own, or as a distributed worker; all three hand it a claimed batch.
 
-Each batch is one transaction: the record-store writes of every message and its end state
-commit together, so a crash leaves a message either fully applied and ``delivered`` or not
-applied and still ``received`` (contracts 1-3). One worker per engine keeps per-patient order
-(contract 4); a message waiting for a retry holds back later messages of the same patient.
+One batch loop for all: a batch is one transaction. On the happy path its messages run one after
+the other with no savepoint; their observation rows and end states go out in one statement each
+(:mod:`engine.store.batch`), so the database sees a few statements per message and a handful per
+batch. When any message raises, the whole transaction is rolled back and the batch is redone one
+message at a time, each in a savepoint: a bad message then costs only itself (it dead-letters,
+retries or is held alone) and the others are filed once. Either way a crash leaves a message
+either fully applied and ``delivered`` or not applied and still ``received`` (contracts 1-3).
+One worker per patient at a time keeps per-patient order (contract 4): a batch runs in arrival
+order, and a message waiting for a retry holds back later messages of the same patient.
 """
 
 from __future__ import annotations
@@ -13,26 +19,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from engine.channels.models import ErrorPolicy
-from engine.errors import IdentityError, TransformError
+from engine.errors import TransformError
 from engine.fastsql import raw
-from engine.identity.review import open_review
 from engine.journal import holds
-from engine.journal.claim import Group, claim_groups, group_of
+from engine.journal.claim import Group
 from engine.journal.journal import Journal, utcnow
 from engine.journal.models import State
 from engine.journal.records import Pending
 from engine.logs import error_fields
 from engine.metrics import PIPELINE_LATENCY
+from engine.routes.claimed import group_batch, not_undone, read_senders
+from engine.routes.failures import backoff_delay, failed
 from engine.routes.outbox_sender import OutboxSender
-from engine.routes.pipeline import Pipeline, StageError
+from engine.routes.pipeline import Outcome, Pipeline, StageError
+from engine.store import batch as store_batch
+
+__all__ = ["MIN_SLICE", "SLICE_SECONDS", "Worker", "backoff_delay"]
 
 log = structlog.get_logger("engine.worker")
 #: The groups' locks in one round trip, without waiting: the keys obtained.
@@ -45,11 +55,13 @@ MIN_SLICE = 8
 SLICE_SECONDS = 0.05
 
 
-def backoff_delay(policy: ErrorPolicy, attempt: int) -> float:
-    """Seconds before retry number ``attempt`` (1-based): exponential, capped."""
-    b = policy.backoff
-    delay: float = min(b.max_seconds, b.initial_seconds * b.multiplier ** (attempt - 1))
-    return delay
+@dataclass(slots=True)
+class Done:
+    """What a batch did: messages handled, delivered, and ended otherwise without error."""
+
+    handled: int = 0
+    delivered: list[int] = field(default_factory=list)
+    filtered: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Worker:
@@ -60,6 +72,7 @@ class Worker:
         pipelines: dict[str, Pipeline],
         batch_size: int = 64,
         write_lock: AbstractContextManager[Any] | None = None,
+        batched: bool = True,
     ) -> None:
         self.engine = engine
         self.journal = journal
@@ -67,7 +80,11 @@ class Worker:
         self.batch_size = batch_size
         #: Held around each transaction when another process writes to the same SQLite file.
         self.write_lock = write_lock or nullcontext()
+        #: False: every batch runs one message at a time in savepoints (the earlier path).
+        self.batched = batched
         self.processed = 0
+        #: Batches whose first pass failed and were redone one message at a time.
+        self.redone = 0
         self.outbox = OutboxSender(engine, pipelines, self.write_lock)
 
     def close(self) -> None:
@@ -79,7 +96,30 @@ class Worker:
         with self.write_lock, self.engine.connect() as conn:
             return bool(self.journal.claim(conn, utcnow(), 1, self.pipelines))
 
-    # -- one batch ------------------------------------------------------------------------
+    # -- claiming -------------------------------------------------------------------------
+
+    def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
+        """Claim and process one batch in one transaction; returns how many messages it handled.
+
+        ``interrupt`` is asked after each message (once ``MIN_SLICE`` are done, or the slice
+        has run ``SLICE_SECONDS``: a slow network destination): when it says so, the batch
+        ends early and the rest stays journaled for the next one. The writer uses it to commit
+        waiting intake, whose senders wait for their ACK.
+        """
+
+        def claim(conn: Connection, now: datetime) -> list[Pending]:
+            return self.journal.claim(conn, now, self.batch_size, self.pipelines)
+
+        with self.write_lock, self.engine.connect() as conn:
+            done = self._transaction(conn, claim, interrupt)
+            if done is None:
+                conn.rollback()
+                self.outbox.flush()  # retries of what earlier batches queued
+                return 0
+            conn.info.pop(holds.RELEASED, None)  # released (older) messages: the next claim
+            conn.commit()
+        self._committed(done)
+        return done.handled
 
     def run_groups(
         self, upto: dict[Group, int], locks: dict[Group, int]
@@ -89,185 +129,168 @@ class Worker:
         group). A group another worker holds is not waited for (a slow patient must not hold up
         the others): it comes back in the busy set, for a new work item. Also returns the ids
         of messages an ADT released meanwhile, for new work items."""
-        with self.engine.connect() as conn:
+        busy: set[Group] = set()
+
+        def claim(conn: Connection, now: datetime) -> list[Pending]:
+            # Taken again by a redo: the rollback of the first pass released the locks.
             got = set(conn.execute(_TRY_LOCKS, {"keys": sorted(locks.values())}).scalars())
-            busy = {g for g, key in locks.items() if key not in got}
-            upto = {g: n for g, n in upto.items() if g not in busy}
-            if not upto:
+            busy.clear()
+            busy.update(g for g, key in locks.items() if key not in got)
+            mine = {g: n for g, n in upto.items() if g not in busy}
+            return group_batch(conn, mine, self.pipelines, now) if mine else []
+
+        with self.engine.connect() as conn:
+            done = self._transaction(conn, claim, None)
+            if done is None:
                 conn.rollback()
                 return [], busy
-            now = utcnow()
-            delivered: list[int] = []
-            blocked: set[Group] = set()
-            for row in claim_groups(conn, upto, self.pipelines):
-                group = group_of(row[0], row[1], row[4])
-                if group in blocked:
-                    continue
-                if row[7] == State.RETRYING and row[8] is not None and _aware(row[8]) > now:
-                    blocked.add(group)  # waits for its retry; later messages wait behind it
-                    continue
-                pending = Pending(
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    row[4],
-                    row[5],
-                    set(filter(None, row[6].split(","))),
-                )
-                if self._process(conn, pending, now):
-                    delivered.append(pending.id)
-                elif pending.outcome is State.RETRYING:
-                    blocked.add(group)
-                if holds.RELEASED in conn.info:
-                    break  # the released (older) messages first: the caller hands them out
             released: list[int] = conn.info.pop(holds.RELEASED, [])
-            self.journal.finish_many(conn, delivered, now)
             conn.commit()
-        self.processed += len(delivered)
-        for ident in delivered:
-            log.info("message_delivered", message_id=ident)
-        self.outbox.flush()
+        self._committed(done)
         return released, busy
 
-    def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
-        """Process one batch in one transaction; returns how many messages it handled.
-
-        ``interrupt`` is asked after each message (once ``MIN_SLICE`` are done, or the slice
-        has run ``SLICE_SECONDS``: a slow network destination): when it says
-        so, the batch ends early and the rest stays journaled for the next one. The writer uses
-        it to commit waiting intake, whose senders wait for their ACK.
-        """
-        handled = 0
-        started = time.monotonic()
-        with self.write_lock, self.engine.connect() as conn:
-            now = utcnow()
-            batch = self.journal.claim(conn, now, self.batch_size, self.pipelines)
-            if not batch:
-                conn.rollback()
-                self.outbox.flush()  # retries of what earlier batches queued
-                return 0
-            delivered: list[int] = []
-            held: set[tuple[str, str]] = set()  # patients whose message went to retrying
-            for pending in batch:
-                key = (pending.channel, pending.patient_key or "")
-                if pending.patient_key and key in held:
-                    continue  # stays as it is until the earlier message is through (contract 4)
-                handled += 1
-                if self._process(conn, pending, now):
-                    delivered.append(pending.id)
-                elif pending.outcome is State.RETRYING:
-                    held.add(key)
-                if conn.info.pop(holds.RELEASED, False):
-                    break  # released messages are older: the next batch takes them first
-                long = time.monotonic() - started > SLICE_SECONDS  # a slow destination
-                if interrupt is not None and (handled >= MIN_SLICE or long) and interrupt():
-                    break
-            self.journal.finish_many(conn, delivered, now)
-            conn.commit()
-        self.processed += handled
-        for ident in delivered:
+    def _committed(self, done: Done) -> None:
+        self.processed += done.handled
+        for ident in done.delivered:
             log.info("message_delivered", message_id=ident)
+        for ident, reason in done.filtered:
+            log.info("message_filtered", message_id=ident, reason=reason)
         self.outbox.flush()
-        return handled
 
-    def _process(self, conn: Connection, pending: Pending, now: datetime) -> bool:
-        """Run one message in a savepoint; True when delivered (recorded by the caller)."""
+    # -- one batch ------------------------------------------------------------------------
+
+    def _transaction(
+        self,
+        conn: Connection,
+        claim: Callable[[Connection, datetime], list[Pending]],
+        interrupt: Callable[[], bool] | None,
+    ) -> Done | None:
+        """Claim a batch and process it in the connection's transaction, which the caller
+        commits (None: nothing to do). First in one pass without savepoints; when that raises,
+        the transaction is rolled back and the batch claimed again and redone one message at a
+        time. Stops after a message that released held ones."""
+        sent: dict[int, set[str]] = {}  # network deliveries a rollback cannot undo
+        known: dict[int, Exception] = {}  # the error that made the first pass fail
+        for fast in (True, False) if self.batched else (False,):
+            now = utcnow()
+            batch = claim(conn, now)
+            if not batch:
+                return None
+            read_senders(conn, batch)
+            for pending in batch:
+                pending.delivered_to |= sent.get(pending.id, set())
+            before = {p.id: set(p.delivered_to) for p in batch}
+            try:
+                return self._pass(conn, batch, now, interrupt, fast, known)
+            except Exception as exc:
+                if not fast:
+                    raise
+                if isinstance(exc, _MessageFailed):  # not run again: it is recorded as it failed
+                    known[exc.message_id] = exc.error
+                conn.rollback()
+                conn.info.pop(holds.RELEASED, None)
+                sent = not_undone(batch, before, self.pipelines)
+                self.redone += 1
+                log.info("pipeline_batch_redone", messages=len(batch), error=type(exc).__name__)
+        return None  # pragma: no cover (the last pass returns or raises)
+
+    def _pass(
+        self,
+        conn: Connection,
+        batch: list[Pending],
+        now: datetime,
+        interrupt: Callable[[], bool] | None,
+        fast: bool,
+        known: dict[int, Exception],
+    ) -> Done:
+        if fast:
+            with store_batch.opened(conn):
+                done = self._loop(conn, batch, now, interrupt, fast, known)
+                store_batch.flush(conn)
+        else:
+            done = self._loop(conn, batch, now, interrupt, fast, known)
+        self.journal.finish_many(conn, done.delivered, now)
+        return done
+
+    def _loop(
+        self,
+        conn: Connection,
+        batch: list[Pending],
+        now: datetime,
+        interrupt: Callable[[], bool] | None,
+        fast: bool,
+        known: dict[int, Exception],
+    ) -> Done:
+        done = Done()
+        started = time.monotonic()
+        held: set[tuple[str, str]] = set()  # patients whose message went to retrying
+        for pending in batch:
+            key = (pending.channel, pending.patient_key or "")
+            if pending.patient_key and key in held:
+                continue  # stays as it is until the earlier message is through (contract 4)
+            done.handled += 1
+            outcome = self._process(conn, pending, now, fast, known.get(pending.id))
+            if outcome is None:
+                if pending.outcome is State.RETRYING:
+                    held.add(key)
+            elif outcome.state is State.DELIVERED:
+                done.delivered.append(pending.id)
+            else:
+                self.journal.finish(conn, pending, outcome.state, now)
+                done.filtered.append((pending.id, outcome.reason))
+            if holds.RELEASED in conn.info:
+                break  # released messages are older: they go before this patient's later ones
+            long = time.monotonic() - started > SLICE_SECONDS  # a slow destination
+            if interrupt is not None and (done.handled >= MIN_SLICE or long) and interrupt():
+                break
+        return done
+
+    def _process(
+        self, conn: Connection, pending: Pending, now: datetime, fast: bool, error: Exception | None
+    ) -> Outcome | None:
+        """One message's pipeline: its outcome, or None when it failed (its end state is then
+        recorded). ``fast``: no savepoint, and an error ends the pass (the batch is redone).
+        ``error``: how the message failed in the first pass (recorded without running it)."""
         started = time.perf_counter()
+        pipeline = self.pipelines[pending.channel]
         try:
-            return self._run_one(conn, pending, now)
+            if error is not None:
+                self._failed(conn, pipeline, pending, now, error)
+                return None
+            if fast:
+                try:
+                    return pipeline.process(conn, pending, now)
+                except Exception as exc:
+                    raise _MessageFailed(pending.id, exc) from exc
+            # A raw savepoint: SQLAlchemy's begin_nested() costs more than the message's writes.
+            raw(conn, "SAVEPOINT message")
+            try:
+                outcome = pipeline.process(conn, pending, now)
+            except Exception as exc:
+                raw(conn, "ROLLBACK TO SAVEPOINT message")
+                raw(conn, "RELEASE SAVEPOINT message")
+                self._failed(conn, pipeline, pending, now, exc)
+                return None
+            raw(conn, "RELEASE SAVEPOINT message")
+            return outcome
         finally:
             PIPELINE_LATENCY.labels(pending.channel).observe(time.perf_counter() - started)
 
-    def _run_one(self, conn: Connection, pending: Pending, now: datetime) -> bool:
-        pipeline = self.pipelines[pending.channel]
-        # A raw savepoint: SQLAlchemy's begin_nested() costs more than the message's own writes.
-        raw(conn, "SAVEPOINT message")
-        try:
-            outcome = pipeline.process(conn, pending, now)
-            raw(conn, "RELEASE SAVEPOINT message")
-        except StageError as exc:
-            _rollback_to_savepoint(conn)
-            self._failed(conn, pipeline, pending, now, exc)
-            return False
-        except Exception as exc:  # a bug must not stop the engine: dead-letter the message
-            _rollback_to_savepoint(conn)
+    def _failed(
+        self, conn: Connection, pipeline: Pipeline, pending: Pending, now: datetime, exc: Exception
+    ) -> None:
+        if not isinstance(exc, StageError):  # a bug must not stop the engine: dead-letter it
             where = error_fields(exc)["where"]
             error = TransformError(f"internal error {type(exc).__name__} at {where}: {exc}")
             log.error("pipeline_internal_error", message_id=pending.id, **error_fields(exc))
-            self._failed(conn, pipeline, pending, now, StageError("pipeline", error))
-            return False
-        if outcome.state is State.DELIVERED:
-            return True
-        self.journal.finish(conn, pending, outcome.state, now)
-        log.info("message_filtered", message_id=pending.id, reason=outcome.reason)
-        return False
-
-    def _failed(
-        self, conn: Connection, pipeline: Pipeline, pending: Pending, now: datetime, exc: StageError
-    ) -> None:
-        error = exc.error
-        if isinstance(error, IdentityError):
-            self._parked(conn, pending, now, exc.stage, error)
-            return
-        attempt = pending.attempts + 1
-        policy = pipeline.config.errors
-        retry = error.transient and attempt < policy.max_attempts
-        state = State.RETRYING if retry else State.DEAD_LETTERED
-        if state is State.DEAD_LETTERED:
-            pipeline.dead_lettered(conn, pending, error, now)
-        next_at = now + timedelta(seconds=backoff_delay(policy, attempt)) if retry else None
-        self.journal.finish(
-            conn,
-            pending,
-            state,
-            now,
-            stage=exc.stage,
-            code=error.code,
-            error_class=type(error).__name__,
-            reason=error.reason,
-            next_attempt_at=next_at,
-        )
-        log.warning(
-            "message_retrying" if retry else "message_dead_lettered",
-            message_id=pending.id,
-            stage=exc.stage,
-            code=error.code,
-            attempt=attempt,
-        )
-
-    def _parked(
-        self, conn: Connection, pending: Pending, now: datetime, stage: str, error: IdentityError
-    ) -> None:
-        """Held for its patient (902) or queued for identity review (903-905): not dead."""
-        held = error.disposition == "held"
-        state = State.HELD if held else State.REVIEW
-        self.journal.finish(
-            conn,
-            pending,
-            state,
-            now,
-            stage=stage,
-            code=error.code,
-            error_class=type(error).__name__,
-            reason=error.reason,
-        )
-        if held:
-            holds.park(conn, pending.id, error.keys)
-        else:
-            open_review(conn, pending.id, pending.channel, error, now)
-        log.warning(
-            "message_held" if held else "message_in_identity_review",
-            message_id=pending.id,
-            stage=stage,
-            code=error.code,
-        )
+            exc = StageError("pipeline", error)
+        failed(conn, self.journal, pipeline, pending, now, exc)
 
 
-def _rollback_to_savepoint(conn: Connection) -> None:
-    raw(conn, "ROLLBACK TO SAVEPOINT message")
-    raw(conn, "RELEASE SAVEPOINT message")
+class _MessageFailed(Exception):
+    """A message's error in a batch's first pass: the pass ends, the batch is redone."""
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    def __init__(self, message_id: int, error: Exception) -> None:
+        super().__init__(f"message {message_id} failed")
+        self.message_id = message_id
+        self.error = error

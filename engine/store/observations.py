@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from engine.fastsql import insert_into
+from engine.store import batch
 from engine.store.models import observations
 from engine.transforms.map_oru import ObservationRecord
 
@@ -25,9 +26,10 @@ def add_observations(
     now: datetime,
     document_row: int | None = None,
 ) -> int:
-    """Insert the records in the caller's transaction; returns how many."""
+    """Insert the records in the caller's transaction; returns how many. In a pipeline batch
+    the rows wait for the batch's one insert (:mod:`engine.store.batch`)."""
     rows = [_row(o, patient_id, message_id, now, document_row) for o in records]
-    if rows:
+    if rows and not batch.add_observation_rows(conn, rows):
         _INSERT.executemany(conn, rows)
     return len(rows)
 
