@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.adapters.mllp_framing import frame
+from engine.hl7v2.batch import split_batch
 from engine.hl7v2.reader import Message
 from tests.e2e.hl7_messages import a28, oru
 from tests.e2e.mllp_client import read_ack
@@ -42,8 +43,15 @@ def ask(engine: InProcessEngine, *payloads: bytes) -> list[Message]:
     with socket.create_connection(("127.0.0.1", engine.port), timeout=10) as sock:
         for payload in payloads:
             sock.sendall(frame(payload))
-            acks.append(Message(read_ack(sock).strip(b"\x0b\x1c\r").decode()))
+            acks.append(one_ack(read_ack(sock).strip(b"\x0b\x1c\r").decode()))
     return acks
+
+
+def one_ack(answer: str) -> Message:
+    """An ACK, or the one ACK of a batch acknowledgement (a message sent with BTS/FTS
+    trailers is a batch of one)."""
+    [ack] = split_batch(answer)
+    return Message(ack)
 
 
 def rows(engine: InProcessEngine) -> list[tuple[object, ...]]:
