@@ -1,8 +1,9 @@
 """Operators' views of patient data on the admin listener go through the shared record's
 access layer (:mod:`engine.store.record_access`), as ``aiguillage patient show`` does: each
 view leaves one line in the access log of every patient it shows, with the role ``operator``
-and the operator's identity (``operator:user:alice``, ``operator:token:ops``), which the
-patient reads in ``GET /api/v1/records/{ins}/access-log``.
+and the operator's identity (``operator:user:alice``, ``operator:token:ops``; a CLI command
+run on the host: ``operator:<login>``, as ``patient show`` writes it), which the patient reads
+in ``GET /api/v1/records/{ins}/access-log``.
 
 Views logged: a message's payload (``read_message``), a message search by patient
 (``search_messages``) and an identity review's side-by-side comparison (``compare_identity``).
@@ -60,7 +61,7 @@ def log_views(
     reason: str,
 ) -> int:
     """One access-log line per record shown; how many were written."""
-    actor = Actor(Role.OPERATOR, who.actor)
+    actor = Actor(Role.OPERATOR, who.name if who.kind == "os" else who.actor)
     now = datetime.now(UTC)
     written = 0
     for ins in sorted(set(ins_values)):

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.admin import audit
+from engine.admin import audit, record_views
 from engine.admin.roles import os_principal
 from engine.cli.common import (
     ConfigOption,
@@ -81,6 +81,15 @@ def show(message_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
         events = queries.history(conn, message_id)
         if msg is not None:  # the original bytes are about to be shown: on record first
             audit.record(conn, os_principal(), "view_payload", target="message", ids=[message_id])
+            shown = record_views.message_patients(conn, message_id)
+            record_views.log_views(
+                conn,
+                os_principal(),
+                shown,
+                record_views.READ_MESSAGE,
+                target=f"message:{message_id}",
+                reason="aiguillage dlq show",
+            )
             conn.commit()
     if msg is None:
         err_console.print(f"no message {message_id}")

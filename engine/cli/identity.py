@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from engine.admin import audit
+from engine.admin import audit, record_views
 from engine.admin.roles import os_principal
 from engine.cli import identity_duplicates
 from engine.cli.common import (
@@ -84,6 +84,16 @@ def show(review_id: int, config: ConfigOption = Path("channels.yaml")) -> None:
             raise typer.Exit(1)
         # Patient traits are about to be shown: on record first.
         audit.record(conn, os_principal(), "view_traits", target="review", ids=[review_id])
+        shown = record_views.patients_ins(conn, row["candidates"])
+        shown += record_views.message_patients(conn, row["message_id"])
+        record_views.log_views(
+            conn,
+            os_principal(),
+            shown,
+            record_views.COMPARE_IDENTITY,
+            target=f"review:{review_id}",
+            reason="aiguillage identity show",
+        )
         conn.commit()
         identity = compare.message_identity(conn, row["message_id"])
         stored = [compare.patient_column(conn, p) for p in row["candidates"]]

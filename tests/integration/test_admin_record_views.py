@@ -6,6 +6,7 @@ reads on the record API. A viewer, who sees no payload, leaves none."""
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,3 +102,22 @@ def test_an_identity_comparison_is_logged_in_the_record_of_the_patient_it_shows(
     [line] = operator_lines(world, patient)
     assert (line["action"], line["target"]) == ("compare_identity", f"review:{review_id}")
     assert line["actor"] == "operator:user:operator"
+
+
+def test_the_cli_views_of_a_payload_and_of_an_identity_review_are_logged_in_the_record(
+    world: RecordWorld,
+) -> None:
+    """``dlq show`` prints a message's bytes and ``identity show`` the traits side by side:
+    each leaves a line naming the host login, as ``patient show`` does."""
+    patient = world.admitted_with_documents()
+    admission = message_id(world, "1")
+    assert "PID|" in world.cli("dlq", "show", str(admission))
+    assert world.engine.send(oru(pid("", INS, dob="19790329"), "9")) == ["AA"]
+    [(review_id,)] = world.engine.rows("SELECT id FROM store_identity_reviews")
+    assert "19790329" in world.cli("identity", "show", str(review_id))
+    lines = operator_lines(world, patient)
+    assert sorted((e["action"], e["target"], e["reason"]) for e in lines) == [
+        ("compare_identity", f"review:{review_id}", "aiguillage identity show"),
+        ("read_message", f"message:{admission}", "aiguillage dlq show"),
+    ]
+    assert {e["actor"] for e in lines} == {f"operator:{getpass.getuser()}"}
