@@ -56,6 +56,7 @@ class MessageFilter:
     control_id: str | None = None
     sender: str | None = None
     error_code: str | None = None
+    batch_id: str | None = None  # the HL7 v2 batch the messages came in
     since: datetime | None = None
     until: datetime | None = None
     patient: PatientKeys | None = None
@@ -97,6 +98,7 @@ def where(conn: Connection, query: Select[Any], f: MessageFilter) -> Select[Any]
         (_m.control_id, f.control_id),
         (_m.sender, f.sender),
         (_m.error_code, f.error_code),
+        (_m.batch_id, f.batch_id),
     ):
         if value:
             conditions.append(column == value)

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from engine.adapters.mllp_framing import frame
+from engine.journal.search import MessageFilter, search
 from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
 from tests.integration.identity_harness import adt, oru, pid
@@ -247,6 +248,13 @@ def test_a_message_the_channel_does_not_take_is_refused_alone_inside_a_good_batc
         ("M1", "B42", 1, "delivered", "AA", None),
         ("M2", "B42", 2, "dead_lettered", "AR", "unsupported_message_type"),
         ("M3", "B42", 3, "delivered", "AA", None),
+    ]
+    with running.engine.db.connect() as conn:  # what the operations API lists for the batch
+        found = search(conn, MessageFilter(batch_id="B42"))
+    assert [(m["control_id"], m["batch_position"]) for m in found] == [
+        ("M3", 3),
+        ("M2", 2),
+        ("M1", 1),
     ]
 
 

@@ -18,6 +18,7 @@ class FilterModel(BaseModel):
     control_id: str | None = None
     sender: str | None = Field(default=None, description='as journaled, e.g. "token:lab"')
     error_code: str | None = None
+    batch_id: str | None = Field(default=None, description="the HL7 v2 batch (BHS-11...)")
     since: datetime | None = Field(default=None, description="received at or after")
     until: datetime | None = Field(default=None, description="received before")
 
@@ -29,6 +30,7 @@ class FilterModel(BaseModel):
             control_id=self.control_id,
             sender=self.sender,
             error_code=self.error_code,
+            batch_id=self.batch_id,
             since=self.since,
             until=self.until,
         )
