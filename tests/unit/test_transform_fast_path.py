@@ -257,6 +257,9 @@ GRID_OPS: tuple[dict[str, Any], ...] = (
     {"op": "set", "value": "V^W"},
     {"op": "default", "value": "D"},
     {"op": "delete"},
+    {"op": "copy", "from": "PID-3"},  # the path is the target ("to")
+    {"op": "move", "to": "ZBE-4"},  # the path is the source ("from")
+    {"op": "default", "from": "OBX[*]-5"},
 )
 
 
@@ -277,7 +280,9 @@ def test_every_path_shape_gives_the_reference_output(shape: int, table: str) -> 
     msg = Message(GRID_MESSAGE)
     for path in grid_paths():
         if shape < len(GRID_OPS):
-            op = GRID_OPS[shape] | {"field": path}
+            op = GRID_OPS[shape]
+            key = "from" if "to" in op else "to" if op["op"] == "copy" else "field"
+            op = op | {key: path}
         else:
             unmapped = ("keep", "dead_letter", {"default": "UNK"})[shape - len(GRID_OPS)]
             op = {"op": "map", "field": path, "table": table, "unmapped": unmapped}

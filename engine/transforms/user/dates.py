@@ -125,43 +125,47 @@ def _read_offset(z: str) -> timezone:
 
 Writer = Callable[[datetime], str]
 
-#: ``strftime`` directives written here (as CPython on glibc writes them, for years from 1000).
+#: ``strftime`` directives written here (as CPython on glibc writes them, for years from 1000),
+#: as fields of ``str.format`` on (the datetime, its year's last two digits, its UTC offset).
 _WRITTEN = {
-    "Y": lambda d: str(d.year),
-    "y": lambda d: f"{d.year % 100:02d}",
-    "m": lambda d: f"{d.month:02d}",
-    "d": lambda d: f"{d.day:02d}",
-    "H": lambda d: f"{d.hour:02d}",
-    "M": lambda d: f"{d.minute:02d}",
-    "S": lambda d: f"{d.second:02d}",
-    "f": lambda d: f"{d.microsecond:06d}",
-    "z": lambda d: _utcoffset(d),
+    "Y": "{0.year}",
+    "y": "{1:02d}",
+    "m": "{0.month:02d}",
+    "d": "{0.day:02d}",
+    "H": "{0.hour:02d}",
+    "M": "{0.minute:02d}",
+    "S": "{0.second:02d}",
+    "f": "{0.microsecond:06d}",
+    "z": "{2}",
+    "%": "%",
 }
 
 
 def date_writer(fmt: str) -> Writer:
-    """A function writing a datetime as ``value.strftime(fmt)`` does: compiled once for a
-    format of ``%Y %y %m %d %H %M %S %f %z %%`` and printable ASCII, else ``strftime``."""
-    pieces: list[str | Writer] = []
+    """A function writing a datetime as ``value.strftime(fmt)`` does: compiled once into one
+    ``str.format`` for a format of ``%Y %y %m %d %H %M %S %f %z %%`` and printable ASCII, else
+    ``strftime``."""
+    pieces: list[str] = []
     rest = fmt
     while "%" in rest:
         at = rest.index("%")
         code = rest[at + 1 : at + 2]
-        if code != "%" and code not in _WRITTEN:
+        literal = rest[:at]
+        if code not in _WRITTEN or not all(" " <= c <= "~" for c in literal):
             return lambda value: value.strftime(fmt)
-        pieces.append(rest[:at])
-        pieces.append("%" if code == "%" else _WRITTEN[code])
+        pieces.append(literal.replace("{", "{{").replace("}", "}}"))
+        pieces.append(_WRITTEN[code])
         rest = rest[at + 2 :]
-    pieces.append(rest)
-    literal = "".join(p for p in pieces if isinstance(p, str))
-    if not all(" " <= c <= "~" for c in literal):
+    if not all(" " <= c <= "~" for c in rest):
         return lambda value: value.strftime(fmt)
-    parts = tuple(p for p in pieces if p != "")
+    pieces.append(rest.replace("{", "{{").replace("}", "}}"))
+    template = "".join(pieces).format
+    offset = "%z" in fmt
 
     def write(value: datetime) -> str:
         if value.year < 1000:  # strftime's %Y is not padded there (glibc): left to it
             return value.strftime(fmt)
-        return "".join([p if isinstance(p, str) else p(value) for p in parts])
+        return template(value, value.year % 100, _utcoffset(value) if offset else "")
 
     return write
 

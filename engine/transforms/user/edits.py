@@ -40,17 +40,19 @@ def edit_leaves(
     """Apply ``change`` to every non-empty value a path names (each component of a field);
     ``memo``: see :mod:`engine.transforms.user.fast` (``change`` must then be a function of
     the value alone)."""
-    if path.rep != EVERY and not path.subcomponent:  # fast.fast(path), inlined
-        fast.each_field(
-            msg,
-            path,
-            fast.leaf_edit(path, change),
-            lambda m, seg: _edit_leaf(m, seg, path, path.rep or 1, change),
-            memo,
-        )
+    if not path.subcomponent:  # fast.fast(path), inlined
+        fast.each_field(msg, path, fast.leaf_edit(path, change), _leaves(path, change), memo)
         return
     for seg, rep in msg.slots(path):
         _edit_leaf(msg, seg, path, rep or 1, change)
+
+
+def _leaves(path: FieldPath, change: Callable[[str], str]) -> fast.General:
+    def general(msg: EditableMessage, seg: EditableSegment) -> None:
+        for rep in fast.general_reps(msg, seg, path):
+            _edit_leaf(msg, seg, path, rep, change)
+
+    return general
 
 
 def _edit_leaf(
@@ -92,6 +94,9 @@ def copy(
     value goes to every place ``dst`` names. A wider source put in a narrower place gives its
     first repetition, component or subcomponent."""
     pairwise = src.occurrence == EVERY
+    if not pairwise and src.whole_field and dst.whole_field and min(src.field, dst.field) > 2:
+        _copy_field(msg, src, dst, move, only_empty)
+        return
     source: tuple[EditableSegment, int | None] | None = None
     if not pairwise:
         found = msg.slots(src)
@@ -109,6 +114,25 @@ def copy(
             msg.write(seg, src, src.rep, "")
     if move and source is not None:
         msg.write(source[0], src, source[1], "")
+
+
+def _copy_field(
+    msg: EditableMessage, src: FieldPath, dst: FieldPath, move: bool, only_empty: bool
+) -> None:
+    """``copy`` of a whole field (every repetition) to whole fields, in place."""
+    found = msg.targets(src)
+    if not found:
+        return
+    seps, source = msg.separators, found[0]
+    fields = source.fields(seps)
+    raw = fields[src.field] if src.field < len(fields) else ""
+    for seg in msg.targets(dst):
+        there = seg.fields(seps)
+        if only_empty and dst.field < len(there) and there[dst.field]:
+            continue
+        msg.put_field(seg, dst.field, raw)
+    if move:
+        msg.put_field(source, src.field, "")
 
 
 def narrow(msg: EditableMessage, raw: str, src_depth: int, dst_depth: int) -> str:
@@ -172,11 +196,15 @@ def map_codes(
         comps[0] = new
         return csep.join(comps)
 
+    def general(msg: EditableMessage, seg: EditableSegment) -> None:
+        for rep in fast.general_reps(msg, seg, path):
+            _map_one(msg, seg, path, rep, table, escaped, unmapped)
+
     fast.each_field(
         msg,
         path,
         compute,
-        lambda m, seg: _map_one(m, seg, path, path.rep or 1, table, escaped, unmapped),
+        general,
         memo,
     )
 

@@ -31,8 +31,9 @@ MEMO_SIZE = 4096
 
 
 def fast(path: FieldPath) -> bool:
-    """The path names one place per segment, at most a component: the fast path applies."""
-    return path.rep != EVERY and not path.subcomponent
+    """The path names at most a component of each repetition: the fast path applies (to the
+    fields without repetitions, where every repetition and the first are the same place)."""
+    return not path.subcomponent
 
 
 def each_field(
@@ -46,14 +47,18 @@ def each_field(
     it (``fast(path)`` must hold)."""
     seps = msg.separators
     number, rsep = path.field, seps.repetition
-    single = (path.rep or 1) == 1
+    single = path.rep in (None, 1, EVERY)
     cache = None
     if memo is not None:
         cache = memo.get(msg.delimiters)
         if cache is None:
             cache = memo[msg.delimiters] = {}
-    for seg in msg.targets(path):
-        fields = seg.fields(seps)
+    segs = msg.named(path.segment)
+    if path.occurrence != EVERY:
+        segs = segs[path.occurrence - 1 : path.occurrence]
+    for seg in segs:
+        # The segment's split fields, read directly: this loop is the hot path.
+        fields = seg._fields if seg._fields is not None else seg.fields(seps)
         field = fields[number] if number < len(fields) else ""
         if not single or rsep in field or (number < 3 and seg.name in HEADERS):
             general(msg, seg)
@@ -70,6 +75,14 @@ def each_field(
             new = found
         if new != field:
             msg.put_field(seg, number, new)
+
+
+def general_reps(msg: EditableMessage, seg: EditableSegment, path: FieldPath) -> list[int]:
+    """The repetitions of one segment the general way edits: each for ``[*]``, else the one
+    named (the first when none is)."""
+    if path.rep != EVERY:
+        return [path.rep or 1]
+    return [rep or 1 for s, rep in msg.slots(path) if s is seg]
 
 
 def leaf_edit(path: FieldPath, change: Callable[[str], str]) -> FieldEdit:
