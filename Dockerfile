@@ -16,8 +16,9 @@ RUN pip install --no-cache-dir .
 
 COPY channels.yaml ./channels.yaml
 COPY config ./config
-RUN sed -i 's#sqlite:///var/aiguillage.db#sqlite:////data/aiguillage.db#; s#host: 127.0.0.1#host: 0.0.0.0#; s#path: var/inbox#path: /data/inbox#' channels.yaml \
-    && useradd --system --home /data aiguillage && mkdir -p /data && chown aiguillage /data
+RUN sed -i 's#sqlite:///var/aiguillage.db#sqlite:////data/aiguillage.db#; s#host: 127.0.0.1#host: 0.0.0.0#; s#path: var/inbox#path: /data/inbox#; s#key_file: var/keys/record.key#key_file: /data/keys/record.key#' channels.yaml \
+    && useradd --system --home /data aiguillage && mkdir -p /data/keys && chmod 700 /data/keys \
+    && chown aiguillage /data /data/keys
 USER aiguillage
 VOLUME /data
 EXPOSE 2575 8081

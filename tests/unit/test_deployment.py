@@ -28,6 +28,10 @@ def test_the_images_channels_file_is_valid_and_listens_on_every_interface() -> N
     assert config.engine.database_url == "sqlite:////data/aiguillage.db"
     paths = [str(c.source.path) for c in config.channels if c.source.type == "directory"]
     assert paths and all(p.startswith("/data/") for p in paths)
+    # The demo's record key lives on the volume too (made 0700 for the image's user).
+    assert config.engine.encryption is not None
+    assert str(config.engine.encryption.key_file) == "/data/keys/record.key"
+    assert "chmod 700 /data/keys" in dockerfile
 
 
 def test_compose_runs_an_intake_two_workers_rabbitmq_and_postgresql() -> None:
@@ -42,3 +46,4 @@ def test_compose_runs_an_intake_two_workers_rabbitmq_and_postgresql() -> None:
         assert env["AIGUILLAGE_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert AmqpConnection().url_env in env
         assert set(services[name]["depends_on"]) == {"postgres", "rabbitmq"}
+        assert "keys:/data/keys" in services[name]["volumes"]  # one key for all of them
