@@ -48,8 +48,9 @@ CHANNELS = """
 engine:
   database_url: "{url}"
   durability: normal
+  pipeline: {pipeline}
   identity: {{accept_test_ins: true}}
-  encryption: {{key_file: "{key_file}", create_key: {create}}}
+  encryption: {{key_file: "{key_file}", create_key: true}}
 channels:
   - name: hospital
     source: {{type: mllp, port: {port}}}
@@ -78,10 +79,10 @@ class KeyedEngine:
     """An engine whose channels file keeps its keys in ``key_file``; ``cli`` runs commands on
     the same file."""
 
-    def __init__(self, url: str, folder: Path, create: bool = True) -> None:
+    def __init__(self, url: str, folder: Path, pipeline: str = "thread") -> None:
         self.key_file = folder / "keys" / "record.key"
         self.config = folder / "channels.yaml"
-        self.values = {"url": url, "key_file": self.key_file, "create": str(create).lower()}
+        self.values = {"url": url, "key_file": self.key_file, "pipeline": pipeline}
         self.engine = InProcessEngine(CHANNELS, **self.values)
         text_ = CHANNELS.format(port=self.engine.port, **self.values)
         self.config.write_text(text_, encoding="utf-8")
@@ -251,6 +252,21 @@ def test_a_missing_key_file_with_encrypted_rows_stops_the_next_start_with_a_clea
     assert f"1 row(s) under {old.id}" in result.stderr and "Restore the key file" in result.stderr
     assert not [w for w in PATIENT_WORDS if w.decode() in result.stderr]
     assert "Traceback" not in result.stderr
+
+
+def test_a_pipeline_in_a_process_of_its_own_seals_with_the_same_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    keyed = KeyedEngine(f"sqlite:///{tmp_path / 'engine.db'}", tmp_path, pipeline="process")
+    try:
+        assert keyed.engine.send(adt("A01", PATIENT, "1"), mdm(TSH, "2")) == ["AA", "AA"]
+        [key] = read_key_file(keyed.key_file)
+        _sealed_without_plaintext(_stored(keyed.engine), key.id)
+        with keyed.engine.engine.db.connect() as conn:
+            assert record_queries.content(conn, _stored(keyed.engine)[0][0]) == TSH.read_bytes()
+    finally:
+        keyed.stop()
 
 
 def _run(config: Path) -> subprocess.CompletedProcess[str]:
