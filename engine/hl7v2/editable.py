@@ -119,6 +119,12 @@ class EditableMessage:
                     found.append(seg)
         return index.get(name, _NONE)
 
+    def names(self) -> list[str]:
+        """The names of the segments, each once."""
+        self.named("MSH")
+        assert self._by_name is not None
+        return list(self._by_name)
+
     def targets(self, path: FieldPath) -> list[EditableSegment]:
         """The segments a path names (its occurrence, or every one for ``*``)."""
         found = self.named(path.segment)

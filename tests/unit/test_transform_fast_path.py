@@ -4,14 +4,14 @@ The reference (tests/transform_reference/) is the editable message and the opera
 were before the fast path: random messages (repetitions, components, subcomponents, escapes,
 empty and missing fields, other delimiters) go through random operations, both ways; the
 output texts, or the errors, must be the same, also when a step's memos are warm from earlier
-messages. The compiled date formats are compared with strptime and strftime.
+messages. The compiled date formats are compared with strptime.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -19,10 +19,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from engine.channels.conditions import Condition
 from engine.errors import TransformError
+from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.reader import Message
-from engine.transforms.user.dates import date_reader, date_writer
+from engine.transforms.user.dates import date_reader
 from engine.transforms.user.steps import TransformStep
+from engine.transforms.user.when import compiled
 from tests.transform_reference import ops as reference
 
 #: Random steps are slow to draw: AIGUILLAGE_FUZZ_EXAMPLES runs more (tests/fuzz/README.md).
@@ -205,26 +208,6 @@ def test_compiled_date_formats_read_as_strptime(fmt: str, value: str) -> None:
         assert got.utcoffset() == want.utcoffset()
 
 
-WRITE_FORMATS = ("%Y%m%d%H%M%S%z", "%d/%m/%Y %H:%M", "%y%m%d.%f", "%Y-%m-%dT%H:%M:%S%z%%", "%a")
-
-
-@settings(max_examples=600, deadline=None)
-@given(
-    fmt=st.sampled_from(WRITE_FORMATS),
-    value=st.datetimes(),
-    offset=st.one_of(
-        st.none(),
-        st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)),
-    ),
-)
-def test_compiled_date_formats_write_as_strftime(
-    fmt: str, value: datetime, offset: timedelta | None
-) -> None:
-    if offset is not None:
-        value = value.replace(tzinfo=timezone(offset))
-    assert date_writer(fmt)(value) == value.strftime(fmt)
-
-
 @pytest.mark.parametrize("fmt", ["%b %d %Y", "%m%d", "%Y%Y", "%j%Y", "%Y%"])
 def test_formats_not_compiled_are_left_to_strptime(fmt: str) -> None:
     for value in ("Mar 06 2024", "0306", "20242024", "0662024", "2024%", "x"):
@@ -292,3 +275,25 @@ def test_every_path_shape_gives_the_reference_output(shape: int, table: str) -> 
         fast, slow = step.build(), reference.build(step)
         for _ in range(2):
             assert run(fast, msg) == run(slow, msg), path
+
+
+@pytest.mark.parametrize(
+    "msh9", ["ORU^R01^ORU_R01", "ORU", "", "ORU^R01~ADT^A01", "O\\S\\RU^R01", "ADT^A01", "^R01"]
+)
+@pytest.mark.parametrize(
+    "when",
+    [
+        {"message_types": ["ORU^R01"]},
+        {"message_types": ["ORU^*", "ADT^A08"]},
+        {"message_types": ["*"]},
+        {"message_types": ["O^RU^*"]},
+        {"message_types": ["ORU^"]},
+        {"sending_facilities": ["CHU-X"], "sending_applications": ["LAB"]},
+        {"message_types": ["ADT^*"], "fields": [{"field": "OBX[*]-3.1", "equals": "GB"}]},
+    ],
+)
+def test_compiled_when_tests_as_the_condition(msh9: str, when: dict[str, Any]) -> None:
+    text = f"MSH|^~\\&|LAB|CHU-X^1|DPI|X|2024||{msh9}|1|P|2.5\rOBX|1||GB^x\rOBX|2||GR"
+    condition = Condition.model_validate(when)
+    msg = EditableMessage(Message(text))
+    assert compiled(condition)(msg) == condition.test(msg)

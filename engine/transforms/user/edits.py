@@ -40,11 +40,22 @@ def edit_leaves(
     """Apply ``change`` to every non-empty value a path names (each component of a field);
     ``memo``: see :mod:`engine.transforms.user.fast` (``change`` must then be a function of
     the value alone)."""
-    if not path.subcomponent:  # fast.fast(path), inlined
-        fast.each_field(msg, path, fast.leaf_edit(path, change), _leaves(path, change), memo)
-        return
-    for seg, rep in msg.slots(path):
-        _edit_leaf(msg, seg, path, rep or 1, change)
+    leaf_editor(path, change, memo)(msg)
+
+
+def leaf_editor(
+    path: FieldPath, change: Callable[[str], str], memo: fast.Memo | None = None
+) -> Edit:
+    """:func:`edit_leaves` of a path, prepared once (the operations build it at load)."""
+    if fast.fast(path):
+        compute, general = fast.leaf_edit(path, change), _leaves(path, change)
+        return lambda msg: fast.each_field(msg, path, compute, general, memo)
+
+    def slow(msg: EditableMessage) -> None:
+        for seg, rep in msg.slots(path):
+            _edit_leaf(msg, seg, path, rep or 1, change)
+
+    return slow
 
 
 def _leaves(path: FieldPath, change: Callable[[str], str]) -> fast.General:
@@ -161,11 +172,27 @@ def map_codes(
 
     ``unmapped``: None keeps an unknown code, ``""`` dead-letters the message, another text
     replaces the code. ``memo``: see :mod:`engine.transforms.user.fast`."""
-    escaped = table.escaped(msg.delimiters, msg.escape)
+    code_mapper(path, table, unmapped, memo)(msg)
+
+
+def code_mapper(
+    path: FieldPath, table: CodeTable, unmapped: str | None, memo: fast.Memo | None = None
+) -> Edit:
+    """:func:`map_codes` of a path, prepared once (the operations build it at load)."""
+
+    def general(msg: EditableMessage, seg: EditableSegment) -> None:
+        escaped = table.escaped(msg.delimiters, msg.escape)
+        for rep in fast.general_reps(msg, seg, path):
+            _map_one(msg, seg, path, rep, table, escaped, unmapped)
+
     if not fast.fast(path):
-        for seg, rep in msg.slots(path):
-            _map_one(msg, seg, path, rep or 1, table, escaped, unmapped)
-        return
+
+        def slow(msg: EditableMessage) -> None:
+            escaped = table.escaped(msg.delimiters, msg.escape)
+            for seg, rep in msg.slots(path):
+                _map_one(msg, seg, path, rep or 1, table, escaped, unmapped)
+
+        return slow
     component = path.component
     at = component - 1 if component else 0
 
@@ -177,7 +204,7 @@ def map_codes(
         code = unescape(raw, seps) if seps.escape in raw else raw
         if not code:
             return field
-        target = escaped(code)
+        target = table.escaped(msg.delimiters, msg.escape)(code)
         if target is None:
             if unmapped is None:
                 return field
@@ -196,17 +223,7 @@ def map_codes(
         comps[0] = new
         return csep.join(comps)
 
-    def general(msg: EditableMessage, seg: EditableSegment) -> None:
-        for rep in fast.general_reps(msg, seg, path):
-            _map_one(msg, seg, path, rep, table, escaped, unmapped)
-
-    fast.each_field(
-        msg,
-        path,
-        compute,
-        general,
-        memo,
-    )
+    return lambda msg: fast.each_field(msg, path, compute, general, memo)
 
 
 def _map_one(
@@ -259,8 +276,7 @@ def _unmapped_reason(
 def delete_segments(msg: EditableMessage, name: str) -> None:
     if name.endswith("*"):
         prefix = name[:-1]
-        if any(s.name.startswith(prefix) for s in msg.segments):
-            msg.remove([s for s in msg.segments if s.name.startswith(prefix)])
+        msg.remove([s for n in msg.names() if n.startswith(prefix) for s in msg.named(n)])
     else:
         msg.remove(msg.named(name))
 

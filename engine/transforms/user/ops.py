@@ -19,7 +19,7 @@ from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.paths import EVERY, FieldPath, parse_field_path
 from engine.transforms.user import edits
 from engine.transforms.user.code_tables import load_table
-from engine.transforms.user.dates import date_reader, date_writer
+from engine.transforms.user.dates import date_reader
 from engine.transforms.user.fast import Memo
 from engine.transforms.user.when import compiled
 
@@ -238,7 +238,7 @@ class ReplaceOp(Op):
     def edit(self) -> edits.Edit:
         path, regex, repl = parse_field_path(self.field), re.compile(self.pattern), self.replacement
         memo = _memo(path)
-        return lambda m: edits.edit_leaves(m, path, lambda v: regex.sub(repl, v), memo)
+        return edits.leaf_editor(path, lambda v: regex.sub(repl, v), memo)
 
 
 class CaseOp(Op):
@@ -249,7 +249,7 @@ class CaseOp(Op):
     def edit(self) -> edits.Edit:
         path = parse_field_path(self.field)
         change, memo = (str.upper if self.to == "upper" else str.lower), _memo(path)
-        return lambda m: edits.edit_leaves(m, path, change, memo)
+        return edits.leaf_editor(path, change, memo)
 
 
 class TruncateOp(Op):
@@ -262,7 +262,7 @@ class TruncateOp(Op):
     def edit(self) -> edits.Edit:
         path, length = parse_field_path(self.field), self.length
         memo = _memo(path)
-        return lambda m: edits.edit_leaves(m, path, lambda v: v[:length], memo)
+        return edits.leaf_editor(path, lambda v: v[:length], memo)
 
 
 class DateOp(Op):
@@ -280,21 +280,21 @@ class DateOp(Op):
         path, readers, out, strict = (
             parse_field_path(self.field),
             tuple(date_reader(f) for f in self.formats),
-            date_writer(self.to),
+            self.to,
             self.invalid == "dead_letter",
         )
 
         def change(value: str) -> str:
             for read in readers:
                 try:
-                    return out(read(value))
+                    return read(value).strftime(out)
                 except ValueError:
                     continue
             if strict:  # the position only: a date may be a birth date
                 raise TransformError(f"{path}: a value matches none of the date formats")
             return value
 
-        return lambda m: edits.edit_leaves(m, path, change)
+        return edits.leaf_editor(path, change)
 
 
 class UnmappedDefault(BaseModel):
@@ -329,7 +329,7 @@ class MapOp(Op):
             else (None if policy == "keep" else "")
         )
         memo = _memo(path)
-        return lambda m: edits.map_codes(m, path, table, unmapped, memo)
+        return edits.code_mapper(path, table, unmapped, memo)
 
 
 AnyOp = Annotated[

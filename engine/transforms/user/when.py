@@ -12,12 +12,11 @@ from collections.abc import Callable
 
 from engine.channels.conditions import Condition
 from engine.hl7v2.editable import EditableMessage
+from engine.hl7v2.escape import unescape
 from engine.hl7v2.paths import parse_field_path
 
 Test = Callable[[EditableMessage], bool]
 
-_TYPE = parse_field_path("MSH-9.1")
-_TRIGGER = parse_field_path("MSH-9.2")
 _FACILITY = parse_field_path("MSH-4.1")
 _APPLICATION = parse_field_path("MSH-3.1")
 
@@ -30,8 +29,7 @@ def compiled(when: Condition) -> Test:
 
     def test(msg: EditableMessage) -> bool:
         if types is not None:
-            kind = msg.get(_TYPE)
-            type_trigger = f"{kind}^{msg.get(_TRIGGER)}"
+            type_trigger = _type_trigger(msg)
             # conditions.type_matches: the pattern "*", the type^trigger, or the type^*
             if not (
                 "*" in types
@@ -46,3 +44,19 @@ def compiled(when: Condition) -> Test:
         return all(f.test(msg) for f in fields)
 
     return test
+
+
+def _type_trigger(msg: EditableMessage) -> str:
+    """``MSH-9.1^MSH-9.2`` as ``msg.get`` reads them (unescaped, first repetition), with one
+    split of MSH-9."""
+    found = msg.named("MSH")
+    if not found:
+        return "^"
+    seps = msg.separators
+    fields = found[0].fields(seps)
+    raw = fields[9] if len(fields) > 9 else ""
+    if seps.repetition in raw:
+        raw = raw.split(seps.repetition, 1)[0]
+    comps = raw.split(seps.component, 2)
+    trigger = comps[1] if len(comps) > 1 else ""
+    return f"{unescape(comps[0], seps)}^{unescape(trigger, seps)}"
