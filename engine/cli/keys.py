@@ -121,7 +121,15 @@ def rotate(
         total = 0
         for progress in reencrypt(conn, ring, batch):
             total = progress.total
-    console.print(f"{total} row(s) re-encrypted under key {ring.newest.id}", highlight=False)
+        newest = ring.newest.id
+        left = sum(n for k, n in key_use(conn).items() if k != newest)
+    console.print(f"{total} row(s) re-encrypted under key {newest}", highlight=False)
+    if left:  # an engine still seals under an older key (keys from the environment, say)
+        err_console.print(
+            f"{left} row(s) are still under older keys: does every engine use key {newest}? "
+            "Run keys rotate --no-new-key again once they do"
+        )
+        raise typer.Exit(1)
 
 
 @app.command("remove")

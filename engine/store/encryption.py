@@ -88,12 +88,18 @@ class Progress:
     total: int  # so far, every table
 
 
+#: Passes over the tables at most: a pass finds the rows engines wrote under an older key
+#: during the one before; more would chase an engine that never took the new key.
+PASSES = 3
+
+
 def reencrypt(conn: Connection, ring: Keyring, batch: int = 100) -> Iterator[Progress]:
     """Seal every row not under ``ring``'s newest key again under it, ``batch`` rows per
-    committed transaction (``conn`` must not be in a transaction). Pass after pass until a
-    pass finds none: rows an engine wrote under the old key meanwhile are taken too."""
+    committed transaction (``conn`` must not be in a transaction). Pass after pass (at most
+    PASSES) until a pass finds none: rows an engine wrote under the old key meanwhile are
+    taken too."""
     total = 0
-    while True:
+    for _ in range(PASSES):
         before = total
         for table, aad in SEALED:
             for rows in _batches(conn, table, aad, ring, batch):
