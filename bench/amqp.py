@@ -45,6 +45,7 @@ from typing import Any
 import pika
 import yaml
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -140,6 +141,8 @@ def delivered(url: str) -> int:
         with db.connect() as conn:
             query = text("SELECT state, count(*) FROM journal_messages GROUP BY state")
             states = {str(state): int(n) for state, n in conn.execute(query)}
+    except ProgrammingError:  # the intake has not migrated the schema yet (a slow start)
+        return 0
     finally:
         db.dispose()
     failed = {s: n for s, n in states.items() if s in mi.FAILED_STATES}
@@ -148,11 +151,16 @@ def delivered(url: str) -> int:
     return int(states.get("delivered", 0))
 
 
-def wait_delivered(url: str, count: int, timeout: float = 600) -> float:
+def wait_delivered(
+    url: str, count: int, procs: list[subprocess.Popen[bytes]], timeout: float = 600
+) -> float:
     deadline = time.monotonic() + timeout
     while (done := delivered(url)) < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{done}/{count} delivered after {timeout} s")
+        exited = [p.args for p in procs if p.poll() is not None]
+        if exited:
+            raise RuntimeError(f"an engine process exited: {exited}")
         time.sleep(0.05)
     return time.perf_counter()
 
@@ -208,10 +216,10 @@ def engine_step(workers: int, messages: list[bytes]) -> dict[str, float]:
             time.sleep(2)
             patients = registrations(POOL_SIZE)
             publish_confirmed(source, patients)
-            wait_delivered(url, len(patients))
+            wait_delivered(url, len(patients), procs)
             before = [cpu_seconds(p.pid) for p in procs]
             first = publish_confirmed(source, messages)
-            done = wait_delivered(url, len(patients) + len(messages))
+            done = wait_delivered(url, len(patients) + len(messages), procs)
             used = [cpu_seconds(p.pid) - b for p, b in zip(procs, before, strict=True)]
             for p in procs:
                 p.send_signal(signal.SIGTERM)
