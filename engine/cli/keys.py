@@ -29,7 +29,7 @@ from engine.cli.output import print_table, utc_json
 from engine.security.key_settings import KEY_ENV
 from engine.security.keys import Keyring, new_key, read_key_file, write_key_file
 from engine.store import crypto
-from engine.store.encryption import key_use, reencrypt
+from engine.store.encryption import PAUSE_SECONDS, key_use, reencrypt
 
 app = typer.Typer(
     no_args_is_help=True, help="keys that encrypt document bytes at rest in the record store"
@@ -101,6 +101,10 @@ def rotate(
         float,
         typer.Option(min=0, help="seconds for running engines to take the new key first"),
     ] = 2.0,
+    pause: Annotated[
+        float,
+        typer.Option(min=0, help="seconds of rest after each batch, for the engine's writes"),
+    ] = PAUSE_SECONDS,
 ) -> None:
     """Re-encrypt every document under the newest key (after adding one), a batch of rows
     per short transaction, while the engine runs; rows in clear are encrypted too."""
@@ -119,7 +123,7 @@ def rotate(
             time.sleep(settle)  # engines look at their key file every second
             ring = Keyring(read_key_file(ring.path), ring.path)
         total = 0
-        for progress in reencrypt(conn, ring, batch):
+        for progress in reencrypt(conn, ring, batch, pause):
             total = progress.total
         newest = ring.newest.id
         left = sum(n for k, n in key_use(conn).items() if k != newest)

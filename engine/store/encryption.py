@@ -6,6 +6,7 @@ running engine is never held up for long.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,13 +92,20 @@ class Progress:
 #: Passes over the tables at most: a pass finds the rows engines wrote under an older key
 #: during the one before; more would chase an engine that never took the new key.
 PASSES = 3
+#: Rest between two batches. On SQLite a writer waiting for the lock polls it at most every
+#: 100 ms (its busy handler's longest sleep): without a rest the next batch takes the lock
+#: again first and intake waits for the whole rotation (as bench/retention.py measured for
+#: the retention purge, whose rest this is).
+PAUSE_SECONDS = 0.12
 
 
-def reencrypt(conn: Connection, ring: Keyring, batch: int = 100) -> Iterator[Progress]:
+def reencrypt(
+    conn: Connection, ring: Keyring, batch: int = 100, pause: float = PAUSE_SECONDS
+) -> Iterator[Progress]:
     """Seal every row not under ``ring``'s newest key again under it, ``batch`` rows per
     committed transaction (``conn`` must not be in a transaction). Pass after pass (at most
     PASSES) until a pass finds none: rows an engine wrote under the old key meanwhile are
-    taken too."""
+    taken too. ``pause``: seconds of rest after each batch, for the engine's writes."""
     total = 0
     for _ in range(PASSES):
         before = total
@@ -105,6 +113,7 @@ def reencrypt(conn: Connection, ring: Keyring, batch: int = 100) -> Iterator[Pro
             for rows in _batches(conn, table, aad, ring, batch):
                 total += rows
                 yield Progress(table.name, rows, total)
+                time.sleep(pause)
         if total == before:
             return
 
