@@ -84,5 +84,17 @@ def log_search(db: Engine, who: Principal, term: str, facility: str = "") -> int
         )
 
 
+def log_trace(
+    conn: Connection, who: Principal, term: str, facility: str, shown: Iterable[int]
+) -> None:
+    """``aiguillage trace``: a search when the term names patients, and a read of each message
+    whose fields (transformed beside raw) are printed."""
+    found = term_patients(conn, term, facility)
+    log_views(conn, who, found, SEARCH_MESSAGES, target="messages", reason="aiguillage trace")
+    for message_id in shown:
+        ins = message_patients(conn, message_id)
+        log_views(conn, who, ins, READ_MESSAGE, f"message:{message_id}", "aiguillage trace")
+
+
 def _ins_of(found: Iterable[stored.StoredPatient]) -> list[str]:
     return sorted({p.ins for p in found if p.ins})

@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from engine.adapters.amqp_check import broker_findings
+from engine.admin import record_views
 from engine.admin.patients import patient_keys
+from engine.admin.roles import os_principal
 from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.loader import ConfigError, load_channels
 from engine.channels.models import ChannelsFile
@@ -227,6 +229,9 @@ def trace(
         for r in rows:
             r["history"] = queries.history(conn, r["id"])
             r["transformed"] = transform.journaled_forms(conn, r["id"], payloads)
+        shown = [r["id"] for r in rows if r["transformed"]]  # fields printed: logged first
+        record_views.log_trace(conn, os_principal(), term, facility, shown)
+        conn.commit()
     if json:
         print_json(utc_json(rows))
         return

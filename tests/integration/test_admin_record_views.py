@@ -104,14 +104,16 @@ def test_an_identity_comparison_is_logged_in_the_record_of_the_patient_it_shows(
     assert line["actor"] == "operator:user:operator"
 
 
-def test_the_cli_views_of_a_payload_and_of_an_identity_review_are_logged_in_the_record(
+def test_the_cli_views_of_a_payload_a_review_and_a_trace_are_logged_in_the_record(
     world: RecordWorld,
 ) -> None:
-    """``dlq show`` prints a message's bytes and ``identity show`` the traits side by side:
-    each leaves a line naming the host login, as ``patient show`` does."""
+    """``dlq show`` prints a message's bytes, ``identity show`` the traits side by side and
+    ``trace INS`` a patient's messages: each leaves a line naming the host login, as
+    ``patient show`` does."""
     patient = world.admitted_with_documents()
     admission = message_id(world, "1")
     assert "PID|" in world.cli("dlq", "show", str(admission))
+    assert f"#{admission} " in world.cli("trace", INS)
     assert world.engine.send(oru(pid("", INS, dob="19790329"), "9")) == ["AA"]
     [(review_id,)] = world.engine.rows("SELECT id FROM store_identity_reviews")
     assert "19790329" in world.cli("identity", "show", str(review_id))
@@ -119,5 +121,6 @@ def test_the_cli_views_of_a_payload_and_of_an_identity_review_are_logged_in_the_
     assert sorted((e["action"], e["target"], e["reason"]) for e in lines) == [
         ("compare_identity", f"review:{review_id}", "aiguillage identity show"),
         ("read_message", f"message:{admission}", "aiguillage dlq show"),
+        ("search_messages", "messages", "aiguillage trace"),
     ]
     assert {e["actor"] for e in lines} == {f"operator:{getpass.getuser()}"}
