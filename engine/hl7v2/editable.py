@@ -265,10 +265,17 @@ class EditableMessage:
         """The message as it is now, for the reader: the segments left unchanged are the
         original's segment objects (read-only), not split and checked again."""
         seps = self.separators
+        join = seps.field.join
         out = []
         for seg in self.segments:
             source = seg.source
-            out.append(source if source is not None else Segment(seg.text(seps), seps))
+            if source is None:
+                fields = seg._fields
+                if seg.name in HEADERS or fields is None:
+                    source = Segment(seg.text(seps), seps)
+                else:
+                    source = Segment(join(fields), seps)
+            out.append(source)
         return Message.from_segments(out, seps)
 
 

@@ -73,8 +73,10 @@ def each_field(
                     cache.clear()
                 cache[field] = found
             new = found
-        if new != field:
-            msg.put_field(seg, number, new)
+        if new != field:  # then the field was not empty: it is in ``fields``
+            fields[number] = new
+            seg._text = seg.source = None  # seg.touched(), inlined
+            msg.changed = True
 
 
 def general_reps(msg: EditableMessage, seg: EditableSegment, path: FieldPath) -> list[int]:
