@@ -88,7 +88,9 @@ def list_(config: ConfigOption = CHANNELS, json: JsonOption = False) -> None:
 @app.command("rotate")
 def rotate(
     config: ConfigOption = CHANNELS,
-    batch: Annotated[int, typer.Option(min=1, help="rows per transaction")] = 100,
+    batch: Annotated[
+        int, typer.Option(min=1, help="rows per transaction (20 CDAs: ~0.1 s of the lock)")
+    ] = 20,
     add: Annotated[
         bool,
         typer.Option(

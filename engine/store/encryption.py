@@ -100,7 +100,7 @@ PAUSE_SECONDS = 0.12
 
 
 def reencrypt(
-    conn: Connection, ring: Keyring, batch: int = 100, pause: float = PAUSE_SECONDS
+    conn: Connection, ring: Keyring, batch: int = 20, pause: float = PAUSE_SECONDS
 ) -> Iterator[Progress]:
     """Seal every row not under ``ring``'s newest key again under it, ``batch`` rows per
     committed transaction (``conn`` must not be in a transaction). Pass after pass (at most
