@@ -22,8 +22,10 @@ from pydantic import ValidationError
 from engine.channels.conditions import Condition
 from engine.errors import TransformError
 from engine.hl7v2.editable import EditableMessage
+from engine.hl7v2.paths import parse_field_path
 from engine.hl7v2.reader import Message
 from engine.transforms.user.dates import date_reader
+from engine.transforms.user.ops import _memo
 from engine.transforms.user.steps import TransformStep
 from engine.transforms.user.when import compiled
 from tests.transform_reference import ops as reference
@@ -297,3 +299,21 @@ def test_compiled_when_tests_as_the_condition(msh9: str, when: dict[str, Any]) -
     condition = Condition.model_validate(when)
     msg = EditableMessage(Message(text))
     assert compiled(condition)(msg) == condition.test(msg)
+
+
+@pytest.mark.parametrize(
+    ("path", "cached"),
+    [
+        ("OBX[*]-3", True),
+        ("OBR-4", True),
+        ("MSH-5", True),
+        ("PID-5", False),
+        ("NK1-2", False),
+        ("OBX[*]-5", False),
+        ("NTE-3", False),
+        ("ZFD-1", False),
+    ],
+)
+def test_results_are_remembered_outside_patient_values_only(path: str, cached: bool) -> None:
+    """Patient segments and free text stay in no memo (a value may name the patient)."""
+    assert (_memo(parse_field_path(path)) is not None) == cached

@@ -5,10 +5,11 @@ Most paths name one place in a field without repetitions (``OBX[*]-3``, ``OBX[*]
 ``MSH-7``): the field's new text is then a function of its old text alone, computed without the
 position lists of :meth:`EditableMessage.slots`, and remembered (``memo``) for the next
 segment or message with the same text: a lab sends the same units and codes all day. The memo
-is bounded, and the operations do not keep one for patient segments (their values stay in no
-cache) nor for dates (their values are all different). Any other place (a repetition, a
-subcomponent, a field with repetitions) takes the general way, ``general``, which gives the
-same result (tests/unit/test_transform_fast_path.py compares them with a reference).
+is bounded, and the operations do not keep one for patient segments or free text (OBX-5, NTE:
+their values stay in no cache) nor for dates (their values are all different). Any other place
+(a repetition, a subcomponent, a field with repetitions) takes the general way, ``general``,
+which gives the same result (tests/unit/test_transform_fast_path.py compares them with a
+reference).
 """
 
 from __future__ import annotations

@@ -75,8 +75,11 @@ class Op(BaseModel):
 
 def _memo(path: FieldPath) -> Memo | None:
     """A memo of the operation's results (:mod:`engine.transforms.user.fast`), except on
-    patient segments: their values are kept in no cache."""
-    return None if path.segment in edits.PATIENT_SEGMENTS else {}
+    patient segments and free text (OBX-5 values, NTE comments): their values may name the
+    patient, and are kept in no cache."""
+    if path.segment in edits.PATIENT_SEGMENTS or path.segment == "NTE":
+        return None
+    return None if path.segment == "OBX" and path.field == 5 else {}
 
 
 def _single_source(src: str, dst: str) -> None:
