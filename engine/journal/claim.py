@@ -28,7 +28,12 @@ def _statements(channels: tuple[str, ...] | None) -> tuple[FastStatement, ...]:
     in_channels: ColumnElement[bool] = true()
     if channels is not None:
         # One bind per channel: an IN of a tuple is "expanding", rendered by SQLAlchemy only.
-        in_channels = _m.channel.in_([bindparam(f"ch{i}", c) for i, c in enumerate(channels)])
+        # ``channel || ''``, not ``channel``: given a usable channel, SQLite seeks
+        # ``(channel, id)`` and then walks every message of the channel from the first, the
+        # delivered ones too (346 ms a claim behind 20,000 delivered messages, measured);
+        # an expression leaves it the ``(state, id)`` seek.
+        channel = _m.channel.concat("")
+        in_channels = channel.in_([bindparam(f"ch{i}", c) for i, c in enumerate(channels)])
     now = bindparam("now", type_=_m.next_attempt_at.type)
     limit = bindparam("limit", type_=Integer())
     received = (
