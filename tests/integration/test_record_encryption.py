@@ -10,6 +10,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -260,7 +261,15 @@ def test_a_pipeline_in_a_process_of_its_own_seals_with_the_same_keyring(
     monkeypatch.delenv(KEY_ENV, raising=False)
     keyed = KeyedEngine(f"sqlite:///{tmp_path / 'engine.db'}", tmp_path, pipeline="process")
     try:
-        assert keyed.engine.send(adt("A01", PATIENT, "1"), mdm(TSH, "2")) == ["AA", "AA"]
+        # ACKed at commit; the pipeline's process may take long to start on a loaded machine.
+        sent = keyed.engine.send(adt("A01", PATIENT, "1"), mdm(TSH, "2"), wait=False)
+        assert sent == ["AA", "AA"]
+        for _ in range(600):
+            states = keyed.engine.rows("SELECT state FROM journal_messages")
+            if states == [("delivered",), ("delivered",)]:
+                break
+            time.sleep(0.1)
+        assert states == [("delivered",), ("delivered",)]
         [key] = read_key_file(keyed.key_file)
         _sealed_without_plaintext(_stored(keyed.engine), key.id)
         with keyed.engine.engine.db.connect() as conn:
