@@ -30,23 +30,47 @@ class EditableSegment:
     ``[1]`` the field separator, as the reader numbers them). The text stays until a field is
     written; ``source`` is the reader's segment it came from while it is unchanged."""
 
-    __slots__ = ("_fields", "_text", "name", "source")
+    __slots__ = ("_fields", "_tail", "_text", "name", "source")
 
     def __init__(self, text: str, source: Segment | None = None) -> None:
         self.name = text[:3]
         self._text: str | None = text
         self._fields: list[str] | None = None
+        #: The last of ``_fields`` is the rest of the segment, not split yet.
+        self._tail = False
         self.source = source
 
     def fields(self, seps: Separators) -> list[str]:
         """The fields, split once (reading them leaves the segment unchanged)."""
-        if self._fields is None:
+        parts = self._fields
+        if parts is None:
             assert self._text is not None
             parts = self._text.split(seps.field)
             if self.name in HEADERS:
                 parts.insert(1, seps.field)
             self._fields = parts
-        return self._fields
+        elif self._tail:
+            parts.extend(parts.pop().split(seps.field))
+            self._tail = False
+        return parts
+
+    def fields_upto(self, seps: Separators, number: int) -> list[str]:
+        """The fields split as far as field ``number`` at least: the last item may be the rest
+        of the segment, unsplit (joined with the field separator, the items still give the
+        segment's text). Write in place only the items up to ``number``."""
+        parts = self._fields
+        if parts is None and number > 2:
+            assert self._text is not None
+            header = self.name in HEADERS
+            parts = self._text.split(seps.field, number if header else number + 1)
+            self._tail = seps.field in parts[-1]
+            if header:
+                parts.insert(1, seps.field)
+            self._fields = parts
+            return parts
+        if parts is None or (self._tail and number >= len(parts) - 1):
+            return self.fields(seps)
+        return parts
 
     def touched(self) -> None:
         """A field was written: the text is made again from the fields."""
@@ -151,7 +175,7 @@ class EditableMessage:
     def read(self, seg: EditableSegment, path: FieldPath, rep: int | None) -> str:
         """The raw (escaped) text at a position: the whole field when ``rep`` is None and the
         path names no component."""
-        fields = seg._fields if seg._fields is not None else seg.fields(self.separators)
+        fields = seg.fields(self.separators)
         number = path.field
         raw = fields[number] if number < len(fields) else ""
         if (rep is None and not path.component) or (number < 3 and seg.name in HEADERS):
@@ -175,7 +199,7 @@ class EditableMessage:
         """Put raw text at a position, adding the fields, repetitions and components it needs."""
         if _fixed(seg, path.field):
             raise ValueError(f"{seg.name}-{path.field} holds the delimiters: it cannot be edited")
-        fields = seg._fields if seg._fields is not None else seg.fields(self.separators)
+        fields = seg.fields(self.separators)
         number = path.field
         if len(fields) <= number:
             if not raw:
@@ -191,8 +215,7 @@ class EditableMessage:
     def put_field(self, seg: EditableSegment, number: int, raw: str) -> None:
         """Replace field ``number`` (not MSH-1 or MSH-2) of a segment whose fields are split,
         with every repetition: ``write`` for a whole field, without the position checks."""
-        fields = seg._fields
-        assert fields is not None
+        fields = seg.fields(self.separators)
         if number >= len(fields):
             if not raw:
                 return

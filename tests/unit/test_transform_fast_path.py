@@ -317,3 +317,19 @@ def test_compiled_when_tests_as_the_condition(msh9: str, when: dict[str, Any]) -
 def test_results_are_remembered_outside_patient_values_only(path: str, cached: bool) -> None:
     """Patient segments and free text stay in no memo (a value may name the patient)."""
     assert (_memo(parse_field_path(path)) is not None) == cached
+
+
+@pytest.mark.parametrize("name", ["MSH", "OBX"])
+@pytest.mark.parametrize("number", [3, 4, 6, 9, 12, 20])
+def test_a_segment_split_in_part_gives_its_fields_and_its_text(name: str, number: int) -> None:
+    text = GRID_MESSAGE.split("\r")[0 if name == "MSH" else 2]
+    msg = EditableMessage(Message(GRID_MESSAGE))
+    seg = msg.named(name)[0]
+    seps = msg.separators
+    part = list(seg.fields_upto(seps, number))
+    whole = EditableMessage(Message(GRID_MESSAGE)).named(name)[0].fields(seps)
+    assert part[: number + 1] == whole[: number + 1]
+    if number + 2 < len(whole):
+        assert len(part) < len(whole)  # the rest is left unsplit
+    assert seps.field.join(part[:1] + part[2:] if name == "MSH" else part) == text
+    assert seg.fields(seps) == whole

@@ -58,8 +58,8 @@ def each_field(
     if path.occurrence != EVERY:
         segs = segs[path.occurrence - 1 : path.occurrence]
     for seg in segs:
-        # The segment's split fields, read directly: this loop is the hot path.
-        fields = seg._fields if seg._fields is not None else seg.fields(seps)
+        # Split as far as the field only (this loop is the hot path).
+        fields = seg.fields_upto(seps, number)
         field = fields[number] if number < len(fields) else ""
         if not single or rsep in field or (number < 3 and seg.name in HEADERS):
             general(msg, seg)
@@ -76,7 +76,7 @@ def each_field(
             new = found
         if new != field:  # then the field was not empty: it is in ``fields``
             fields[number] = new
-            seg._text = seg.source = None  # seg.touched(), inlined
+            seg.touched()
             msg.changed = True
 
 

@@ -53,7 +53,7 @@ def _type_trigger(msg: EditableMessage) -> str:
     if not found:
         return "^"
     seps = msg.separators
-    fields = found[0].fields(seps)
+    fields = found[0].fields_upto(seps, 9)
     raw = fields[9] if len(fields) > 9 else ""
     if seps.repetition in raw:
         raw = raw.split(seps.repetition, 1)[0]
