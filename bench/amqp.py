@@ -165,6 +165,21 @@ def wait_delivered(
     return time.perf_counter()
 
 
+def wait_consumer(queue: str, procs: list[subprocess.Popen[bytes]], timeout: float = 180) -> None:
+    """Until the intake consumes ``queue`` (it declares it: an engine starts in 20-40 s on a
+    loaded machine, and a message published to a queue not declared yet is dropped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("an engine process exited at start")
+        conn, ch = channel()
+        with conn, contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+            if ch.queue_declare(queue, passive=True).method.consumer_count > 0:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"no consumer on {queue} after {timeout} s")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -213,7 +228,8 @@ def engine_step(workers: int, messages: list[bytes]) -> dict[str, float]:
                         )
                     )
                 time.sleep(0.5)  # let the first one migrate the schema
-            time.sleep(2)
+            wait_consumer(source, procs)  # published before the intake declares it: dropped
+            wait_consumer(work, procs)
             patients = registrations(POOL_SIZE)
             publish_confirmed(source, patients)
             wait_delivered(url, len(patients), procs)
