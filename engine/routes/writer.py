@@ -4,7 +4,9 @@ SQLite allows one writer at a time, and a second writer waits in SQLite's busy h
 of 1 ms and more) while it holds the event loop. So one thread does every write, in this order:
 first the intake batches waiting for their commit (the senders wait for their ACK), all in one
 transaction; then one short slice of pipeline work; then again. An ACK therefore waits at most
-one pipeline slice, and under load many intake batches share each commit.
+one pipeline slice, and under load many intake batches share each commit. Intake goes first:
+while senders keep sending (a batch comes within ``INTAKE_GRACE`` of the last commit) intake
+commits follow one another and the pipeline waits, ``PIPELINE_MAX_DEFER`` at most.
 
 A batch carries a deadline (its senders were answered "not stored" then, see
 :class:`~engine.routes.committer.GroupCommitter`): one taken after its deadline is not
@@ -53,6 +55,10 @@ Job = tuple[Sequence[NewMessage], Done, float | None]
 PIPELINE_REST = 1.0
 #: Seconds the writer waits for work when idle: retries fall due by time alone.
 IDLE_POLL = 0.5
+#: Seconds the writer waits for more intake after an intake commit before a pipeline slice,
+#: and the longest it lets intake keep the lock from the pipeline (see ``_defer_pipeline``).
+INTAKE_GRACE = 0.002
+PIPELINE_MAX_DEFER = 0.04
 #: PostgreSQL's limit on each statement of the writer's connection (ms): a commit waiting for a
 #: lock gives up (the senders heard AE at their deadline long before).
 WRITER_STATEMENT_TIMEOUT_MS = 30_000
@@ -140,9 +146,13 @@ class Writer:
             self.worker.close()
 
     def _run(self) -> None:
+        deferred_since: float | None = None  # intake has had the lock since then
         while not self._stopping.is_set() or not self._jobs.empty():
             asked = self._asked  # an idle round answers the stop requests made before it
-            self._commit_intake()
+            if self._commit_intake() and self._defer_pipeline(deferred_since):
+                deferred_since = deferred_since or time.monotonic()
+                continue
+            deferred_since = None
             done = self._pipeline_slice()
             if done == 0 and self._jobs.empty():
                 with self._drain:
@@ -151,6 +161,22 @@ class Writer:
                 rest = self._pipeline_rests_until - time.monotonic()
                 self._wake.wait(max(IDLE_POLL, rest))
                 self._wake.clear()
+
+    def _defer_pipeline(self, since: float | None) -> bool:
+        """Intake first: after an intake commit, wait up to ``INTAKE_GRACE`` for the next batch
+        (a sender that got its ACK sends its next message within a millisecond or two) rather
+        than start a pipeline slice it would wait behind; but never defer the pipeline longer
+        than ``PIPELINE_MAX_DEFER`` (then one slice runs, cut short as soon as intake waits).
+        True when an intake batch is waiting and the pipeline may wait."""
+        if self.worker is None or self._stopping.is_set():
+            return False
+        if since is not None and time.monotonic() - since >= PIPELINE_MAX_DEFER:
+            return False
+        if self._jobs.empty():
+            self._wake.clear()
+            if self._jobs.empty():  # ``submit`` queues, then sets the event: none is missed
+                self._wake.wait(INTAKE_GRACE)
+        return not self._jobs.empty()
 
     def _pipeline_slice(self) -> int:
         if self.worker is None or time.monotonic() < self._pipeline_rests_until:
@@ -171,10 +197,11 @@ class Writer:
     def _intake_waiting(self) -> bool:
         return not self._jobs.empty()
 
-    def _commit_intake(self) -> None:
+    def _commit_intake(self) -> bool:
+        """Commit the waiting intake batches; whether there were any to commit."""
         jobs = self._live_jobs(self._take_jobs())
         if not jobs:
-            return
+            return False
         rows = [row for batch, _, _ in jobs for row in batch]
         deadlines = [job[2] for job in jobs]
         last = None if None in deadlines else max(d for d in deadlines if d is not None)
@@ -195,6 +222,7 @@ class Writer:
                 self.committed(rows, results)
         except Exception as exc:
             log.error("pipeline_notify_failed", **error_fields(exc))
+        return True
 
     def _append(self, rows: list[NewMessage], deadline: float | None) -> list[Result]:
         """The journal's answers; a failure on a dead connection is tried again once on a fresh

@@ -184,3 +184,70 @@ def test_an_oversized_dead_letter_is_not_replayed_and_a_replayed_refusal_is_refu
         "unsupported_message_type",
     )
     assert kept["state"] == State.DEAD_LETTERED
+
+
+class CountingWorker(Worker):
+    """Records, in one shared list with the intake answers, when a pipeline slice ran."""
+
+    def __init__(self, db: Engine, journal: Journal, events: list[str]) -> None:
+        super().__init__(db, journal, {})
+        self.events = events
+
+    def run_once(self, interrupt=None):  # type: ignore[no-untyped-def]
+        self.events.append("slice")
+        return 0
+
+
+def test_a_sender_answering_at_once_is_committed_before_any_pipeline_slice(db: Engine) -> None:
+    """Intake first: a batch queued right after an intake commit (here from the answer
+    itself, as a sender that sends its next message on the ACK) is committed next, with no
+    pipeline slice in between; once intake stops, the pipeline runs."""
+    events: list[str] = []
+    journal = Journal(db)
+    writer = Writer(db, journal, CountingWorker(db, journal, events))
+    intake = Intake.for_channel(CHANNEL)
+    rows = [intake.prepare(oru(i), "t").row for i in range(6)]
+    finished = threading.Event()
+
+    def done(results: list[Result]) -> None:
+        events.append("commit")
+        if len(results) == 1 and events.count("commit") < len(rows):
+            writer.submit([rows[events.count("commit")]], done)
+        else:
+            finished.set()
+
+    writer.submit([rows[0]], done)
+    writer.start()
+    assert finished.wait(10)
+    writer.stop()
+    first_slice = events.index("slice")
+    assert events[:first_slice] == ["commit"] * len(rows)
+    assert len(states(db)) == len(rows)
+
+
+def test_intake_without_pause_still_leaves_the_pipeline_its_turns(db: Engine) -> None:
+    """No starvation: intake batches that never stop coming still let a pipeline slice run
+    at least every PIPELINE_MAX_DEFER."""
+    from engine.routes.writer import PIPELINE_MAX_DEFER
+
+    events: list[str] = []
+    journal = Journal(db)
+    writer = Writer(db, journal, CountingWorker(db, journal, events))
+    intake = Intake.for_channel(CHANNEL)
+    stop = threading.Event()
+    commits = threading.Semaphore(0)
+
+    def done(results: list[Result]) -> None:
+        events.append("commit")
+        commits.release()
+
+    writer.start()
+    n = 0
+    while events.count("slice") < 4 and n < 2000:  # ~one batch queued at any time
+        writer.submit([intake.prepare(oru(n), "t").row], done)
+        n += 1
+        assert commits.acquire(timeout=10)
+    stop.set()
+    writer.stop()
+    slices_after_first_commit = events[events.index("commit") :].count("slice")
+    assert slices_after_first_commit >= 3, (n, PIPELINE_MAX_DEFER)
