@@ -215,7 +215,7 @@ class EditableMessage:
     def put_field(self, seg: EditableSegment, number: int, raw: str) -> None:
         """Replace field ``number`` (not MSH-1 or MSH-2) of a segment whose fields are split,
         with every repetition: ``write`` for a whole field, without the position checks."""
-        fields = seg.fields(self.separators)
+        fields = seg.fields_upto(self.separators, number)
         if number >= len(fields):
             if not raw:
                 return

@@ -86,7 +86,7 @@ def set_literal(msg: EditableMessage, path: FieldPath, value: str, only_empty: b
     if path.rep is None and not path.component and number > 2:  # a whole field: in place
         seps = msg.separators
         for seg in msg.targets(path):
-            fields = seg.fields(seps)
+            fields = seg.fields_upto(seps, number)
             if only_empty and number < len(fields) and fields[number]:
                 continue
             msg.put_field(seg, number, raw)
@@ -135,10 +135,10 @@ def _copy_field(
     if not found:
         return
     seps, source = msg.separators, found[0]
-    fields = source.fields(seps)
+    fields = source.fields_upto(seps, src.field)
     raw = fields[src.field] if src.field < len(fields) else ""
     for seg in msg.targets(dst):
-        there = seg.fields(seps)
+        there = seg.fields_upto(seps, dst.field)
         if only_empty and dst.field < len(there) and there[dst.field]:
             continue
         msg.put_field(seg, dst.field, raw)
