@@ -708,9 +708,11 @@ def median_or_none(values: list[float | None]) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--messages", type=int, default=20_000, help="per engine step")
     parser.add_argument(
-        "--reference-messages", type=int, default=3_000, help="per reference step (it is slow)"
+        "--messages", type=int, default=5_000, help="per engine and floor step (long: 20000)"
+    )
+    parser.add_argument(
+        "--reference-messages", type=int, default=1_500, help="per python-hl7 step (it is slow)"
     )
     parser.add_argument("--window", type=int, default=8, help="in flight per pipelined conn")
     parser.add_argument("--long", action="store_true", help="add the 100,000-message RSS run")
