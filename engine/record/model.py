@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -59,6 +60,9 @@ class RecordFacts:
     authorised: frozenset[str] = frozenset()  # RPPS the patient authorised
     blocked: frozenset[str] = frozenset()  # RPPS the patient blocked
     emergency: dict[str, datetime] = field(default_factory=dict)  # RPPS -> access ends at
+    #: The last professional who opened the record (at, actor, emergency), which the DMP shows:
+    #: read with the facts, in the same round trip.
+    last_professional_access: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,7 @@ class DocumentFacts:
     masked_ps: bool  # MASQUE_PS
     invisible_patient: bool  # INVISIBLE_PATIENT
     invisible_legal_reps: bool  # INVISIBLE_REP_LEGAUX
-    stored_at: datetime
+    stored_at: datetime | None  # None in a list, where INVISIBLE_PATIENT is not set
     patient_masked: bool = False  # the patient masked it from professionals
     revealed_at: datetime | None = None  # the author lifted INVISIBLE_PATIENT
     personal: bool = False  # the patient's own document

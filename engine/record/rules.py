@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime
+from functools import lru_cache
 
 from engine.record.model import Actor, Decision, DocumentFacts, RecordFacts, Role, State
 
@@ -20,6 +21,7 @@ EMERGENCY_OPPOSED = "emergency_opposed"
 RECORD_CLOSED = "record_closed"
 
 
+@lru_cache(maxsize=4096)
 def rpps_of(value: str) -> str:
     """The RPPS in an identifier as stored (``root^extension``) or given: the national
     professional id ``8`` + RPPS (as CDA authors and CPS certificates carry it) gives the RPPS."""
@@ -91,7 +93,11 @@ def visible(actor: Actor, facts: RecordFacts, doc: DocumentFacts, now: datetime)
             return False
         # A document the patient masked stays visible to the médecin traitant.
         return not doc.patient_masked or rpps_of(actor.ident) == facts.medecin_traitant
-    if doc.invisible_patient and doc.revealed_at is None and now < one_month_after(doc.stored_at):
+    if (
+        doc.invisible_patient
+        and doc.revealed_at is None
+        and (doc.stored_at is None or now < one_month_after(doc.stored_at))
+    ):
         return False  # until the announcement consultation, at most one month (R1111-53)
     return not (actor.role is Role.REPRESENTATIVE and doc.invisible_legal_reps)
 

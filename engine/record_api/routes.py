@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from engine.record.model import Actor
-from engine.record_api.auth import require_actor
+from engine.record_api.auth import authenticated, require_actor
 from engine.store import access_log, record_access, record_changes
 from engine.store.record_access import Refused
 from engine.store.record_export import export_zip
@@ -38,6 +38,15 @@ def _conn(request: Request) -> Iterator[Connection]:
         conn.commit()
 
 
+@contextmanager
+def _reading(request: Request) -> Iterator[tuple[Connection, Actor]]:
+    """A read's transaction, its actor authenticated in it: the token lookup, the reads and
+    the access-log line share one connection and one commit (the writes authenticate in a
+    dependency, before their body is read)."""
+    with _conn(request) as conn:
+        yield conn, authenticated(request, conn)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -56,25 +65,23 @@ def _default(value: Any) -> Any:
 
 
 @router.get("", response_model=None)
-def get_record(ins: str, actor: ActorDep, request: Request) -> Response:
+def get_record(ins: str, request: Request) -> Response:
     """The record in its spaces (medical by category, reimbursements of the last 24 months,
     prevention, personal), newest first."""
-    with _conn(request) as conn:
+    with _reading(request) as (conn, actor):
         return as_json(record_access.record_view(conn, actor, ins, _now()))
 
 
 @router.get("/documents", response_model=None)
-def list_documents(
-    ins: str, actor: ActorDep, request: Request, category: str = "", since: str = ""
-) -> Response:
-    with _conn(request) as conn:
+def list_documents(ins: str, request: Request, category: str = "", since: str = "") -> Response:
+    with _reading(request) as (conn, actor):
         return as_json(record_access.document_list(conn, actor, ins, _now(), category, since))
 
 
 @router.get("/documents/{document_id}", response_model=None)
-def get_document(ins: str, document_id: str, actor: ActorDep, request: Request) -> Response:
+def get_document(ins: str, document_id: str, request: Request) -> Response:
     """Metadata and SHA-256; the CDA itself with ``Accept: application/xml``."""
-    with _conn(request) as conn:
+    with _reading(request) as (conn, actor):
         doc, content = record_access.document_view(conn, actor, ins, document_id, _now())
     if "xml" in request.headers.get("accept", ""):
         return Response(content, media_type="application/xml", headers={"X-SHA256": doc["sha256"]})
@@ -107,8 +114,8 @@ def reveal(ins: str, document_id: str, actor: ActorDep, request: Request) -> Non
 
 
 @router.get("/results", response_model=None)
-def results(ins: str, actor: ActorDep, request: Request, code: str = "") -> Response:
-    with _conn(request) as conn:
+def results(ins: str, request: Request, code: str = "") -> Response:
+    with _reading(request) as (conn, actor):
         return as_json(record_access.results_view(conn, actor, ins, _now(), code))
 
 
@@ -145,8 +152,8 @@ def settings(ins: str, choices: Choices, actor: ActorDep, request: Request) -> N
 
 
 @router.get("/authorizations", response_model=None)
-def authorizations(ins: str, actor: ActorDep, request: Request) -> Response:
-    with _conn(request) as conn:
+def authorizations(ins: str, request: Request) -> Response:
+    with _reading(request) as (conn, actor):
         return as_json(record_changes.permissions_of(conn, actor, ins, _now()))
 
 
@@ -217,9 +224,9 @@ def rectification(
 
 
 @router.get("/access-log", response_model=None)
-def get_access_log(ins: str, actor: ActorDep, request: Request) -> Response:
+def get_access_log(ins: str, request: Request) -> Response:
     """Who read or wrote the record, newest first, emergencies flagged: the patient's."""
-    with _conn(request) as conn:
+    with _reading(request) as (conn, actor):
         opened = record_changes.managed(conn, actor, ins, _now())
         entries = access_log.entries(conn, opened.facts.patient_id)
         opened.log(conn, "read_access_log")
@@ -227,9 +234,9 @@ def get_access_log(ins: str, actor: ActorDep, request: Request) -> Response:
 
 
 @router.get("/export")
-def export(ins: str, actor: ActorDep, request: Request) -> Response:
+def export(ins: str, request: Request) -> Response:
     """The right of access: the whole record as JSON plus the CDA documents, in a ZIP."""
-    with _conn(request) as conn:
+    with _reading(request) as (conn, actor):
         data = export_zip(conn, actor, ins, _now())
     return Response(
         data,

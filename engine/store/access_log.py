@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 from engine.db import metadata
+from engine.fastsql import insert_into
 from engine.record.model import Actor
 from engine.store.documents import documents
 from engine.store.models import Id, UtcDateTime, text_column
@@ -67,7 +68,9 @@ for _dialect, _statements in (
         _ddl = DDL(_sql)  # type: ignore[no-untyped-call]
         event.listen(access_log, "after_create", _ddl.execute_if(dialect=_dialect))
 
-_INSERT = access_log.insert()
+#: Compiled once, run on the DBAPI cursor: one statement in the reader's transaction, without
+#: SQLAlchemy's per-execution work (every read of a record writes one).
+_INSERT = insert_into(access_log)
 
 
 def append(
@@ -80,8 +83,8 @@ def append(
     emergency: bool = False,
     reason: str = "",
 ) -> None:
-    conn.execute(
-        _INSERT,
+    _INSERT.execute(
+        conn,
         {
             "patient_id": patient_id,
             "at": now,

@@ -8,14 +8,14 @@ caller, so the API does not reveal who has a record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from engine.record import rules, sections
-from engine.record.model import Actor, Decision, RecordFacts, Role
+from engine.record.model import Actor, Decision, DocumentFacts, RecordFacts, Role
 from engine.store import access_log, record_queries
 from engine.store.models import patients
 
@@ -38,6 +38,9 @@ class Opened:
     facts: RecordFacts
     decision: Decision
     now: datetime
+    #: The patient's names, birth date and sex, as the INS lookup found them (empty when the
+    #: Opened was made without it: ``record_data`` then reads them).
+    identity: dict[str, Any] = field(default_factory=dict)
 
     def log(self, conn: Connection, action: str, target: str = "", reason: str = "") -> None:
         access_log.append(
@@ -55,16 +58,26 @@ class Opened:
 def open_for(conn: Connection, actor: Actor, ins: str, now: datetime) -> Opened:
     """The record of ``ins`` opened for ``actor``; raises Refused. A refused professional is
     logged too (the patient sees who tried)."""
-    pid = record_queries.patient_id(conn, ins)
-    if pid is None or (actor.patient_side and actor.ident != ins):
+    found = record_queries.patient(conn, ins)
+    if found is None or (actor.patient_side and actor.ident != ins):
         raise Refused(rules.NOT_FOUND)
+    pid = found.id
     facts = record_queries.facts(conn, pid, ins, now)
     decision = rules.decide(actor, facts, now)
     if not decision.allowed:
         if decision.reason != rules.NOT_FOUND:
             access_log.append(conn, pid, actor, "refused", now, reason=decision.reason)
         raise Refused(decision.reason)
-    return Opened(actor, facts, decision, now)
+    t = found.traits
+    identity = {
+        "birth_name": t.birth_name,
+        "used_name": t.used_name,
+        "first_given_name": t.first_given_name,
+        "given_names": t.given_names,
+        "birth_date": t.birth_date,
+        "sex": t.sex,
+    }
+    return Opened(actor, facts, decision, now, identity)
 
 
 def visible_documents(
@@ -76,12 +89,22 @@ def visible_documents(
 ) -> list[dict[str, Any]]:
     """The documents ``opened.actor`` sees, newest first, as the API shows them: in a list,
     what a reader scans (``full`` adds the author's id, level, status and filing time)."""
-    rows = record_queries.document_rows(conn, opened.facts.patient_id, current_only, document_id)
+    rows = _visible_rows(conn, opened, current_only, document_id, lean=not full)
+    return [_document(opened, row, doc, full) for row, doc in rows]
+
+
+def _visible_rows(
+    conn: Connection, opened: Opened, current_only: bool, document_id: str, lean: bool
+) -> list[tuple[dict[str, Any], DocumentFacts]]:
+    rows = record_queries.document_rows(
+        conn, opened.facts.patient_id, current_only, document_id, lean=lean
+    )
+    actor, facts, now = opened.actor, opened.facts, opened.now
     shown = []
     for row in rows:
         doc = record_queries.document_facts(row)
-        if rules.visible(opened.actor, opened.facts, doc, opened.now):
-            shown.append(_document(opened, row, full))
+        if rules.visible(actor, facts, doc, now):
+            shown.append((row, doc))
     return shown
 
 
@@ -89,7 +112,9 @@ def visible_documents(
 _FULL = ("status", "authored_at", "author_id", "level", "stored_at")
 
 
-def _document(opened: Opened, row: dict[str, Any], full: bool) -> dict[str, Any]:
+def _document(
+    opened: Opened, row: dict[str, Any], doc: DocumentFacts, full: bool
+) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "row": row["id"],
         "id": row["document_id"],
@@ -113,13 +138,11 @@ def _document(opened: Opened, row: dict[str, Any], full: bool) -> dict[str, Any]
             shown["flags"].append(flag)
     if opened.actor.role in (Role.OPERATOR, Role.PROFESSIONAL):
         for name in ("masked_ps", "invisible_patient", "invisible_legal_reps"):
-            if row[name] and (opened.actor.role is Role.OPERATOR or _author(opened, row)):
+            if row[name] and (
+                opened.actor.role is Role.OPERATOR or rules.is_author(opened.actor, doc)
+            ):
                 shown["flags"].append(name)
     return shown
-
-
-def _author(opened: Opened, row: dict[str, Any]) -> bool:
-    return rules.is_author(opened.actor, record_queries.document_facts(row))
 
 
 def record_view(conn: Connection, actor: Actor, ins: str, now: datetime) -> dict[str, Any]:
@@ -135,20 +158,17 @@ def record_data(conn: Connection, opened: Opened) -> dict[str, Any]:
     pid = opened.facts.patient_id
     docs = visible_documents(conn, opened)
     seen = {d["row"] for d in docs}
-    reimbursed = [
-        r for r in record_queries.extracted(conn, pid, "reimbursement") if r["document_row"] in seen
-    ]
-    vaccinations = [
-        r for r in record_queries.extracted(conn, pid, "vaccination") if r["document_row"] in seen
-    ]
+    extracts = record_queries.extracts(conn, pid, ("reimbursement", "vaccination"))
+    reimbursed = [r for r in extracts["reimbursement"] if r["document_row"] in seen]
+    vaccinations = [r for r in extracts["vaccination"] if r["document_row"] in seen]
     personal = record_queries.personal(conn, pid)
     return {
         "ins": opened.facts.ins,
         "state": opened.facts.state.value,
-        "patient": _identity(conn, pid),
+        "patient": opened.identity or _identity(conn, pid),
         "access": {"basis": opened.decision.basis, "emergency": opened.decision.emergency},
         "sections": sections.arrange(docs, reimbursed, vaccinations, personal, opened.now),
-        "last_professional_access": access_log.last_professional(conn, pid),
+        "last_professional_access": opened.facts.last_professional_access,
     }
 
 
@@ -184,7 +204,7 @@ def results_view(
 ) -> list[dict[str, Any]]:
     """Lab results across documents, a series per analyte (points oldest first)."""
     opened = open_for(conn, actor, ins, now)
-    seen = {d["row"] for d in visible_documents(conn, opened)}
+    seen = {row["id"] for row, _ in _visible_rows(conn, opened, True, "", lean=True)}
     series: dict[str, dict[str, Any]] = {}
     for r in record_queries.results(conn, opened.facts.patient_id, code):
         if r["document_row"] is not None and r["document_row"] not in seen:
