@@ -170,6 +170,24 @@ def drain(worker: Worker, count: int, clock: CpuClock | None = None) -> tuple[fl
     return wall, cpu1 - cpu0, server1 - server0
 
 
+def vacuum(db: Engine) -> float:
+    """VACUUM (ANALYZE) of the journal (untimed): what autovacuum does on a server where it is
+    on (this machine's PostgreSQL runs with autovacuum = off)."""
+    started = time.perf_counter()
+    with db.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM (ANALYZE) journal_messages"
+        )
+    return round(time.perf_counter() - started, 2)
+
+
+def autovacuum(db: Engine) -> str:
+    if db.dialect.name != "postgresql":
+        return "n/a"
+    with db.connect() as conn:
+        return str(conn.exec_driver_sql("SHOW autovacuum").scalar_one())
+
+
 def states(db: Engine) -> dict[str, int]:
     with db.connect() as conn:
         rows = conn.execute(text("SELECT state, count(*) FROM journal_messages GROUP BY state"))
@@ -250,6 +268,9 @@ def one_run(db: Engine, args: argparse.Namespace, run: int) -> dict[str, Any]:
             f"  tenth {t + 1}: {rate:,.0f} msg/s, CPU {1000 * cpu / done:.2f} ms client + "
             f"{1000 * server / done:.2f} ms server a message (append {done / append_s:,.0f} msg/s)"
         )
+        if args.vacuum and db.dialect.name == "postgresql":
+            vacuum_s = vacuum(db)
+            tenths[-1]["vacuum_seconds"] = vacuum_s
         if args.explain and t in (0, 9):
             explains[f"after_tenth_{t + 1}"] = explain_claim(db)
     worker.close()
@@ -267,6 +288,7 @@ def one_run(db: Engine, args: argparse.Namespace, run: int) -> dict[str, Any]:
         # CPU per message, first tenth over last: the rate the CPU alone allows, last vs first
         "cpu_last_vs_first": round(cpu_first / cpu_last, 3) if cpu_last else None,
         "journal_states": counted,
+        "server_autovacuum": autovacuum(db),
     }
     if explains:
         out["claim_plans"] = explains
@@ -310,6 +332,11 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
     parser.add_argument("--explain", action="store_true", help="claim plans, first/last tenth")
     parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="PostgreSQL: VACUUM (ANALYZE) journal_messages after each tenth, untimed",
+    )
+    parser.add_argument(
         "--without-pending-index",
         action="store_true",
         help="drop ix_journal_messages_pending (migration 0017) first: the rate before it",
@@ -332,6 +359,7 @@ def main() -> None:
             "timed": "Worker.run_once until the block is handled (intake append untimed)",
             "reference": "the run's own first tenth",
             "without_pending_index": args.without_pending_index,
+            "vacuum_each_tenth": args.vacuum,
         },
     }
     for name in args.backends:
