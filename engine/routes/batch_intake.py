@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 _APPLIED = frozenset({State.DELIVERED, State.FILTERED})
 #: A generated batch id: this many hex digits of the payload's SHA-256.
 _GENERATED_DIGITS = 16
+#: Bytes of a batch read again for its first segment when answering.
+_HEAD_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -141,7 +143,8 @@ def batch_answer(
     message of the batch is itself an acknowledgment (never answered)."""
     parts = prepared.batch
     assert parts is not None
-    text = first_line(prepared.row.raw.decode(prepared.codec, errors="replace"))
+    head = prepared.row.raw[:_HEAD_BYTES]  # the first segment is all the answer echoes
+    text = first_line(head.decode(prepared.codec, errors="replace"))
     file_header = text if text[:3] == "FHS" else None
     envelope = parts.envelope
     if envelope is None or prepared.error is not None:
