@@ -28,7 +28,7 @@ SAMPLES = COPIES / "python-hl7"
 
 CHANNELS = """
 engine:
-  database_url: sqlite:///{db}
+  database_url: {url}
   durability: normal
 channels:
   - name: batches
@@ -77,12 +77,12 @@ BAD = sorted(p.name for p in SAMPLES.glob("sample_bad_*.hl7"))
 
 
 class BatchEngine(InProcessEngine):
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, url: str | None = None) -> None:
         self.inbox = tmp / "inbox"
         self.refusing_port = free_port()
         super().__init__(
             CHANNELS,
-            db=tmp / "e.db",
+            url=url or f"sqlite:///{tmp / 'e.db'}",
             out=tmp / "out",
             inbox=self.inbox,
             refusing_port=self.refusing_port,
@@ -101,6 +101,14 @@ class BatchEngine(InProcessEngine):
             "FROM journal_messages WHERE channel = :c ORDER BY id",
             c=channel,
         )
+
+
+@pytest.fixture
+def on_both(store_url: str, tmp_path: Path) -> Iterator[BatchEngine]:
+    """The engine on SQLite, then on PostgreSQL."""
+    eng = BatchEngine(tmp_path, store_url)
+    yield eng
+    eng.stop()
 
 
 @pytest.fixture
@@ -212,8 +220,9 @@ def test_a_malformed_batch_is_refused_whole_with_a_reason_and_kept_as_one_dead_l
 
 
 def test_a_batch_sent_again_is_answered_the_same_and_applies_nothing_twice(
-    running: BatchEngine,
+    on_both: BatchEngine,
 ) -> None:
+    running = on_both
     sent = (SAMPLES / "sample_file1.hl7").read_bytes()
     first = running.exchange(sent)
     running.wait_idle()
@@ -228,8 +237,9 @@ def test_a_batch_sent_again_is_answered_the_same_and_applies_nothing_twice(
 
 
 def test_a_message_the_channel_does_not_take_is_refused_alone_inside_a_good_batch(
-    running: BatchEngine,
+    on_both: BatchEngine,
 ) -> None:
+    running = on_both
     lines = [
         "BHS|^~\\&|LAB|CHU|AIG|CHU|20240306||||B42",
         "MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|M1|P|2.5",
@@ -341,14 +351,26 @@ def test_with_ack_after_processing_each_ack_of_the_batch_says_what_the_pipeline_
         running.stop()
 
 
-def test_a_batch_is_journaled_whole_or_not_at_all(running: BatchEngine) -> None:
+SQLITE_REFUSAL = [
+    "CREATE TRIGGER refuse_w3 BEFORE INSERT ON journal_messages "
+    "WHEN NEW.control_id = 'W3' BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+]
+POSTGRES_REFUSAL = [
+    "CREATE FUNCTION refuse_w3() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF NEW.control_id = 'W3' THEN RAISE EXCEPTION 'simulated write failure'; END IF; "
+    "RETURN NEW; END $$",
+    "CREATE TRIGGER refuse_w3 BEFORE INSERT ON journal_messages "
+    "FOR EACH ROW EXECUTE FUNCTION refuse_w3()",
+]
+
+
+def test_a_batch_is_journaled_whole_or_not_at_all(on_both: BatchEngine) -> None:
+    running = on_both
     # The database refuses the third message of the batch, as a full disk would refuse a write.
-    trigger = (
-        "CREATE TRIGGER refuse_w3 BEFORE INSERT ON journal_messages "
-        "WHEN NEW.control_id = 'W3' BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
-    )
+    postgres = running.engine.db.dialect.name == "postgresql"
     with running.engine.db.begin() as conn:
-        conn.execute(text(trigger))
+        for statement in POSTGRES_REFUSAL if postgres else SQLITE_REFUSAL:
+            conn.execute(text(statement))
     lines = ["BHS|^~\\&|LAB|CHU|AIG|CHU|20240306||||B5"]
     for n in range(1, 6):
         lines += [f"MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|W{n}|P|2.5", PID_LINE]
@@ -357,7 +379,7 @@ def test_a_batch_is_journaled_whole_or_not_at_all(running: BatchEngine) -> None:
     assert [code for code, _ in msa_by_batch(answer)[0]] == ["AE"] * 5
     assert running.journal("batches") == []  # nothing of it was kept
     with running.engine.db.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse_w3"))
+        conn.execute(text("DROP TRIGGER refuse_w3" + (" ON journal_messages" if postgres else "")))
     assert [code for code, _ in msa_by_batch(running.exchange(payload))[0]] == ["AA"] * 5
     assert [r[0] for r in running.journal("batches")] == [f"W{n}" for n in range(1, 6)]
 
