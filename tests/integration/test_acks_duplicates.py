@@ -155,4 +155,6 @@ def test_a_refused_message_resent_gets_the_same_refusal(engine: InProcessEngine)
     assert first.get("MSA-1") == again.get("MSA-1") == "AR"
     assert first.get("MSA-3") == again.get("MSA-3")
     assert "SIU S12" in first.get("MSA-3")  # item 8: no separator to escape in the text
-    assert "\\S\\" not in first.msh.text and "\\S\\" not in first.segment("MSA").text
+    msa = first.segment("MSA")
+    assert msa is not None
+    assert "\\S\\" not in first.msh.text and "\\S\\" not in msa.text
