@@ -12,7 +12,19 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, false, func, or_, select, true, tuple_
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.sql import ColumnElement
 
 from engine.fastsql import FastStatement
@@ -21,6 +33,15 @@ from engine.journal.models import State, messages
 _m = messages.c
 _PENDING = (_m.id, _m.channel, _m.raw, _m.charset, _m.patient_key, _m.attempts, _m.delivered_to)
 Row = tuple[Any, ...]
+
+
+# The states as literals in the SQL text, not binds: PostgreSQL runs these statements prepared
+# (psycopg prepares a statement from its fifth run), and a generic plan for ``state = $1``
+# cannot use the partial index ix_journal_messages_pending (``state IN ('received',
+# 'retrying')``, migration 0017), which keeps the claim off the dead index entries every
+# update to delivered leaves behind until VACUUM, and gives the rows in id order.
+_RECEIVED: ColumnElement[str] = literal_column(f"'{State.RECEIVED.value}'", String())
+_RETRYING: ColumnElement[str] = literal_column(f"'{State.RETRYING.value}'", String())
 
 
 @lru_cache(maxsize=8)
@@ -38,13 +59,13 @@ def _statements(channels: tuple[str, ...] | None) -> tuple[FastStatement, ...]:
     limit = bindparam("limit", type_=Integer())
     received = (
         select(*_PENDING)
-        .where(_m.state == State.RECEIVED, _m.id > bindparam("after"), in_channels)
+        .where(_m.state == _RECEIVED, _m.id > bindparam("after"), in_channels)
         .order_by(_m.id)
         .limit(limit)
     )
     due = (
         select(*_PENDING)
-        .where(_m.state == State.RETRYING, _m.next_attempt_at <= now, in_channels)
+        .where(_m.state == _RETRYING, _m.next_attempt_at <= now, in_channels)
         .order_by(_m.id)
         .limit(limit)
     )
