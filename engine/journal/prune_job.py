@@ -45,6 +45,18 @@ def config_cutoffs(config: ChannelsFile, now: datetime, days: float | None = Non
     return cutoffs(now, retention.days if days is None else days, reuse_windows(config))
 
 
+def vacuum(db: Engine) -> None:
+    """PostgreSQL: VACUUM (ANALYZE) the journal. Its space (pruned rows, and the old version
+    every state change leaves) is reused, and the planner gets statistics: without them it
+    answered the claim with scans over dead index entries, a cost growing with the journal
+    (``bench/RESULTS.md``, "Journal growth"). Autovacuum does this where it runs; a server
+    with it off (as the project's VM) gets it here. It takes no lock that holds writes back."""
+    with db.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM (ANALYZE) journal_messages"
+        )
+
+
 class PruneJob:
     def __init__(self, config: ChannelsFile, db: Engine) -> None:
         self.config = config
@@ -109,6 +121,8 @@ class PruneJob:
         settings = self.config.engine.journal_retention
         cut = config_cutoffs(self.config, now or datetime.now(UTC))
         done = prune(self.db, cut, settings.batch, self._stopping)
+        if self.db.dialect.name == "postgresql" and not self._stopping.is_set():
+            vacuum(self.db)
         log.info(
             "journal_pruned",
             messages=done.messages,
