@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check engine tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  # engine vs python-hl7 and "the floor" (bench/floor_server.py), same run; --messages 20000 for long runs
 	$(BIN)/python bench/mllp_ingest.py
 
 bench-identify: $(STAMP)  # 1M patients on SQLite and PostgreSQL: about 6 minutes
