@@ -1,6 +1,7 @@
-"""Reads of one record for the access layer: the facts the rules need, and the rows (documents,
-results, extracts, personal documents) that the rules then filter. Every query is by patient id
-on an indexed column; no rule is applied here.
+"""Reads of one record for the access layer: the facts the rules need, and the rows (documents
+here; results, extracts and personal documents in ``engine.store.record_rows``, re-exported)
+that the rules then filter. Every query is by patient id on an indexed column; no rule is
+applied here.
 
 A record is read on every request, so the statements are compiled once and run on the DBAPI
 cursor (``engine.fastsql``): SQLAlchemy's per-execution work and result processing cost more
@@ -10,8 +11,7 @@ flags as bools, as SQLAlchemy's types would give them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -23,15 +23,14 @@ from engine.identity.patients import StoredPatient
 from engine.record.model import DocumentFacts, RecordFacts, State
 from engine.store import crypto
 from engine.store.access_log import access_log
-from engine.store.documents import CURRENT, DELETED, documents, reimbursements, summary_entries
-from engine.store.models import UtcDateTime, encounters, observations
-from engine.store.record_tables import (
-    document_settings,
-    emergency_accesses,
-    permissions,
-    personal_documents,
-    statuses,
-)
+from engine.store.documents import CURRENT, DELETED, documents
+from engine.store.models import UtcDateTime, encounters
+from engine.store.record_rows import extracted as extracted
+from engine.store.record_rows import extracts as extracts
+from engine.store.record_rows import personal as personal
+from engine.store.record_rows import pid_param, utc
+from engine.store.record_rows import results as results
+from engine.store.record_tables import document_settings, emergency_accesses, permissions, statuses
 
 _d, _m = documents.c, document_settings.c
 DOCUMENT_COLUMNS = (
@@ -68,16 +67,6 @@ _DOCUMENT_FLAGS = tuple(
 )
 
 
-def utc(value: Any) -> Any:
-    """A datetime as the DBAPI cursor gives it (SQLite: SQLAlchemy's text; PostgreSQL: an aware
-    datetime) as aware UTC, as ``UtcDateTime`` reads it; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def patient(conn: Connection, ins: str) -> StoredPatient | None:
     """The stored patient holding ``ins`` (after merges), or None."""
     found = identity_patients.by_ins(conn, [ins])
@@ -90,16 +79,12 @@ def patient_id(conn: Connection, ins: str) -> int | None:
     return found.id if found is not None else None
 
 
-def _pid() -> Any:
-    return bindparam("pid")
-
-
 def _facts_statement() -> FastStatement:
     s, p, e, enc, a = statuses.c, permissions.c, emergency_accesses.c, encounters.c, access_log.c
     no_time = cast(null(), UtcDateTime)
     last = (
         select(a.id)
-        .where(a.patient_id == _pid(), a.role == "professional")
+        .where(a.patient_id == pid_param(), a.role == "professional")
         .order_by(a.id.desc())
         .limit(1)
         .scalar_subquery()
@@ -112,18 +97,18 @@ def _facts_statement() -> FastStatement:
                 s.medecin_traitant.label("b"),
                 case((s.emergency_opposed, "Y"), else_="N").label("c"),
                 no_time.label("at"),
-            ).where(s.patient_id == _pid()),
+            ).where(s.patient_id == pid_param()),
             select(literal("permission"), p.kind, p.rpps, literal(""), no_time).where(
-                p.patient_id == _pid()
+                p.patient_id == pid_param()
             ),
             select(literal("emergency"), e.rpps, literal(""), literal(""), e.ends_at).where(
-                e.patient_id == _pid(), e.ends_at > bindparam("now", type_=UtcDateTime)
+                e.patient_id == pid_param(), e.ends_at > bindparam("now", type_=UtcDateTime)
             ),
             select(literal("facility"), _d.facility, literal(""), literal(""), no_time)
-            .where(_d.patient_id == _pid(), _d.status != DELETED)
+            .where(_d.patient_id == pid_param(), _d.status != DELETED)
             .distinct(),
             select(literal("facility"), enc.visit_authority, literal(""), literal(""), no_time)
-            .where(enc.patient_id == _pid())
+            .where(enc.patient_id == pid_param())
             .distinct(),
             select(
                 literal("last_access"),
@@ -185,7 +170,7 @@ def _documents(current_only: bool, one: bool, lean: bool) -> FastStatement:
     query = (
         select(*columns)
         .outerjoin(document_settings, _m.document_row == _d.id)
-        .where(_d.patient_id == _pid(), _d.status != DELETED)
+        .where(_d.patient_id == pid_param(), _d.status != DELETED)
         .order_by(_d.authored_at.desc().nulls_last(), _d.id.desc())
     )
     if current_only:
@@ -234,117 +219,3 @@ def document_facts(row: dict[str, Any]) -> DocumentFacts:
 def content(conn: Connection, row_id: int) -> bytes:
     """The document's CDA, opened (``engine.store.crypto``)."""
     return crypto.stored_document(conn, row_id)
-
-
-_RESULT = (
-    "document_row",
-    "observed_ts",
-    "code",
-    "code_system",
-    "code_text",
-    "value",
-    "unit",
-    "reference_range",
-    "abnormal_flags",
-)
-
-
-@lru_cache(maxsize=2)
-def _results(by_code: bool) -> FastStatement:
-    o = observations.c
-    query = (
-        select(*(o[c] for c in _RESULT))
-        .where(o.patient_id == _pid())
-        .order_by(o.observed_at.desc().nulls_last(), o.id.desc())
-    )
-    if by_code:
-        query = query.where(o.code == bindparam("code"))
-    return FastStatement(query)
-
-
-def results(conn: Connection, pid: int, code: str = "") -> list[dict[str, Any]]:
-    """Results newest first, with the document row they came from (None for HL7 v2 OBX).
-    Plain text columns only, zipped into dicts: a record holds thousands of results."""
-    params: dict[str, Any] = {"pid": pid, "code": code} if code else {"pid": pid}
-    return [dict(zip(_RESULT, r, strict=True)) for r in _results(bool(code)).execute(conn, params)]
-
-
-def _extract_columns(kind: str) -> list[Any]:
-    t = (reimbursements if kind == "reimbursement" else summary_entries).c
-    return [c for c in t if c.name not in ("id", "patient_id")]
-
-
-_EXTRACT_NAMES = {k: tuple(c.name for c in _extract_columns(k)) for k in ("reimbursement", "")}
-#: Where each kind's date is, in its columns (reimbursements: date; entries: start).
-_DATE_AT = {
-    "reimbursement": _EXTRACT_NAMES["reimbursement"].index("date"),
-    "": _EXTRACT_NAMES[""].index("start"),
-}
-
-
-@lru_cache(maxsize=16)
-def _extracts(kinds: tuple[str, ...]) -> FastStatement:
-    """Reimbursement rows and summary entries of some kinds in one round trip: both tables have
-    the document row and seven text columns, tagged with the kind asked for and the row id."""
-    parts = []
-    for kind in kinds:
-        t = (reimbursements if kind == "reimbursement" else summary_entries).c
-        part = select(literal(kind).label("asked"), t.id, *_extract_columns(kind)).where(
-            t.patient_id == _pid()
-        )
-        parts.append(part if kind == "reimbursement" else part.where(t.kind == kind))
-    return FastStatement(parts[0] if len(parts) == 1 else union_all(*parts))
-
-
-def extracts(conn: Connection, pid: int, kinds: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """By kind asked: reimbursement rows (``"reimbursement"``) or summary entries of a kind
-    (e.g. ``vaccination``), newest first (then by row), with their document row."""
-    found: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in kinds}
-    for row in _extracts(tuple(kinds)).execute(conn, {"pid": pid}):
-        found[row[0]].append(row[1:])
-    out = {}
-    for kind, rows in found.items():
-        names = _EXTRACT_NAMES["reimbursement" if kind == "reimbursement" else ""]
-        date = _DATE_AT["reimbursement" if kind == "reimbursement" else ""] + 1
-        rows.sort(key=lambda r: r[0])  # by id, then newest first (a stable sort)
-        rows.sort(key=lambda r: r[date], reverse=True)
-        out[kind] = [dict(zip(names, r[1:], strict=True)) for r in rows]
-    return out
-
-
-def extracted(conn: Connection, pid: int, kind: str) -> list[dict[str, Any]]:
-    """Reimbursement rows (``kind="reimbursement"``) or summary entries of a kind (e.g.
-    ``vaccination``), newest first, with their document row."""
-    return extracts(conn, pid, (kind,))[kind]
-
-
-_PERSONAL_NAMES = (
-    "id",
-    "kind",
-    "title",
-    "text",
-    "code",
-    "value",
-    "unit",
-    "measured_at",
-    "media_type",
-    "sha256",
-    "added_by",
-    "created_at",
-)
-_c = personal_documents.c
-_PERSONAL = FastStatement(
-    select(*(_c[n] for n in _PERSONAL_NAMES))
-    .where(_c.patient_id == _pid(), _c.deleted_at.is_(None))
-    .order_by(_c.created_at.desc(), _c.id.desc())
-)
-
-
-def personal(conn: Connection, pid: int) -> list[dict[str, Any]]:
-    rows = []
-    for r in _PERSONAL.execute(conn, {"pid": pid}):
-        row = dict(zip(_PERSONAL_NAMES, r, strict=True))
-        row["measured_at"] = utc(row["measured_at"])
-        row["created_at"] = utc(row["created_at"])
-        rows.append(row)
-    return rows
