@@ -253,6 +253,9 @@ class Worker:
         ``error``: how the message failed in the first pass (recorded without running it)."""
         started = time.perf_counter()
         pipeline = self.pipelines[pending.channel]
+        # Each message its own time, as when it ran alone: what it files must come after what
+        # an earlier message of the batch did (unmerge finds rows filed since a merge by time).
+        now = max(now, utcnow())
         try:
             if error is not None:
                 self._failed(conn, pipeline, pending, now, error)
