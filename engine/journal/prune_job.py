@@ -5,24 +5,20 @@ Logs counts only.
 It runs in a thread of its own (APScheduler's ``BackgroundScheduler``) in the processes that
 run intake (``--role all`` or ``intake``). When several intake processes share one PostgreSQL
 database, the holder of the ``journal_prune`` lease (:class:`engine.lease.Lease`) prunes; the
-others skip. Self-contained on purpose (the record store's retention job has its own
-scheduler).
+others skip (:class:`engine.leased_job.LeasedJob`, shared with the record's retention job).
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import structlog
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from engine.channels.models import ChannelsFile
 from engine.journal.prune import Cutoffs, Pruned, cutoffs, prune
-from engine.lease import Lease
-from engine.logs import error_fields
+from engine.leased_job import LeasedJob
 
 log = structlog.get_logger("engine.journal.prune")
 
@@ -57,67 +53,36 @@ def vacuum(db: Engine) -> None:
         )
 
 
-class PruneJob:
+class PruneJob(LeasedJob):
+    job_id = JOB_ID
+    lease_key = LEASE_KEY
+
     def __init__(self, config: ChannelsFile, db: Engine) -> None:
+        super().__init__(db, config.engine.timezone)
         self.config = config
-        self.db = db
-        self.lease = Lease(db, LEASE_KEY, JOB_ID)
-        self._scheduler: BackgroundScheduler | None = None
-        self._stopping = threading.Event()
 
-    @property
-    def scheduler(self) -> BackgroundScheduler | None:
-        return self._scheduler
+    def enabled(self) -> bool:
+        return self.config.engine.journal_retention.enabled
 
-    def start(self) -> None:
-        """Prune every ``every_minutes``, the first run one period from now (nothing when
-        ``engine.journal_retention.enabled`` is false)."""
-        settings = self.config.engine.journal_retention
-        self._stopping.clear()
-        if not settings.enabled or self._scheduler is not None:
-            return
-        scheduler = BackgroundScheduler(timezone=ZoneInfo(self.config.engine.timezone))
-        scheduler.add_job(
-            self._job,
-            "interval",
-            minutes=settings.every_minutes,
-            max_instances=1,
-            coalesce=True,
-            id=JOB_ID,
-        )
-        scheduler.start()
-        self._scheduler = scheduler
-        log.info(
-            "journal_prune_scheduled", days=settings.days, every_minutes=settings.every_minutes
-        )
+    def trigger(self) -> tuple[str, dict[str, Any]]:
+        """Every ``every_minutes``, the first run one period from now."""
+        return "interval", {"minutes": self.config.engine.journal_retention.every_minutes}
 
-    def stop(self) -> None:
-        """Wait for a run in progress (it ends after its current batch), end the lease."""
-        self._stopping.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-        self.lease.release()
+    def skipped(self) -> Pruned:
+        return Pruned()
 
     def reschedule(self, config: ChannelsFile) -> None:
-        """A reloaded configuration: its retention and channels (the job restarted on a new
-        schedule when the engine started it)."""
-        old, self.config = self.config.engine.journal_retention, config
-        if self._scheduler is not None and old != config.engine.journal_retention:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-            self.start()
+        """A reloaded configuration: its retention and channels (the schedule restarted when
+        the retention settings changed)."""
+        old, self.config = self.config.engine, config
+        self.timezone = config.engine.timezone
+        if (old.journal_retention, old.timezone) != (
+            config.engine.journal_retention,
+            config.engine.timezone,
+        ):
+            self.restart()
 
-    def run_soon(self) -> None:
-        """Have the scheduler run the job now (tests, operators)."""
-        if self._scheduler is not None:
-            self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
-
-    def run(self, now: datetime | None = None) -> Pruned:
-        """One run, as the scheduler makes it: prune when this node holds the lease."""
-        if not self.lease.held():
-            log.info("journal_prune_skipped", reason="another node holds the prune lease")
-            return Pruned()
+    def work(self, now: datetime | None) -> Pruned:
         settings = self.config.engine.journal_retention
         cut = config_cutoffs(self.config, now or datetime.now(UTC))
         done = prune(self.db, cut, settings.batch, self._stopping)
@@ -132,9 +97,3 @@ class PruneJob:
             **{f"{name}_rows": n for name, n in done.rows.items() if name != "messages"},
         )
         return done
-
-    def _job(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:  # the next run tries again; say it, without the data
-            log.error("journal_prune_failed", **error_fields(exc))

@@ -16,14 +16,12 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import structlog
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from engine.lease import Lease
-from engine.logs import error_fields
+from engine.leased_job import LeasedJob
 from engine.store.retention import purge
 from engine.store.retention_settings import RetentionSettings
 
@@ -79,66 +77,32 @@ def purge_in_batches(
     return Run(records, batches, dict(rows))
 
 
-class RetentionJob:
+class RetentionJob(LeasedJob):
+    job_id = JOB_ID
+    lease_key = LEASE_KEY
+
     def __init__(self, settings: RetentionSettings, db: Engine, timezone: str) -> None:
+        super().__init__(db, timezone)
         self.settings = settings
-        self.db = db
-        self.timezone = timezone
-        self.lease = Lease(db, LEASE_KEY, JOB_ID)
-        self._scheduler: BackgroundScheduler | None = None
-        self._started = False  # by the engine (the job itself may be disabled)
-        self._stopping = threading.Event()
 
-    @property
-    def scheduler(self) -> BackgroundScheduler | None:
-        return self._scheduler
+    def enabled(self) -> bool:
+        return self.settings.enabled
 
-    def start(self) -> None:
-        """Schedule the daily run (nothing when ``engine.retention.enabled`` is false)."""
-        self._started = True
-        self._stopping.clear()
-        if not self.settings.enabled or self._scheduler is not None:
-            return
-        scheduler = BackgroundScheduler(timezone=ZoneInfo(self.timezone))
-        scheduler.add_job(
-            self._job,
-            "cron",
-            hour=self.settings.hour,
-            minute=self.settings.minute,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=MISFIRE_SECONDS,
-            id=JOB_ID,
-        )
-        scheduler.start()
-        self._scheduler = scheduler
-        log.info("retention_scheduled", at=self.settings.at, timezone=self.timezone)
+    def trigger(self) -> tuple[str, dict[str, Any]]:
+        """Daily at ``engine.retention.at``."""
+        daily = {"hour": self.settings.hour, "minute": self.settings.minute}
+        return "cron", {**daily, "misfire_grace_time": MISFIRE_SECONDS}
 
-    def stop(self) -> None:
-        """Wait for a run in progress (it ends after its current batch), end the lease."""
-        self._started = False
-        self._stopping.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-        self.lease.release()
+    def skipped(self) -> Run:
+        return Run(skipped=True)
 
     def reschedule(self, settings: RetentionSettings, timezone: str) -> None:
         """A reloaded configuration: the job at its new time (if the engine started it)."""
-        if (settings, timezone) == (self.settings, self.timezone):
-            return
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-        self.settings, self.timezone = settings, timezone
-        if self._started:
-            self.start()
+        if (settings, timezone) != (self.settings, self.timezone):
+            self.settings, self.timezone = settings, timezone
+            self.restart()
 
-    def run(self, now: datetime | None = None) -> Run:
-        """One run, as the scheduler makes it: purge when this node holds the lease."""
-        if not self.lease.held():
-            log.info("retention_skipped", reason="another node holds the retention lease")
-            return Run(skipped=True)
+    def work(self, now: datetime | None) -> Run:
         started = datetime.now(UTC)
         done = purge_in_batches(self.db, now or started, self.settings.batch, self._stopping)
         seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
@@ -150,9 +114,3 @@ class RetentionJob:
             **done.rows,
         )
         return done
-
-    def _job(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:  # tomorrow's run tries again; say it, without the data
-            log.error("retention_failed", **error_fields(exc))
