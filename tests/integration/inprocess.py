@@ -11,9 +11,11 @@ import time
 import hl7.client
 from sqlalchemy import text
 
+from engine.adapters.mllp_framing import frame
 from engine.channels.loader import parse_channels
 from engine.runtime import Engine
 from tests.e2e.engine_process import free_port
+from tests.e2e.mllp_client import read_ack
 
 #: The head of a test channels text: its ``{url}`` database, test INS accepted; the channels
 #: follow, indented as list items.
@@ -66,6 +68,15 @@ class InProcessEngine:
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def exchange(
+        self, payload: bytes, port: int | None = None, timeout: float = 10, encoding: str = "ascii"
+    ) -> str:
+        """Send one MLLP frame on a connection of its own and read its whole answer (decoded
+        strictly with ``encoding``)."""
+        with socket.create_connection(("127.0.0.1", port or self.port), timeout=timeout) as sock:
+            sock.sendall(frame(payload))
+            return read_ack(sock).strip(b"\x0b\x1c\r").decode(encoding)
 
     def rows(self, sql: str, **params: object) -> list[tuple[object, ...]]:
         with self.engine.db.connect() as conn:

@@ -6,7 +6,6 @@ again applies nothing twice."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,12 +87,6 @@ class BatchEngine(InProcessEngine):
             refusing_port=self.refusing_port,
         )
         self.out = tmp / "out"
-
-    def exchange(self, payload: bytes, port: int | None = None, timeout: float = 10) -> str:
-        """Send one frame and read its whole answer."""
-        with socket.create_connection(("127.0.0.1", port or self.port), timeout=timeout) as sock:
-            sock.sendall(frame(payload))
-            return read_ack(sock).strip(b"\x0b\x1c\r").decode("ascii")
 
     def journal(self, channel: str) -> list[tuple[object, ...]]:
         return self.rows(
