@@ -40,12 +40,12 @@ import admin_load as load  # noqa: E402
 
 from engine.admin.roles import Role  # noqa: E402
 from engine.admin.server import AdminServer  # noqa: E402
-from engine.admin.settings import AdminSettings  # noqa: E402
 from engine.admin.tokens import add_token  # noqa: E402
+from engine.channels.admin_settings import AdminSettings  # noqa: E402
+from engine.channels.config import ChannelsFile  # noqa: E402
 from engine.channels.loader import parse_channels  # noqa: E402
-from engine.channels.models import ChannelsFile  # noqa: E402
 from engine.db import make_engine  # noqa: E402
-from engine.journal.models import messages  # noqa: E402
+from engine.journal.message_tables import messages  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 
 SEARCH_TARGET_MS = 100.0

@@ -14,8 +14,8 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from engine.identity.ins import nir_key
-from engine.journal.models import messages
-from engine.store.models import patient_identifiers, patients
+from engine.journal.message_tables import messages
+from engine.store.record_core import patient_identifiers, patients
 
 STATES = [("delivered", 90), ("filtered", 2), ("dead_lettered", 2), ("held", 3)]
 STATES += [("review", 1), ("received", 1), ("retrying", 1)]

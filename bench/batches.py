@@ -42,8 +42,8 @@ import mllp_ingest as mi  # noqa: E402
 from engine.adapters.mllp_framing import END_BLOCK, frame  # noqa: E402
 from engine.channels.loader import parse_channels  # noqa: E402
 from engine.hl7v2.batch import holds_several  # noqa: E402
-from engine.routes.intake import Intake  # noqa: E402
-from engine.runtime import Engine  # noqa: E402
+from engine.intake.inbox import Intake  # noqa: E402
+from engine.runtime.wiring import Engine  # noqa: E402
 
 CHANNELS = """
 engine:

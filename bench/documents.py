@@ -8,10 +8,10 @@ in this order:
 
 1. ``reference``: lxml alone, the floor any engine pays: ``etree.fromstring`` with a hardened
    parser (no entities, no DTD, no network) + XSD validation against the same shipped schema
-   (``engine.cda.validate.xsd_errors(root, "cisis")``, compiled once, untimed). Per document:
+   (``engine.cda.conformance.xsd_errors(root, "cisis")``, compiled once, untimed). Per document:
    docs/s and p50/p99.
 2. ``alone``: the document store step in this process, without MLLP or journal:
-   ``engine.cda.filing``: ``read_document`` (parse, XSD "cisis", CI-SIS header rules),
+   ``engine.store.cda_filing``: ``read_document`` (parse, XSD "cisis", CI-SIS header rules),
    ``check_same_patient`` and ``store_document`` in one transaction per document
    (committed), on a fresh SQLite database (``engine.db.make_engine`` with the durability of
    channels.yaml + ``engine.migrate.upgrade``) where one ADT^A28 registered the patient through
@@ -76,14 +76,14 @@ import mllp_ingest as mi  # noqa: E402
 
 from engine import logs  # noqa: E402
 from engine.adapters.record_store import RecordStore  # noqa: E402
-from engine.cda.filing import check_same_patient, read_document, store_document  # noqa: E402
-from engine.cda.validate import xsd_errors  # noqa: E402
+from engine.cda.conformance import xsd_errors  # noqa: E402
 from engine.db import make_engine  # noqa: E402
+from engine.hl7v2.embedded_documents import DocumentRecord  # noqa: E402
 from engine.hl7v2.reader import Message  # noqa: E402
 from engine.identity.model import Identity  # noqa: E402
 from engine.identity.rules import IdentityPolicy  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
-from engine.transforms.map_documents import DocumentRecord  # noqa: E402
+from engine.store.cda_filing import check_same_patient, read_document, store_document  # noqa: E402
 from engine.transforms.map_hl7 import map_message  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "samples" / "cda" / "fr-cisis" / "BIO-CR-BIO_2024.01_TSH_1.xml"
@@ -554,8 +554,8 @@ def main() -> None:
             },
             "checks": dict(CHECKS) | {"extraction": "on (level-3 entries stored)"},
             "reference": "etree.fromstring(hardened XMLParser: no entities, no DTD, no "
-            "network) + engine.cda.validate.xsd_errors(root, 'cisis'); schema compiled untimed",
-            "alone": "engine.cda.filing read_document(xsd='cisis', cisis_header=True) "
+            "network) + engine.cda.conformance.xsd_errors(root, 'cisis'); schema compiled untimed",
+            "alone": "engine.store.cda_filing read_document(xsd='cisis', cisis_header=True) "
             "+ check_same_patient + store_document, "
             "one committed transaction per document, fresh SQLite (durability "
             f"{configured_durability()}), one untimed warm-up document",

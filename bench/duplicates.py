@@ -6,8 +6,8 @@ schema), then ``--duplicates`` of them are registered a second time as provision
 (no INS, another IPP): the pairs the listing must find. The generated pool also holds natural
 namesakes (same names, birth date and sex) with two qualified INS, which must not be proposed.
 The folded-traits keys of the bulk-loaded rows are written by
-``engine.identity.trait_keys.backfill`` (what migration 0008 runs; timed apart). Then
-``engine.identity.duplicates.probable_duplicates`` (what the CLI prints) is timed ``--runs``
+``engine.store.trait_keys.backfill`` (what migration 0008 runs; timed apart). Then
+``engine.store.identity_duplicates.probable_duplicates`` (what the CLI prints) is timed ``--runs``
 times on a fresh connection each; the median is compared with the 60 s target.
 
 ``python bench/duplicates.py [--patients 1000000] [--runs 3] [--backends sqlite postgresql]``
@@ -36,10 +36,10 @@ import generate as gen  # noqa: E402
 import identify as ident  # noqa: E402
 import mllp_ingest as mi  # noqa: E402
 
-from engine.identity.duplicates import probable_duplicates  # noqa: E402
-from engine.identity.trait_keys import backfill  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
-from engine.store.models import patient_identifiers, patients  # noqa: E402
+from engine.store.identity_duplicates import probable_duplicates  # noqa: E402
+from engine.store.record_core import patient_identifiers, patients  # noqa: E402
+from engine.store.trait_keys import backfill  # noqa: E402
 
 TARGET_SECONDS = 60.0
 log = mi.log

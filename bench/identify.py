@@ -9,7 +9,7 @@ PostgreSQL, it measures:
     only, in one transaction rolled back at the end, after an untimed warm-up. Variants:
     ``ins_vali`` (IPP + INS, PID-32 VALI: INS lookup, local lookup, trait comparison) and
     ``local_only`` (IPP alone: local lookup and trait comparison). p50 / p99 / mean per run.
-(b) the full pipeline: the engine's real worker (``engine.runtime.build_worker`` on the repo
+(b) the full pipeline: the engine's real worker (``engine.runtime.wiring.build_worker`` on the repo
     channels.yaml) on the same database; N ORU^R01 are appended to the journal as intake
     builds them (``Intake.prepare`` + ``Journal.append``, untimed), then ``Worker.run_once``
     is timed until all are processed, and every one must end ``delivered``. ``on`` is the
@@ -80,15 +80,15 @@ from engine.db import make_engine  # noqa: E402
 from engine.errors import PatientNotKnown  # noqa: E402
 from engine.fastsql import FastStatement  # noqa: E402
 from engine.hl7v2.reader import Message  # noqa: E402
-from engine.identity.filing import Filing  # noqa: E402
 from engine.identity.rules import IdentityPolicy  # noqa: E402
+from engine.intake.inbox import Intake  # noqa: E402
 from engine.journal.journal import Journal  # noqa: E402
-from engine.journal.models import State, messages  # noqa: E402
+from engine.journal.message_tables import State, messages  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
-from engine.routes.intake import Intake  # noqa: E402
-from engine.routes.worker import Worker  # noqa: E402
-from engine.runtime import build_worker  # noqa: E402
-from engine.store.models import patient_identifiers  # noqa: E402
+from engine.pipeline.identify.patient_filing import Filing  # noqa: E402
+from engine.pipeline.worker import Worker  # noqa: E402
+from engine.runtime.wiring import build_worker  # noqa: E402
+from engine.store.record_core import patient_identifiers  # noqa: E402
 from engine.transforms.map_adt import PatientRecord  # noqa: E402
 from engine.transforms.map_hl7 import map_message  # noqa: E402
 
@@ -775,7 +775,7 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
             "patients_drawn_from": min(args.keep, args.patients),
         },
         "pipeline": {
-            "worker": "engine.runtime.build_worker(repo channels.yaml), batch 64",
+            "worker": "engine.runtime.wiring.build_worker(repo channels.yaml), batch 64",
             "messages_per_run": args.pipeline_messages,
             "budget_seconds_per_run": args.pipeline_budget,
             "message": "generated ORU^R01 v2.5, 10 OBX, IPP + INS + VALI",

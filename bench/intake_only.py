@@ -30,7 +30,7 @@ import mllp_ingest as mi  # noqa: E402
 
 def serve(config: str) -> None:
     from engine.cli.main import app
-    from engine.routes.worker import Worker
+    from engine.pipeline.worker import Worker
 
     def no_pipeline(self: Worker, *args: object, **kwargs: object) -> int:
         return 0

@@ -1,6 +1,6 @@
 """Journal growth benchmark: does the pipeline's rate stay flat as the journal grows?
 
-The engine's real worker (``engine.runtime.build_worker`` on the repo channels.yaml, the first
+The engine's real worker (``engine.runtime.wiring.build_worker``, repo channels.yaml, the first
 enabled channel: MLLP ``hospital_hl7`` into the record store) processes ``--messages``
 (default 200,000) generated ORU^R01 (bench/generate.py: 1.6 KB, 10 OBX, qualified INS) for the
 2,000 patients of the generator's pool, registered first by their ADT^A28 through the same
@@ -54,12 +54,12 @@ import mllp_ingest as mi  # noqa: E402
 from engine import logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
 from engine.db import make_engine  # noqa: E402
+from engine.intake.inbox import Intake  # noqa: E402
 from engine.journal.claim import _statements  # noqa: E402
 from engine.journal.journal import Journal, utcnow  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
-from engine.routes.intake import Intake  # noqa: E402
-from engine.routes.worker import Worker  # noqa: E402
-from engine.runtime import build_worker  # noqa: E402
+from engine.pipeline.worker import Worker  # noqa: E402
+from engine.runtime.wiring import build_worker  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "AIGUILLAGE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -354,7 +354,7 @@ def main() -> None:
             "messages": args.messages,
             "block": args.block,
             "runs": args.runs,
-            "worker": "engine.runtime.build_worker(repo channels.yaml), batch 64, in process",
+            "worker": "runtime.wiring.build_worker(repo channels.yaml), batch 64, in process",
             "message": "bench/generate.py ORU^R01 v2.5, 10 OBX, IPP + INS + VALI, 2,000 patients",
             "timed": "Worker.run_once until the block is handled (intake append untimed)",
             "reference": "the run's own first tenth",

@@ -17,8 +17,8 @@ import sys
 import time
 
 from engine.adapters import offload
-from engine.routes.intake import DocumentIntake
-from engine.runtime import SWITCH_INTERVAL
+from engine.intake.inbox import DocumentIntake
+from engine.runtime.wiring import SWITCH_INTERVAL
 
 LARGE = b'<ClinicalDocument xmlns="urn:hl7-org:v3">' + b'<a b="1"/>' * 1_500_000
 LARGE += b"</ClinicalDocument>"

@@ -49,11 +49,11 @@ import mllp_ingest as mi  # noqa: E402
 
 from engine import fastsql, logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
-from engine.journal.models import State  # noqa: E402
+from engine.intake.inbox import Intake  # noqa: E402
+from engine.journal.message_tables import State  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
-from engine.routes.intake import Intake  # noqa: E402
-from engine.routes.worker import Worker  # noqa: E402
-from engine.runtime import build_worker  # noqa: E402
+from engine.pipeline.worker import Worker  # noqa: E402
+from engine.runtime.wiring import build_worker  # noqa: E402
 
 log = ib.log
 VARIANTS = ("batched", "per_message")

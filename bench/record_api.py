@@ -45,16 +45,16 @@ sys.path.insert(0, str(BENCH))
 
 import identify as ident  # noqa: E402
 
+from engine.channels.record_api_settings import RecordApiSettings  # noqa: E402
 from engine.db import make_engine  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.record.model import Actor, Role  # noqa: E402
 from engine.record_api.routes import as_json  # noqa: E402
 from engine.record_api.server import RecordListener  # noqa: E402
-from engine.record_api.settings import RecordApiSettings  # noqa: E402
 from engine.store.access_log import append  # noqa: E402
 from engine.store.documents import documents  # noqa: E402
-from engine.store.models import encounters, observations  # noqa: E402
 from engine.store.record_access import open_for, record_view  # noqa: E402
+from engine.store.record_core import encounters, observations  # noqa: E402
 from engine.store.record_people import Professional, add_professional  # noqa: E402
 from engine.store.record_tables import statuses  # noqa: E402
 

@@ -45,7 +45,7 @@ from engine.db import make_engine  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.record.model import Actor, Role  # noqa: E402
 from engine.store import access_log  # noqa: E402
-from engine.store.models import encounters, observations, patients  # noqa: E402
+from engine.store.record_core import encounters, observations, patients  # noqa: E402
 from engine.store.record_tables import statuses  # noqa: E402
 from engine.store.retention import purge  # noqa: E402
 from engine.store.retention_job import PAUSE_SECONDS, purge_in_batches  # noqa: E402

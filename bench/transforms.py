@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from generate import generate  # noqa: E402
 
 from engine.channels.loader import parse_channels  # noqa: E402
-from engine.routes.steps import ChannelSteps  # noqa: E402
+from engine.pipeline.channel_steps import ChannelSteps  # noqa: E402
 from engine.transforms.user.code_tables import load_table  # noqa: E402
 from engine.transforms.user.steps import TransformStep  # noqa: E402
 

@@ -35,20 +35,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, and_, func, select
 
+from engine.channels.config import ChannelConfig, EngineSettings
 from engine.channels.loader import load_channels
-from engine.channels.models import ChannelConfig, EngineSettings
 from engine.db import make_engine, metadata
 from engine.errors import EngineError
 from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.reader import Message
+from engine.intake.inbox import Intake
 from engine.journal import transformed
 from engine.journal.journal import Journal
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.journal.records import journaled_message
 from engine.migrate import upgrade
-from engine.routes.intake import Intake
-from engine.routes.worker import Worker
-from engine.runtime import build_pipeline
+from engine.pipeline.worker import Worker
+from engine.runtime.wiring import build_pipeline
 
 
 class Strict(BaseModel):

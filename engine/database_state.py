@@ -2,7 +2,7 @@
 starts, one when it ends (with its length and what it cost), counts in between.
 
 The writer thread reports each commit and pipeline slice, the group committer each commit
-deadline missed; :attr:`engine.runtime.Engine.database_state` is the one instance a readiness
+deadline missed; :attr:`engine.runtime.wiring.Engine.database_state` is the one instance a readiness
 probe reads. At start, :func:`wait_for_database` retries with backoff until the journal is
 writable (``database_waiting``), as the AMQP source waits for its broker.
 """

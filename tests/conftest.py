@@ -39,8 +39,8 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]
     PostgreSQL gets a schema of its own per test (its ``search_path``), dropped after it.
     The PostgreSQL case is skipped only when the server is unreachable and ``CI`` is unset.
     """
-    import engine.journal.models
-    import engine.store.models  # noqa: F401  (register the tables on metadata)
+    import engine.journal.message_tables
+    import engine.store.record_core  # noqa: F401  (register the tables on metadata)
 
     if request.param == "sqlite":
         db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")

@@ -29,21 +29,21 @@ from pika.spec import Basic, BasicProperties
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.amqp_session import BrokerError, BrokerSession
-from engine.adapters.amqp_topology import (
+from engine.adapters.receive import log_outcome
+from engine.channels.amqp_settings import (
     AmqpConnection,
     ExchangeType,
     Topology,
     source_topology,
 )
-from engine.adapters.receive import log_outcome
 from engine.errors import EngineError, PoisonMessage
 from engine.hl7v2.charset import DefaultCharset
 from engine.logs import error_fields
 
 if TYPE_CHECKING:
-    from engine.routes.committer import GroupCommitter
-    from engine.routes.intake import Intake, Prepared
-    from engine.routes.writer import Result
+    from engine.intake.committer import GroupCommitter
+    from engine.intake.inbox import Intake, Prepared
+    from engine.pipeline.writer import Result
 
 log = structlog.get_logger("engine.amqp")
 #: A session up this long resets the reconnection backoff (one failing at once does not).

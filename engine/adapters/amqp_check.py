@@ -15,8 +15,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from engine.adapters.amqp import AmqpSourceConfig
 from engine.adapters.amqp_destination import AmqpDestinationConfig
-from engine.adapters.amqp_topology import AmqpConnection, Exchange, Queue, Topology
-from engine.channels.models import ChannelsFile
+from engine.channels.amqp_settings import AmqpConnection, Exchange, Queue, Topology
+from engine.channels.config import ChannelsFile
 
 NOT_FOUND = 404
 

@@ -17,10 +17,10 @@ import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.amqp_topology import AmqpConnection, ExchangeType, close_quietly
-from engine.adapters.base import BuildContext, Delivery
 from engine.cda.standalone import CdaPayload
+from engine.channels.amqp_settings import AmqpConnection, ExchangeType, close_quietly
 from engine.errors import DestinationUnavailable
+from engine.pipeline.delivery import BuildContext, Delivery
 
 log = structlog.get_logger("engine.amqp")
 

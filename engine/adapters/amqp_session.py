@@ -14,7 +14,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from engine.adapters.amqp_topology import Binding, Exchange, Queue, Topology, dead_letter_name
+from engine.channels.amqp_settings import Binding, Exchange, Queue, Topology, dead_letter_name
 
 if TYPE_CHECKING:
     from engine.adapters.amqp import AmqpSourceConfig

@@ -34,8 +34,8 @@ from engine.errors import MessageTooLarge
 from engine.hl7v2.charset import DefaultCharset
 
 if TYPE_CHECKING:
-    from engine.routes.committer import GroupCommitter
-    from engine.routes.intake import Intake
+    from engine.intake.committer import GroupCommitter
+    from engine.intake.inbox import Intake
 
 log = structlog.get_logger("engine.directory")
 

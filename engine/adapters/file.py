@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.base import BuildContext, Delivery
 from engine.cda.standalone import CdaPayload
 from engine.errors import DestinationUnavailable
+from engine.pipeline.delivery import BuildContext, Delivery
 
 
 class FileDestinationConfig(BaseModel):

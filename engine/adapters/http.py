@@ -54,8 +54,8 @@ from engine.security.peers import PeerNetwork
 from engine.security.tls import ServerTls
 
 if TYPE_CHECKING:
-    from engine.routes.committer import GroupCommitter
-    from engine.routes.intake import Intake
+    from engine.intake.committer import GroupCommitter
+    from engine.intake.inbox import Intake
 
 log = structlog.get_logger("engine.http")
 

@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse
 
 from engine.adapters.receive import Received
 from engine.errors import NotDocumentOwner
-from engine.journal.models import State
-from engine.routes.outcomes import EndState
+from engine.intake.outcomes import EndState
+from engine.journal.message_tables import State
 
 STATUS = {"accepted": 202, "duplicate": 200, "rejected": 422, "unavailable": 503}
 #: Refusals the pipeline makes on the sender's authority rather than the content's.

@@ -21,9 +21,9 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.base import BuildContext, Delivery
 from engine.cda.standalone import CdaPayload
 from engine.errors import DestinationRejected, DestinationUnavailable
+from engine.pipeline.delivery import BuildContext, Delivery
 from engine.security.tls import ClientTls
 
 #: How much of a refusal's body a dead letter quotes.

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.base import BuildContext, Delivery
 from engine.errors import DestinationRejected, DestinationUnavailable
+from engine.pipeline.delivery import BuildContext, Delivery
 
 Failure = Literal["unavailable", "rejected"]
 

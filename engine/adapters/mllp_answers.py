@@ -20,10 +20,10 @@ from engine.metrics import ACK_LATENCY
 
 if TYPE_CHECKING:
     from engine.adapters.mllp import MllpServer
+    from engine.intake.inbox import Prepared
+    from engine.intake.outcomes import EndState
     from engine.journal.records import Appended
-    from engine.routes.intake import Prepared
-    from engine.routes.outcomes import EndState
-    from engine.routes.writer import Result
+    from engine.pipeline.writer import Result
 
 log = structlog.get_logger("engine.mllp")
 

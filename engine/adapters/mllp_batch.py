@@ -1,4 +1,4 @@
-"""MLLP answers for an HL7 v2 batch (see :mod:`engine.routes.batch_intake`): the messages of
+"""MLLP answers for an HL7 v2 batch (see :mod:`engine.intake.batches`): the messages of
 the batch go to the writer as one job, and once they are durable (with ``ack_after:
 processing``, once the pipeline is done with them) the batch acknowledgement is written, in
 its place among the connection's answers. A refused batch is its payload as one dead letter,
@@ -15,15 +15,15 @@ import structlog
 
 from engine.adapters.mllp_framing import frame
 from engine.adapters.receive_batch import log_batch
+from engine.intake.batches import batch_answer, is_stored
 from engine.journal.records import Appended
 from engine.metrics import ACK_LATENCY
-from engine.routes.batch_intake import batch_answer, is_stored
 
 if TYPE_CHECKING:
     from engine.adapters.mllp_answers import Answers
-    from engine.routes.intake import Prepared
-    from engine.routes.outcomes import EndState
-    from engine.routes.writer import Result
+    from engine.intake.inbox import Prepared
+    from engine.intake.outcomes import EndState
+    from engine.pipeline.writer import Result
 
 log = structlog.get_logger("engine.mllp")
 

@@ -21,7 +21,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.adapters.base import BuildContext, Delivery
 from engine.adapters.mllp_framing import Frame, FrameDecoder, frame
 from engine.errors import (
     DestinationRejected,
@@ -30,6 +29,7 @@ from engine.errors import (
     MessageTooLarge,
 )
 from engine.hl7v2.reader import Message
+from engine.pipeline.delivery import BuildContext, Delivery
 from engine.security.tls import ClientTls
 
 MAX_ACK_BYTES = 1024 * 1024

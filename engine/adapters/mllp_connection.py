@@ -27,7 +27,7 @@ from engine.errors import EngineError, FramingError, SourceBusy
 
 if TYPE_CHECKING:
     from engine.adapters.mllp import MllpServer
-    from engine.routes.intake import Prepared
+    from engine.intake.inbox import Prepared
 
 log = structlog.get_logger("engine.mllp")
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from asyncio import BaseTransport
 
     from engine.adapters.mllp import MllpSourceConfig
-    from engine.routes.intake import Intake, Prepared
+    from engine.intake.inbox import Intake, Prepared
 
 log = structlog.get_logger("engine.mllp")
 

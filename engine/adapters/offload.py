@@ -41,7 +41,7 @@ import structlog
 from engine.errors import EngineError, ParseError
 
 if TYPE_CHECKING:
-    from engine.routes.intake import Intake, Prepared
+    from engine.intake.inbox import Intake, Prepared
 
 log = structlog.get_logger("engine.offload")
 

@@ -12,8 +12,8 @@ from engine.adapters.offload import OFFLOAD
 from engine.errors import EngineError
 
 if TYPE_CHECKING:  # the runtime imports the sources through the channel models
-    from engine.routes.committer import GroupCommitter
-    from engine.routes.intake import Intake, Prepared
+    from engine.intake.committer import GroupCommitter
+    from engine.intake.inbox import Intake, Prepared
 
 log = structlog.get_logger("engine.receive")
 

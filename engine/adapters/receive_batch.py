@@ -1,5 +1,5 @@
 """A batch received by a source without a protocol of its own (the directory source): its
-messages journaled in one commit (see :mod:`engine.routes.batch_intake`), and what the file
+messages journaled in one commit (see :mod:`engine.intake.batches`), and what the file
 mover acts on. A refused batch is ``rejected`` (its file goes to ``error/``, the payload is a
 dead letter); so is a batch whose every message was refused. A batch with some messages
 refused is ``accepted``: each refused message is a dead letter of its own."""
@@ -16,9 +16,9 @@ from engine.adapters.receive import Received, log_outcome
 from engine.journal.records import Appended
 
 if TYPE_CHECKING:
-    from engine.routes.committer import GroupCommitter
-    from engine.routes.intake import Intake, Prepared
-    from engine.routes.writer import Result
+    from engine.intake.committer import GroupCommitter
+    from engine.intake.inbox import Intake, Prepared
+    from engine.pipeline.writer import Result
 
 log = structlog.get_logger("engine.receive")
 

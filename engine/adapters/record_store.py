@@ -2,10 +2,11 @@
 
 Writes run inside the pipeline's transaction (``Delivery.conn``): the caller commits them with
 the message's end state, which is what makes delivery exactly-once. Which patient a message is
-filed under is the identity rules' business (:mod:`engine.identity.filing`). The hot path
+filed under is the identity rules' business (:mod:`engine.pipeline.identify.patient_filing`). The
+hot path
 (ORU^R01 for a known patient) costs two or three statements: the identifier lookup (one per
 INS, one for the local identifiers), one executemany of the observations. The read helpers live
-in :mod:`engine.store.queries` and are re-exported here.
+in :mod:`engine.store.record_lookups` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,22 +17,27 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select
 
-from engine.adapters.base import BuildContext, Delivery
-from engine.cda.filing import ReadDocument, check_same_patient, read_document, store_document
+from engine.cda.conformance import Schema
 from engine.cda.standalone import CdaPayload
-from engine.cda.validate import Schema
 from engine.errors import DocumentError
-from engine.identity.events import change_identity
-from engine.identity.filing import Filing
-from engine.identity.merge import merge
+from engine.hl7v2.embedded_documents import Action, DocumentRecord
 from engine.identity.rules import IdentityPolicy
+from engine.pipeline.delivery import BuildContext, Delivery
+from engine.pipeline.identify.events import change_identity
+from engine.pipeline.identify.merge import merge
+from engine.pipeline.identify.patient_filing import Filing
 from engine.store import batch, consent
-from engine.store.models import encounters
+from engine.store.cda_filing import ReadDocument, check_same_patient, read_document, store_document
 from engine.store.observations import add_observations
 from engine.store.ownership import UNKNOWN_FILER, Filer, OwnerGroups
-from engine.store.queries import counts, find_patient, patient_encounters, patient_observations
+from engine.store.record_core import encounters
+from engine.store.record_lookups import (
+    counts,
+    find_patient,
+    patient_encounters,
+    patient_observations,
+)
 from engine.transforms.map_adt import PatientRecord
-from engine.transforms.map_documents import Action, DocumentRecord
 from engine.transforms.map_hl7 import (
     EncounterRecord,
     StoreOperation,

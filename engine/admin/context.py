@@ -10,9 +10,9 @@ from sqlalchemy.engine import Engine
 
 from engine.admin.figures import FiguresCache
 from engine.admin.reader import read_engine
-from engine.admin.settings import AdminSettings
 from engine.admin.state import ChannelControl, EngineState
-from engine.channels.models import ChannelsFile
+from engine.channels.admin_settings import AdminSettings
+from engine.channels.config import ChannelsFile
 
 
 @dataclass

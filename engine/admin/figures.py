@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from engine.admin.times import aware
 from engine.fastsql import FastStatement
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.journal.search import first_id_since
 
 _m = messages.c

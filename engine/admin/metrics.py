@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from engine import metrics as engine_metrics
 from engine.admin.figures import WAITING, FiguresCache, Snapshot
 from engine.admin.state import EngineState
-from engine.journal.models import State
+from engine.journal.message_tables import State
 
 
 def journal_families(snapshot: Snapshot) -> list[Metric]:

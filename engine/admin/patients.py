@@ -14,9 +14,9 @@ import re
 
 from sqlalchemy import Connection, or_, select
 
-from engine.identity.patients import ins_key
 from engine.journal.search import PatientKeys
-from engine.store.models import merges, patient_identifiers, patients
+from engine.store.patients import ins_key
+from engine.store.record_core import merges, patient_identifiers, patients
 
 _INS = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}$", re.IGNORECASE)
 _ids = patient_identifiers.c

@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 
 from engine.admin.patients import matching_patients
 from engine.admin.roles import Principal
-from engine.identity import compare
-from engine.identity import patients as stored
+from engine.pipeline.identify import compare
 from engine.record.model import Actor, Role
+from engine.store import patients as stored
 from engine.store.record_access import Refused, open_for
 
 READ_MESSAGE = "read_message"

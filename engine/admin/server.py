@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from engine.admin.app import create_app
 from engine.admin.context import AdminContext
 from engine.admin.state import ChannelControl, EngineState
-from engine.channels.models import ChannelsFile
+from engine.channels.config import ChannelsFile
 
 log = structlog.get_logger("engine.admin")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from engine.adapters.base import Source
-    from engine.channels.models import ChannelsFile
+    from engine.channels.config import ChannelsFile
+    from engine.pipeline.delivery import Source
 
 #: A channel's state as the runtime sees it.
 ChannelState = Literal["running", "paused", "stopped", "failed", "waiting_for_broker"]

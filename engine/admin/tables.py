@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 
 from engine.db import metadata
-from engine.store.models import UtcDateTime
+from engine.store.record_core import UtcDateTime
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -13,7 +13,7 @@ import httpx
 import structlog
 
 from engine.alerts.history import Transition
-from engine.alerts.models import Email, Notify, Webhook
+from engine.channels.alert_settings import Email, Notify, Webhook
 
 log = structlog.get_logger("engine.alerts")
 

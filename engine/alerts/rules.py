@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, func, select, text
 
-from engine.alerts.models import (
+from engine.channels.alert_settings import (
     DeadLettersRule,
     ErrorRateRule,
     Rule,
@@ -24,7 +24,7 @@ from engine.alerts.models import (
     SourceDownRule,
     WaitingRule,
 )
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.localtime import aware
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

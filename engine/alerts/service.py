@@ -20,7 +20,7 @@ from engine.alerts import history
 from engine.alerts.history import Transition
 from engine.alerts.notify import Notifier, deliver, notifiers
 from engine.alerts.rules import Context, Finding, SourceStates, evaluate
-from engine.channels.models import ChannelsFile
+from engine.channels.config import ChannelsFile
 from engine.journal.journal import utcnow
 
 log = structlog.get_logger("engine.alerts")

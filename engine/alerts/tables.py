@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, text
 
 from engine.db import metadata
-from engine.store.models import UtcDateTime
+from engine.store.record_core import UtcDateTime
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from engine.cda.header import DocumentHeader, read_header
+from engine.cda.patient_traits import cda_identity
 from engine.cda.safexml import parse_document
 from engine.cda.xpath import CLINICAL_DOCUMENT
 from engine.errors import DocumentError
-from engine.identity.cda import cda_identity
 from engine.identity.model import Identity
 
 #: The message type routes and ``accept`` lists see for a document received alone.

@@ -9,7 +9,7 @@ Routes whose condition tests fields are taken as possibly matching (no false war
 
 from __future__ import annotations
 
-from engine.channels.models import ChannelConfig, ChannelsFile
+from engine.channels.config import ChannelConfig, ChannelsFile
 from engine.transforms.map_hl7 import SUPPORTED_TYPES
 
 _ADT = tuple(sorted(t for t in SUPPORTED_TYPES if t.startswith("ADT^")))

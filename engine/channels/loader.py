@@ -10,8 +10,8 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy import make_url
 
-from engine.alerts.models import alert_problems
-from engine.channels.models import ChannelsFile
+from engine.channels.alert_settings import alert_problems
+from engine.channels.config import ChannelsFile
 from engine.channels.production import production_problems
 from engine.channels.references import reference_problems
 from engine.db import DEFAULT_URL

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from engine.channels.models import ChannelsFile
+from engine.channels.config import ChannelsFile
 from engine.security.key_settings import KEY_ENV
 from engine.security.peers import is_loopback
 

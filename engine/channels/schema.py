@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.channels.models import ChannelsFile
+from engine.channels.config import ChannelsFile
 
 
 def channels_schema() -> dict[str, Any]:

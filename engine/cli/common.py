@@ -15,8 +15,8 @@ from rich.console import Console
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.channels.config import EngineSettings
 from engine.channels.loader import ConfigError, load_channels
-from engine.channels.models import EngineSettings
 from engine.database_state import DatabaseState
 from engine.db import database_url, is_outage, make_engine
 from engine.distributed.notify import hand_to_workers

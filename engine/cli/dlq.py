@@ -24,7 +24,7 @@ from engine.cli.common import (
 from engine.cli.dlq_outcome import known_channel_or_exit, print_outcomes, wait_for_outcomes
 from engine.cli.output import print_table, utc_json, zone
 from engine.cli.paths import existing_database
-from engine.journal import queries
+from engine.journal import lookups as queries
 from engine.localtime import local_text, parse_since
 
 app = typer.Typer(no_args_is_help=True, help="Dead letters: messages that could not be processed")

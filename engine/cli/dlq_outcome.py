@@ -11,8 +11,8 @@ from sqlalchemy import Connection
 
 from engine.channels.loader import ConfigError, load_channels
 from engine.cli.common import console, err_console
-from engine.journal import queries
-from engine.journal.models import State
+from engine.journal import lookups as queries
+from engine.journal.message_tables import State
 
 
 def known_channel_or_exit(conn: Connection, config: Path, channel: str | None) -> None:

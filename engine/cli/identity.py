@@ -25,11 +25,11 @@ from engine.cli.common import (
 )
 from engine.cli.output import print_table, utc_json, zone
 from engine.cli.paths import existing_database
-from engine.identity import compare, review
-from engine.identity.unmerge import unmerge
 from engine.journal.journal import utcnow
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.localtime import age_text, local_text
+from engine.pipeline.identify import compare, review
+from engine.pipeline.identify.unmerge import unmerge
 
 app = typer.Typer(no_args_is_help=True, help="Patient identity: conflicts to review, merges")
 

@@ -19,8 +19,8 @@ from engine.cli.common import (
     err_console,
     print_json,
 )
-from engine.identity import duplicates
 from engine.journal.journal import utcnow
+from engine.store import identity_duplicates as duplicates
 
 app = typer.Typer(help="Pairs of patients that are probably one person")
 

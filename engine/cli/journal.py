@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.channels.journal_retention import JournalRetention
 from engine.channels.loader import ConfigError, load_channels
 from engine.cli.common import ConfigOption, JsonOption, console, err_console, print_json
 from engine.cli.paths import existing_database
 from engine.journal.prune import Cutoffs, cutoffs, prune, would_prune
-from engine.journal.retention_settings import JournalRetention
 
 app = typer.Typer(no_args_is_help=True, help="the journal's upkeep")
 

@@ -14,9 +14,9 @@ from engine.adapters.amqp_check import broker_findings
 from engine.admin import record_views
 from engine.admin.patients import patient_keys
 from engine.admin.roles import os_principal
+from engine.channels.config import ChannelsFile
 from engine.channels.filing_check import unfilable_result_channels
 from engine.channels.loader import ConfigError, load_channels
-from engine.channels.models import ChannelsFile
 from engine.channels.production import production_warnings
 from engine.channels.schema import write_schema
 from engine.cli import (
@@ -39,7 +39,7 @@ from engine.cli import (
 from engine.cli.common import ConfigOption, JsonOption, console, err_console, print_json
 from engine.cli.output import utc_json
 from engine.cli.paths import existing_database
-from engine.journal import queries
+from engine.journal import lookups as queries
 from engine.journal.search import MessageFilter, matching_ids
 
 app = typer.Typer(no_args_is_help=True, help="Aiguillage integration engine", add_completion=False)
@@ -102,9 +102,9 @@ def run(
     ``aiguillage reload`` reloads its channels)."""
     from engine import logs
     from engine.errors import RecordKeyError
-    from engine.runtime import Engine, Role, run_worker
-    from engine.runtime_console import serve_console
-    from engine.runtime_listeners import ListenersUnavailable, Reservation
+    from engine.runtime.console import serve_console
+    from engine.runtime.listeners import ListenersUnavailable, Reservation
+    from engine.runtime.wiring import Engine, Role, run_worker
 
     settings = _load(config)
     if role is RoleName.CONSOLE and settings.engine.admin is None:
@@ -146,7 +146,7 @@ def reload(
     import getpass
 
     from engine.admin import audit
-    from engine.runtime_reload import NoRunningEngine, request_reload
+    from engine.runtime.reload import NoRunningEngine, request_reload
 
     _load(config)  # exits 1 with every issue
     with existing_database(config) as conn:

@@ -8,12 +8,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from engine.channels.config import ChannelConfig, ChannelsFile
 from engine.channels.loader import ConfigError, load_channels
-from engine.channels.models import ChannelConfig, ChannelsFile
 from engine.cli.common import ConfigOption, JsonOption, err_console, print_json
 from engine.cli.output import print_table
 from engine.cli.paths import existing_database
-from engine.journal import queries
+from engine.journal import lookups as queries
 
 COLUMNS = (
     "received",

@@ -15,17 +15,17 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection, select
 
+from engine.channels.config import ChannelConfig
 from engine.channels.loader import ConfigError, load_channels
-from engine.channels.models import ChannelConfig
 from engine.cli.common import ConfigOption, JsonOption, console, err_console, print_json
 from engine.cli.send import split_file
 from engine.hl7v2.reader import Message
+from engine.intake.inbox import Intake
 from engine.journal import transformed
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.journal.records import journaled_message, journaled_payload
-from engine.routes.intake import Intake
-from engine.routes.stages import StageError, stage
-from engine.routes.steps import ChannelSteps
+from engine.pipeline.channel_steps import ChannelSteps
+from engine.pipeline.stages import StageError, stage
 from engine.transforms.user.diff import Change, describe, field_changes
 
 CHANNELS = Path("channels.yaml")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from engine.journal.claim import Group, group_of
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.journal.records import NewMessage
-from engine.routes.writer import Result
+from engine.pipeline.writer import Result
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ import pika
 import pika.exceptions
 from sqlalchemy import Connection
 
-from engine.adapters.amqp_topology import close_quietly
-from engine.channels.models import WorkSettings
+from engine.channels.amqp_settings import close_quietly
+from engine.channels.config import WorkSettings
 from engine.distributed.items import work_items
 from engine.distributed.topology import publish_items
 

@@ -15,12 +15,12 @@ import pika.exceptions
 import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 
-from engine.adapters.amqp_topology import close_quietly
-from engine.channels.models import WorkSettings
+from engine.channels.amqp_settings import close_quietly
+from engine.channels.config import WorkSettings
 from engine.distributed.items import WorkItem, items_of
 from engine.distributed.topology import declare_work_queue, publish_items
 from engine.journal.records import NewMessage
-from engine.routes.writer import Result
+from engine.pipeline.writer import Result
 
 log = structlog.get_logger("engine.distributed")
 _STOP = None

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from engine.channels.models import WorkSettings
+from engine.channels.config import WorkSettings
 from engine.distributed.items import WorkItem
 
 QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}

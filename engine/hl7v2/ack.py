@@ -18,7 +18,7 @@ from enum import StrEnum
 from engine import errors
 from engine.hl7v2 import ack_shapes
 from engine.hl7v2.ack_msh import HD_LENGTHS, build_segment, msh_segment
-from engine.hl7v2.header import Header, fallback_header, read_header
+from engine.hl7v2.msh import Header, fallback_header, read_header
 
 __all__ = [
     "ENGINE_TO_HL7",

@@ -11,7 +11,7 @@ from datetime import datetime
 from engine.hl7v2 import ack_shapes
 from engine.hl7v2.ack_shapes import Component, Value
 from engine.hl7v2.escape import escape
-from engine.hl7v2.header import Header
+from engine.hl7v2.msh import Header
 from engine.hl7v2.separators import Separators
 
 # Field lengths of HL7 v2.5 (chapter 2, data types HD, MSG, PT, VID, ID, ST, TX).

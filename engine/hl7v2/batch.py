@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import ParseError
 from engine.hl7v2.escape import unescape
-from engine.hl7v2.header import first_line
+from engine.hl7v2.msh import first_line
 from engine.hl7v2.reader import split_segments
 from engine.hl7v2.separators import Separators
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from engine.errors import ParseError
 from engine.hl7v2.ack import CONTROL_ID_MAX, HD_LENGTHS, MSA_TEXT_MAX, build_segment
 from engine.hl7v2.ack_shapes import Component, Value
-from engine.hl7v2.header import Header, read_header
+from engine.hl7v2.msh import Header, read_header
 from engine.hl7v2.separators import Separators
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from engine.hl7v2.reader import Message, Segment
 from engine.hl7v2.separators import Separators
+from engine.hl7v2.values import has_value, part
 from engine.identity.ins import BILLING_OIDS, classify_oid
 from engine.identity.model import Identity, Ins, LocalId, Traits
-from engine.transforms.hl7_values import has_value, part
 
 _BILLING_TYPE = "NH"
 

@@ -1,9 +1,9 @@
 """One typed patient identity, whatever message it came from (HL7 v2 PID or CDA recordTarget).
 
-Extraction (:mod:`engine.identity.hl7`, :mod:`engine.identity.cda`) only reads what the
+Extraction (:mod:`engine.identity.hl7`, :mod:`engine.cda.patient_traits`) only reads what the
 message says; whether its INS may be used is decided by
 :func:`engine.identity.rules.decide_ins`, and matching against the store by
-:mod:`engine.identity.resolve`.
+:mod:`engine.pipeline.identify.resolve`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement
 
 from engine.fastsql import FastStatement
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 
 _m = messages.c
 _PENDING = (_m.id, _m.channel, _m.raw, _m.charset, _m.patient_key, _m.attempts, _m.delivered_to)

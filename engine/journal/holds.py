@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from engine.journal.models import State, events, holds, messages
+from engine.journal.message_tables import State, events, holds, messages
 
 #: Set in ``Connection.info`` when a release happened (the released ids): the worker ends its
 #: batch there, so that the released messages (older) run before the patient's later messages

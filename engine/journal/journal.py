@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from engine.fastsql import FastStatement, insert_into
 from engine.journal.claim import claim_rows
-from engine.journal.models import State, events, messages
+from engine.journal.message_tables import State, events, messages
 from engine.journal.records import Appended, DedupKey, NewMessage, Pending, content_digest
 
 _INSERT_MESSAGE = insert_into(messages, returning=messages.c.id)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
-from engine.journal.models import outbox
+from engine.journal.message_tables import outbox
 
 _o = outbox.c
 #: How long a row is reserved for the worker sending it.

@@ -30,9 +30,9 @@ from sqlalchemy import Connection, and_, delete, exists, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement
 
-from engine.journal.models import State, events, holds, messages, outbox
+from engine.journal.message_tables import State, events, holds, messages, outbox
 from engine.journal.transformed import transformed
-from engine.store.models import identity_reviews
+from engine.store.record_core import identity_reviews
 
 _m = messages.c
 #: End states the pipeline is done with. Dead letters, held and review are never pruned.

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Engine
 
-from engine.channels.models import ChannelsFile
+from engine.channels.config import ChannelsFile
 from engine.journal.prune import Cutoffs, Pruned, cutoffs, prune
 from engine.leased_job import LeasedJob
 

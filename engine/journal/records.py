@@ -16,7 +16,7 @@ from engine.cda.standalone import (
 from engine.errors import EncodingError
 from engine.hl7v2.reader import Message
 from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
-from engine.journal.models import State
+from engine.journal.message_tables import State
 
 DedupKey = tuple[str, str | None, str | None, str, str]
 #: Where MSH may start: after a UTF-8 BOM and a few blanks, as intake accepts.

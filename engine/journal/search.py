@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Index, Select, and_, func, or_, select
 
-from engine.journal.models import holds, messages
+from engine.journal.message_tables import holds, messages
 
 _m = messages.c
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
 
 from engine.db import metadata
 from engine.fastsql import FastStatement, insert_into
-from engine.journal.models import Id
+from engine.journal.message_tables import Id
 
 transformed = Table(
     "journal_transformed",

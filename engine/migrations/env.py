@@ -10,21 +10,21 @@ from sqlalchemy.engine import Engine
 
 import engine.admin.tables
 import engine.alerts.tables
-import engine.journal.models
+import engine.journal.message_tables
 import engine.journal.search
 import engine.journal.transformed
 import engine.security.senders
 import engine.store.access_log
 import engine.store.documents
 import engine.store.identity_cell
-import engine.store.models
+import engine.store.record_core
 import engine.store.record_tables
 from engine.db import metadata
 
 _ = (
     engine.admin.tables,
     engine.alerts.tables,
-    engine.journal.models,
+    engine.journal.message_tables,
     engine.journal.search,
     engine.journal.transformed,
     engine.security.senders,

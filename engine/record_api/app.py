@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine as DbEngine
 
+from engine.channels.record_api_settings import RecordApiSettings
 from engine.errors import RecordKeyError
 from engine.record_api import pages, routes
-from engine.record_api.settings import RecordApiSettings
 from engine.store.record_access import Refused
 
 STATIC = Path(__file__).parent / "static"

@@ -16,8 +16,8 @@ import uvicorn
 from sqlalchemy.engine import Engine as DbEngine
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from engine.channels.record_api_settings import RecordApiSettings
 from engine.record_api.app import create_app
-from engine.record_api.settings import RecordApiSettings
 from engine.security.tls import ServerTls
 
 log = structlog.get_logger("engine.record_api")

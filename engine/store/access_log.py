@@ -30,7 +30,7 @@ from engine.db import metadata
 from engine.fastsql import insert_into
 from engine.record.model import Actor
 from engine.store.documents import documents
-from engine.store.models import Id, UtcDateTime, text_column
+from engine.store.record_core import Id, UtcDateTime, text_column
 
 access_log = Table(
     "record_access_log",

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from engine.fastsql import insert_into
-from engine.store.models import observations
+from engine.store.record_core import observations
 
 _KEY = "aiguillage.batch_writes"
 _INSERT_OBSERVATIONS = insert_into(observations)
@@ -33,7 +33,7 @@ _INSERT_OBSERVATIONS = insert_into(observations)
 @dataclass(slots=True)
 class BatchWrites:
     observation_rows: list[Mapping[str, Any]] = field(default_factory=list)
-    #: Patient lookups of this batch, by what was looked up (see engine.identity.patients).
+    #: Patient lookups of this batch, by what was looked up (see engine.store.patients).
     lookups: dict[Any, Any] = field(default_factory=dict)
 
 

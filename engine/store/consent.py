@@ -18,9 +18,9 @@ from sqlalchemy import Connection, select, update
 
 from engine.errors import RecordClosed
 from engine.hl7v2.reader import Message
+from engine.hl7v2.values import parse_ts
 from engine.record.model import State
 from engine.store.record_tables import statuses
-from engine.transforms.hl7_values import parse_ts
 
 _s = statuses.c
 

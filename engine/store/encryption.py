@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select, update
 
-from engine.channels.models import EngineSettings
+from engine.channels.config import EngineSettings
 from engine.errors import RecordKeyMissing
 from engine.security.key_settings import KEY_ENV
 from engine.security.keys import Keyring, keyring

@@ -1,7 +1,7 @@
 """Tables of the identity cell's work: the folded-traits key of each patient (to find probable
 duplicates and homonyms with one indexed grouping) and the duplicate pairs a human dismissed.
 
-The key is kept by :mod:`engine.identity.patients` whenever a patient is created or its strict
+The key is kept by :mod:`engine.store.patients` whenever a patient is created or its strict
 traits change; it is derived data (``engine.identity.model.trait_key``), never shown.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Table, Text, UniqueConstraint
 
 from engine.db import metadata
-from engine.store.models import Id, UtcDateTime, text_column
+from engine.store.record_core import Id, UtcDateTime, text_column
 
 trait_keys = Table(
     "store_patient_trait_keys",

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, select, update
 
 from engine.store.documents import documents, reimbursements, summary_entries
-from engine.store.models import encounters, observations
+from engine.store.record_core import encounters, observations
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from engine.fastsql import insert_into
 from engine.store import batch
-from engine.store.models import observations
+from engine.store.record_core import observations
 from engine.transforms.map_oru import ObservationRecord
 
 _INSERT = insert_into(observations)

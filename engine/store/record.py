@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from engine.identity import patients as identity_patients
+from engine.store import patients as identity_patients
 from engine.store.documents import CURRENT, DELETED, documents, reimbursements, summary_entries
-from engine.store.models import observations, patient_identifiers, patients
+from engine.store.record_core import observations, patient_identifiers, patients
 
 _IDENTITY = (
     "id",

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from engine.record import rules, sections
 from engine.record.model import Actor, Decision, DocumentFacts, RecordFacts, Role
 from engine.store import access_log, record_queries
-from engine.store.models import patients
+from engine.store.record_core import patients
 
 
 class Refused(Exception):

@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, cast, literal, null, select, union_all
 
 from engine.fastsql import FastStatement
-from engine.identity import patients as identity_patients
-from engine.identity.patients import StoredPatient
 from engine.record.model import DocumentFacts, RecordFacts, State
 from engine.store import crypto
+from engine.store import patients as identity_patients
 from engine.store.access_log import access_log
 from engine.store.documents import CURRENT, DELETED, documents
-from engine.store.models import UtcDateTime, encounters
+from engine.store.patients import StoredPatient
+from engine.store.record_core import UtcDateTime, encounters
 from engine.store.record_rows import extracted as extracted
 from engine.store.record_rows import extracts as extracts
 from engine.store.record_rows import personal as personal

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, bindparam, literal, select, union_all
 
 from engine.fastsql import FastStatement
 from engine.store.documents import reimbursements, summary_entries
-from engine.store.models import observations
+from engine.store.record_core import observations
 from engine.store.record_tables import personal_documents
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from engine.db import metadata
-from engine.store.models import Id, UtcDateTime, text_column
+from engine.store.record_core import Id, UtcDateTime, text_column
 
 professionals = Table(
     "record_professionals",

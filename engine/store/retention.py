@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, delete, func, or_, select, update
 
 from engine.store.access_log import access_log
 from engine.store.documents import documents, reimbursements, summary_entries
-from engine.store.models import encounters, observations
+from engine.store.record_core import encounters, observations
 from engine.store.record_tables import (
     document_settings,
     emergency_accesses,

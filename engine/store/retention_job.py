@@ -21,9 +21,9 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Engine
 
+from engine.channels.record_retention import RetentionSettings
 from engine.leased_job import LeasedJob
 from engine.store.retention import purge
-from engine.store.retention_settings import RetentionSettings
 
 log = structlog.get_logger("engine.retention")
 

@@ -8,9 +8,7 @@ from datetime import datetime
 from engine.errors import UnknownPatient
 from engine.hl7v2.reader import Message
 from engine.hl7v2.separators import Separators
-from engine.identity.hl7 import hl7_identity
-from engine.identity.model import Identity
-from engine.transforms.hl7_values import (
+from engine.hl7v2.values import (
     has_value,
     parse_ts,
     part,
@@ -18,6 +16,8 @@ from engine.transforms.hl7_values import (
     render_location,
     render_phone,
 )
+from engine.identity.hl7 import hl7_identity
+from engine.identity.model import Identity
 
 #: Triggers whose event time is the start of the encounter (admission, registration).
 _ADMITTING = frozenset({"A01", "A04"})

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.errors import UnsupportedMessageType, ValidationError
+from engine.hl7v2.embedded_documents import (
+    DocumentRecord,
+    extract_documents,
+    is_document_message,
+)
 from engine.hl7v2.reader import Message
 from engine.identity.hl7 import merged_identity
 from engine.identity.model import Identity
@@ -19,11 +24,6 @@ from engine.transforms.map_adt import (
     PatientRecord,
     extract_encounter,
     extract_patient,
-)
-from engine.transforms.map_documents import (
-    DocumentRecord,
-    extract_documents,
-    is_document_message,
 )
 from engine.transforms.map_oru import ObservationRecord, OrderRecord, extract_observations
 

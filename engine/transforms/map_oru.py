@@ -9,7 +9,7 @@ from typing import NamedTuple
 from engine.hl7v2.escape import unescape
 from engine.hl7v2.reader import Message, Segment
 from engine.hl7v2.separators import Separators
-from engine.transforms.hl7_values import parse_ts, part
+from engine.hl7v2.values import parse_ts, part
 
 #: OBX-2 value types whose OBX-5 is one plain value: stored unescaped. Composite types (CWE,
 #: CE, SN, ED, RP...) keep their HL7 text, components and escapes included, so that nothing of

@@ -25,14 +25,14 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine
 
-from engine.admin.settings import AdminSettings
 from engine.admin.state import StaticSource, StaticState
+from engine.channels.admin_settings import AdminSettings
 from engine.channels.loader import parse_channels
 from engine.db import make_engine
 from engine.errors import IdentityConflict
-from engine.identity import review
-from engine.journal.models import State
+from engine.journal.message_tables import State
 from engine.migrate import upgrade
+from engine.pipeline.identify import review
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import PASSWORD, Admin, serve
 

@@ -22,7 +22,7 @@ from engine.adapters.mllp_framing import frame
 from engine.hl7v2.ack_shapes import version_key
 from engine.hl7v2.batch import is_batch, split_batch
 from engine.hl7v2.charset import decode
-from engine.hl7v2.header import first_line, read_batch_header, read_header
+from engine.hl7v2.msh import first_line, read_batch_header, read_header
 from engine.hl7v2.reader import Message
 from tests.e2e.engine_process import EngineProcess
 from tests.e2e.mllp_client import read_ack

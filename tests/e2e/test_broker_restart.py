@@ -13,7 +13,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from engine.adapters.amqp_topology import close_quietly
+from engine.channels.amqp_settings import close_quietly
 from tests.broker import Broker
 from tests.e2e.hl7_messages import PATIENTS, oru
 from tests.e2e.mllp_client import register_patients

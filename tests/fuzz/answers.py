@@ -10,8 +10,8 @@ from engine.adapters.mllp_framing import frame
 from engine.errors import EngineError, StoreUnavailable
 from engine.hl7v2.ack import AckCode
 from engine.hl7v2.reader import Message
+from engine.intake.inbox import Intake, Prepared
 from engine.journal.records import Appended
-from engine.routes.intake import Intake, Prepared
 from tests.fuzz.test_fuzz_ack import CONTROL_ID_MAX, echoes
 
 ACK_CODES = {c.value for c in AckCode}

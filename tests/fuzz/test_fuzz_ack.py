@@ -9,7 +9,7 @@ from engine.adapters.mllp_framing import frame
 from engine.errors import ACK_CODES, EngineError
 from engine.hl7v2.ack import AckCode, Header, build_ack
 from engine.hl7v2.charset import encode_ack
-from engine.hl7v2.header import read_header
+from engine.hl7v2.msh import read_header
 from engine.hl7v2.reader import Message
 from engine.hl7v2.separators import Separators
 from tests.fuzz.harness import fuzz_target

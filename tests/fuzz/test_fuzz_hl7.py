@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from engine.errors import EngineError
 from engine.hl7v2.batch import is_batch, split_batch
 from engine.hl7v2.escape import escape, unescape
-from engine.hl7v2.header import read_header
+from engine.hl7v2.msh import read_header
 from engine.hl7v2.reader import Message
 from engine.hl7v2.separators import Separators
 from tests.fuzz.harness import fuzz_target

@@ -20,8 +20,8 @@ from engine.adapters.mllp_framing import (
 from engine.cda.standalone import read_standalone
 from engine.errors import EngineError
 from engine.hl7v2.reader import Message
+from engine.intake.inbox import DocumentIntake, Intake
 from engine.journal.records import Appended
-from engine.routes.intake import DocumentIntake, Intake
 from tests.fuzz.answers import check_answers, check_prepared
 from tests.fuzz.harness import fuzz_target
 from tests.fuzz.mutations import cda_payloads, hl7_payloads

@@ -13,12 +13,12 @@ from sqlalchemy.engine import Engine
 
 from engine.admin.roles import Role
 from engine.admin.server import AdminServer
-from engine.admin.settings import AdminSettings
 from engine.admin.state import ChannelControl, EngineState
 from engine.admin.tokens import add_token
 from engine.admin.users import add_user, list_users
+from engine.channels.admin_settings import AdminSettings
+from engine.channels.config import ChannelsFile
 from engine.channels.loader import parse_channels
-from engine.channels.models import ChannelsFile
 
 PASSWORD = "correct horse battery"
 

@@ -8,9 +8,9 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 
 from engine.journal.journal import Journal
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.journal.records import NewMessage
-from engine.store.models import patient_identifiers, patients
+from engine.store.record_core import patient_identifiers, patients
 
 INS = "279035121518989"
 ORU = (

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from engine.adapters.mllp_framing import frame
 from engine.channels.loader import parse_channels
-from engine.runtime import Engine
+from engine.runtime.wiring import Engine
 from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
 

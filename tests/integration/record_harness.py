@@ -14,9 +14,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from engine.channels.record_api_settings import RecordApiSettings
 from engine.cli.main import app
 from engine.record_api.server import RecordListener
-from engine.record_api.settings import RecordApiSettings
 from engine.security.tls import ServerTls
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import IdentityEngine, adt, msh, pid

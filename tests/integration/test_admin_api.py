@@ -15,9 +15,9 @@ from engine.admin.roles import Role
 from engine.admin.tables import audit, tokens
 from engine.db import make_engine
 from engine.errors import IdentityConflict
-from engine.identity import review
-from engine.journal.models import State, events, messages
+from engine.journal.message_tables import State, events, messages
 from engine.migrate import upgrade
+from engine.pipeline.identify import review
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import Admin, serve
 

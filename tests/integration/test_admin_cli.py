@@ -17,9 +17,9 @@ from engine.admin.tables import audit, tokens, users
 from engine.cli.main import app
 from engine.db import URL_ENV, make_engine
 from engine.errors import IdentityConflict
-from engine.identity import review
-from engine.journal.models import State
+from engine.journal.message_tables import State
 from engine.migrate import upgrade
+from engine.pipeline.identify import review
 from tests.integration import admin_seed as seed
 
 ME = f"os:{getpass.getuser()}"

@@ -11,10 +11,10 @@ import httpx
 from sqlalchemy import Engine, select
 
 from engine.admin.roles import Role
-from engine.admin.settings import AdminSettings
 from engine.admin.state import ReloadOutcome, UnknownChannel
 from engine.admin.tables import audit
-from engine.journal.models import State
+from engine.channels.admin_settings import AdminSettings
+from engine.journal.message_tables import State
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import PASSWORD, Admin, config, serve
 

@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 
 from engine import metrics as engine_metrics
 from engine.admin.roles import Role
-from engine.admin.settings import AdminSettings
 from engine.admin.state import StaticSource, StaticState
-from engine.journal.models import State, messages
+from engine.channels.admin_settings import AdminSettings
+from engine.journal.message_tables import State, messages
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import config, serve
 

@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from engine.alerts.history import Transition
 from engine.alerts.service import AlertService
+from engine.channels.config import ChannelsFile
 from engine.channels.loader import ConfigError, parse_channels
-from engine.channels.models import ChannelsFile
 from engine.cli.main import app
 from engine.db import URL_ENV
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from tests.e2e.engine_process import free_port
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)  # a Thursday, 11:00 in Paris

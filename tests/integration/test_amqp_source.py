@@ -15,8 +15,8 @@ import pika.exceptions
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from engine.intake.inbox import Intake
 from engine.journal.journal import Journal
-from engine.routes.intake import Intake
 from tests.broker import Broker
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import adt, oru, pid

@@ -18,10 +18,10 @@ import hl7.client
 import pytest
 from hl7.mllp import start_hl7_server
 
-from engine.adapters.base import Delivery
 from engine.adapters.mllp_client import MllpDestination
 from engine.errors import DestinationRejected, DestinationUnavailable
 from engine.hl7v2.reader import Message
+from engine.pipeline.delivery import Delivery
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import adt, pid
 from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine

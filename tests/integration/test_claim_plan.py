@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from engine.journal.claim import _statements, claim_rows
 from engine.journal.journal import Journal
-from engine.journal.models import messages
+from engine.journal.message_tables import messages
 from engine.journal.records import NewMessage
 
 

@@ -16,9 +16,9 @@ from sqlalchemy import Engine, select
 from engine.admin.roles import Role
 from engine.admin.tables import audit
 from engine.errors import IdentityConflict
-from engine.identity import review
 from engine.journal import transformed
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
+from engine.pipeline.identify import review
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import Admin, serve
 from tests.integration.test_admin_console import csrf_of, signed_in

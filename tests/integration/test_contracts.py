@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from engine.adapters.mllp_framing import frame
-from engine.journal.queries import replay
+from engine.journal.lookups import replay
 from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
 from tests.integration.identity_harness import IdentityEngine, adt, nir, oru, pid

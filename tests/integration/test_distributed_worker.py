@@ -12,13 +12,13 @@ from sqlalchemy import Engine, text, update
 
 from engine.channels.loader import parse_channels
 from engine.db import make_engine
+from engine.distributed.consumer import DistributedWorker
 from engine.distributed.items import WorkItem, lock_key
-from engine.distributed.worker import DistributedWorker
 from engine.journal.journal import Journal, utcnow
-from engine.journal.models import messages
+from engine.journal.message_tables import messages
 from engine.journal.records import NewMessage
 from engine.migrate import upgrade
-from engine.runtime import build_worker
+from engine.runtime.wiring import build_worker
 from tests.integration.identity_harness import adt, pid
 from tests.integration.inprocess import ADT_CHANNEL, ENGINE_HEAD
 

@@ -12,20 +12,20 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner, Result
 
-from engine.adapters.base import Delivery
+from engine.channels.config import ChannelConfig, ErrorPolicy
 from engine.channels.loader import load_channels
-from engine.channels.models import ChannelConfig, ErrorPolicy
 from engine.cli import common
 from engine.cli.main import app
 from engine.db import URL_ENV, make_engine
 from engine.errors import StoreUnavailable
+from engine.intake.inbox import Intake
 from engine.journal.journal import Journal
-from engine.journal.models import State, events, messages
+from engine.journal.message_tables import State, events, messages
 from engine.migrate import upgrade
-from engine.routes.intake import Intake
-from engine.routes.pipeline import Pipeline
-from engine.routes.worker import Worker
-from engine.runtime import build_pipeline
+from engine.pipeline.delivery import Delivery
+from engine.pipeline.pipeline import Pipeline
+from engine.pipeline.worker import Worker
+from engine.runtime.wiring import build_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 

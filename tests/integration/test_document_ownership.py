@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from engine.adapters.mllp_framing import frame
 from engine.cli.main import app
-from engine.journal import queries
+from engine.journal import lookups as queries
 from tests.e2e.engine_process import free_port
 from tests.integration.identity_harness import adt, msh, pid
 from tests.integration.inprocess import InProcessEngine

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, text, update
 
-from engine.adapters.base import Delivery
 from engine.adapters.record_store import RecordStore
 from engine.cda.standalone import read_standalone
 from engine.errors import NotDocumentOwner
 from engine.hl7v2.reader import Message
 from engine.identity.rules import IdentityPolicy
+from engine.pipeline.delivery import Delivery
 from engine.store.documents import documents
 from engine.store.ownership import OwnerGroups
 from engine.transforms.map_hl7 import map_message

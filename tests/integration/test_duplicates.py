@@ -11,8 +11,8 @@ import structlog
 from sqlalchemy import text
 
 from engine.db import make_engine
-from engine.identity.duplicates import PROVISIONAL_MATCHES_QUALIFIED, SAME_TRAITS
 from engine.migrate import upgrade
+from engine.store.identity_duplicates import PROVISIONAL_MATCHES_QUALIFIED, SAME_TRAITS
 from tests.integration.identity_harness import IdentityEngine, adt, nir, pid
 
 INS = nir("2790351215189")

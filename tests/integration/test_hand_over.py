@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from engine.cli.main import app
 from engine.db import make_engine
 from engine.journal.journal import Journal
-from engine.journal.models import State
+from engine.journal.message_tables import State
 from engine.journal.records import NewMessage
 from engine.migrate import upgrade
 from tests.broker import Broker, connect

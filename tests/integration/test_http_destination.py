@@ -16,10 +16,10 @@ from typing import Any, ClassVar, cast
 import pytest
 import trustme
 
-from engine.adapters.base import BuildContext, Delivery
 from engine.adapters.http_destination import REPLY_BYTES, HttpDestination, HttpDestinationConfig
 from engine.errors import DestinationRejected, DestinationUnavailable
 from engine.hl7v2.reader import Message
+from engine.pipeline.delivery import BuildContext, Delivery
 
 ORU = "MSH|^~\\&|LAB|LAB-A|DPI|CHU-X|20240306111154||ORU^R01|C-1|P|2.5\rPID|1||42^^^CHU-X^PI"
 

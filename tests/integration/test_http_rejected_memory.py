@@ -138,7 +138,7 @@ def test_refused_large_documents_do_not_keep_their_trees_in_memory(
     before = heap_in_use()
     for n in range(1, 6):
         assert engine.post(no_id_document(n)) == (422, "invalid_document")
-        # The check an MLLP source makes too (engine.cda.intake), on a message carrying a CDA.
+        # The check an MLLP source makes too (engine.cda.safety), on a message carrying a CDA.
         assert engine.post(too_deep_mdm(n), hl7v2=True) == (422, "invalid_document")
     grown = heap_in_use() - before
     # Ten trees of about 30 MB each were kept before; the payloads (1 to 2 MB) may remain.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from engine.errors import ParseError
-from engine.identity.compare import message_identity
+from engine.intake.inbox import Intake
 from engine.journal.journal import Journal
-from engine.routes.intake import Intake
+from engine.pipeline.identify.compare import message_identity
 
 
 def journal(db: Engine, payload: bytes) -> int:

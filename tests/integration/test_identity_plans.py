@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from engine.fastsql import FastStatement
-from engine.identity.patients import _lookup
+from engine.store.patients import _lookup
 
 
 def plan(db: Engine, statement: FastStatement, params: tuple[Any, ...]) -> str:

@@ -12,7 +12,7 @@ import structlog
 from typer.testing import CliRunner
 
 from engine.cli.main import app
-from engine.journal.queries import stats
+from engine.journal.lookups import stats
 from tests.integration.identity_harness import (
     NIA_OID,
     NIR_OID,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from engine.channels.loader import parse_channels
+from engine.intake.inbox import Intake
 from engine.journal.journal import Journal
-from engine.routes.intake import Intake
-from engine.routes.worker import Worker
-from engine.runtime import build_worker
+from engine.pipeline.worker import Worker
+from engine.runtime.wiring import build_worker
 from tests.integration.identity_harness import adt, oru, pid
 
 CHANNELS = """

@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-import engine.routes.worker as worker_module
-from engine.adapters.base import Delivery
+import engine.pipeline.worker as worker_module
+from engine.channels.config import Backoff, ChannelConfig, ErrorPolicy
 from engine.channels.loader import load_channels
-from engine.channels.models import Backoff, ChannelConfig, ErrorPolicy
 from engine.errors import StoreUnavailable
-from engine.journal import queries
+from engine.intake.inbox import Intake
+from engine.journal import lookups as queries
 from engine.journal.journal import Journal
-from engine.journal.models import State, events, messages
+from engine.journal.message_tables import State, events, messages
 from engine.journal.records import NewMessage
-from engine.routes.intake import Intake
-from engine.routes.pipeline import Pipeline
-from engine.routes.worker import Worker, backoff_delay
-from engine.runtime import build_pipeline
-from engine.store.models import observations
+from engine.pipeline.delivery import Delivery
+from engine.pipeline.pipeline import Pipeline
+from engine.pipeline.worker import Worker, backoff_delay
+from engine.runtime.wiring import build_pipeline
+from engine.store.record_core import observations
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from engine.db import make_engine
 from engine.journal.claim import _statements, claim_rows
 from engine.journal.journal import Journal
-from engine.journal.models import messages
+from engine.journal.message_tables import messages
 from engine.journal.records import NewMessage
 from engine.migrate import upgrade
 

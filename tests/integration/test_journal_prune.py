@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from engine.cli.main import app
 from engine.db import make_engine
-from engine.journal.models import State, events, holds, messages, outbox
+from engine.journal.message_tables import State, events, holds, messages, outbox
 from engine.journal.prune import CHILDREN, cutoffs, prune, prune_batch, would_prune
 from engine.journal.prune_job import PruneJob, config_cutoffs
 from engine.journal.transformed import transformed
 from engine.migrate import upgrade
-from engine.store.models import identity_reviews
+from engine.store.record_core import identity_reviews
 from tests.integration.inprocess import InProcessEngine
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)

@@ -7,9 +7,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from engine.db import make_engine, metadata
-from engine.journal import models as journal_models
+from engine.journal import message_tables as journal_models
 from engine.migrate import upgrade
-from engine.store import models as store_models
+from engine.store import record_core as store_models
 
 MODELS = (journal_models, store_models)
 

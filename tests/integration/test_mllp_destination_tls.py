@@ -18,9 +18,9 @@ import pytest
 import trustme
 from hl7.mllp import start_hl7_server
 
-from engine.adapters.base import BuildContext
 from engine.adapters.mllp_client import MllpDestination, MllpDestinationConfig
 from engine.errors import DestinationUnavailable
+from engine.pipeline.delivery import BuildContext
 from engine.security.tls import ServerTls, certificate_identity
 from tests.integration.identity_harness import adt, pid
 from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine

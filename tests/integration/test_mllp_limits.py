@@ -16,7 +16,7 @@ import pytest
 
 from engine.adapters.mllp import MllpServer
 from engine.adapters.mllp_framing import END_BLOCK, START_BLOCK, frame
-from engine.routes.intake import Intake
+from engine.intake.inbox import Intake
 from tests.e2e.mllp_client import read_ack
 from tests.integration.inprocess import InProcessEngine
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.adapters.mllp_framing import END_BLOCK, START_BLOCK, frame
-from engine.runtime import SWITCH_INTERVAL
+from engine.runtime.wiring import SWITCH_INTERVAL
 from tests.e2e.engine_process import free_port
 from tests.e2e.mllp_client import read_ack
 from tests.integration.inprocess import InProcessEngine

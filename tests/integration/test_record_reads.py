@@ -16,7 +16,7 @@ from engine.db import make_engine, metadata
 from engine.record.model import Actor, Role
 from engine.store import record_access, record_queries
 from engine.store.documents import documents, reimbursements, summary_entries
-from engine.store.models import encounters, patients
+from engine.store.record_core import encounters, patients
 from engine.store.record_tables import personal_documents, statuses
 from tests.conftest import store_tables
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
-from engine.adapters.base import BuildContext, Delivery
 from engine.adapters.record_store import (
     RecordStore,
     RecordStoreConfig,
@@ -19,6 +18,7 @@ from engine.adapters.record_store import (
 from engine.errors import IdentityConflict, PatientNotKnown
 from engine.hl7v2.reader import Message
 from engine.identity.rules import IdentityPolicy
+from engine.pipeline.delivery import BuildContext, Delivery
 from engine.transforms.map_hl7 import map_message
 from tests.sample_files import SAMPLES
 
@@ -240,8 +240,8 @@ def test_configured_destination_writes_through_the_delivery(store_db: Engine) ->
 def test_a_database_refusal_gives_a_reason_without_the_rows_values(store_db: Engine) -> None:
     from sqlalchemy import insert
 
-    from engine.routes.pipeline import StageError, stage
-    from engine.store.models import patient_identifiers
+    from engine.pipeline.pipeline import StageError, stage
+    from engine.store.record_core import patient_identifiers
 
     patient_id = apply(store_db, adt("SECRET-IPP^^^CHU-X^PI", "MARTIN"), 1)
     row = {"patient_id": patient_id, "value": "SECRET-IPP", "authority": "CHU-X"}

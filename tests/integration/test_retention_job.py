@@ -17,16 +17,16 @@ import structlog
 from sqlalchemy import Engine, func, insert, select
 from typer.testing import CliRunner
 
+from engine.channels.record_retention import RetentionSettings
 from engine.cli.main import app
 from engine.db import make_engine
 from engine.lease import Lease
 from engine.migrate import upgrade
 from engine.record.model import Actor, Role
 from engine.store import access_log
-from engine.store.models import encounters, patients
+from engine.store.record_core import encounters, patients
 from engine.store.record_tables import statuses
 from engine.store.retention_job import LEASE_KEY, RetentionJob, purge_in_batches
-from engine.store.retention_settings import RetentionSettings
 from tests.integration.inprocess import InProcessEngine
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)

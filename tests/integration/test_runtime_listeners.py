@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from engine.channels.loader import load_channels
-from engine.runtime import Engine
-from engine.runtime_listeners import ListenersUnavailable, Reservation
+from engine.runtime.listeners import ListenersUnavailable, Reservation
+from engine.runtime.wiring import Engine
 from tests.e2e.engine_process import AIGUILLAGE
 from tests.integration.runtime_harness import (
     MLLP,
@@ -218,7 +218,7 @@ def test_a_call_stuck_in_the_loops_executor_does_not_hold_the_exit() -> None:
     """As a readiness probe on a frozen database: the process still ends after its loop."""
     script = (
         "import asyncio, threading, time\n"
-        "from engine.runtime_threads import DaemonExecutor\n"
+        "from engine.runtime.threads import DaemonExecutor\n"
         "async def main():\n"
         "    asyncio.get_running_loop().set_default_executor(DaemonExecutor())\n"
         "    assert await asyncio.to_thread(sum, [1, 2]) == 3\n"

@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 from engine.channels.loader import load_channels
 from engine.cli.main import app
 from engine.db import make_engine
-from engine.journal import queries, transformed
+from engine.intake.inbox import Intake
+from engine.journal import lookups as queries
+from engine.journal import transformed
 from engine.journal.journal import Journal
-from engine.journal.models import messages
+from engine.journal.message_tables import messages
 from engine.migrate import upgrade
-from engine.routes.intake import Intake
-from engine.runtime import build_worker
+from engine.runtime.wiring import build_worker
 
 ORU = (
     "MSH|^~\\&|LABO|LAB-A|DPI|CHU-X|20240306111154||ORU^R01^ORU_R01|LAB-9|P|2.5\r"

@@ -14,19 +14,19 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from engine import fastsql
-from engine.adapters.base import Delivery, Destination
+from engine.channels.config import ChannelConfig
 from engine.channels.loader import load_channels
-from engine.channels.models import ChannelConfig
 from engine.db import make_engine
 from engine.errors import TransformError
+from engine.intake.inbox import Intake
 from engine.journal.journal import Journal
-from engine.journal.models import State, events, messages
+from engine.journal.message_tables import State, events, messages
 from engine.migrate import upgrade
-from engine.routes.intake import Intake
-from engine.routes.pipeline import Pipeline
-from engine.routes.worker import Worker
-from engine.runtime import build_pipeline
-from engine.store.models import observations
+from engine.pipeline.delivery import Delivery, Destination
+from engine.pipeline.pipeline import Pipeline
+from engine.pipeline.worker import Worker
+from engine.runtime.wiring import build_pipeline
+from engine.store.record_core import observations
 from tests.integration.test_journal import a28, oru
 
 REPO = Path(__file__).resolve().parents[2]

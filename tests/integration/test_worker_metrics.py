@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.channels.loader import parse_channels
 from engine.metrics import PIPELINE_LATENCY
-from engine.runtime import worker_metrics
+from engine.runtime.wiring import worker_metrics
 from tests.e2e.engine_process import free_port
 
 CHANNELS = """

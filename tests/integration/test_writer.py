@@ -13,13 +13,13 @@ from sqlalchemy.exc import OperationalError
 
 from engine.channels.loader import load_channels
 from engine.errors import StoreUnavailable
+from engine.intake.inbox import Intake
 from engine.journal.journal import Journal
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
 from engine.journal.records import Appended
-from engine.routes.intake import Intake
-from engine.routes.worker import MIN_SLICE, Worker
-from engine.routes.writer import Result, Writer
-from engine.runtime import build_pipeline
+from engine.pipeline.worker import MIN_SLICE, Worker
+from engine.pipeline.writer import Result, Writer
+from engine.runtime.wiring import build_pipeline
 from tests.e2e.hl7_messages import oru
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def test_driver_errors_on_the_fast_path_arrive_as_sqlalchemy_errors(db: Engine) 
     from sqlalchemy.exc import IntegrityError
 
     from engine.fastsql import insert_into
-    from engine.store.models import patient_identifiers
+    from engine.store.record_core import patient_identifiers
 
     stmt = insert_into(patient_identifiers)
     row = {"patient_id": 999, "value": "x", "authority": "", "authority_oid": "", "type_code": "PI"}
@@ -161,7 +161,7 @@ def test_an_oversized_dead_letter_is_not_replayed_and_a_replayed_refusal_is_refu
     db: Engine,
 ) -> None:
     from engine.errors import MessageTooLarge
-    from engine.journal import queries
+    from engine.journal import lookups as queries
 
     intake = Intake.for_channel(CHANNEL)
     siu = oru(1).replace(b"ORU^R01^ORU_R01", b"SIU^S12^SIU_S12")
@@ -228,7 +228,7 @@ def test_a_sender_answering_at_once_is_committed_before_any_pipeline_slice(db: E
 def test_intake_without_pause_still_leaves_the_pipeline_its_turns(db: Engine) -> None:
     """No starvation: intake batches that never stop coming still let a pipeline slice run
     at least every PIPELINE_MAX_DEFER."""
-    from engine.routes.writer import PIPELINE_MAX_DEFER
+    from engine.pipeline.writer import PIPELINE_MAX_DEFER
 
     events: list[str] = []
     journal = Journal(db)

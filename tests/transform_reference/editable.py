@@ -75,7 +75,7 @@ class EditableMessage:
         cheaper than the translation)."""
         return escape(value, self.separators) if self._special.search(value) else value
 
-    # -- what conditions read (engine.channels.conditions.Routable) ------------------------
+    # -- what conditions read (engine.routes.conditions.Routable) ------------------------
 
     @property
     def message_type(self) -> str:

@@ -22,7 +22,7 @@ from engine.hl7v2.ack import (
     new_control_id,
     wants_ack,
 )
-from engine.hl7v2.header import Header, read_header
+from engine.hl7v2.msh import Header, read_header
 from engine.hl7v2.reader import Message
 from engine.hl7v2.separators import DEFAULT, Separators
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine.hl7v2 import ack_msh
 from engine.hl7v2.ack_msh import _charset, _msh, build_segment, msh_segment
-from engine.hl7v2.header import Header, read_header
+from engine.hl7v2.msh import Header, read_header
 from engine.hl7v2.separators import Separators
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "hl7v2"

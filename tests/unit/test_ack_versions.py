@@ -8,10 +8,10 @@ import pytest
 
 from engine.channels.loader import ConfigError, parse_channels
 from engine.hl7v2.ack import AckCode, build_ack
-from engine.hl7v2.header import read_header
+from engine.hl7v2.msh import read_header
 from engine.hl7v2.reader import Message
+from engine.intake.inbox import Intake
 from engine.journal.records import Appended
-from engine.routes.intake import Intake
 
 
 def ack_for(version: str, code: AckCode = AckCode.AR, msh9: str = "ADT^A01^ADT_A01") -> Message:

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from engine.admin.roles import Principal, Role
 from engine.admin.services.messages import payload_view
-from engine.admin.settings import AdminSettings
 from engine.admin.state import ServersState
+from engine.channels.admin_settings import AdminSettings
 from engine.channels.loader import load_channels, parse_channels
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from engine.adapters.amqp_topology import AmqpConnection, AmqpTls, source_topology
+from engine.channels.amqp_settings import AmqpConnection, AmqpTls, source_topology
 
 
 def test_the_environment_variable_wins_and_logs_never_show_credentials(

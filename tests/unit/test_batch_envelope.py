@@ -10,10 +10,10 @@ import pytest
 
 from engine.errors import ParseError
 from engine.hl7v2.batch import holds_several, read_envelope
+from engine.intake.batches import batch_answer
+from engine.intake.committer import GroupCommitter
+from engine.intake.inbox import Intake
 from engine.journal.records import Appended, NewMessage
-from engine.routes.batch_intake import batch_answer
-from engine.routes.committer import GroupCommitter
-from engine.routes.intake import Intake
 
 MSH = "MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|{cid}|P|2.5"
 PID = "PID|1||123^^^CHU^PI||DOE^JANE"

@@ -1,4 +1,4 @@
-"""Per-channel validation of CDA R2 documents (engine.cda.validate): XSD and CI-SIS header rules.
+"""Per-channel validation of CDA R2 documents (engine.cda.conformance): XSD and CI-SIS header rules.
 
 The outcome expected of each CI-SIS sample was read from the file itself (its header, and the
 elements from other namespaces in its body), not produced by the code. Inline documents, one
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from engine.cda import validate as validate_module
+from engine.cda import conformance as validate_module
+from engine.cda.conformance import Problem, cisis_header_problems, validate, xsd_errors
 from engine.cda.safexml import parse_document
-from engine.cda.validate import Problem, cisis_header_problems, validate, xsd_errors
 from tests.sample_files import CDA_SAMPLES, CDA_SHARED
 
 LAB = "{urn:oid:1.3.6.1.4.1.19376.1.3.2}"  # IHE lab extension (lab:statusCode)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.channels.config import FilterStep, ValidateStep
 from engine.channels.loader import ConfigError, ConfigIssue, load_channels, parse_channels
-from engine.channels.models import FilterStep, ValidateStep
 from engine.cli import common
 from engine.cli.main import app
 

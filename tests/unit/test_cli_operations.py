@@ -15,10 +15,10 @@ from typer.testing import CliRunner, Result
 
 from engine.cli.main import app
 from engine.db import URL_ENV, make_engine
-from engine.identity.patients import ins_key
-from engine.journal.models import State, holds, messages
+from engine.journal.message_tables import State, holds, messages
 from engine.localtime import parse_since
 from engine.migrate import upgrade
+from engine.store.patients import ins_key
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = "a_channel_with_a_name_long_enough_to_be_cut"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from engine.channels.conditions import Condition, FieldCondition, type_matches
 from engine.hl7v2.reader import Message
+from engine.routes.conditions import Condition, FieldCondition, type_matches
 
 ORU = "\r".join(
     [

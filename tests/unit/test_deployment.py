@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.adapters.amqp_topology import AmqpConnection
+from engine.channels.amqp_settings import AmqpConnection
 from engine.channels.loader import parse_channels
 
 REPO = Path(__file__).resolve().parents[2]

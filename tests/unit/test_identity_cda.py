@@ -1,4 +1,5 @@
-"""The patient identity read from a CDA R2 ``recordTarget`` (engine.identity.cda, DOMAIN.md §4).
+"""The patient identity read from a CDA R2 ``recordTarget`` (engine.cda.patient_traits, DOMAIN.md
+§4).
 
 The ANS sample's expected values are read from the file itself (its recordTarget); the inline
 documents cover the rules the samples do not exercise.
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from engine.cda.patient_traits import cda_identity
 from engine.cda.safexml import parse_document
 from engine.errors import DocumentError, InvalidIns, ParseError
-from engine.identity.cda import cda_identity
 from engine.identity.ins import InsKind, check_matricule
 from engine.identity.model import Identity, Ins, LocalId, Traits
 from tests.sample_files import CDA_COPIES, CDA_SAMPLES, CDA_SHARED

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.cda.patient_traits import cda_identity
 from engine.cda.safexml import parse_document
 from engine.hl7v2.reader import Message
-from engine.identity.cda import cda_identity
 from engine.identity.hl7 import hl7_identity, merged_identity
 from engine.identity.ins import InsKind
 from engine.identity.model import STRICT_TRAITS, Identity, Ins, LocalId

@@ -8,9 +8,9 @@ import pytest
 
 from engine.errors import UnknownPatient, UnsupportedMessageType, ValidationError
 from engine.hl7v2.reader import Message
+from engine.hl7v2.values import parse_date, parse_ts
 from engine.identity.ins import InsKind
 from engine.identity.model import Ins, LocalId, Traits
-from engine.transforms.hl7_values import parse_date, parse_ts
 from engine.transforms.map_hl7 import (
     SUPPORTED_TYPES,
     extract_encounter,

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from engine.db import make_engine
-from engine.journal.models import State, messages
+from engine.intake import outcomes
+from engine.intake.outcomes import OutcomeWatcher
+from engine.journal.message_tables import State, messages
 from engine.migrate import upgrade
-from engine.routes import outcomes
-from engine.routes.outcomes import OutcomeWatcher
 
 
 class FlakyDatabase:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from engine.channels.loader import parse_channels
+from engine.intake.inbox import DocumentIntake
 from engine.journal.records import content_digest
-from engine.routes.intake import DocumentIntake
 from tests.sample_files import CDA_SAMPLES
 
 MSG = b"MSH|^~\\&|LAB|H|AIG|H|{ts}||ORU^R01|C1|P|2.5\rPID|1||IPP1^^^H^PI"

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine.channels.conditions import Condition
 from engine.errors import TransformError
 from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.paths import parse_field_path
 from engine.hl7v2.reader import Message
+from engine.routes.conditions import Condition
 from engine.transforms.user.dates import date_reader
 from engine.transforms.user.ops import _memo
 from engine.transforms.user.steps import TransformStep

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.channels.config import ChannelsFile
 from engine.channels.loader import ConfigError, parse_channels
-from engine.channels.models import ChannelsFile
 from engine.hl7v2.reader import Message
-from engine.routes.steps import ChannelSteps
+from engine.pipeline.channel_steps import ChannelSteps
 from engine.transforms.user.errors import PythonStepFailed, PythonStepTimeout
 from engine.transforms.user.python_step import PythonStep
 

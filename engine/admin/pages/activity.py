@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import Engine
 
-from engine.journal.models import messages
+from engine.journal.message_tables import messages
 
 _m = messages.c
 MINUTE = timedelta(minutes=1)

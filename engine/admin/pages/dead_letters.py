@@ -18,7 +18,7 @@ from engine.admin.roles import Principal
 from engine.admin.services import dead_letters, messages
 from engine.admin.services.dead_letters import Selection
 from engine.admin.services.errors import ServiceError
-from engine.journal.models import State
+from engine.journal.message_tables import State
 
 #: The filters a bulk action can take (not the patient: a bulk action never reads payloads).
 FIELDS = ("channel", "type", "control_id", "sender", "error_code", "since", "until")

@@ -11,7 +11,7 @@ from engine.admin.pages.common import Who, acting, done, page, refused, router, 
 from engine.admin.roles import Principal
 from engine.admin.services import identity
 from engine.admin.services.errors import NotFound, ServiceError
-from engine.identity import review
+from engine.pipeline.identify import review
 
 REJECT = "reject"
 

@@ -14,7 +14,7 @@ from engine.admin.pages.common import Who, link, page, refused, router, to_login
 from engine.admin.pages.payloads import payload_forms
 from engine.admin.services import messages
 from engine.admin.services.errors import ServiceError
-from engine.journal.models import State
+from engine.journal.message_tables import State
 from engine.localtime import parse_since
 
 #: Query parameters the browser understands (the search form's fields).

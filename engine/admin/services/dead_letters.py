@@ -15,10 +15,11 @@ from sqlalchemy import Connection
 from engine.admin import audit
 from engine.admin.roles import Principal, Role
 from engine.admin.services.errors import Conflict, Forbidden, ServiceError, require_reason
-from engine.channels.models import WorkSettings
+from engine.channels.config import WorkSettings
 from engine.distributed.notify import hand_to_workers
-from engine.journal import queries, search
-from engine.journal.models import State
+from engine.journal import lookups as queries
+from engine.journal import search
+from engine.journal.message_tables import State
 from engine.journal.search import MessageFilter
 
 #: Most messages one bulk action takes (a larger set: narrow the filter, or repeat).

@@ -12,10 +12,10 @@ from engine.admin import audit, record_views
 from engine.admin.roles import Principal, Role
 from engine.admin.services.errors import Forbidden, NotFound, ServiceError, require_reason
 from engine.admin.times import aware
-from engine.channels.models import WorkSettings
+from engine.channels.config import WorkSettings
 from engine.distributed.notify import hand_to_workers
-from engine.identity import compare, review
-from engine.journal.models import State, messages
+from engine.journal.message_tables import State, messages
+from engine.pipeline.identify import compare, review
 
 _m = messages.c
 

@@ -16,7 +16,8 @@ from engine.admin.roles import Principal
 from engine.admin.services.errors import Forbidden, NotFound
 from engine.admin.times import aware
 from engine.cda.standalone import XML_CHARSET, looks_like_xml
-from engine.journal import queries, search
+from engine.journal import lookups as queries
+from engine.journal import search
 from engine.journal.search import MessageFilter
 
 MAX_PAGE = 500

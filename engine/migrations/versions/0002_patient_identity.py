@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from engine.store.models import UtcDateTime
+from engine.store.record_core import UtcDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from engine.identity.trait_keys import backfill
-from engine.store.models import UtcDateTime
+from engine.store.record_core import UtcDateTime
+from engine.store.trait_keys import backfill
 
 revision = "0008"
 down_revision = "0007"

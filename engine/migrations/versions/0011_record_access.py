@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from engine.store.access_log import POSTGRES_FUNCTION, POSTGRES_TRIGGER, SQLITE_TRIGGER
-from engine.store.models import UtcDateTime
+from engine.store.record_core import UtcDateTime
 
 revision = "0011"
 down_revision = "0008"

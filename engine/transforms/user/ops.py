@@ -13,10 +13,10 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from engine.channels.conditions import Condition
 from engine.errors import TransformError
 from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.paths import EVERY, FieldPath, parse_field_path
+from engine.routes.conditions import Condition
 from engine.transforms.user import edits
 from engine.transforms.user.code_tables import load_table
 from engine.transforms.user.dates import date_reader

@@ -1,6 +1,6 @@
 """``when:`` of a transform operation, compiled once when the step is built.
 
-:meth:`engine.channels.conditions.Condition.test` reads ``MSH-9.1``, ``MSH-9.2``... by their
+:meth:`engine.routes.conditions.Condition.test` reads ``MSH-9.1``, ``MSH-9.2``... by their
 text on each call; here the header paths are parsed once and the message types kept as a set.
 Field tests (``fields:``) are the condition's own. The result is the condition's on every
 message (tests/unit/test_transform_fast_path.py).
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.channels.conditions import Condition
 from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.escape import unescape
 from engine.hl7v2.paths import parse_field_path
+from engine.routes.conditions import Condition
 
 Test = Callable[[EditableMessage], bool]
 

@@ -1,0 +1,299 @@
+"""The pipeline worker: takes journaled messages in arrival order and runs their pipeline.
+
+It runs in the engine's writer thread (:mod:`engine.pipeline.writer`), between intake commits, in
+a pipeline process of its own, or as a distributed worker; all three hand it a claimed batch.
+
+One batch loop for all: a batch is one transaction. On the happy path its messages run one after
+the other with no savepoint; their observation rows and end states go out in one statement each
+(:mod:`engine.store.batch`), so the database sees a few statements per message and a handful per
+batch. When any message raises, the whole transaction is rolled back and the batch is redone one
+message at a time, each in a savepoint: a bad message then costs only itself (it dead-letters,
+retries or is held alone) and the others are filed once. Either way a crash leaves a message
+either fully applied and ``delivered`` or not applied and still ``received`` (contracts 1-3).
+One worker per patient at a time keeps per-patient order (contract 4): a batch runs in arrival
+order, and a message waiting for a retry holds back later messages of the same patient.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from engine.errors import TransformError
+from engine.fastsql import raw
+from engine.journal import holds
+from engine.journal.claim import Group
+from engine.journal.journal import Journal, utcnow
+from engine.journal.message_tables import State
+from engine.journal.records import Pending
+from engine.logs import error_fields
+from engine.metrics import PIPELINE_LATENCY
+from engine.pipeline.claimed import group_batch, not_undone, read_senders
+from engine.pipeline.failures import backoff_delay, failed
+from engine.pipeline.outbox_sender import OutboxSender
+from engine.pipeline.pipeline import Outcome, Pipeline, StageError
+from engine.store import batch as store_batch
+
+__all__ = ["MIN_SLICE", "SLICE_SECONDS", "Worker", "backoff_delay"]
+
+log = structlog.get_logger("engine.worker")
+#: The groups' locks in one round trip, without waiting: the keys obtained.
+_TRY_LOCKS = text(
+    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS t(k) WHERE pg_try_advisory_xact_lock(k)"
+)
+
+#: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
+MIN_SLICE = 8
+SLICE_SECONDS = 0.05
+
+
+@dataclass(slots=True)
+class Done:
+    """What a batch did: messages handled, delivered, and ended otherwise without error."""
+
+    handled: int = 0
+    delivered: list[int] = field(default_factory=list)
+    filtered: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        journal: Journal,
+        pipelines: dict[str, Pipeline],
+        batch_size: int = 64,
+        write_lock: AbstractContextManager[Any] | None = None,
+        batched: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.pipelines = pipelines
+        self.batch_size = batch_size
+        #: Held around each transaction when another process writes to the same SQLite file.
+        self.write_lock = write_lock or nullcontext()
+        #: False: every batch runs one message at a time in savepoints (the earlier path).
+        self.batched = batched
+        self.processed = 0
+        #: Batches whose first pass failed and were redone one message at a time.
+        self.redone = 0
+        self.outbox = OutboxSender(engine, pipelines, self.write_lock)
+
+    def close(self) -> None:
+        """Release what the destinations hold open (broker connections)."""
+        for pipeline in self.pipelines.values():
+            pipeline.close()
+
+    def has_due_work(self) -> bool:
+        with self.write_lock, self.engine.connect() as conn:
+            return bool(self.journal.claim(conn, utcnow(), 1, self.pipelines))
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
+        """Claim and process one batch in one transaction; returns how many messages it handled.
+
+        ``interrupt`` is asked after each message (once ``MIN_SLICE`` are done, or the slice
+        has run ``SLICE_SECONDS``: a slow network destination): when it says so, the batch
+        ends early and the rest stays journaled for the next one. The writer uses it to commit
+        waiting intake, whose senders wait for their ACK.
+        """
+
+        def claim(conn: Connection, now: datetime) -> list[Pending]:
+            return self.journal.claim(conn, now, self.batch_size, self.pipelines)
+
+        with self.write_lock, self.engine.connect() as conn:
+            done = self._transaction(conn, claim, interrupt)
+            if done is None:
+                conn.rollback()
+                self.outbox.flush()  # retries of what earlier batches queued
+                return 0
+            conn.info.pop(holds.RELEASED, None)  # released (older) messages: the next claim
+            conn.commit()
+        self._committed(done)
+        return done.handled
+
+    def run_groups(
+        self, upto: dict[Group, int], locks: dict[Group, int]
+    ) -> tuple[list[int], set[Group]]:
+        """The distributed worker's batch: the pending messages of each group up to its id,
+        in one transaction, under the groups' PostgreSQL advisory locks (``locks``: a key per
+        group). A group another worker holds is not waited for (a slow patient must not hold up
+        the others): it comes back in the busy set, for a new work item. Also returns the ids
+        of messages an ADT released meanwhile, for new work items."""
+        busy: set[Group] = set()
+
+        def claim(conn: Connection, now: datetime) -> list[Pending]:
+            # Taken again by a redo: the rollback of the first pass released the locks.
+            got = set(conn.execute(_TRY_LOCKS, {"keys": sorted(locks.values())}).scalars())
+            busy.clear()
+            busy.update(g for g, key in locks.items() if key not in got)
+            mine = {g: n for g, n in upto.items() if g not in busy}
+            return group_batch(conn, mine, self.pipelines, now) if mine else []
+
+        with self.engine.connect() as conn:
+            done = self._transaction(conn, claim, None)
+            if done is None:
+                conn.rollback()
+                return [], busy
+            released: list[int] = conn.info.pop(holds.RELEASED, [])
+            conn.commit()
+        self._committed(done)
+        return released, busy
+
+    def _committed(self, done: Done) -> None:
+        self.processed += done.handled
+        for ident in done.delivered:
+            log.info("message_delivered", message_id=ident)
+        for ident, reason in done.filtered:
+            log.info("message_filtered", message_id=ident, reason=reason)
+        self.outbox.flush()
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def _transaction(
+        self,
+        conn: Connection,
+        claim: Callable[[Connection, datetime], list[Pending]],
+        interrupt: Callable[[], bool] | None,
+    ) -> Done | None:
+        """Claim a batch and process it in the connection's transaction, which the caller
+        commits (None: nothing to do). First in one pass without savepoints; when that raises,
+        the transaction is rolled back and the batch claimed again and redone one message at a
+        time. Stops after a message that released held ones."""
+        sent: dict[int, set[str]] = {}  # network deliveries a rollback cannot undo
+        known: dict[int, Exception] = {}  # the error that made the first pass fail
+        for fast in (True, False) if self.batched else (False,):
+            now = utcnow()
+            batch = claim(conn, now)
+            if not batch:
+                return None
+            read_senders(conn, batch)
+            for pending in batch:
+                pending.delivered_to |= sent.get(pending.id, set())
+            before = {p.id: set(p.delivered_to) for p in batch}
+            try:
+                return self._pass(conn, batch, now, interrupt, fast, known)
+            except Exception as exc:
+                if not fast:
+                    raise
+                if isinstance(exc, _MessageFailed):  # not run again: it is recorded as it failed
+                    known[exc.message_id] = exc.error
+                conn.rollback()
+                conn.info.pop(holds.RELEASED, None)
+                sent = not_undone(batch, before, self.pipelines)
+                self.redone += 1
+                log.info("pipeline_batch_redone", messages=len(batch), error=type(exc).__name__)
+        return None  # pragma: no cover (the last pass returns or raises)
+
+    def _pass(
+        self,
+        conn: Connection,
+        batch: list[Pending],
+        now: datetime,
+        interrupt: Callable[[], bool] | None,
+        fast: bool,
+        known: dict[int, Exception],
+    ) -> Done:
+        if fast:
+            with store_batch.opened(conn):
+                done = self._loop(conn, batch, now, interrupt, fast, known)
+                store_batch.flush(conn)
+        else:
+            done = self._loop(conn, batch, now, interrupt, fast, known)
+        self.journal.finish_many(conn, done.delivered, now)
+        return done
+
+    def _loop(
+        self,
+        conn: Connection,
+        batch: list[Pending],
+        now: datetime,
+        interrupt: Callable[[], bool] | None,
+        fast: bool,
+        known: dict[int, Exception],
+    ) -> Done:
+        done = Done()
+        started = time.monotonic()
+        held: set[tuple[str, str]] = set()  # patients whose message went to retrying
+        for pending in batch:
+            key = (pending.channel, pending.patient_key or "")
+            if pending.patient_key and key in held:
+                continue  # stays as it is until the earlier message is through (contract 4)
+            done.handled += 1
+            outcome = self._process(conn, pending, now, fast, known.get(pending.id))
+            if outcome is None:
+                if pending.outcome is State.RETRYING:
+                    held.add(key)
+            elif outcome.state is State.DELIVERED:
+                done.delivered.append(pending.id)
+            else:
+                self.journal.finish(conn, pending, outcome.state, now)
+                done.filtered.append((pending.id, outcome.reason))
+            if holds.RELEASED in conn.info:
+                break  # released messages are older: they go before this patient's later ones
+            long = time.monotonic() - started > SLICE_SECONDS  # a slow destination
+            if interrupt is not None and (done.handled >= MIN_SLICE or long) and interrupt():
+                break
+        return done
+
+    def _process(
+        self, conn: Connection, pending: Pending, now: datetime, fast: bool, error: Exception | None
+    ) -> Outcome | None:
+        """One message's pipeline: its outcome, or None when it failed (its end state is then
+        recorded). ``fast``: no savepoint, and an error ends the pass (the batch is redone).
+        ``error``: how the message failed in the first pass (recorded without running it)."""
+        started = time.perf_counter()
+        pipeline = self.pipelines[pending.channel]
+        # Each message its own time, as when it ran alone: what it files must come after what
+        # an earlier message of the batch did (unmerge finds rows filed since a merge by time).
+        now = max(now, utcnow())
+        try:
+            if error is not None:
+                self._failed(conn, pipeline, pending, now, error)
+                return None
+            if fast:
+                try:
+                    return pipeline.process(conn, pending, now)
+                except Exception as exc:
+                    raise _MessageFailed(pending.id, exc) from exc
+            # A raw savepoint: SQLAlchemy's begin_nested() costs more than the message's writes.
+            raw(conn, "SAVEPOINT message")
+            try:
+                outcome = pipeline.process(conn, pending, now)
+            except Exception as exc:
+                raw(conn, "ROLLBACK TO SAVEPOINT message")
+                raw(conn, "RELEASE SAVEPOINT message")
+                self._failed(conn, pipeline, pending, now, exc)
+                return None
+            raw(conn, "RELEASE SAVEPOINT message")
+            return outcome
+        finally:
+            PIPELINE_LATENCY.labels(pending.channel).observe(time.perf_counter() - started)
+
+    def _failed(
+        self, conn: Connection, pipeline: Pipeline, pending: Pending, now: datetime, exc: Exception
+    ) -> None:
+        if not isinstance(exc, StageError):  # a bug must not stop the engine: dead-letter it
+            where = error_fields(exc)["where"]
+            error = TransformError(f"internal error {type(exc).__name__} at {where}: {exc}")
+            log.error("pipeline_internal_error", message_id=pending.id, **error_fields(exc))
+            exc = StageError("pipeline", error)
+        failed(conn, self.journal, pipeline, pending, now, exc)
+
+
+class _MessageFailed(Exception):
+    """A message's error in a batch's first pass: the pass ends, the batch is redone."""
+
+    def __init__(self, message_id: int, error: Exception) -> None:
+        super().__init__(f"message {message_id} failed")
+        self.message_id = message_id
+        self.error = error
