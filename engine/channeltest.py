@@ -45,8 +45,8 @@ from engine.intake.inbox import Intake
 from engine.journal import transformed
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
-from engine.journal.records import journaled_message
 from engine.migrate import upgrade
+from engine.pipeline.payloads import journaled_message
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
 

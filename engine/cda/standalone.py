@@ -21,12 +21,7 @@ from engine.cda.safexml import parse_document
 from engine.cda.xpath import CLINICAL_DOCUMENT
 from engine.errors import DocumentError
 from engine.identity.model import Identity
-
-#: The message type routes and ``accept`` lists see for a document received alone.
-CDA_TYPE = "CDA"
-#: The journal's charset column for a document: its XML declaration says the encoding.
-XML_CHARSET = "xml"
-_XML_START = (b"<", b"\xef\xbb\xbf<")
+from engine.payload_kinds import CDA_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +50,6 @@ class CdaPayload:
         """The patient its ``recordTarget`` names; raises ParseError when it names none or
         several."""
         return cda_identity(self.root)
-
-
-def looks_like_xml(raw: bytes) -> bool:
-    """True for an XML payload (an HL7 v2 message starts with ``MSH``)."""
-    return raw.lstrip(b" \t\r\n").startswith(_XML_START)
 
 
 def read_standalone(raw: bytes) -> CdaPayload:

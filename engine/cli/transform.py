@@ -23,8 +23,8 @@ from engine.hl7v2.reader import Message
 from engine.intake.inbox import Intake
 from engine.journal import transformed
 from engine.journal.message_tables import State, messages
-from engine.journal.records import journaled_message, journaled_payload
 from engine.pipeline.channel_steps import ChannelSteps
+from engine.pipeline.payloads import journaled_message, journaled_payload
 from engine.pipeline.stages import StageError, stage
 from engine.transforms.user.diff import Change, describe, field_changes
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.cda.safety import check_carried_documents
-from engine.cda.standalone import CDA_TYPE, XML_CHARSET, CdaPayload, read_standalone
+from engine.cda.standalone import CdaPayload, read_standalone
 from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
 from engine.hl7v2.batch import holds_several, is_batch
@@ -32,6 +32,7 @@ from engine.intake.outcomes import EndState
 from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.journal.message_tables import State
 from engine.journal.records import Appended, NewMessage
+from engine.payload_kinds import CDA_TYPE, XML_CHARSET
 from engine.routes.conditions import type_matches
 from engine.transforms.patient_key import patient_key
 

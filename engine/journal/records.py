@@ -6,17 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.cda.standalone import (
-    CDA_TYPE,
-    XML_CHARSET,
-    CdaPayload,
-    looks_like_xml,
-    read_standalone,
-)
-from engine.errors import EncodingError
-from engine.hl7v2.reader import Message
 from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.journal.message_tables import State
+from engine.payload_kinds import CDA_TYPE, looks_like_xml
 
 DedupKey = tuple[str, str | None, str | None, str, str]
 #: Where MSH may start: after a UTF-8 BOM and a few blanks, as intake accepts.
@@ -183,21 +175,3 @@ class Pending:
     outcome: State | None = None
     #: The sender identity journaled with it, when the claim read it (else read on delivery).
     sender: str | None = None
-
-
-def journaled_payload(raw: bytes, charset: str) -> Message | CdaPayload:
-    """A journaled payload read back: an HL7 v2 message, or a CDA document received alone
-    (DocumentError when that is not safe XML)."""
-    if charset == XML_CHARSET or looks_like_xml(raw):
-        return read_standalone(raw)
-    return journaled_message(raw, charset)
-
-
-def journaled_message(raw: bytes, charset: str) -> Message:
-    """A journaled payload read back with the character set intake found for it; raises
-    EncodingError or ParseError (both typed, both dead-letter reasons)."""
-    try:
-        text = raw.decode(charset or "utf-8")
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise EncodingError(f"cannot decode with {charset}: {exc}") from exc
-    return Message(text.lstrip("\ufeff"))

@@ -21,8 +21,9 @@ from engine.errors import EngineError
 from engine.hl7v2.embedded_documents import is_document_message
 from engine.hl7v2.reader import Message
 from engine.journal import outbox
-from engine.journal.records import Pending, journaled_payload
+from engine.journal.records import Pending
 from engine.pipeline.delivery import Destination, Payload
+from engine.pipeline.payloads import journaled_payload
 from engine.transforms.zam import build_zam
 
 log = structlog.get_logger("engine.pipeline")

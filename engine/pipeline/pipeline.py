@@ -18,10 +18,11 @@ from engine.hl7v2.reader import Message
 from engine.journal import transformed
 from engine.journal.lookups import sender_of
 from engine.journal.message_tables import State
-from engine.journal.records import Pending, journaled_payload
+from engine.journal.records import Pending
 from engine.pipeline.business_ack import BusinessAcks
 from engine.pipeline.channel_steps import ChannelSteps, encoded
 from engine.pipeline.delivery import Delivery, Destination, Payload
+from engine.pipeline.payloads import journaled_payload
 from engine.pipeline.stages import StageError, stage
 from engine.routes.conditions import type_matches
 

@@ -15,10 +15,10 @@ from engine.admin.patients import patient_keys
 from engine.admin.roles import Principal
 from engine.admin.services.errors import Forbidden, NotFound
 from engine.admin.times import aware
-from engine.cda.standalone import XML_CHARSET, looks_like_xml
 from engine.journal import lookups as queries
 from engine.journal import search
 from engine.journal.search import MessageFilter
+from engine.payload_kinds import XML_CHARSET, looks_like_xml
 
 MAX_PAGE = 500
 

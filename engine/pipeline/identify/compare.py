@@ -11,7 +11,7 @@ from engine.errors import EngineError
 from engine.identity.hl7 import hl7_identity
 from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, Identity, fold
 from engine.journal.message_tables import messages
-from engine.journal.records import journaled_payload
+from engine.pipeline.payloads import journaled_payload
 from engine.store import patients
 
 ROWS = ("ins", "ins_oid", "identity_status", *TRAIT_NAMES)
