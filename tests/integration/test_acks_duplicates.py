@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from engine.adapters.mllp_framing import frame
-from engine.hl7v2.batch import split_batch
 from engine.hl7v2.reader import Message
 from tests.e2e.hl7_messages import a28, oru
 from tests.e2e.mllp_client import read_ack
+from tests.hl7_batches import batch_messages
 from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 
 CHANNEL = (
@@ -50,7 +50,7 @@ def ask(engine: InProcessEngine, *payloads: bytes) -> list[Message]:
 def one_ack(answer: str) -> Message:
     """An ACK, or the one ACK of a batch acknowledgement (a message sent with BTS/FTS
     trailers is a batch of one)."""
-    [ack] = split_batch(answer)
+    [ack] = batch_messages(answer)
     return Message(ack)
 
 

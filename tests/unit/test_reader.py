@@ -17,11 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import EncodingError, ParseError
-from engine.hl7v2.batch import is_batch, split_batch
+from engine.hl7v2.batch import is_batch
 from engine.hl7v2.charset import decode
 from engine.hl7v2.escape import escape, unescape
 from engine.hl7v2.reader import Message, Segment
 from engine.hl7v2.separators import DEFAULT, Separators
+from tests.hl7_batches import batch_messages
 from tests.sample_files import SAMPLES, SHARED
 
 if not SAMPLES.is_dir():
@@ -36,7 +37,7 @@ def _id(path: Path) -> str:
 
 def read_messages(path: Path) -> list[Message]:
     text, _ = decode(path.read_bytes(), "utf-8")
-    return [Message(part) for part in split_batch(text)]
+    return [Message(part) for part in batch_messages(text)]
 
 
 def values(message: Message) -> list[list[str]]:
@@ -170,7 +171,7 @@ def test_escaped_text_holds_no_delimiter_but_the_escape_character(text: str) -> 
 def test_batch_file_is_split_into_its_messages() -> None:
     text, _ = decode((SAMPLES / "python-hl7" / "sample_file1.hl7").read_bytes(), "utf-8")
     assert is_batch(text)
-    parts = split_batch(text)
+    parts = batch_messages(text)
     assert len(parts) == 3
     assert all(part.startswith("MSH|") for part in parts)
     assert not any(seg[:3] in ("BHS", "BTS", "FHS", "FTS") for p in parts for seg in p.split("\r"))
@@ -178,10 +179,10 @@ def test_batch_file_is_split_into_its_messages() -> None:
 
 def test_segment_outside_any_batch_message_is_a_parse_error() -> None:
     with pytest.raises(ParseError, match="outside any message"):
-        split_batch("BHS|^~\\&|A\rEVN|A04\rMSH|^~\\&|A\rBTS|1")
+        batch_messages("BHS|^~\\&|A\rEVN|A04\rMSH|^~\\&|A\rBTS|1")
 
 
 def test_single_message_is_not_a_batch() -> None:
     text = "MSH|^~\\&|A|B\rPID|1"
     assert not is_batch(text)
-    assert split_batch(text) == [text]
+    assert batch_messages(text) == [text]
