@@ -23,8 +23,7 @@ import trustme
 import yaml
 from pydantic import BaseModel
 
-from engine.adapters.http import HttpSourceConfig
-from engine.adapters.mllp import MllpSourceConfig
+from engine.channels.sources import HttpSourceConfig, MllpSourceConfig
 
 #: Settings read back from the models for the report (those the model has).
 LIMIT_KEYS = (

@@ -21,23 +21,16 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
-from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.amqp_session import BrokerError, BrokerSession
 from engine.adapters.receive import log_outcome
-from engine.channels.amqp_settings import (
-    AmqpConnection,
-    ExchangeType,
-    Topology,
-    source_topology,
-)
+from engine.channels.sources import AmqpSourceConfig
 from engine.errors import EngineError, PoisonMessage
-from engine.hl7v2.charset import DefaultCharset
 from engine.logs import error_fields
 
 if TYPE_CHECKING:
@@ -48,45 +41,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("engine.amqp")
 #: A session up this long resets the reconnection backoff (one failing at once does not).
 STABLE_SECONDS = 10.0
-
-
-class AmqpSourceConfig(BaseModel):
-    """Consume messages (HL7 v2, or CDA documents with ``payload: cda``) from a RabbitMQ
-    queue, which the engine declares with its dead-letter queue."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["amqp"]
-    broker: AmqpConnection = Field(default_factory=AmqpConnection)
-    queue: str = Field(min_length=1, max_length=200)
-    exchange: str = Field(default="", description="declared and bound to the queue if given")
-    exchange_type: ExchangeType = "direct"
-    routing_key: str = Field(default="", description="binding key; default: the queue name")
-    queue_type: Literal["quorum", "classic"] = "quorum"
-    delivery_limit: int = Field(
-        default=5, ge=1, description="deliveries before the broker dead-letters (quorum only)"
-    )
-    prefetch: int = Field(default=100, ge=1, le=65535, description="unacknowledged at once")
-    payload: Literal["hl7v2", "cda"] = "hl7v2"
-    default_charset: DefaultCharset = Field(
-        default="UNICODE UTF-8", description="when MSH-18 is empty"
-    )
-    reconnect_initial_seconds: float = Field(default=1.0, gt=0)
-    reconnect_max_seconds: float = Field(default=30.0, gt=0)
-    always_ack: ClassVar[bool] = True
-
-    def topology(self) -> Topology:
-        return source_topology(
-            self.queue,
-            self.queue_type,
-            self.delivery_limit,
-            self.exchange,
-            self.exchange_type,
-            self.routing_key,
-        )
-
-    def server(self, intake: Intake, committer: GroupCommitter) -> AmqpSource:
-        return AmqpSource(self, intake, committer)
 
 
 class AmqpSource:

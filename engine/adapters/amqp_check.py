@@ -13,10 +13,10 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from engine.adapters.amqp import AmqpSourceConfig
-from engine.adapters.amqp_destination import AmqpDestinationConfig
 from engine.channels.amqp_settings import AmqpConnection, Exchange, Queue, Topology
 from engine.channels.config import ChannelsFile
+from engine.channels.destinations import AmqpDestinationConfig
+from engine.channels.sources import AmqpSourceConfig
 
 NOT_FOUND = 404
 

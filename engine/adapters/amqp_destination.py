@@ -9,37 +9,23 @@ recognise a message published twice (after a confirm lost with the connection).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pika
 import pika.exceptions
 import structlog
 from pika.adapters.blocking_connection import BlockingChannel
-from pydantic import BaseModel, ConfigDict, Field
 
 from engine.cda.standalone import CdaPayload
-from engine.channels.amqp_settings import AmqpConnection, ExchangeType, close_quietly
+from engine.channels.amqp_settings import close_quietly
+from engine.channels.destinations import AmqpDestinationConfig
 from engine.errors import DestinationUnavailable
 from engine.pipeline.delivery import BuildContext, Delivery
 
 log = structlog.get_logger("engine.amqp")
 
 
-class AmqpDestinationConfig(BaseModel):
-    """Publish messages to a RabbitMQ exchange (confirmed, persistent, mandatory)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["amqp"]
-    broker: AmqpConnection = Field(default_factory=AmqpConnection)
-    exchange: str = Field(default="", description='"" is the default exchange (key = queue)')
-    exchange_type: ExchangeType = "direct"
-    declare_exchange: bool = Field(default=True, description="declare it (durable) first")
-    routing_key: str = ""
-
-    def build(self, name: str, context: BuildContext) -> AmqpDestination:
-        del context  # a broker needs no deployment setting
-        return AmqpDestination(name, self)
+def build(config: AmqpDestinationConfig, name: str, context: BuildContext) -> AmqpDestination:
+    del context  # a broker needs no deployment setting
+    return AmqpDestination(name, config)
 
 
 class AmqpDestination:

@@ -17,7 +17,7 @@ from pika.spec import Basic, BasicProperties
 from engine.channels.amqp_settings import Binding, Exchange, Queue, Topology, dead_letter_name
 
 if TYPE_CHECKING:
-    from engine.adapters.amqp import AmqpSourceConfig
+    from engine.channels.sources import AmqpSourceConfig
 
 log = structlog.get_logger("engine.amqp")
 

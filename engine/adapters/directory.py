@@ -22,16 +22,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.adapters import inbox_files
 from engine.adapters.inbox_files import RefusedFile
 from engine.adapters.receive import receive
+from engine.channels.sources import DirectorySourceConfig
 from engine.errors import MessageTooLarge
-from engine.hl7v2.charset import DefaultCharset
 
 if TYPE_CHECKING:
     from engine.intake.committer import GroupCommitter
@@ -42,51 +41,6 @@ log = structlog.get_logger("engine.directory")
 HEAD_MAX = 64 * 1024
 #: The prefix of a file being taken (hidden: the scan skips it).
 CLAIMED = ".taking."
-
-
-class DirectorySourceConfig(BaseModel):
-    """Poll a directory for files, one document (or message) per file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["directory"]
-    path: Path = Field(description="the watched directory (created if missing)")
-    pattern: str = Field(
-        default="*.xml", description="glob of the names of the files to take (no '/')"
-    )
-    payload: Literal["cda", "hl7v2"] = Field(
-        default="cda", description="what a file holds: a CDA document, or an HL7 v2 message"
-    )
-    poll_seconds: float = Field(default=2.0, gt=0)
-    settle_seconds: float = Field(
-        default=1.0, ge=0, description="a file must be unchanged this long before it is taken"
-    )
-    after: Literal["move", "delete"] = Field(
-        default="move", description="move taken files to processed/ or error/, or delete them"
-    )
-    max_message_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    default_charset: DefaultCharset = Field(
-        default="UNICODE UTF-8", description="HL7 v2 files: MSH-18 assumed when it is empty"
-    )
-    batches: Literal["accept", "refuse"] = Field(
-        default="accept",
-        description=(
-            "HL7 v2 files holding a batch (FHS/BHS, or several messages): journal each "
-            "message, or refuse the file"
-        ),
-    )
-    always_ack: ClassVar[bool] = True
-
-    @field_validator("pattern")
-    @classmethod
-    def _names_only(cls, pattern: str) -> str:
-        # Files are taken from the directory itself, never from below it (or through a link).
-        if "/" in pattern or os.sep in pattern:
-            raise ValueError("the pattern matches file names in the directory: no '/'")
-        return pattern
-
-    def server(self, intake: Intake, committer: GroupCommitter) -> DirectorySource:
-        return DirectorySource(self, intake, committer)
 
 
 @dataclass(frozen=True, slots=True)

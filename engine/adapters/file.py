@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from engine.cda.standalone import CdaPayload
+from engine.channels.destinations import FileDestinationConfig
 from engine.errors import DestinationUnavailable
 from engine.pipeline.delivery import BuildContext, Delivery
 
 
-class FileDestinationConfig(BaseModel):
-    """Write each message to ``<directory>/<channel>/<message id>.hl7`` (``.xml`` for a CDA
-    document received alone, ``.zam.hl7`` for its business acknowledgement), atomically and
-    fsynced."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["file"]
-    directory: Path = Field(description="created if missing")
-
-    def build(self, name: str, context: BuildContext) -> FileDestination:
-        del context  # files need no deployment setting
-        return FileDestination(name, self.directory)
+def build(config: FileDestinationConfig, name: str, context: BuildContext) -> FileDestination:
+    del context  # files need no deployment setting
+    return FileDestination(name, config.directory)
 
 
 class FileDestination:

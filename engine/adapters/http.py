@@ -24,11 +24,10 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar, Literal, Self
+from typing import TYPE_CHECKING
 
 import structlog
 import uvicorn
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -43,15 +42,14 @@ from engine.adapters.http_answers import (
     too_many,
     unauthorized,
 )
-from engine.adapters.http_auth import Auth, Authenticator, TokenCache
+from engine.adapters.http_auth import Authenticator, TokenCache
 from engine.adapters.http_guard import Gate, GuardedProtocol, GuardLimits
 from engine.adapters.http_log import BurstLog
 from engine.adapters.receive import receive
+from engine.channels.sources import HttpSourceConfig
 from engine.errors import MessageTooLarge
 from engine.metrics import ACK_LATENCY
-from engine.security.abuse import JunkLimits, PeerBudget
-from engine.security.peers import PeerNetwork
-from engine.security.tls import ServerTls
+from engine.security.abuse import PeerBudget
 
 if TYPE_CHECKING:
     from engine.intake.committer import GroupCommitter
@@ -61,74 +59,6 @@ log = structlog.get_logger("engine.http")
 
 #: The head of an oversized body kept as its dead letter.
 HEAD_MAX = 64 * 1024
-
-
-class HttpSourceConfig(BaseModel):
-    """Receive documents (or messages) as HTTP POST bodies."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["http"]
-    host: str = Field(default="127.0.0.1", description="address to listen on")
-    port: int = Field(ge=1, le=65535)
-    path: str = Field(default="/documents", pattern=r"^/[A-Za-z0-9/_.-]*$")
-    payload: Literal["cda", "hl7v2"] = Field(
-        default="cda", description="what a body holds: a CDA document, or an HL7 v2 message"
-    )
-    max_message_bytes: int = Field(
-        default=20 * 1024 * 1024, ge=1024, description="larger bodies get 413"
-    )
-    default_charset: str = Field(
-        default="UNICODE UTF-8", description="HL7 v2 bodies: MSH-18 assumed when it is empty"
-    )
-    respond_after: Literal["commit", "processing"] = Field(
-        default="commit",
-        description=(
-            "commit: answer once journaled (202); processing: once the pipeline is done with "
-            "it: 200 stored, 422 refused (schema, CI-SIS, INS) with the reason, 202 waiting "
-            "for its patient or for identity review"
-        ),
-    )
-    respond_timeout_seconds: float = Field(
-        default=10, gt=0, description="respond_after processing: past this, 202 (kept)"
-    )
-    auth: Auth = Field(
-        default="token",
-        description=(
-            "token: a bearer token from 'aiguillage senders add' (the default); mtls: a client "
-            "certificate (tls.client_ca_file); none: anyone who reaches the port"
-        ),
-    )
-    tls: ServerTls | None = Field(default=None, description="serve HTTPS (TLS 1.2 or later)")
-    allowed_peers: tuple[PeerNetwork, ...] = Field(
-        default=(), description="IP addresses or CIDR networks allowed to connect (empty: any)"
-    )
-    junk: JunkLimits = Field(
-        default_factory=JunkLimits, description="refused payloads journaled per peer, then 429"
-    )
-    max_connections: int = Field(
-        default=256, ge=1, description="open connections; at the cap an idle one is closed"
-    )
-    max_connections_per_peer: int = Field(default=32, ge=1)
-    header_timeout_seconds: float = Field(
-        default=10, gt=0, description="TLS handshake and request headers must arrive in time"
-    )
-    body_timeout_seconds: float = Field(
-        default=60, gt=0, description="the whole body must arrive in time, else 408"
-    )
-    keepalive_timeout_seconds: float = Field(
-        default=5, gt=0, description="an idle connection between requests is closed after it"
-    )
-    always_ack: ClassVar[bool] = True
-
-    @model_validator(mode="after")
-    def _mtls_needs_client_certificates(self) -> Self:
-        if self.auth == "mtls" and (self.tls is None or self.tls.client_ca_file is None):
-            raise ValueError("auth: mtls needs tls.client_ca_file (client certificates)")
-        return self
-
-    def server(self, intake: Intake, committer: GroupCommitter) -> HttpSource:
-        return HttpSource(self, intake, committer)
 
 
 class _Server(uvicorn.Server):

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Literal
 
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
 from starlette.requests import Request
 
+from engine.channels.sources import Auth
 from engine.security.senders import active_tokens, hash_token
 
 log = structlog.get_logger("engine.http")
 
-Auth = Literal["token", "mtls", "none"]
 REFRESH_SECONDS = 5.0
 MISS_REFRESH_SECONDS = 1.0
 

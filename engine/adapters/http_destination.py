@@ -16,58 +16,32 @@ carries ``Idempotency-Key: <channel>:<message id>``, so that a receiver can reco
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
 from engine.cda.standalone import CdaPayload
+from engine.channels.destinations import HttpDestinationConfig
 from engine.errors import DestinationRejected, DestinationUnavailable
 from engine.pipeline.delivery import BuildContext, Delivery
-from engine.security.tls import ClientTls
 
 #: How much of a refusal's body a dead letter quotes.
 REPLY_BYTES = 200
 _TRANSIENT = frozenset({408, 425, 429})
 
 
-class HttpDestinationConfig(BaseModel):
-    """POST each message to ``url``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["http"]
-    url: str = Field(pattern=r"^https?://[^\s]+$", description="http:// or https:// URL")
-    timeout_seconds: float = Field(
-        default=10.0, gt=0, description="connect, send, and wait for each read of the answer"
-    )
-    content_type: str | None = Field(
-        default=None,
-        description='default: "application/hl7-v2; charset=<the message\'s>", '
-        '"application/xml" for a CDA document',
-    )
-    bearer_token_env: str | None = Field(
-        default=None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="environment variable holding the bearer token (Authorization: Bearer)",
-    )
-    tls: ClientTls | None = Field(
-        default=None, description="https: the server's CA, and a client certificate (mTLS)"
-    )
-
-    def build(self, name: str, context: BuildContext) -> HttpDestination:
-        del context  # a peer needs no deployment setting
-        token = None
-        if self.bearer_token_env is not None:
-            token = os.environ.get(self.bearer_token_env)
-            if not token:
-                raise ValueError(
-                    f"destination {name!r}: environment variable {self.bearer_token_env} "
-                    "(its bearer token) is not set"
-                )
-        verify = self.tls.context() if self.tls is not None else True
-        client = httpx.Client(timeout=self.timeout_seconds, verify=verify, follow_redirects=False)
-        return HttpDestination(name, self.url, client, token, self.content_type)
+def build(config: HttpDestinationConfig, name: str, context: BuildContext) -> HttpDestination:
+    del context  # a peer needs no deployment setting
+    token = None
+    if config.bearer_token_env is not None:
+        token = os.environ.get(config.bearer_token_env)
+        if not token:
+            raise ValueError(
+                f"destination {name!r}: environment variable {config.bearer_token_env} "
+                "(its bearer token) is not set"
+            )
+    verify = config.tls.context() if config.tls is not None else True
+    client = httpx.Client(timeout=config.timeout_seconds, verify=verify, follow_redirects=False)
+    return HttpDestination(name, config.url, client, token, config.content_type)
 
 
 class HttpDestination:

@@ -13,8 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from engine.channels.destinations import MemoryDestinationConfig
 from engine.errors import DestinationRejected, DestinationUnavailable
 from engine.pipeline.delivery import BuildContext, Delivery
 
@@ -82,18 +81,9 @@ def drop_box(name: str) -> None:
         _BOXES.pop(name, None)
 
 
-class MemoryDestinationConfig(BaseModel):
-    """Keep each message in this process's memory box ``box`` (tests and dry runs only: what
-    it holds is gone when the process ends)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["memory"]
-    box: str = Field(min_length=1, description="the name tests read it back by")
-
-    def build(self, name: str, context: BuildContext) -> MemoryDestination:
-        del context  # nothing deployment-wide applies to memory
-        return MemoryDestination(name, box(self.box))
+def build(config: MemoryDestinationConfig, name: str, context: BuildContext) -> MemoryDestination:
+    del context  # nothing deployment-wide applies to memory
+    return MemoryDestination(name, box(config.box))
 
 
 class MemoryDestination:

@@ -17,11 +17,9 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.mllp_framing import Frame, FrameDecoder, frame
+from engine.channels.destinations import MllpDestinationConfig
 from engine.errors import (
     DestinationRejected,
     DestinationUnavailable,
@@ -30,30 +28,16 @@ from engine.errors import (
 )
 from engine.hl7v2.reader import Message
 from engine.pipeline.delivery import BuildContext, Delivery
-from engine.security.tls import ClientTls
 
 MAX_ACK_BYTES = 1024 * 1024
 
 
-class MllpDestinationConfig(BaseModel):
-    """Send messages to an MLLP peer (one connection per message)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["mllp"]
-    host: str
-    port: int = Field(ge=1, le=65535)
-    timeout_seconds: float = Field(default=5.0, gt=0, description="connect, send, and ACK wait")
-    tls: ClientTls | None = Field(
-        default=None, description="TLS toward the peer: its CA, and a client certificate (mTLS)"
-    )
-
-    def build(self, name: str, context: BuildContext) -> MllpDestination:
-        del context  # a peer needs no deployment setting
-        tls = None
-        if self.tls is not None:  # the files are read here, before any message is sent
-            tls = (self.tls.context(), self.tls.server_hostname or self.host)
-        return MllpDestination(name, self.host, self.port, self.timeout_seconds, tls)
+def build(config: MllpDestinationConfig, name: str, context: BuildContext) -> MllpDestination:
+    del context  # a peer needs no deployment setting
+    tls = None
+    if config.tls is not None:  # the files are read here, before any message is sent
+        tls = (config.tls.context(), config.tls.server_hostname or config.host)
+    return MllpDestination(name, config.host, config.port, config.timeout_seconds, tls)
 
 
 class MllpDestination:

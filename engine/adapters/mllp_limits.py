@@ -30,7 +30,7 @@ from engine.security.peers import peer_allowed
 if TYPE_CHECKING:
     from asyncio import BaseTransport
 
-    from engine.adapters.mllp import MllpSourceConfig
+    from engine.channels.sources import MllpSourceConfig
     from engine.intake.inbox import Intake, Prepared
 
 log = structlog.get_logger("engine.mllp")

@@ -12,13 +12,13 @@ in :mod:`engine.store.record_lookups` and are re-exported here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select
 
 from engine.cda.conformance import Schema
 from engine.cda.standalone import CdaPayload
+from engine.channels.destinations import DocumentChecks, RecordStoreConfig
 from engine.errors import DocumentError
 from engine.hl7v2.embedded_documents import Action, DocumentRecord
 from engine.identity.rules import IdentityPolicy
@@ -54,40 +54,10 @@ __all__ = [
 ]
 
 
-class DocumentChecks(BaseModel):
-    """How CDA documents are checked before they are stored (each failure is a dead letter
-    whose reason names the line and the rule)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    xsd: Literal["none", "cda", "cisis"] = Field(
-        default="none",
-        description="XSD validation: the normative CDA R2 schema, or the French extended one",
-    )
-    cisis_header: bool = Field(
-        default=False,
-        description="CI-SIS header rules (templateIds, ids, version, code, author, INS...)",
-    )
-
-
-class RecordStoreConfig(BaseModel):
-    """Apply ADT and ORU^R01 messages to the shared record store (same database as the journal)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["record_store"]
-    require_ins: bool = Field(
-        default=False,
-        description="a message without a usable INS goes to identity review (error 903)",
-    )
-    documents: DocumentChecks = Field(default_factory=DocumentChecks)
-
-    def build(self, name: str, context: BuildContext) -> RecordStore:
-        policy = IdentityPolicy(
-            accept_test_ins=context.accept_test_ins, require_ins=self.require_ins
-        )
-        owners = OwnerGroups(context.document_owner_groups)
-        return RecordStore(name, policy, self.documents, owners)
+def build(config: RecordStoreConfig, name: str, context: BuildContext) -> RecordStore:
+    """The record store destination ``name`` of a channel."""
+    policy = IdentityPolicy(accept_test_ins=context.accept_test_ins, require_ins=config.require_ins)
+    return RecordStore(name, policy, config.documents, OwnerGroups(context.document_owner_groups))
 
 
 class RecordStore:

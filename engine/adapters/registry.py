@@ -1,35 +1,73 @@
-"""The explicit registry of sources and destinations, by the name used in ``channels.yaml``.
+"""The explicit registry of sources and destinations: which runtime object each config model of
+``channels.yaml`` builds (:mod:`engine.channels.sources`, :mod:`engine.channels.destinations`).
 
-Adding a component means adding its config class here: no import-time magic.
+Adding a component means adding its config model there and its builder here: no import-time
+magic, no string-to-class lookup.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Any
 
-from pydantic import Field
-
-from engine.adapters.amqp import AmqpSourceConfig
-from engine.adapters.amqp_destination import AmqpDestinationConfig
-from engine.adapters.directory import DirectorySourceConfig
-from engine.adapters.file import FileDestinationConfig
-from engine.adapters.http import HttpSourceConfig
-from engine.adapters.http_destination import HttpDestinationConfig
-from engine.adapters.memory import MemoryDestinationConfig
-from engine.adapters.mllp import MllpSourceConfig
-from engine.adapters.mllp_client import MllpDestinationConfig
-from engine.adapters.record_store import RecordStoreConfig
-
-SourceConfig = Annotated[
-    MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig,
-    Field(discriminator="type"),
-]
-AnyDestination = (
-    RecordStoreConfig
-    | FileDestinationConfig
-    | MllpDestinationConfig
-    | AmqpDestinationConfig
-    | HttpDestinationConfig
-    | MemoryDestinationConfig
+from engine.adapters import (
+    amqp_destination,
+    file,
+    http_destination,
+    memory,
+    mllp_client,
+    record_store,
 )
-DestinationConfig = Annotated[AnyDestination, Field(discriminator="type")]
+from engine.adapters.amqp import AmqpSource
+from engine.adapters.directory import DirectorySource
+from engine.adapters.http import HttpSource
+from engine.adapters.mllp import MllpServer
+from engine.channels.destinations import (
+    AmqpDestinationConfig,
+    DestinationConfig,
+    FileDestinationConfig,
+    HttpDestinationConfig,
+    MemoryDestinationConfig,
+    MllpDestinationConfig,
+    RecordStoreConfig,
+)
+from engine.channels.sources import (
+    AmqpSourceConfig,
+    DirectorySourceConfig,
+    HttpSourceConfig,
+    MllpSourceConfig,
+    SourceConfig,
+)
+from engine.intake.committer import GroupCommitter
+from engine.intake.inbox import Intake
+from engine.pipeline.delivery import BuildContext, Destination, Source
+
+#: Builds a source from its config, the channel's intake and the journal's group committer.
+SourceBuilder = Callable[[Any, Intake, GroupCommitter], Source]
+#: Builds a destination from its config, its name in the channel and the deployment settings.
+DestinationBuilder = Callable[[Any, str, BuildContext], Destination]
+
+SOURCES: dict[type, SourceBuilder] = {
+    MllpSourceConfig: MllpServer,
+    HttpSourceConfig: HttpSource,
+    DirectorySourceConfig: DirectorySource,
+    AmqpSourceConfig: AmqpSource,
+}
+DESTINATIONS: dict[type, DestinationBuilder] = {
+    RecordStoreConfig: record_store.build,
+    FileDestinationConfig: file.build,
+    MllpDestinationConfig: mllp_client.build,
+    AmqpDestinationConfig: amqp_destination.build,
+    HttpDestinationConfig: http_destination.build,
+    MemoryDestinationConfig: memory.build,
+}
+
+
+def build_source(config: SourceConfig, intake: Intake, committer: GroupCommitter) -> Source:
+    """The runtime source ``config`` describes."""
+    return SOURCES[type(config)](config, intake, committer)
+
+
+def build_destination(name: str, config: DestinationConfig, context: BuildContext) -> Destination:
+    """The runtime destination ``config`` describes, named ``name`` in its channel."""
+    return DESTINATIONS[type(config)](config, name, context)

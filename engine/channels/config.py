@@ -18,13 +18,14 @@ from pydantic import (
     model_validator,
 )
 
-from engine.adapters.registry import DestinationConfig, SourceConfig
 from engine.channels.admin_settings import AdminSettings
 from engine.channels.alert_settings import AlertsSettings
 from engine.channels.amqp_settings import AmqpConnection
+from engine.channels.destinations import DestinationConfig
 from engine.channels.journal_retention import JournalRetention
 from engine.channels.record_api_settings import RecordApiSettings
 from engine.channels.record_retention import RetentionSettings
+from engine.channels.sources import SourceConfig
 from engine.localtime import DEFAULT_TIMEZONE, TimeZoneName
 from engine.routes.conditions import Condition
 from engine.security.key_settings import EncryptionSettings

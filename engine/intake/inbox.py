@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from engine.cda.safety import check_carried_documents
 from engine.cda.standalone import CdaPayload, read_standalone
+from engine.channels.duplicates import DEFAULT_POLICY, DuplicatePolicy
+from engine.channels.sources import MllpSourceConfig
 from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
 from engine.hl7v2.batch import holds_several, is_batch
@@ -29,7 +31,6 @@ from engine.hl7v2.msh import (
 )
 from engine.hl7v2.reader import Message
 from engine.intake.outcomes import EndState
-from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.journal.message_tables import State
 from engine.journal.records import Appended, NewMessage
 from engine.payload_kinds import CDA_TYPE, XML_CHARSET
@@ -114,8 +115,10 @@ class Intake:
         # Only sources that declare a duplicate policy (MLLP) have one; others the default.
         duplicates = getattr(src, "duplicates", DEFAULT_POLICY)
         batches = getattr(src, "batches", "refuse") == "accept"
+        # MLLP says whether NE/ER/SU senders are answered; other sources always answer.
+        always_ack = src.always_ack if isinstance(src, MllpSourceConfig) else True
         return kind(
-            channel.name, channel.accept, src.default_charset, src.always_ack, duplicates, batches
+            channel.name, channel.accept, src.default_charset, always_ack, duplicates, batches
         )
 
     def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.journal.duplicates import DEFAULT_POLICY, DuplicatePolicy
+from engine.channels.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.journal.message_tables import State
 from engine.payload_kinds import CDA_TYPE, looks_like_xml
 

@@ -16,10 +16,12 @@ import asyncio
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from engine.adapters.http import HttpSource, HttpSourceConfig
+from engine.adapters.http import HttpSource
 from engine.adapters.http_answers import refusal
-from engine.adapters.mllp import MllpServer, MllpSourceConfig
+from engine.adapters.mllp import MllpServer
+from engine.adapters.registry import build_source as build_any_source
 from engine.channels.config import ChannelConfig
+from engine.channels.sources import HttpSourceConfig, MllpSourceConfig
 from engine.intake.committer import GroupCommitter
 from engine.intake.inbox import Intake
 from engine.pipeline.delivery import Source
@@ -101,5 +103,4 @@ def build_source(channel: ChannelConfig, committer: GroupCommitter) -> Source:
         return PausableMllpServer(channel.source, intake, committer)
     if isinstance(channel.source, HttpSourceConfig):
         return PausableHttpSource(channel.source, intake, committer)
-    source: Source = channel.source.server(intake, committer)
-    return source
+    return build_any_source(channel.source, intake, committer)

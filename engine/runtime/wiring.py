@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.engine import Engine as DbEngine
 
 from engine import metrics as metrics_module
+from engine.adapters.registry import build_destination
 from engine.admin.server import admin_server
 from engine.alerts.service import AlertService
 from engine.channels.config import ChannelConfig, ChannelsFile, EngineSettings
@@ -58,7 +59,7 @@ def build_pipeline(channel: ChannelConfig, settings: EngineSettings | None = Non
         document_owner_groups=settings.document_owner_groups,
     )
     destinations: dict[str, Destination] = {
-        name: cfg.build(name, context) for name, cfg in channel.destinations.items()
+        name: build_destination(name, cfg, context) for name, cfg in channel.destinations.items()
     }
     return Pipeline(channel, destinations)
 

@@ -14,8 +14,8 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
-from engine.adapters.directory import DirectorySourceConfig
 from engine.adapters.inbox_files import RefusedFile, read_head
+from engine.channels.sources import DirectorySourceConfig
 from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 from tests.sample_files import CDA_SAMPLES
 

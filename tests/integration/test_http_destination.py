@@ -16,7 +16,9 @@ from typing import Any, ClassVar, cast
 import pytest
 import trustme
 
-from engine.adapters.http_destination import REPLY_BYTES, HttpDestination, HttpDestinationConfig
+from engine.adapters import http_destination
+from engine.adapters.http_destination import REPLY_BYTES, HttpDestination
+from engine.channels.destinations import HttpDestinationConfig
 from engine.errors import DestinationRejected, DestinationUnavailable
 from engine.hl7v2.reader import Message
 from engine.pipeline.delivery import BuildContext, Delivery
@@ -66,7 +68,7 @@ def url(httpd: ThreadingHTTPServer, path: str, scheme: str = "http") -> str:
 
 def destination(target: str, **extra: Any) -> HttpDestination:
     config = HttpDestinationConfig.model_validate({"type": "http", "url": target, **extra})
-    return config.build("peer", BuildContext())
+    return http_destination.build(config, "peer", BuildContext())
 
 
 def delivery(raw: bytes = ORU.encode()) -> Delivery:

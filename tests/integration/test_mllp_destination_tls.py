@@ -18,7 +18,9 @@ import pytest
 import trustme
 from hl7.mllp import start_hl7_server
 
-from engine.adapters.mllp_client import MllpDestination, MllpDestinationConfig
+from engine.adapters import mllp_client
+from engine.adapters.mllp_client import MllpDestination
+from engine.channels.destinations import MllpDestinationConfig
 from engine.errors import DestinationUnavailable
 from engine.pipeline.delivery import BuildContext
 from engine.security.tls import ServerTls, certificate_identity
@@ -92,7 +94,7 @@ def destination(port: int, **tls: Any) -> MllpDestination:
     config = MllpDestinationConfig.model_validate(
         {"type": "mllp", "host": "127.0.0.1", "port": port, "timeout_seconds": 2, "tls": tls}
     )
-    return config.build("lab", BuildContext())
+    return mllp_client.build(config, "lab", BuildContext())
 
 
 MESSAGE = adt("A28", PATIENT, "TLS1")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
+from engine.adapters import record_store
 from engine.adapters.record_store import (
     RecordStore,
     RecordStoreConfig,
@@ -221,7 +222,7 @@ def test_identifier_without_authority_matches_only_itself(store_db: Engine) -> N
 
 
 def test_configured_destination_writes_through_the_delivery(store_db: Engine) -> None:
-    store = RecordStoreConfig(type="record_store").build("dmp", BuildContext())
+    store = record_store.build(RecordStoreConfig(type="record_store"), "dmp", BuildContext())
     msg = Message(sample_text("python-hl7/sample_hl7.hl7"))
     apply(store_db, person_from(msg.text), 4)
     with store_db.begin() as conn:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.adapters.http import HttpSourceConfig
 from engine.channels.loader import ConfigError, parse_channels
+from engine.channels.sources import HttpSourceConfig
 from engine.cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
