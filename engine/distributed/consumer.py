@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.channels.amqp_settings import close_quietly
 from engine.channels.config import ChannelsFile, WorkSettings
-from engine.distributed.items import WorkItem, lock_key, work_items
+from engine.distributed.items import WorkItem, work_items
 from engine.distributed.topology import declare_work_queue, publish_items
 from engine.journal.claim import WHOLE_GROUP, Group, stale_or_due
 from engine.journal.journal import utcnow
@@ -130,18 +130,18 @@ class DistributedWorker:
             upto[item.group] = max(item.last, upto.get(item.group, 0))
         if not upto:
             return
-        released, busy = self.worker.run_groups(upto, {g: lock_key(g) for g in upto})
-        again = [i for i in items if i.group in busy]  # another worker has that patient
-        if busy and len(busy) == len(upto):
+        ran = self.worker.run(upto)
+        again = [i for i in items if i.group in ran.busy]  # another worker has that patient
+        if ran.busy and len(ran.busy) == len(upto):
             time.sleep(BUSY_PAUSE)  # only patients held elsewhere: do not spin on them
-        if released:  # their messages first, then again every group of this batch
-            again = self._items_of(released) + items
+        if ran.released:  # their messages first, then again every group of this batch
+            again = self._items_of(ran.released) + items
         if not again:
             return
         if channel is not None:
             publish_items(channel, self.settings, again)
-        elif released:  # the sweep: released messages now; busy groups at the next sweep
-            self.run_items(None, self._items_of(released))
+        elif ran.released:  # the sweep: released messages now; busy groups at the next sweep
+            self.run_items(None, self._items_of(ran.released))
 
     def _items_of(self, ids: list[int]) -> list[WorkItem]:
         with self.db.connect() as conn:
@@ -161,7 +161,10 @@ class DistributedWorker:
             with self.db.connect() as conn:
                 found = stale_or_due(conn, now, stale, SWEEP_LIMIT, self.worker.pipelines)
             # A whole group: the retry that fell due, and the patient's messages behind it.
-            items = [WorkItem(i, c, k, WHOLE_GROUP if k else i) for i, c, k in found]
+            items = [
+                WorkItem(g.id, g.channel, g.patient_key, WHOLE_GROUP if g.patient_key else g.id)
+                for g in found
+            ]
             for start in range(0, len(items), self.settings.batch):
                 self.run_items(channel, items[start : start + self.settings.batch])
             self.worker.outbox.flush()  # business acknowledgements due for a retry

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from engine.intake.sink import Result
 from engine.journal.claim import Group, group_of
 from engine.journal.message_tables import State, messages
 from engine.journal.records import NewMessage
-from engine.pipeline.writer import Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +46,7 @@ class WorkItem:
         return group_of(self.id, self.channel, self.patient_key)
 
 
-def lock_key(group: Group) -> int:
-    """A PostgreSQL advisory lock key (signed 64 bits) for a group."""
-    digest = hashlib.blake2b("\x1f".join(group).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def items_of(rows: list[NewMessage], results: list[Result]) -> list[WorkItem]:
+def items_of(rows: Sequence[NewMessage], results: Sequence[Result]) -> list[WorkItem]:
     """The work items of an intake commit: new messages waiting for the pipeline."""
     out = []
     for row, result in zip(rows, results, strict=True):
@@ -67,4 +60,4 @@ def work_items(conn: Connection, ids: Sequence[int]) -> list[WorkItem]:
     """The work items of journaled messages (operator replays, released holds)."""
     m = messages.c
     rows = conn.execute(select(m.id, m.channel, m.patient_key).where(m.id.in_(list(ids))))
-    return [WorkItem(int(r[0]), str(r[1]), r[2]) for r in rows]
+    return [WorkItem(r.id, r.channel, r.patient_key) for r in rows]

@@ -1,7 +1,9 @@
-"""The intake side: after each journal commit, the new messages' work items go to RabbitMQ
-(persistent, confirmed), from a thread of their own so that a slow or absent broker never
-delays an ACK. Items that cannot be published are dropped with a warning: their messages stay
-journaled, and the workers' sweep takes them after ``stale_seconds``."""
+"""The distributed runner's intake side (``--role intake``): after each journal commit, the new
+messages' work items go to RabbitMQ (persistent, confirmed), from a thread of their own so that
+a slow or absent broker never delays an ACK; worker processes run the pipeline
+(:mod:`engine.distributed.consumer`). Items that cannot be published are dropped with a
+warning: their messages stay journaled, and the workers' sweep takes them after
+``stale_seconds``."""
 
 from __future__ import annotations
 
@@ -19,15 +21,21 @@ from engine.channels.amqp_settings import close_quietly
 from engine.channels.config import WorkSettings
 from engine.distributed.items import WorkItem, items_of
 from engine.distributed.topology import declare_work_queue, publish_items
+from engine.intake.sink import Result
 from engine.journal.records import NewMessage
-from engine.pipeline.writer import Result
+from engine.pipeline.runner import DRAIN_SECONDS, RunnerBase
 
 log = structlog.get_logger("engine.distributed")
 _STOP = None
 
 
-class WorkPublisher:
+class WorkPublisher(RunnerBase):
+    """A :class:`~engine.pipeline.runner.PipelineRunner` whose pipeline runs on the workers:
+    new pipelines come with a worker's restart, and operators' replays reach the workers by
+    :mod:`engine.distributed.notify`."""
+
     def __init__(self, settings: WorkSettings) -> None:
+        super().__init__()
         self.settings = settings
         self._items: queue.SimpleQueue[list[WorkItem] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="work-publisher", daemon=True)
@@ -40,13 +48,13 @@ class WorkPublisher:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
         self._items.put(_STOP)
         self._thread.join(10)
 
-    def committed(self, rows: Sequence[NewMessage], results: list[Result]) -> None:
-        """The writer's hook: queue the work items of one intake commit."""
-        items = items_of(list(rows), results)
+    def committed(self, rows: Sequence[NewMessage], results: Sequence[Result]) -> None:
+        """Queue the work items of one intake commit."""
+        items = items_of(rows, results)
         if items:
             self._items.put(items)
 

@@ -18,22 +18,17 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from engine.errors import ACK_CODES, EngineError, ParseError
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, new_control_id
 from engine.hl7v2.batch import Envelope, envelope_field, read_envelope
 from engine.hl7v2.batch_ack import AnsweredBatch, build_batch_ack
 from engine.hl7v2.charset import encode_ack
 from engine.hl7v2.msh import Header, first_line, read_batch_header, read_header
-from engine.intake.inbox import Prepared
+from engine.intake.inbox import Intake, Prepared
+from engine.intake.outcomes import EndState
+from engine.intake.sink import Result
 from engine.journal.message_tables import State
 from engine.journal.records import Appended, NewMessage
-
-if TYPE_CHECKING:
-    from engine.intake.inbox import Intake
-    from engine.intake.outcomes import EndState
-    from engine.pipeline.writer import Result
 
 #: End states an answer after processing reports as ``AA``.
 _APPLIED = frozenset({State.DELIVERED, State.FILTERED})

@@ -20,8 +20,8 @@ import structlog
 
 from engine.errors import StoreUnavailable
 from engine.intake.outcomes import EndState, OutcomeWatcher
+from engine.intake.sink import CommitSink, Done, Result
 from engine.journal.records import NewMessage
-from engine.pipeline.writer import Result, Writer, deliver_to_loop
 
 log = structlog.get_logger("engine.committer")
 
@@ -30,7 +30,9 @@ TIMEOUT_LOG_SECONDS = 1.0
 
 
 class GroupCommitter:
-    def __init__(self, writer: Writer, max_batch: int = 512, commit_timeout: float = 5.0) -> None:
+    def __init__(
+        self, writer: CommitSink, max_batch: int = 512, commit_timeout: float = 5.0
+    ) -> None:
         self.writer = writer
         self.max_batch = max_batch
         self.commit_timeout = commit_timeout
@@ -101,3 +103,29 @@ class GroupCommitter:
                 "journal_commit_timeout", messages=self._timed_out, seconds=self.commit_timeout
             )
             self._timed_out, self._logged_at = 0, now
+
+
+def deliver_to_loop(
+    loop: asyncio.AbstractEventLoop,
+    futures: list[asyncio.Future[Result]],
+    timer: asyncio.TimerHandle | None = None,
+) -> Done:
+    """A ``done`` callback that resolves asyncio futures from the sink's thread (and cancels
+    their deadline ``timer``)."""
+
+    def done(results: list[Result]) -> None:
+        loop.call_soon_threadsafe(_resolve, futures, results, timer)
+
+    return done
+
+
+def _resolve(
+    futures: list[asyncio.Future[Result]],
+    results: list[Result],
+    timer: asyncio.TimerHandle | None = None,
+) -> None:
+    if timer is not None:
+        timer.cancel()
+    for fut, result in zip(futures, results, strict=True):
+        if not fut.done():  # answered at its deadline already: one answer per sender
+            fut.set_result(result)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, String, bindparam, func, insert, or_, select,
 from sqlalchemy.engine import Engine
 
 from engine.fastsql import FastStatement, insert_into
-from engine.journal.claim import claim_rows
+from engine.journal.claim import claim_pending
 from engine.journal.message_tables import State, events, messages
 from engine.journal.records import Appended, DedupKey, NewMessage, Pending, content_digest
 
@@ -166,14 +166,7 @@ class Journal:
         the channels this engine runs (a channel removed from the configuration keeps its
         messages journaled, untouched).
         """
-        key = tuple(sorted(channels)) if channels is not None else None
-        if key == ():
-            return []
-        rows = claim_rows(conn, now, limit, key)
-        return [
-            Pending(r[0], r[1], r[2], r[3], r[4], r[5], set(filter(None, r[6].split(","))))
-            for r in rows
-        ]
+        return claim_pending(conn, now, limit, channels)
 
     def finish(
         self,

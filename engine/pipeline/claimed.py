@@ -1,48 +1,34 @@
-"""Claimed batches for the worker: the distributed claim as a batch, the batch's senders, and
-what a rolled-back first pass leaves for its redo."""
+"""Claimed batches for the worker: the locks of a distributed worker's groups, and what a
+rolled-back first pass leaves for its redo."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Collection
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, text
 
-from engine.journal.claim import Group, claim_groups, group_of
-from engine.journal.message_tables import State, messages
+from engine.journal.claim import Group, lock_key
 from engine.journal.records import Pending
 from engine.pipeline.pipeline import Pipeline
 
-
-def group_batch(
-    conn: Connection, upto: dict[Group, int], channels: dict[str, Pipeline], now: datetime
-) -> list[Pending]:
-    """The claimed rows of the groups as a batch: a group whose earliest pending message waits
-    for its retry is left out from there on (later messages wait behind it)."""
-    batch: list[Pending] = []
-    blocked: set[Group] = set()
-    for row in claim_groups(conn, upto, channels):
-        ident, channel, raw_, charset, key, attempts, delivered_to, state, next_at = row
-        group = group_of(ident, channel, key)
-        if group in blocked:
-            continue
-        if state == State.RETRYING and next_at is not None and _aware(next_at) > now:
-            blocked.add(group)
-            continue
-        done_to = set(filter(None, delivered_to.split(",")))
-        batch.append(Pending(ident, channel, raw_, charset, key, attempts, done_to))
-    return batch
+#: The groups' locks in one round trip, without waiting: the keys obtained.
+_TRY_LOCKS = text(
+    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS t(k) WHERE pg_try_advisory_xact_lock(k)"
+)
 
 
-def read_senders(conn: Connection, batch: list[Pending]) -> None:
-    """The batch's journaled senders in one query (the destinations file under them)."""
-    wanted = [p.id for p in batch if p.sender is None]
-    if not wanted:
-        return
-    m = messages.c
-    found = {r[0]: r[1] for r in conn.execute(select(m.id, m.sender).where(m.id.in_(wanted)))}
-    for p in batch:
-        if p.id in found:
-            p.sender = str(found[p.id] or "")
+def lock_groups(conn: Connection, groups: Collection[Group]) -> set[Group]:
+    """Lock the groups for the transaction, without waiting; the groups another worker holds.
+
+    PostgreSQL: transaction-scoped advisory locks, one key per group. SQLite: a write
+    transaction (``BEGIN IMMEDIATE``, from the claim's first statement) already shuts every
+    other writer out until it ends, so no group is ever busy.
+    """
+    if conn.dialect.name != "postgresql":
+        return set()
+    keys = {g: lock_key(g) for g in groups}
+    got = set(conn.execute(_TRY_LOCKS, {"keys": sorted(keys.values())}).scalars())
+    return {g for g, key in keys.items() if key not in got}
 
 
 def not_undone(
@@ -59,7 +45,3 @@ def not_undone(
             if n in destinations and not destinations[n].transactional
         }
     return out
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

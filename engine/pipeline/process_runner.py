@@ -7,7 +7,12 @@ raises a shared flag while it waits to commit and the pipeline ends its transact
 ``MIN_SLICE`` messages (senders wait for their ACK; the journal can wait a few milliseconds).
 
 The pipeline process exits when its parent disappears (even on SIGKILL), so that a restarted
-engine never finds an orphan working beside its new pipeline.
+engine never finds an orphan working beside its new pipeline. It takes a new configuration by a
+restart: it drains what it holds (the journal keeps the rest for the new one), then starts anew
+with the same wake-up, flag and lock the writer holds.
+
+The runtime gives the worker factory (a module-level function, pickled by name for the spawned
+process): the pipeline package knows no destination.
 """
 
 from __future__ import annotations
@@ -17,26 +22,43 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import Engine
 
+from engine import logs
 from engine.channels.config import ChannelsFile
+from engine.db import make_engine
+from engine.intake.sink import Result
+from engine.journal.records import NewMessage
+from engine.pipeline.runner import DRAIN_SECONDS, Changes, RunnerBase, done_future
+from engine.pipeline.worker import Worker
+from engine.store.encryption import use_keyring
 
 log = structlog.get_logger("engine.pipeline")
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
+#: Builds the pipeline worker of a configuration's enabled channels on a database, with the
+#: write lock both processes share: a module-level function (it is pickled by name).
+WorkerFactory = Callable[[ChannelsFile, Engine, AbstractContextManager[Any]], Worker]
 
-class PipelineProcess:
-    def __init__(self, config: ChannelsFile, url: str) -> None:
+
+class ProcessRunner(RunnerBase):
+    def __init__(self, config: ChannelsFile, url: str, build_worker: WorkerFactory) -> None:
+        super().__init__()
         self.config_json = config.model_dump_json(by_alias=True)
         self.url = url
-        self.wake = _CONTEXT.Event()
+        self.build_worker = build_worker
+        self.wakeup = _CONTEXT.Event()
         self.stopping = _CONTEXT.Event()
         #: Set by intake while it waits to commit: the pipeline then ends its slice early.
-        self.intake_waiting: Synchronized[int] = _CONTEXT.Value("i", 0)
+        self.waiting: Synchronized[int] = _CONTEXT.Value("i", 0)
         #: Taken around every write transaction by both processes: SQLite has one writer, and
         #: its busy handler sleeps (1, 2, 5... ms) where a lock hands over at once.
         self.write_lock = _CONTEXT.Lock()
@@ -48,9 +70,10 @@ class PipelineProcess:
             args=(
                 self.config_json,
                 self.url,
-                self.wake,
+                self.build_worker,
+                self.wakeup,
                 self.stopping,
-                self.intake_waiting,
+                self.waiting,
                 self.write_lock,
                 os.getpid(),
             ),
@@ -60,15 +83,30 @@ class PipelineProcess:
         self.process.start()
         log.info("pipeline_process_started", pid=self.process.pid)
 
-    def notify(self) -> None:
-        self.wake.set()
+    def wake(self) -> None:
+        self.wakeup.set()
 
-    def stop(self, drain_seconds: float = 10.0) -> None:
+    def intake_waiting(self, waiting: bool) -> None:
+        self.waiting.value = int(waiting)
+
+    def committed(self, rows: Sequence[NewMessage], results: Sequence[Result]) -> None:
+        self.wakeup.set()
+
+    def replace(self, config: ChannelsFile, changes: Changes) -> Future[None]:
+        """Restart the process on ``config`` (blocking: up to the drain of a stop)."""
+        if changes:
+            self.stop()
+            self.stopping.clear()
+            self.config_json = config.model_dump_json(by_alias=True)
+            self.start()
+        return done_future()
+
+    def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
         """Ask the pipeline to finish what is journaled (up to ``drain_seconds``) and exit."""
         if self.process is None:
             return
         self.stopping.set()
-        self.wake.set()
+        self.wakeup.set()
         self.process.join(drain_seconds + 5)
         if self.process.is_alive():
             log.error("pipeline_process_kill", pid=self.process.pid)
@@ -79,19 +117,15 @@ class PipelineProcess:
 def run(
     config_json: str,
     url: str,
+    build_worker: WorkerFactory,
     wake: Any,
     stopping: Any,
     intake_waiting: Synchronized[int],
     write_lock: Any,
     parent: int,
-    drain_seconds: float = 10.0,
+    drain_seconds: float = DRAIN_SECONDS,
 ) -> None:
     """Entry point of the pipeline process."""
-    from engine import logs
-    from engine.db import make_engine
-    from engine.runtime.wiring import build_worker
-    from engine.store.encryption import use_keyring
-
     # Ctrl-C reaches the whole process group: the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

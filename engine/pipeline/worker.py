@@ -1,7 +1,9 @@
 """The pipeline worker: takes journaled messages in arrival order and runs their pipeline.
 
-It runs in the engine's writer thread (:mod:`engine.pipeline.writer`), between intake commits, in
-a pipeline process of its own, or as a distributed worker; all three hand it a claimed batch.
+Every runner drives it (:mod:`engine.pipeline.runner`): in the writer thread between intake
+commits, in a pipeline process of its own, or as a distributed worker. All three go through
+:meth:`Worker.run` and the one claim (:func:`engine.journal.claim.claim_pending`); they differ
+only in what they ask for (the next due messages, or the groups of some work items).
 
 One batch loop for all: a batch is one transaction. On the happy path its messages run one after
 the other with no savepoint; their observation rows and end states go out in one statement each
@@ -17,42 +19,47 @@ order, and a message waiting for a retry holds back later messages of the same p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import TransformError
 from engine.fastsql import raw
 from engine.journal import holds
-from engine.journal.claim import Group
+from engine.journal.claim import Group, claim_pending
 from engine.journal.journal import Journal, utcnow
 from engine.journal.message_tables import State
 from engine.journal.records import Pending
 from engine.logs import error_fields
 from engine.metrics import PIPELINE_LATENCY
-from engine.pipeline.claimed import group_batch, not_undone, read_senders
+from engine.pipeline.claimed import lock_groups, not_undone
 from engine.pipeline.failures import backoff_delay, failed
 from engine.pipeline.outbox_sender import OutboxSender
 from engine.pipeline.pipeline import Outcome, Pipeline, StageError
 from engine.store import batch as store_batch
 
-__all__ = ["MIN_SLICE", "SLICE_SECONDS", "Worker", "backoff_delay"]
+__all__ = ["MIN_SLICE", "SLICE_SECONDS", "Ran", "Worker", "backoff_delay"]
 
 log = structlog.get_logger("engine.worker")
-#: The groups' locks in one round trip, without waiting: the keys obtained.
-_TRY_LOCKS = text(
-    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS t(k) WHERE pg_try_advisory_xact_lock(k)"
-)
 
 #: Messages a batch handles before it may be interrupted: the pipeline always makes progress.
 MIN_SLICE = 8
 SLICE_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """What one batch did: messages handled; held messages an ADT released meanwhile (their
+    ids); groups another worker held (distributed: not waited for)."""
+
+    handled: int
+    released: list[int]
+    busy: set[Group]
 
 
 @dataclass(slots=True)
@@ -94,60 +101,56 @@ class Worker:
 
     def has_due_work(self) -> bool:
         with self.write_lock, self.engine.connect() as conn:
-            return bool(self.journal.claim(conn, utcnow(), 1, self.pipelines))
+            return bool(claim_pending(conn, utcnow(), 1, self.pipelines))
 
-    # -- claiming -------------------------------------------------------------------------
+    # -- the batch loop -------------------------------------------------------------------
 
     def run_once(self, interrupt: Callable[[], bool] | None = None) -> int:
-        """Claim and process one batch in one transaction; returns how many messages it handled.
+        """One batch of the next due messages; how many it handled (see :meth:`run`)."""
+        return self.run(interrupt=interrupt).handled
+
+    def run(
+        self,
+        groups: Mapping[Group, int] | None = None,
+        interrupt: Callable[[], bool] | None = None,
+    ) -> Ran:
+        """Claim and process one batch in one transaction: the next due messages, or with
+        ``groups`` the pending messages of each group up to its id (a distributed worker's
+        work items).
 
         ``interrupt`` is asked after each message (once ``MIN_SLICE`` are done, or the slice
         has run ``SLICE_SECONDS``: a slow network destination): when it says so, the batch
         ends early and the rest stays journaled for the next one. The writer uses it to commit
         waiting intake, whose senders wait for their ACK.
+
+        With ``groups``, the transaction first takes the groups' locks without waiting (see
+        :func:`~engine.pipeline.claimed.lock_groups`): a group another worker holds is not
+        waited for (a slow patient must not hold up the others); it comes back in
+        ``Ran.busy``, for a new work item.
         """
+        busy: set[Group] = set()
 
         def claim(conn: Connection, now: datetime) -> list[Pending]:
-            return self.journal.claim(conn, now, self.batch_size, self.pipelines)
+            if groups is None:
+                return claim_pending(conn, now, self.batch_size, self.pipelines)
+            # Taken again by a redo: the rollback of the first pass released the locks.
+            busy.clear()
+            busy.update(lock_groups(conn, groups))
+            mine = {g: n for g, n in groups.items() if g not in busy}
+            return claim_pending(conn, now, None, self.pipelines, mine) if mine else []
 
         with self.write_lock, self.engine.connect() as conn:
             done = self._transaction(conn, claim, interrupt)
             if done is None:
                 conn.rollback()
                 self.outbox.flush()  # retries of what earlier batches queued
-                return 0
-            conn.info.pop(holds.RELEASED, None)  # released (older) messages: the next claim
-            conn.commit()
-        self._committed(done)
-        return done.handled
-
-    def run_groups(
-        self, upto: dict[Group, int], locks: dict[Group, int]
-    ) -> tuple[list[int], set[Group]]:
-        """The distributed worker's batch: the pending messages of each group up to its id,
-        in one transaction, under the groups' PostgreSQL advisory locks (``locks``: a key per
-        group). A group another worker holds is not waited for (a slow patient must not hold up
-        the others): it comes back in the busy set, for a new work item. Also returns the ids
-        of messages an ADT released meanwhile, for new work items."""
-        busy: set[Group] = set()
-
-        def claim(conn: Connection, now: datetime) -> list[Pending]:
-            # Taken again by a redo: the rollback of the first pass released the locks.
-            got = set(conn.execute(_TRY_LOCKS, {"keys": sorted(locks.values())}).scalars())
-            busy.clear()
-            busy.update(g for g, key in locks.items() if key not in got)
-            mine = {g: n for g, n in upto.items() if g not in busy}
-            return group_batch(conn, mine, self.pipelines, now) if mine else []
-
-        with self.engine.connect() as conn:
-            done = self._transaction(conn, claim, None)
-            if done is None:
-                conn.rollback()
-                return [], busy
+                return Ran(0, [], busy)
+            # Released (older) messages: the next claim takes them; a distributed worker
+            # hands them out as new work items.
             released: list[int] = conn.info.pop(holds.RELEASED, [])
             conn.commit()
         self._committed(done)
-        return released, busy
+        return Ran(done.handled, released, busy)
 
     def _committed(self, done: Done) -> None:
         self.processed += done.handled
@@ -176,7 +179,6 @@ class Worker:
             batch = claim(conn, now)
             if not batch:
                 return None
-            read_senders(conn, batch)
             for pending in batch:
                 pending.delivered_to |= sent.get(pending.id, set())
             before = {p.id: set(p.delivered_to) for p in batch}

@@ -1,9 +1,12 @@
-"""The writer thread: the one place where the engine writes to its database.
+"""The writer thread: intake's commit sink (:class:`~engine.intake.sink.CommitSink`), and the
+thread an in-thread pipeline runner works in.
 
 SQLite allows one writer at a time, and a second writer waits in SQLite's busy handler (sleeps
 of 1 ms and more) while it holds the event loop. So one thread does every write, in this order:
 first the intake batches waiting for their commit (the senders wait for their ACK), all in one
-transaction; then one short slice of pipeline work; then again. An ACK therefore waits at most
+transaction; then one short slice of pipeline work (:meth:`PipelineRunner.run_slice
+<engine.pipeline.runner.PipelineRunner.run_slice>`: none when the pipeline runs in another
+process or on distributed workers); then again. An ACK therefore waits at most
 one pipeline slice, and under load many intake batches share each commit. Intake goes first:
 while senders keep sending (a batch comes within ``INTAKE_GRACE`` of the last commit) intake
 commits follow one another and the pipeline waits, ``PIPELINE_MAX_DEFER`` at most.
@@ -17,18 +20,18 @@ that cut it while idle) is retried once on a fresh one before any sender hears A
 database is out, the pipeline rests between tries but intake does not wait behind it: each
 batch is tried (and answered) at once. :class:`~engine.database_state.DatabaseState` logs
 the outage once, and its end.
+
+The writer knows its runner only through :class:`~engine.pipeline.runner.PipelineRunner`: it
+holds the runner's ``write_lock`` around each commit, says when intake batches wait, and tells
+it of each commit (a pipeline process is woken, a distributed intake publishes work items).
 """
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from multiprocessing.sharedctypes import Synchronized
-from typing import Any
+from collections.abc import Sequence
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -37,22 +40,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.database_state import DatabaseState
 from engine.db import is_outage
 from engine.errors import StoreUnavailable
+from engine.intake.sink import Done, Result
 from engine.journal.journal import Journal
-from engine.journal.records import Appended, NewMessage
+from engine.journal.records import NewMessage
 from engine.logs import error_fields
 from engine.metrics import JOURNAL_COMMIT_LATENCY
-from engine.pipeline.worker import Worker
+from engine.pipeline.runner import PipelineRunner
 
 log = structlog.get_logger("engine.writer")
 
-#: What a waiting connection gets: the journal's answer, or the reason it could not store.
-Result = Appended | StoreUnavailable
-Done = Callable[[list[Result]], None]
 #: Rows, who to tell, and the monotonic time after which nobody waits for them (None: no limit).
 Job = tuple[Sequence[NewMessage], Done, float | None]
 
-#: Seconds the pipeline rests after a database error (intake goes on meanwhile).
-PIPELINE_REST = 1.0
 #: Seconds the writer waits for work when idle: retries fall due by time alone.
 IDLE_POLL = 0.5
 #: Seconds the writer waits for more intake after an intake commit before a pipeline slice,
@@ -65,54 +64,39 @@ WRITER_STATEMENT_TIMEOUT_MS = 30_000
 
 
 class Writer:
-    """Commits intake; runs the pipeline between commits when it has a ``worker``.
-
-    With the pipeline in another process (``worker=None``), ``pipeline`` is told after each
-    commit and ``intake_waiting`` is raised while batches wait for their commit.
-    """
+    """Commits intake; between commits, lets its ``runner`` work (see the module's doc)."""
 
     def __init__(
         self,
         engine: Engine,
         journal: Journal,
-        worker: Worker | None,
-        pipeline: Callable[[], None] = lambda: None,
-        intake_waiting: Synchronized[int] | None = None,
-        write_lock: AbstractContextManager[Any] | None = None,
-        committed: Callable[[Sequence[NewMessage], list[Result]], None] | None = None,
+        runner: PipelineRunner,
         state: DatabaseState | None = None,
     ) -> None:
         self.engine = engine
         self.journal = journal
-        self.worker = worker
-        self.pipeline = pipeline
-        self.intake_waiting = intake_waiting
-        self.write_lock = write_lock or nullcontext()
-        #: Told of every intake commit (the distributed intake publishes work items).
-        self.committed = committed
+        self.runner = runner
         self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
         self.state = state or DatabaseState(engine.url.render_as_string())
-        #: Monotonic time before which the pipeline rests (after a database error).
-        self._pipeline_rests_until = 0.0
         #: Stop's requests for an idle round, and the last request a round answered.
         self._drain = threading.Condition()
         self._asked = self._idle_for = 0
+        runner.attach(self.wake)
 
     def submit(self, rows: Sequence[NewMessage], done: Done, deadline: float | None = None) -> None:
         """Queue rows for the journal; ``done`` is called (in this thread) with the results.
         Rows still queued at ``deadline`` (``time.monotonic()``) are not committed: ``done``
         gets :class:`StoreUnavailable` for them."""
         self._jobs.put((rows, done, deadline))
-        if self.intake_waiting is not None:
-            self.intake_waiting.value = 1
+        self.runner.intake_waiting(True)
         self._wake.set()
 
-    def notify(self) -> None:
-        """Journal rows changed elsewhere (e.g. an operator replay): look for pipeline work."""
+    def wake(self) -> None:
+        """Look for work now (the runner has some for this thread)."""
         self._wake.set()
 
     def start(self) -> None:
@@ -120,7 +104,8 @@ class Writer:
         self._thread.start()
 
     def stop(self, drain_seconds: float = 10.0) -> None:
-        """Commit what intake queued, finish journaled work (up to ``drain_seconds``), stop.
+        """Commit what intake queued, finish the journaled work of an in-thread runner (up to
+        ``drain_seconds``), stop (the runner itself is stopped by its owner).
 
         The writer thread itself says when nothing it can do is left (no due work, or the
         database is out): this thread never waits on the database, so a stop during an outage
@@ -142,8 +127,6 @@ class Writer:
                 log.error("writer_stuck_at_stop", database=self.state.where)
             else:
                 self._close()
-        if self.worker is not None:
-            self.worker.close()
 
     def _run(self) -> None:
         deferred_since: float | None = None  # intake has had the lock since then
@@ -158,8 +141,7 @@ class Writer:
                 with self._drain:
                     self._idle_for = asked
                     self._drain.notify_all()
-                rest = self._pipeline_rests_until - time.monotonic()
-                self._wake.wait(max(IDLE_POLL, rest))
+                self._wake.wait(IDLE_POLL)
                 self._wake.clear()
 
     def _defer_pipeline(self, since: float | None) -> bool:
@@ -168,7 +150,7 @@ class Writer:
         than start a pipeline slice it would wait behind; but never defer the pipeline longer
         than ``PIPELINE_MAX_DEFER`` (then one slice runs, cut short as soon as intake waits).
         True when an intake batch is waiting and the pipeline may wait."""
-        if self.worker is None or self._stopping.is_set():
+        if self._stopping.is_set():
             return False
         if since is not None and time.monotonic() - since >= PIPELINE_MAX_DEFER:
             return False
@@ -179,20 +161,11 @@ class Writer:
         return not self._jobs.empty()
 
     def _pipeline_slice(self) -> int:
-        if self.worker is None or time.monotonic() < self._pipeline_rests_until:
-            return 0
         try:
-            done = self.worker.run_once(interrupt=self._intake_waiting)
-        except SQLAlchemyError as exc:
-            if not self.state.failed(exc, "pipeline"):
-                log.error("pipeline_database_error", **error_fields(exc))
+            return self.runner.run_slice(self._intake_waiting)
         except Exception as exc:  # the writer must outlive any bug, or every sender would hang
             log.error("writer_internal_error", **error_fields(exc))
-        else:
-            self.state.succeeded()
-            return done
-        self._pipeline_rests_until = time.monotonic() + PIPELINE_REST
-        return 0
+            return 0
 
     def _intake_waiting(self) -> bool:
         return not self._jobs.empty()
@@ -206,20 +179,17 @@ class Writer:
         deadlines = [job[2] for job in jobs]
         last = None if None in deadlines else max(d for d in deadlines if d is not None)
         results = self._append(rows, last)
-        if self.intake_waiting is not None:
-            # Lower the flag, then raise it again if a batch slipped in meanwhile: ``submit``
-            # queues before it raises the flag, so no batch can wait behind a lowered flag.
-            self.intake_waiting.value = 0
-            if not self._jobs.empty():
-                self.intake_waiting.value = 1
+        # Lower the flag, then raise it again if a batch slipped in meanwhile: ``submit``
+        # queues before it raises the flag, so no batch can wait behind a lowered flag.
+        self.runner.intake_waiting(False)
+        if not self._jobs.empty():
+            self.runner.intake_waiting(True)
         start = 0
         for batch, done, _ in jobs:
             _tell(done, results[start : start + len(batch)])
             start += len(batch)
         try:
-            self.pipeline()
-            if self.committed is not None:
-                self.committed(rows, results)
+            self.runner.committed(rows, results)
         except Exception as exc:
             log.error("pipeline_notify_failed", **error_fields(exc))
         return True
@@ -231,7 +201,7 @@ class Writer:
         for first in (True, False):
             reused = self._conn is not None  # it may have died since its last commit
             try:
-                with self.write_lock:
+                with self.runner.write_lock:
                     started = time.perf_counter()
                     results: list[Result] = list(self.journal.append(self._connection(), rows))
                     JOURNAL_COMMIT_LATENCY.observe(time.perf_counter() - started)
@@ -296,29 +266,3 @@ def _tell(done: Done, results: list[Result]) -> None:
         done(results)
     except Exception as exc:  # one waiter's failure must not stop the writer
         log.error("intake_answer_failed", error=type(exc).__name__)
-
-
-def deliver_to_loop(
-    loop: asyncio.AbstractEventLoop,
-    futures: list[asyncio.Future[Result]],
-    timer: asyncio.TimerHandle | None = None,
-) -> Done:
-    """A ``done`` callback that resolves asyncio futures from the writer thread (and cancels
-    their deadline ``timer``)."""
-
-    def done(results: list[Result]) -> None:
-        loop.call_soon_threadsafe(_resolve, futures, results, timer)
-
-    return done
-
-
-def _resolve(
-    futures: list[asyncio.Future[Result]],
-    results: list[Result],
-    timer: asyncio.TimerHandle | None = None,
-) -> None:
-    if timer is not None:
-        timer.cancel()
-    for fut, result in zip(futures, results, strict=True):
-        if not fut.done():  # answered at its deadline already: one answer per sender
-            fut.set_result(result)

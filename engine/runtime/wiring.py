@@ -33,7 +33,9 @@ from engine.logs import error_fields
 from engine.migrate import upgrade
 from engine.pipeline.delivery import BuildContext, Destination, Source
 from engine.pipeline.pipeline import Pipeline
-from engine.pipeline.process_runner import PipelineProcess
+from engine.pipeline.process_runner import ProcessRunner
+from engine.pipeline.runner import PipelineRunner
+from engine.pipeline.runner_thread import ThreadRunner
 from engine.pipeline.worker import Worker
 from engine.pipeline.writer import Writer
 from engine.record_api.server import RecordListener
@@ -41,14 +43,13 @@ from engine.runtime.control import Channels, ChannelsState
 from engine.runtime.listeners import Reservation
 from engine.runtime.reload import remove_pid, write_pid
 from engine.runtime.threads import DaemonExecutor
-from engine.runtime.workers import SwappableWorker, restart_process
 from engine.store.encryption import check_keys, use_keyring
 from engine.store.retention_job import RetentionJob
 
 log = structlog.get_logger("engine")
 
 SWITCH_INTERVAL = 0.0005
-#: How long a restart or reload waits for the writer thread to switch pipelines.
+#: How long a restart or reload waits for the runner to switch pipelines.
 PIPELINE_SWAP_SECONDS = 30.0
 
 
@@ -67,13 +68,28 @@ def build_pipeline(channel: ChannelConfig, settings: EngineSettings | None = Non
 def build_worker(
     config: ChannelsFile, db: DbEngine, write_lock: AbstractContextManager[Any] | None = None
 ) -> Worker:
-    """The pipeline worker of every enabled channel."""
+    """The pipeline worker of every enabled channel (module-level: a pipeline process gets it
+    pickled by name)."""
     channels = [c for c in config.channels if c.enabled]
     pipelines = {c.name: build_pipeline(c, config.engine) for c in channels}
     return Worker(db, Journal(db), pipelines, write_lock=write_lock)
 
 
 Role = Literal["all", "intake", "worker"]
+
+
+def build_runner(
+    config: ChannelsFile, role: Role, db: DbEngine, url: str, state: DatabaseState
+) -> PipelineRunner:
+    """The pipeline runner the configuration asks for, beside this process's intake: on the
+    distributed workers (``--role intake``), in a process of its own (``engine.pipeline:
+    process``) or in the writer thread (``thread``, the default)."""
+    if role == "intake":
+        require_shared_database(db, role)
+        return WorkPublisher(config.engine.work)
+    if config.engine.pipeline == "process":
+        return ProcessRunner(config, url, build_worker)
+    return ThreadRunner(build_worker(config, db), build_pipeline, state)
 
 
 def require_shared_database(db: DbEngine, role: Role) -> None:
@@ -93,6 +109,7 @@ class Engine:
     config_path: Path | None = None
     db: DbEngine = field(init=False)
     journal: Journal = field(init=False)
+    runner: PipelineRunner = field(init=False)
     writer: Writer = field(init=False)
     committer: GroupCommitter = field(init=False)
 
@@ -104,36 +121,14 @@ class Engine:
         #: Up or down since when, and why: for a readiness probe (the log says it meanwhile).
         self.database_state = DatabaseState(url)
         self.journal = Journal(self.db)
-        self.process: PipelineProcess | None = None
-        self.publisher: WorkPublisher | None = None
-        self.worker: SwappableWorker | None = None
         #: Set by SIGTERM/SIGINT or ``stop``: ends the wait for the database at start.
         self.stop_requested = threading.Event()
         self.started = False
         state = self.database_state
-        if self.role == "intake":  # the pipeline runs in worker processes
-            require_shared_database(self.db, self.role)
-            self.publisher = WorkPublisher(settings.work)
-            self.writer = Writer(
-                self.db, self.journal, None, committed=self.publisher.committed, state=state
-            )
-        elif settings.pipeline == "process":
-            self.process = PipelineProcess(self.config, url)
-            self.writer = Writer(
-                self.db,
-                self.journal,
-                None,
-                self.process.notify,
-                self.process.intake_waiting,
-                self.process.write_lock,
-                state=state,
-            )
-        else:
-            pipelines = {
-                c.name: build_pipeline(c, settings) for c in self.config.channels if c.enabled
-            }
-            self.worker = SwappableWorker(self.db, self.journal, pipelines)
-            self.writer = Writer(self.db, self.journal, self.worker, state=state)
+        self.runner = build_runner(self.config, self.role, self.db, url, state)
+        #: A distributed intake's runner, whose broker connection health reports.
+        self.publisher = self.runner if isinstance(self.runner, WorkPublisher) else None
+        self.writer = Writer(self.db, self.journal, self.runner, state)
         self.committer = GroupCommitter(self.writer, commit_timeout=settings.commit_timeout_seconds)
         self.channels = Channels(self)
         control = ChannelsState(self.channels)
@@ -182,10 +177,7 @@ class Engine:
         if not ready:
             return
         await asyncio.to_thread(check_keys, self.db)  # every sealed row's key in hand
-        if self.process is not None:
-            self.process.start()
-        if self.publisher is not None:
-            self.publisher.start()
+        self.runner.start()
         self.writer.start()
         self.started = True
         await self.channels.start_all(reservation)
@@ -203,20 +195,13 @@ class Engine:
         """Rebuild (or drop, for None) the pipelines of the channels named, where this process
         runs them; ``config``: the configuration they come from, once reloaded."""
         config = config or self.config
-        if self.worker is not None:
-            built = {
-                name: None if channel is None else build_pipeline(channel, config.engine)
-                for name, channel in changes.items()
-            }
-            done = self.worker.replace(built)
-            self.writer.notify()
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(done), PIPELINE_SWAP_SECONDS)
-            except TimeoutError:  # the writer rests (database out): it applies them after
-                log.warning("pipelines_replaced_later", channels=sorted(changes))
-        elif self.process is not None and changes:
-            await asyncio.to_thread(restart_process, self.process, config)
-        # --role intake: the workers run the pipelines; they take a new file when restarted.
+        # A pipeline process restarts (blocking); distributed workers take a new file when
+        # restarted (nothing to wait for); the writer thread switches between two batches.
+        done = await asyncio.to_thread(self.runner.replace, config, changes)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), PIPELINE_SWAP_SECONDS)
+        except TimeoutError:  # the writer rests (database out): it applies them after
+            log.warning("pipelines_replaced_later", channels=sorted(changes))
 
     async def adopt(self, config: ChannelsFile) -> None:
         """Take a reloaded configuration as the running one (channels already switched)."""
@@ -245,10 +230,7 @@ class Engine:
         if self.started:
             self.committer.flush()
             await asyncio.to_thread(self.writer.stop)
-            if self.publisher is not None:
-                await asyncio.to_thread(self.publisher.stop)
-            if self.process is not None:
-                await asyncio.to_thread(self.process.stop)
+            await asyncio.to_thread(self.runner.stop)
         if self.admin is not None:
             await self.admin.stop()
         remove_pid(self.config_path)

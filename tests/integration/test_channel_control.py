@@ -14,6 +14,7 @@ import pytest
 
 from engine.adapters.mllp_framing import frame
 from engine.admin.roles import Role
+from engine.pipeline.runner_thread import ThreadRunner
 from tests.e2e.mllp_client import read_ack
 from tests.integration.admin_harness import add_operators
 from tests.integration.runtime_harness import (
@@ -135,11 +136,12 @@ def test_restart_rebuilds_the_source_and_pipeline_and_the_channel_answers_again(
     running = engine.running
     port: int = running.mllp_port  # type: ignore[attr-defined]
     source = running.engine.channels.runners["lab"].source
-    assert running.engine.worker is not None
-    pipeline = running.engine.worker.pipelines["lab"]
+    runner = running.engine.runner
+    assert isinstance(runner, ThreadRunner)
+    pipeline = runner.worker.pipelines["lab"]
     assert engine.act("lab", "restart").status_code == 200
     assert running.engine.channels.runners["lab"].source is not source
-    assert running.engine.worker.pipelines["lab"] is not pipeline
+    assert runner.worker.pipelines["lab"] is not pipeline
     assert b"MSA|AA|" in send(port, "R1")
     assert engine.journaled("R1") == 1
 

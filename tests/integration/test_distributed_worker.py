@@ -13,7 +13,8 @@ from sqlalchemy import Engine, text, update
 from engine.channels.loader import parse_channels
 from engine.db import make_engine
 from engine.distributed.consumer import DistributedWorker
-from engine.distributed.items import WorkItem, lock_key
+from engine.distributed.items import WorkItem
+from engine.journal.claim import lock_key
 from engine.journal.journal import Journal, utcnow
 from engine.journal.message_tables import messages
 from engine.journal.records import NewMessage
@@ -100,8 +101,7 @@ def test_a_patient_another_worker_holds_is_not_waited_for(db: Engine, postgres_u
     with db.connect() as conn:  # another worker is busy with IPP1 (a slow destination)
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(group)})
         upto = {group: held, WorkItem(other, "adt", "IPP2^CHU-X").group: other}
-        locks = {g: lock_key(g) for g in upto}
-        released, busy = running.worker.run_groups(upto, locks)
+        ran = running.worker.run(upto)
         conn.rollback()
-    assert (released, busy) == ([], {group})
+    assert (ran.handled, ran.released, ran.busy) == (1, [], {group})
     assert states(db) == {"A1": "received", "B1": "delivered"}

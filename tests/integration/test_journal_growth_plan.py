@@ -5,6 +5,7 @@ id order, not the dead entries that updates to delivered leave in ``(state, id)`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from engine.db import make_engine
-from engine.journal.claim import _statements, claim_rows
+from engine.journal.claim import claim_pending, scan_statement
 from engine.journal.journal import Journal
 from engine.journal.message_tables import messages
 from engine.journal.records import NewMessage
@@ -52,20 +53,20 @@ def test_the_generic_plan_of_the_received_claim_reads_the_pending_index_in_id_or
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
             "ANALYZE journal_messages"
         )
-    received = _statements(("lab", "adt"))[0]
-    sql = received._compiled(pg.dialect).sql
+    sql = scan_statement("postgresql", ("lab", "adt"))._compiled(pg.dialect).sql
     # psycopg's pyformat placeholders, as the driver sends them: $1, $2... for PREPARE
-    prepared = sql
-    for i, name in enumerate(["after", "channel_1", "ch0", "ch1", "limit"], start=1):
-        prepared = prepared.replace(f"%({name})s", f"${i}")
-    assert "%(" not in prepared, prepared
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", sql)
+    values = {"after": "0", "channel_1": "''", "ch0": "'lab'", "ch1": "'adt'", "limit": "64"}
+    values["now"] = "now()"
+    args = ", ".join(values[n] for n in names)
     with pg.connect() as conn:
         conn.execute(text("SET plan_cache_mode = force_generic_plan"))
         conn.exec_driver_sql(f"PREPARE claim_received AS {prepared}")
         plan = "\n".join(
             r[0]
             for r in conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim_received(0, '', 'lab', 'adt', 64)"
+                f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim_received({args})"
             )
         )
         conn.exec_driver_sql("DEALLOCATE claim_received")
@@ -88,15 +89,15 @@ def test_the_claim_takes_pending_messages_in_order_with_the_states_as_literals(
         ]
         with db.connect() as conn:
             ids = [a.id for a in journal.append(conn, rows)]
-            claimed = claim_rows(conn, datetime.now(UTC), 10, ("lab",))
-            assert [r[0] for r in claimed] == [ids[0], ids[2]]
+            claimed = claim_pending(conn, datetime.now(UTC), 10, ("lab",))
+            assert [p.id for p in claimed] == [ids[0], ids[2]]
             conn.execute(
                 messages.update()
                 .where(messages.c.id == ids[0])
                 .values(state="retrying", next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC))
             )
-            claimed = claim_rows(conn, datetime.now(UTC), 10, ("lab",))
-            assert [r[0] for r in claimed] == [ids[0], ids[2]]  # a due retry comes first
+            claimed = claim_pending(conn, datetime.now(UTC), 10, ("lab",))
+            assert [p.id for p in claimed] == [ids[0], ids[2]]  # a due retry comes first
             conn.rollback()
     finally:
         db.dispose()

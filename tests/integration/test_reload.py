@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from engine.adapters.mllp_framing import frame
 from engine.admin.roles import Role
 from engine.cli.main import app
+from engine.pipeline.process_runner import ProcessRunner
+from engine.pipeline.runner_thread import ThreadRunner
 from tests.e2e.mllp_client import read_ack
 from tests.integration.admin_harness import add_operators
 from tests.integration.runtime_harness import (
@@ -78,9 +80,10 @@ def test_reload_restarts_changed_starts_added_stops_removed_and_leaves_the_other
     setup: Reloading,
 ) -> None:
     engine = setup.running.engine
-    assert engine.worker is not None
+    runner = engine.runner
+    assert isinstance(runner, ThreadRunner)
     kept_source = engine.channels.runners["keep"].source
-    kept_pipeline = engine.worker.pipelines["keep"]
+    kept_pipeline = runner.worker.pipelines["keep"]
     changed_source = engine.channels.runners["change"].source
     with socket.create_connection(("127.0.0.1", setup.keep), timeout=10) as kept_connection:
         setup.rewrite(
@@ -99,7 +102,7 @@ def test_reload_restarts_changed_starts_added_stops_removed_and_leaves_the_other
         kept_connection.sendall(frame(message("K1")))  # the same connection goes on
         assert b"MSA|AA|" in read_ack(kept_connection)
     assert engine.channels.runners["keep"].source is kept_source
-    assert engine.worker.pipelines["keep"] is kept_pipeline
+    assert runner.worker.pipelines["keep"] is kept_pipeline
     assert engine.channels.runners["change"].source is not changed_source
     assert b"MSA|AA|" in send(setup.change, "C1")
     assert b"MSA|AA|" in send(setup.added, "A1")
@@ -107,7 +110,7 @@ def test_reload_restarts_changed_starts_added_stops_removed_and_leaves_the_other
         send(setup.gone, "G1")
     assert list(engine.channels.runners) == ["keep", "change", "added"]
     assert [c.name for c in engine.config.channels] == ["keep", "change", "added"]
-    assert "gone" not in engine.worker.pipelines
+    assert "gone" not in runner.worker.pipelines
 
 
 def test_a_removed_channels_waiting_messages_stay_in_the_journal_untouched(
@@ -180,8 +183,8 @@ def test_with_the_pipeline_in_its_own_process_a_reload_restarts_it_on_the_new_fi
     path.write_text(path.read_text().replace("durability: normal", "pipeline: process"))
     running = RunningEngine(path)
     try:
-        process = running.engine.process
-        assert process is not None
+        process = running.engine.runner
+        assert isinstance(process, ProcessRunner)
         first = process.process.pid
         path.write_text(path.read_text().replace("description: before", "description: after"))
         outcome = running.call(running.engine.channels.reload(), 60)

@@ -14,11 +14,13 @@ from sqlalchemy.exc import OperationalError
 from engine.channels.loader import load_channels
 from engine.errors import StoreUnavailable
 from engine.intake.inbox import Intake
+from engine.intake.sink import Result
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
 from engine.journal.records import Appended
+from engine.pipeline.runner_thread import ThreadRunner
 from engine.pipeline.worker import MIN_SLICE, Worker
-from engine.pipeline.writer import Result, Writer
+from engine.pipeline.writer import Writer
 from engine.runtime.wiring import build_pipeline
 from tests.e2e.hl7_messages import oru
 
@@ -63,7 +65,7 @@ def test_a_pipeline_slice_stops_early_when_asked_and_leaves_the_rest_journaled(
 
 def test_submitted_rows_are_committed_and_answered_in_order(db: Engine) -> None:
     journal = Journal(db)
-    writer = Writer(db, journal, Worker(db, journal, {}))
+    writer = Writer(db, journal, ThreadRunner(Worker(db, journal, {})))
     writer.start()
     intake = Intake.for_channel(CHANNEL)
     answered = threading.Event()
@@ -89,7 +91,7 @@ class BrokenJournal(Journal):
 
 def test_a_failed_journal_commit_answers_every_sender_with_a_transient_error(db: Engine) -> None:
     journal = BrokenJournal(db)
-    writer = Writer(db, journal, Worker(db, journal, {}))
+    writer = Writer(db, journal, ThreadRunner(Worker(db, journal, {})))
     writer.start()
     intake = Intake.for_channel(CHANNEL)
     got: list[Result] = []
@@ -127,7 +129,7 @@ class ExplodingWorker(Worker):
 
 def test_the_writer_survives_a_bug_in_the_pipeline_and_keeps_acknowledging(db: Engine) -> None:
     journal = Journal(db)
-    writer = Writer(db, journal, ExplodingWorker(db, journal, {}))
+    writer = Writer(db, journal, ThreadRunner(ExplodingWorker(db, journal, {})))
     writer.start()
     intake = Intake.for_channel(CHANNEL)
     for i in range(2):  # the second batch comes after the first pipeline failure
@@ -204,7 +206,7 @@ def test_a_sender_answering_at_once_is_committed_before_any_pipeline_slice(db: E
     pipeline slice in between; once intake stops, the pipeline runs."""
     events: list[str] = []
     journal = Journal(db)
-    writer = Writer(db, journal, CountingWorker(db, journal, events))
+    writer = Writer(db, journal, ThreadRunner(CountingWorker(db, journal, events)))
     intake = Intake.for_channel(CHANNEL)
     rows = [intake.prepare(oru(i), "t").row for i in range(6)]
     finished = threading.Event()
@@ -232,7 +234,7 @@ def test_intake_without_pause_still_leaves_the_pipeline_its_turns(db: Engine) ->
 
     events: list[str] = []
     journal = Journal(db)
-    writer = Writer(db, journal, CountingWorker(db, journal, events))
+    writer = Writer(db, journal, ThreadRunner(CountingWorker(db, journal, events)))
     intake = Intake.for_channel(CHANNEL)
     stop = threading.Event()
     commits = threading.Semaphore(0)
