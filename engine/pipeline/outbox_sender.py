@@ -4,7 +4,7 @@ wrote them (see :mod:`engine.journal.outbox`). The database is not held during a
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -15,9 +15,7 @@ from engine.hl7v2.reader import Message
 from engine.journal import outbox
 from engine.journal.journal import utcnow
 from engine.pipeline.delivery import Delivery
-
-if TYPE_CHECKING:
-    from engine.pipeline.pipeline import Pipeline
+from engine.pipeline.pipeline import Pipeline
 
 log = structlog.get_logger("engine.outbox")
 
