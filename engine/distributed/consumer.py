@@ -19,20 +19,18 @@ import threading
 import time
 from datetime import timedelta
 
-import pika
-import pika.exceptions
 import structlog
-from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.channels.amqp_settings import close_quietly
 from engine.channels.config import ChannelsFile, WorkSettings
+from engine.distributed.broker import Broker, BrokerUnavailable, Delivery, WorkSession
 from engine.distributed.items import WorkItem, work_items
-from engine.distributed.topology import declare_work_queue, publish_items
+from engine.distributed.rabbit import RabbitBroker
 from engine.journal.claim import WHOLE_GROUP, Group, stale_or_due
 from engine.journal.journal import utcnow
 from engine.logs import error_fields
+from engine.pipeline.runner import DRAIN_SECONDS, RunnerBase
 from engine.pipeline.worker import Worker
 
 log = structlog.get_logger("engine.distributed")
@@ -42,26 +40,50 @@ SWEEP_LIMIT = 1000
 BUSY_PAUSE = 0.05
 
 
-class DistributedWorker:
-    def __init__(self, config: ChannelsFile, db: Engine, worker: Worker) -> None:
+class DistributedWorker(RunnerBase):
+    """The distributed runner's worker side: consumes work items and runs the pipeline
+    (``--role worker`` runs :meth:`run` in its main thread; :meth:`start` runs it in a
+    thread of its own)."""
+
+    def __init__(
+        self, config: ChannelsFile, db: Engine, worker: Worker, broker: Broker | None = None
+    ) -> None:
+        super().__init__()
         self.settings: WorkSettings = config.engine.work
         self.db = db
         self.worker = worker
+        self.broker = broker or RabbitBroker(self.settings)
         self._last_sweep = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="work-consumer")
+        self._thread.start()
+
+    def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Stop after the batch in hand (its items are acknowledged or given back)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(drain_seconds)
+
+    def wake(self) -> None:
+        self._last_sweep = 0.0  # the next round sweeps
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; without a broker, sweep and retry the connection."""
         delay = 1.0
-        where = self.settings.broker.safe_url()
+        where = self.broker.where
         while not stop.is_set():
             try:
-                connection = pika.BlockingConnection(self.settings.broker.parameters())
-            except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
+                session = self.broker.open(consume=True)
+            except BrokerUnavailable as exc:
                 log.warning(
                     "amqp_waiting_for_broker",
                     role="worker",
                     broker=where,
-                    reason=type(exc).__name__,
+                    reason=str(exc),
                     retry_in=delay,
                 )
                 self._idle(stop, delay)
@@ -69,17 +91,12 @@ class DistributedWorker:
                 continue
             delay = 1.0
             try:
-                channel = connection.channel()
-                declare_work_queue(channel, self.settings)
-                channel.basic_qos(prefetch_count=self.settings.prefetch)
                 log.info("worker_consuming", broker=where, queue=self.settings.queue)
-                self._consume(channel, stop)
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warning(
-                    "amqp_connection_lost", role="worker", broker=where, reason=type(exc).__name__
-                )
+                self._consume(session, stop)
+            except BrokerUnavailable as exc:
+                log.warning("amqp_connection_lost", role="worker", broker=where, reason=str(exc))
             finally:
-                close_quietly(connection)
+                session.close()
         self.worker.close()
 
     def _idle(self, stop: threading.Event, seconds: float) -> None:
@@ -88,40 +105,43 @@ class DistributedWorker:
             self._sweep_if_due(None)
             stop.wait(min(self.settings.sweep_seconds, max(deadline - time.monotonic(), 0)))
 
-    def _consume(self, channel: BlockingChannel, stop: threading.Event) -> None:
-        tags: list[int] = []
-        items: list[WorkItem] = []
-        for method, _props, body in channel.consume(
-            self.settings.queue, inactivity_timeout=IDLE_SECONDS
-        ):
-            if method is not None:
-                tags.append(method.delivery_tag)
-                try:
-                    items.append(WorkItem.decode(body))
-                except ValueError:
-                    log.error("work_item_unreadable", size=len(body))
-                if len(tags) < self.settings.batch:
-                    continue
-            if tags:
-                try:
-                    self.run_items(channel, items)
-                except SQLAlchemyError as exc:  # the database is away: give the items back
-                    log.error("work_batch_failed", error=type(exc).__name__, items=len(tags))
-                    channel.basic_nack(tags[-1], multiple=True, requeue=True)
-                    stop.wait(1.0)
-                except Exception as exc:  # a bug: give them back (the broker's count grows)
-                    log.error("work_batch_failed", items=len(tags), **error_fields(exc))
-                    channel.basic_nack(tags[-1], multiple=True, requeue=True)
-                    stop.wait(1.0)
-                else:
-                    channel.basic_ack(tags[-1], multiple=True)
-                tags, items = [], []
-            self._sweep_if_due(channel)
-            if stop.is_set():
-                break
-        channel.cancel()
+    def _consume(self, session: WorkSession, stop: threading.Event) -> None:
+        while not stop.is_set():
+            deliveries = session.receive(self.settings.batch, IDLE_SECONDS)
+            if deliveries:
+                self._run_batch(session, deliveries, stop)
+            self._sweep_if_due(session)
 
-    def run_items(self, channel: BlockingChannel | None, items: list[WorkItem]) -> None:
+    def _run_batch(
+        self, session: WorkSession, deliveries: list[Delivery], stop: threading.Event
+    ) -> None:
+        """One batch of items in one transaction, acknowledged after its commit; given back
+        when it failed."""
+        items: list[WorkItem] = []
+        for delivery in deliveries:
+            try:
+                items.append(WorkItem.decode(delivery.body))
+            except ValueError:
+                log.error("work_item_unreadable", size=len(delivery.body))
+        last = deliveries[-1].tag
+        try:
+            self.run_items(session, items)
+        except SQLAlchemyError as exc:  # the database is away: give the items back
+            log.error("work_batch_failed", error=type(exc).__name__, items=len(deliveries))
+            session.nack(last)
+            stop.wait(1.0)
+        except BrokerUnavailable:
+            raise
+        except Exception as exc:  # a bug: give them back (the broker's count grows)
+            log.error("work_batch_failed", items=len(deliveries), **error_fields(exc))
+            session.nack(last)
+            stop.wait(1.0)
+        else:
+            session.ack(last)
+
+    def run_items(self, session: WorkSession | None, items: list[WorkItem]) -> None:
+        """Run the groups of ``items`` (new items go to ``session`` for what must come again:
+        groups another worker held, or messages an ADT released)."""
         upto: dict[Group, int] = {}
         for item in items:
             if item.channel not in self.worker.pipelines:
@@ -138,8 +158,8 @@ class DistributedWorker:
             again = self._items_of(ran.released) + items
         if not again:
             return
-        if channel is not None:
-            publish_items(channel, self.settings, again)
+        if session is not None:
+            session.publish(again)
         elif ran.released:  # the sweep: released messages now; busy groups at the next sweep
             self.run_items(None, self._items_of(ran.released))
 
@@ -147,14 +167,14 @@ class DistributedWorker:
         with self.db.connect() as conn:
             return work_items(conn, ids)
 
-    def _sweep_if_due(self, channel: BlockingChannel | None) -> None:
+    def _sweep_if_due(self, session: WorkSession | None) -> None:
         if time.monotonic() - self._last_sweep < self.settings.sweep_seconds:
             return
         self._last_sweep = time.monotonic()
-        self.sweep(channel)
+        self.sweep(session)
 
-    def sweep(self, channel: BlockingChannel | None) -> None:
-        """Process the groups no work item will bring (new items go to ``channel`` if any)."""
+    def sweep(self, session: WorkSession | None) -> None:
+        """Process the groups no work item will bring (new items go to ``session`` if any)."""
         now = utcnow()
         stale = now - timedelta(seconds=self.settings.stale_seconds)
         try:
@@ -166,7 +186,7 @@ class DistributedWorker:
                 for g in found
             ]
             for start in range(0, len(items), self.settings.batch):
-                self.run_items(channel, items[start : start + self.settings.batch])
+                self.run_items(session, items[start : start + self.settings.batch])
             self.worker.outbox.flush()  # business acknowledgements due for a retry
         except Exception as exc:  # the next sweep tries again; a bug must not stop the worker
             log.error("sweep_failed", **error_fields(exc))

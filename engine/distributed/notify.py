@@ -8,34 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pika
-import pika.exceptions
 from sqlalchemy import Connection
 
-from engine.channels.amqp_settings import close_quietly
 from engine.channels.config import WorkSettings
+from engine.distributed.broker import Broker, BrokerUnavailable
 from engine.distributed.items import work_items
-from engine.distributed.topology import publish_items
+from engine.distributed.rabbit import RabbitBroker
 
 
-def hand_to_workers(settings: WorkSettings, conn: Connection, ids: Sequence[int]) -> int:
+def hand_to_workers(
+    settings: WorkSettings, conn: Connection, ids: Sequence[int], broker: Broker | None = None
+) -> int:
     """Publish a work item for each message; returns how many were published."""
     if not ids:
         return 0
     items = work_items(conn, ids)
     try:
-        connection = pika.BlockingConnection(settings.broker.parameters())
-    except (pika.exceptions.AMQPError, OSError, ValueError):
+        session = (broker or RabbitBroker(settings)).open(declare=False)
+    except BrokerUnavailable:  # no broker, or no work queue: not a distributed deployment
         return 0
     try:
-        channel = connection.channel()
-        try:
-            channel.queue_declare(settings.queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker:
-            return 0  # no work queue: not a distributed deployment
-        channel.confirm_delivery()
-        return publish_items(channel, settings, items)
-    except (pika.exceptions.AMQPError, OSError):
+        return session.publish(items)
+    except BrokerUnavailable:
         return 0
     finally:
-        close_quietly(connection)
+        session.close()

@@ -12,15 +12,12 @@ import threading
 import time
 from collections.abc import Sequence
 
-import pika
-import pika.exceptions
 import structlog
-from pika.adapters.blocking_connection import BlockingChannel
 
-from engine.channels.amqp_settings import close_quietly
 from engine.channels.config import WorkSettings
+from engine.distributed.broker import Broker, BrokerUnavailable, WorkSession
 from engine.distributed.items import WorkItem, items_of
-from engine.distributed.topology import declare_work_queue, publish_items
+from engine.distributed.rabbit import RabbitBroker
 from engine.intake.sink import Result
 from engine.journal.records import NewMessage
 from engine.pipeline.runner import DRAIN_SECONDS, RunnerBase
@@ -34,13 +31,13 @@ class WorkPublisher(RunnerBase):
     new pipelines come with a worker's restart, and operators' replays reach the workers by
     :mod:`engine.distributed.notify`."""
 
-    def __init__(self, settings: WorkSettings) -> None:
+    def __init__(self, settings: WorkSettings, broker: Broker | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.broker = broker or RabbitBroker(settings)
         self._items: queue.SimpleQueue[list[WorkItem] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="work-publisher", daemon=True)
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: BlockingChannel | None = None
+        self._session: WorkSession | None = None
         self._retry_at = 0.0
         self._outage = 0  # items dropped since the broker went away
         self._delay = 1.0
@@ -85,29 +82,29 @@ class WorkPublisher(RunnerBase):
             self._drop(items, "broker unavailable")
             return
         try:
+            reused = self._session is not None
             try:
-                self._send(items)
-            except (pika.exceptions.StreamLostError, pika.exceptions.ConnectionClosed):
+                self._open().publish(items)
+            except BrokerUnavailable:
+                if not reused:
+                    raise
                 self._close()  # the broker dropped an idle connection: once more, anew
-                self._send(items)
+                self._open().publish(items)
             self._delay = 1.0
             if self._outage:
                 log.info("work_publisher_recovered", dropped=self._outage)
                 self._outage = 0
-        except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
+        except BrokerUnavailable as exc:
             self._close()
             self._retry_at = time.monotonic() + self._delay
             self._delay = min(self._delay * 2, 30.0)
-            self._drop(items, f"{type(exc).__name__}")
-
-    def _send(self, items: list[WorkItem]) -> None:
-        publish_items(self._open(), self.settings, items)
+            self._drop(items, str(exc))
 
     def _heartbeat(self) -> None:
-        if self._connection is not None and self._connection.is_open:
+        if self._session is not None:
             try:
-                self._connection.process_data_events(0)
-            except (pika.exceptions.AMQPError, OSError):
+                self._session.keep_alive()
+            except BrokerUnavailable:
                 self._close()
 
     def _drop(self, items: list[WorkItem], reason: str) -> None:
@@ -116,23 +113,18 @@ class WorkPublisher(RunnerBase):
             log.warning(
                 "work_items_not_published",
                 reason=reason,
-                broker=self.settings.broker.safe_url(),
+                broker=self.broker.where,
                 taken_by=f"the workers' sweep, after stale_seconds={self.settings.stale_seconds}",
             )
         self._outage += len(items)
 
-    def _open(self) -> BlockingChannel:
-        if self._channel is not None and self._channel.is_open:
-            return self._channel
-        self._close()
-        self._connection = pika.BlockingConnection(self.settings.broker.parameters())
-        channel = self._connection.channel()
-        channel.confirm_delivery()
-        declare_work_queue(channel, self.settings)
-        self._channel = channel
-        log.info("work_publisher_connected", broker=self.settings.broker.safe_url())
-        return channel
+    def _open(self) -> WorkSession:
+        if self._session is None:
+            self._session = self.broker.open()
+            log.info("work_publisher_connected", broker=self.broker.where)
+        return self._session
 
     def _close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        close_quietly(connection)
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()

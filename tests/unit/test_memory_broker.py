@@ -1,0 +1,73 @@
+"""The in-memory twin of the work queue keeps RabbitMQ's promises that the distributed runner
+relies on: publish order, at-least-once (a delivery given back or left unacknowledged by a
+closed session comes back, in order, ahead of newer ones), and a broker away refuses sessions."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.distributed.broker import BrokerUnavailable, NoWorkQueue
+from engine.distributed.items import WorkItem
+from engine.distributed.memory_broker import MemoryBroker
+
+
+def items(*ids: int) -> list[WorkItem]:
+    return [WorkItem(i, "lab", f"P{i % 2}") for i in ids]
+
+
+def ids(broker: MemoryBroker, limit: int = 10) -> list[int]:
+    session = broker.open(consume=True)
+    got = [WorkItem.decode(d.body).id for d in session.receive(limit, 0.01)]
+    session.ack(max(session.out, default=0))
+    session.close()
+    return got
+
+
+def test_items_come_out_in_publish_order_in_batches_of_the_limit() -> None:
+    broker = MemoryBroker()
+    broker.open().publish(items(1, 2, 3, 4, 5))
+    consumer = broker.open(consume=True)
+    first = consumer.receive(3, 0.01)
+    assert [WorkItem.decode(d.body).id for d in first] == [1, 2, 3]
+    assert [WorkItem.decode(d.body).id for d in consumer.receive(3, 0.01)] == [4, 5]
+    assert consumer.receive(3, 0.01) == []  # idle: nothing more
+
+
+def test_given_back_deliveries_come_back_first_and_in_order() -> None:
+    broker = MemoryBroker()
+    broker.open().publish(items(1, 2, 3, 4))
+    consumer = broker.open(consume=True)
+    taken = consumer.receive(3, 0.01)
+    consumer.ack(taken[0].tag)
+    consumer.nack(taken[-1].tag)
+    assert ids(broker) == [2, 3, 4]
+    assert (broker.published, broker.acked, broker.requeued) == (4, 4, 2)
+
+
+def test_deliveries_of_a_session_that_closes_unacknowledged_go_to_another() -> None:
+    broker = MemoryBroker()
+    broker.open().publish(items(1, 2, 3))
+    killed = broker.open(consume=True)
+    assert len(killed.receive(2, 0.01)) == 2
+    killed.close()  # a worker killed mid-batch
+    assert ids(broker) == [1, 2, 3]
+
+
+def test_a_broker_away_refuses_sessions_and_loses_the_open_ones() -> None:
+    broker = MemoryBroker()
+    session = broker.open(consume=True)
+    broker.open().publish(items(1))
+    assert len(session.receive(1, 0.01)) == 1
+    broker.down()
+    with pytest.raises(BrokerUnavailable):
+        session.ack(1)
+    with pytest.raises(BrokerUnavailable):
+        broker.open()
+    broker.up()
+    assert ids(broker) == [1]  # the unacknowledged item came back
+
+
+def test_a_check_without_declaring_finds_no_work_queue_on_a_fresh_broker() -> None:
+    with pytest.raises(NoWorkQueue):
+        MemoryBroker().open(declare=False)
+    assert MemoryBroker(declared=True).open(declare=False) is not None
