@@ -55,7 +55,7 @@ from engine import logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
 from engine.db import make_engine  # noqa: E402
 from engine.intake.inbox import Intake  # noqa: E402
-from engine.journal.claim import _statements  # noqa: E402
+from engine.journal.claim import scan_statement  # noqa: E402
 from engine.journal.journal import Journal, utcnow  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.pipeline.worker import Worker  # noqa: E402
@@ -195,24 +195,17 @@ def states(db: Engine) -> dict[str, int]:
 
 
 def explain_claim(db: Engine) -> dict[str, list[str]]:
-    """How the database answers the claim's three statements now."""
-    received, due, waiting = _statements(None)
-    out: dict[str, list[str]] = {}
-    now = utcnow()
-    params = {
-        "received": {"after": 0, "limit": 64},
-        "due": {"now": now, "limit": 64},
-        "waiting": {"now": now},
-    }
+    """How the database answers the claim's scan now."""
+    scan = scan_statement(db.dialect.name, None)
+    params = {"after": 0, "limit": 64, "now": utcnow()}
     with db.connect() as conn:
-        for name, stmt in (("received", received), ("due", due), ("waiting", waiting)):
-            query = stmt.statement.params(params[name])
-            compiled = query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True})
-            if db.dialect.name == "postgresql":
-                sql = f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"
-            else:
-                sql = f"EXPLAIN QUERY PLAN {compiled}"
-            out[name] = [" ".join(str(c) for c in r) for r in conn.exec_driver_sql(sql)]
+        query = scan.statement.params(params)
+        compiled = query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True})
+        if db.dialect.name == "postgresql":
+            sql = f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"
+        else:
+            sql = f"EXPLAIN QUERY PLAN {compiled}"
+        out = {"scan": [" ".join(str(c) for c in r) for r in conn.exec_driver_sql(sql)]}
         conn.rollback()
     return out
 
