@@ -1,10 +1,11 @@
 """HL7 v2 batches: what the single-message path pays for batch detection, and what a batch
 frame buys over one frame per message.
 
-Part 1, ``detection`` (in process): ``Intake.prepare`` of the bench ORU^R01 (bench/generate.py,
-about 1.6 KB) on a channel with ``batches: accept`` (the default: each message is looked at for
-a second MSH or a BTS/FTS trailer) against the same channel with ``batches: refuse`` (the
-reference: the path as it was before batches), in interleaved rounds; µs per message, ratio.
+Part 1, ``detection`` (in process): ``MessageRules.prepare`` of the bench ORU^R01
+(bench/generate.py, about 1.6 KB) on a channel with ``batches: accept`` (the default: each
+message is looked at for a second MSH or a BTS/FTS trailer) against the same channel with
+``batches: refuse`` (the reference: the path as it was before batches), in interleaved rounds;
+µs per message, ratio.
 
 Part 2, ``mllp`` (the engine in this process on a fresh SQLite database, ``durability: full``,
 the pipeline on into a file destination): ``--messages`` ORU^R01 sent on one connection as one
@@ -42,7 +43,8 @@ import mllp_ingest as mi  # noqa: E402
 from engine.adapters.mllp_framing import END_BLOCK, frame  # noqa: E402
 from engine.channels.loader import parse_channels  # noqa: E402
 from engine.hl7v2.batch import holds_several  # noqa: E402
-from engine.intake.inbox import Intake  # noqa: E402
+from engine.intake.batches import prepare_batch  # noqa: E402
+from engine.intake.rules import MessageRules  # noqa: E402
 from engine.runtime.wiring import Engine  # noqa: E402
 
 CHANNELS = """
@@ -65,10 +67,10 @@ def log(text: str) -> None:
 def detection(messages: list[bytes], rounds: int = 30) -> dict[str, float]:
     """µs per prepared message with batch detection on and off (medians of the rounds, the
     order of the two alternating), and the detection alone (``holds_several``)."""
-    on = Intake("lab", ("ORU^R01",), "UNICODE UTF-8", batches=True)
-    off = Intake("lab", ("ORU^R01",), "UNICODE UTF-8", batches=False)
+    on = MessageRules("lab", ("ORU^R01",), "UNICODE UTF-8", batches=prepare_batch)
+    off = MessageRules("lab", ("ORU^R01",), "UNICODE UTF-8")
 
-    def per_message(intake: Intake) -> float:
+    def per_message(intake: MessageRules) -> float:
         start = time.perf_counter()
         for payload in messages:
             intake.prepare(payload, "bench")

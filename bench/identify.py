@@ -11,7 +11,7 @@ PostgreSQL, it measures:
     ``local_only`` (IPP alone: local lookup and trait comparison). p50 / p99 / mean per run.
 (b) the full pipeline: the engine's real worker (``engine.runtime.wiring.build_worker`` on the repo
     channels.yaml) on the same database; N ORU^R01 are appended to the journal as intake
-    builds them (``Intake.prepare`` + ``Journal.append``, untimed), then ``Worker.run_once``
+    builds them (``MessageRules.prepare`` + ``Journal.append``, untimed), then ``Worker.run_once``
     is timed until all are processed, and every one must end ``delivered``. ``on`` is the
     engine as it is; ``off`` has ``Filing.patient_for`` replaced by the minimum any engine does
     to file a result: one indexed SELECT of the patient id by the IPP on
@@ -81,7 +81,8 @@ from engine.errors import PatientNotKnown  # noqa: E402
 from engine.fastsql import FastStatement  # noqa: E402
 from engine.hl7v2.reader import Message  # noqa: E402
 from engine.identity.rules import IdentityPolicy  # noqa: E402
-from engine.intake.inbox import Intake  # noqa: E402
+from engine.intake.inbox import rules_for  # noqa: E402
+from engine.intake.rules import MessageRules  # noqa: E402
 from engine.journal.journal import Journal  # noqa: E402
 from engine.journal.message_tables import State, messages  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
@@ -465,7 +466,7 @@ PIPELINE_VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[Any]
 }
 
 
-def journal_batch(db: Engine, intake: Intake, texts: Sequence[tuple[int, str]]) -> list[int]:
+def journal_batch(db: Engine, intake: MessageRules, texts: Sequence[tuple[int, str]]) -> list[int]:
     """Append the messages as intake would (untimed); their journal ids."""
     rows = []
     for _, body in texts:
@@ -516,7 +517,7 @@ def discard_leftovers(db: Engine, ids: Sequence[int]) -> None:
 def pipeline_run(
     backend: Backend,
     worker: Worker,
-    intake: Intake,
+    intake: MessageRules,
     texts: Sequence[tuple[int, str]],
     budget: float,
 ) -> dict[str, Any]:
@@ -544,7 +545,7 @@ def pipeline_step(
     config = load_channels(ROOT / "channels.yaml")
     channel = next(c for c in config.channels if c.enabled)
     worker = build_worker(config, backend.db)
-    intake = Intake.for_channel(channel)
+    intake = rules_for(channel)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in PIPELINE_VARIANTS}
     control = 100_000_000
     names = list(PIPELINE_VARIANTS)

@@ -16,8 +16,8 @@ import statistics
 import sys
 import time
 
-from engine.adapters import offload
-from engine.intake.inbox import DocumentIntake
+from engine.intake import offload
+from engine.intake.rules import DocumentRules
 from engine.runtime.wiring import SWITCH_INTERVAL
 
 LARGE = b'<ClinicalDocument xmlns="urn:hl7-org:v3">' + b'<a b="1"/>' * 1_500_000
@@ -27,7 +27,7 @@ LARGE += b"</ClinicalDocument>"
 async def stall(documents: int, process_min: int) -> dict[str, float]:
     """The longest and p99 tick gaps (ms) while ``documents`` payloads are checked."""
     offload.PROCESS_MIN = process_min
-    intake = DocumentIntake("bench", ("CDA^*",), "UNICODE UTF-8")
+    intake = DocumentRules("bench", ("CDA^*",), "UNICODE UTF-8")
     gaps: list[float] = []
     done = asyncio.Event()
 

@@ -49,7 +49,8 @@ import mllp_ingest as mi  # noqa: E402
 
 from engine import fastsql, logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
-from engine.intake.inbox import Intake  # noqa: E402
+from engine.intake.inbox import rules_for  # noqa: E402
+from engine.intake.rules import MessageRules  # noqa: E402
 from engine.journal.message_tables import State  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.pipeline.worker import Worker  # noqa: E402
@@ -121,7 +122,7 @@ def make_worker(config: Any, db: Any, variant: str) -> Worker:
 def one_run(
     backend: ib.Backend,
     config: Any,
-    intake: Intake,
+    intake: MessageRules,
     kept: dict[int, Any],
     variant: str,
     args: argparse.Namespace,
@@ -157,7 +158,7 @@ def one_run(
 
 
 def profile_run(
-    backend: ib.Backend, config: Any, intake: Intake, kept: dict[int, Any], control: int
+    backend: ib.Backend, config: Any, intake: MessageRules, kept: dict[int, Any], control: int
 ) -> str:
     worker = make_worker(config, backend.db, "batched")
     texts = ib.oru_texts(kept, 2000, 5 + control, True, control)
@@ -178,7 +179,7 @@ def bench_backend(backend: ib.Backend, args: argparse.Namespace) -> dict[str, An
     kept = ib.load_patients(backend.loader(), args.patients, keep)
     config = load_channels(ROOT / "channels.yaml")
     channel = next(c for c in config.channels if c.enabled)
-    intake = Intake.for_channel(channel)
+    intake = rules_for(channel)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     control = 100_000_000
     for r in range(args.runs):

@@ -41,7 +41,7 @@ from engine.db import make_engine, metadata
 from engine.errors import EngineError
 from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.reader import Message
-from engine.intake.inbox import Intake
+from engine.intake.inbox import rules_for
 from engine.journal import transformed
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
@@ -157,7 +157,7 @@ def _payload(m: InputMessage, base: Path) -> bytes:
 
 
 def _feed(db: Any, channel: ChannelConfig, payloads: list[bytes]) -> list[str]:
-    intake = Intake.for_channel(channel)
+    intake = rules_for(channel)
     journal = Journal(db)
     codes: list[str] = []
     with db.connect() as conn:

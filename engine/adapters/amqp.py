@@ -21,22 +21,18 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from engine.adapters.amqp_session import BrokerError, BrokerSession
-from engine.adapters.receive import log_outcome
 from engine.channels.sources import AmqpSourceConfig
-from engine.errors import EngineError, PoisonMessage
+from engine.errors import PoisonMessage
+from engine.intake.inbox import Answer, Inbox
+from engine.intake.prepared import Prepared
 from engine.logs import error_fields
-
-if TYPE_CHECKING:
-    from engine.intake.committer import GroupCommitter
-    from engine.intake.inbox import Intake, Prepared
-    from engine.pipeline.writer import Result
 
 log = structlog.get_logger("engine.amqp")
 #: A session up this long resets the reconnection backoff (one failing at once does not).
@@ -44,10 +40,9 @@ STABLE_SECONDS = 10.0
 
 
 class AmqpSource:
-    def __init__(self, config: AmqpSourceConfig, intake: Intake, committer: GroupCommitter):
+    def __init__(self, config: AmqpSourceConfig, inbox: Inbox):
         self.config = config
-        self.intake = intake
-        self.committer = committer
+        self.inbox = inbox
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: Session | None = None
@@ -76,7 +71,7 @@ class AmqpSource:
                 await session.open()
                 log.info(
                     "amqp_consuming",
-                    channel=self.intake.channel,
+                    channel=self.inbox.channel,
                     broker=where,
                     queue=self.config.queue,
                 )
@@ -86,7 +81,7 @@ class AmqpSource:
             except BrokerError as exc:
                 reason = exc.reason
             except Exception as exc:  # never stop the channel for good: log, back off, retry
-                log.error("amqp_session_failed", channel=self.intake.channel, **error_fields(exc))
+                log.error("amqp_session_failed", channel=self.inbox.channel, **error_fields(exc))
                 reason = type(exc).__name__
             finally:
                 self.connected.clear()
@@ -96,7 +91,7 @@ class AmqpSource:
                 return
             log.warning(
                 "amqp_waiting_for_broker",
-                channel=self.intake.channel,
+                channel=self.inbox.channel,
                 broker=where,
                 reason=reason,
                 retry_in=delay,
@@ -106,19 +101,20 @@ class AmqpSource:
 
 
 class Session(BrokerSession):
-    """One connection of the source: its deliveries go through intake and the journal."""
+    """One connection of the source: its deliveries go through the channel's inbox."""
 
     def __init__(self, source: AmqpSource) -> None:
-        super().__init__(source.config, source.intake.channel)
+        super().__init__(source.config, source.inbox.channel)
         self.source = source
+        self._journaling: set[asyncio.Task[Answer]] = set()
 
     # -- deliveries -------------------------------------------------------------------------
 
     def on_message(
         self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
-        try:
-            prepared = self.source.intake.prepare(body, self._peer(method))
+        try:  # checked here, not through Inbox.check: a crash must requeue (see below)
+            prepared = self.source.inbox.rules.prepare(body, self._peer(method))
             self._journal(channel, method, props, prepared)
         except Exception as exc:  # a bug: requeue, the delivery limit dead-letters it
             self._crashed(channel, method, exc)
@@ -133,7 +129,7 @@ class Session(BrokerSession):
                 f"dead-lettered by the broker from {self.config.queue!r} after {count} failed "
                 f"deliveries ({why})"
             )
-            prepared = self.source.intake.prepare_poisoned(body, self._peer(method), error)
+            prepared = self.source.inbox.rules.prepare_poisoned(body, self._peer(method), error)
             self._journal(channel, method, props, prepared)
         except Exception as exc:
             self._crashed(channel, method, exc)
@@ -143,7 +139,7 @@ class Session(BrokerSession):
         return every unacknowledged delivery, each counting against its delivery limit."""
         log.error(
             "amqp_message_crashed",
-            channel=self.source.intake.channel,
+            channel=self.source.inbox.channel,
             redelivered=bool(method.redelivered),
             **error_fields(exc),
         )
@@ -162,10 +158,9 @@ class Session(BrokerSession):
         delay: float = 0.0,
     ) -> None:
         prepared.row.properties = properties_json(method, props)
-        fut = self.source.committer.submit(prepared.row)
-        fut.add_done_callback(
-            lambda f: self._settle(channel, method, props, prepared, f.result(), delay)
-        )
+        task = asyncio.ensure_future(self.source.inbox.journal(prepared))
+        self._journaling.add(task)
+        task.add_done_callback(lambda t: self._settle(channel, method, props, prepared, t, delay))
 
     def _settle(
         self,
@@ -173,23 +168,27 @@ class Session(BrokerSession):
         method: Basic.Deliver,
         props: BasicProperties,
         prepared: Prepared,
-        result: Result,
+        task: asyncio.Task[Answer],
         delay: float,
     ) -> None:
-        if not channel.is_open:
+        self._journaling.discard(task)
+        if not channel.is_open or task.cancelled():
             return  # the broker redelivers it: the journal recognises the resend
-        if isinstance(result, EngineError):  # the journal could not store: keep it, retry
+        if (exc := task.exception()) is not None:
+            self._crashed(channel, method, exc if isinstance(exc, Exception) else RuntimeError())
+            return
+        answer = task.result()
+        if answer.status == "unavailable":  # the journal could not store: keep it, retry
             wait = min(max(delay * 2, 0.5), 30.0)
             log.warning(
                 "amqp_journal_retry",
-                channel=self.source.intake.channel,
-                code=result.code,
+                channel=self.source.inbox.channel,
+                code=answer.code,
                 retry_in=wait,
             )
             self.loop.call_later(wait, self._journal, channel, method, props, prepared, wait)
             return
         channel.basic_ack(method.delivery_tag)
-        log_outcome(self.source.intake.channel, prepared, result.id, result.duplicate)
 
 
 def _death(props: BasicProperties) -> tuple[object, str]:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from pika.adapters.asyncio_connection import AsyncioConnection
@@ -15,9 +15,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from engine.channels.amqp_settings import Binding, Exchange, Queue, Topology, dead_letter_name
-
-if TYPE_CHECKING:
-    from engine.channels.sources import AmqpSourceConfig
+from engine.channels.sources import AmqpSourceConfig
 
 log = structlog.get_logger("engine.amqp")
 

@@ -22,19 +22,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.adapters import inbox_files
 from engine.adapters.inbox_files import RefusedFile
-from engine.adapters.receive import receive
 from engine.channels.sources import DirectorySourceConfig
 from engine.errors import MessageTooLarge
-
-if TYPE_CHECKING:
-    from engine.intake.committer import GroupCommitter
-    from engine.intake.inbox import Intake
+from engine.intake.inbox import Inbox
 
 log = structlog.get_logger("engine.directory")
 
@@ -52,19 +47,16 @@ class _Seen:
 
 
 class DirectorySource:
-    def __init__(
-        self, config: DirectorySourceConfig, intake: Intake, committer: GroupCommitter
-    ) -> None:
+    def __init__(self, config: DirectorySourceConfig, inbox: Inbox) -> None:
         self.config = config
-        self.intake = intake
-        self.committer = committer
+        self.inbox = inbox
         self._seen: dict[Path, _Seen] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self._recover)
         self._task = asyncio.create_task(self._run())
-        log.info("directory_watching", channel=self.intake.channel, path=str(self.config.path))
+        log.info("directory_watching", channel=self.inbox.channel, path=str(self.config.path))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -86,14 +78,14 @@ class DirectorySource:
             try:
                 ready = await asyncio.to_thread(self._ready)
             except OSError as exc:  # the directory vanished or is unreadable: say so, go on
-                log.error("directory_unreadable", channel=self.intake.channel, error=exc.strerror)
+                log.error("directory_unreadable", channel=self.inbox.channel, error=exc.strerror)
                 ready = []
             for path, refused in ready:
                 try:
                     await self._take(path, refused)
                 except OSError as exc:  # this file only: the others go on
                     log.error(
-                        "directory_file_failed", channel=self.intake.channel, error=exc.strerror
+                        "directory_file_failed", channel=self.inbox.channel, error=exc.strerror
                     )
             await asyncio.sleep(self.config.poll_seconds)
 
@@ -139,11 +131,9 @@ class DirectorySource:
         if len(data) > limit:
             refused = MessageTooLarge(f"file exceeds the {limit:,}-byte limit")
             data = data[:HEAD_MAX]
-        outcome = await receive(
-            self.intake, self.committer, data, f"file:{path.name}"[:128], refused
-        )
+        outcome = await self.inbox.submit(data, f"file:{path.name}"[:128], refused=refused)
         if outcome.status == "unavailable":
-            log.warning("directory_file_kept", channel=self.intake.channel, reason=outcome.reason)
+            log.warning("directory_file_kept", channel=self.inbox.channel, reason=outcome.reason)
             await asyncio.to_thread(os.replace, claimed, path)  # taken again at the next poll
             return
         folder = "error" if outcome.status == "rejected" else "processed"
@@ -153,7 +143,7 @@ class DirectorySource:
         """Move a refused file, unread, to ``error/``: not journaled, so never deleted."""
         inbox_files.move_into(self.config.path, current, "error", name)
         log.warning(
-            "directory_file_refused", channel=self.intake.channel, reason=reason, moved_to="error/"
+            "directory_file_refused", channel=self.inbox.channel, reason=reason, moved_to="error/"
         )
 
     def _done(self, claimed: Path, name: str, folder: str) -> None:

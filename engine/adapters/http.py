@@ -4,7 +4,7 @@ The answer comes after the journal commit, like an MLLP ACK: ``202`` with the jo
 an accepted payload, ``200`` for a resend of one already journaled, ``422`` with the reason for
 a refused one (kept as a dead letter), ``413`` for an oversized body (its head kept as a dead
 letter), ``503`` when the journal cannot store it (nothing kept: send again). With
-``respond_after: processing`` the answer waits for the pipeline: ``200`` stored, ``422`` refused
+``answer_after: processing`` the answer waits for the pipeline: ``200`` stored, ``422`` refused
 there (schema, CI-SIS, INS) with the reason, ``403`` for a replacement or deletion of a document
 another sender filed, ``202`` kept waiting (its patient, a review).
 
@@ -24,7 +24,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import structlog
 import uvicorn
@@ -34,10 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters.http_answers import (
-    STATUS,
-    answer,
+    answered,
     media_type_accepted,
-    processed,
     refusal,
     too_many,
     unauthorized,
@@ -45,15 +42,11 @@ from engine.adapters.http_answers import (
 from engine.adapters.http_auth import Authenticator, TokenCache
 from engine.adapters.http_guard import Gate, GuardedProtocol, GuardLimits
 from engine.adapters.http_log import BurstLog
-from engine.adapters.receive import receive
 from engine.channels.sources import HttpSourceConfig
 from engine.errors import MessageTooLarge
+from engine.intake.inbox import Inbox
 from engine.metrics import ACK_LATENCY
 from engine.security.abuse import PeerBudget
-
-if TYPE_CHECKING:
-    from engine.intake.committer import GroupCommitter
-    from engine.intake.inbox import Intake
 
 log = structlog.get_logger("engine.http")
 
@@ -70,11 +63,10 @@ class _Server(uvicorn.Server):
 
 
 class HttpSource:
-    def __init__(self, config: HttpSourceConfig, intake: Intake, committer: GroupCommitter):
+    def __init__(self, config: HttpSourceConfig, inbox: Inbox):
         self.config = config
-        self.intake = intake
-        self.committer = committer
-        self.events = BurstLog(intake.channel)
+        self.inbox = inbox
+        self.events = BurstLog(inbox.channel)
         limits = GuardLimits(
             max_connections=config.max_connections,
             max_connections_per_peer=config.max_connections_per_peer,
@@ -86,7 +78,9 @@ class HttpSource:
         self.gate = Gate(limits, self.events)
         self.budget = PeerBudget(config.junk)
         self.tokens = (
-            TokenCache(committer.writer.engine, intake.channel) if config.auth == "token" else None
+            TokenCache(inbox.committer.writer.engine, inbox.channel)
+            if config.auth == "token"
+            else None
         )
         self.auth = Authenticator(config.auth, self.tokens, self.gate.identities)
         self._server: _Server | None = None
@@ -120,7 +114,7 @@ class HttpSource:
             return Response(status_code=408)
         started = time.perf_counter()
         response = await self._receive(body, host, f"{host}:{port}", sender)
-        ACK_LATENCY.labels(self.intake.channel).observe(time.perf_counter() - started)
+        ACK_LATENCY.labels(self.inbox.channel).observe(time.perf_counter() - started)
         return response
 
     async def _read(self, request: Request) -> bytearray:
@@ -138,29 +132,21 @@ class HttpSource:
             self.budget.charge(host, HEAD_MAX)
             refused = MessageTooLarge(f"body exceeds the {limit:,}-byte limit")
             head = bytes(body[:HEAD_MAX])
-            outcome = await receive(self.intake, self.committer, head, peer, refused, sender)
-            return answer(outcome, 413, close=True)  # the rest of the body is not read
+            outcome = await self.inbox.submit(head, peer, sender, refused)
+            return answered(outcome, 413, close=True)  # the rest of the body is not read
         if not body:
             self.budget.charge(host, 0)
             self.events.note("http_empty_body", host)
             return refusal(400, "empty_body", "the request has no body")
         payload = bytes(body)
         del body
-        outcome = await receive(self.intake, self.committer, payload, peer, sender=sender)
+        size = len(payload)
+        outcome = await self.inbox.submit(payload, peer, sender)
+        del payload
         if outcome.status == "rejected":
             # Journaled within the peer's budget; past it the peer gets 429 for a backoff.
-            self.budget.charge(host, len(payload))
-        del payload
-        if (
-            self.config.respond_after == "processing"
-            and outcome.status in ("accepted", "duplicate")
-            and outcome.message_id is not None
-        ):
-            timeout = self.config.respond_timeout_seconds
-            end = await self.committer.outcome(outcome.message_id, timeout)
-            if end is not None:
-                return processed(outcome, end)
-        return answer(outcome, STATUS[outcome.status])
+            self.budget.charge(host, size)
+        return answered(outcome)
 
     async def start(self) -> None:
         # Bound here, so that a port in use is an OSError for the engine (uvicorn would exit).
@@ -191,7 +177,7 @@ class HttpSource:
             await asyncio.sleep(0.01)
         log.info(
             "http_listening",
-            channel=self.intake.channel,
+            channel=self.inbox.channel,
             port=port,
             auth=self.config.auth,
             tls=self.config.tls is not None,

@@ -13,14 +13,7 @@ from typing import Literal
 
 from starlette.responses import JSONResponse
 
-from engine.adapters.receive import Received
-from engine.errors import NotDocumentOwner
-from engine.intake.outcomes import EndState
-from engine.journal.message_tables import State
-
-STATUS = {"accepted": 202, "duplicate": 200, "rejected": 422, "unavailable": 503}
-#: Refusals the pipeline makes on the sender's authority rather than the content's.
-FORBIDDEN_CODES = frozenset({NotDocumentOwner.code})
+from engine.intake.inbox import Answer
 
 _MEDIA_TYPES = {
     "cda": frozenset({"application/xml", "text/xml", "application/hl7-v3+xml"}),
@@ -57,33 +50,18 @@ def too_many(retry_after: float) -> JSONResponse:
     )
 
 
-def processed(outcome: Received, end: EndState) -> JSONResponse:
-    """The answer once the pipeline is done with the message."""
-    if end.state in (State.DELIVERED, State.FILTERED):
-        status = 200
-    elif end.state in (State.HELD, State.REVIEW):
-        status = 202  # kept: it waits for its patient, or for an operator
-    elif end.code in FORBIDDEN_CODES:
-        status = 403  # e.g. a replacement of a document another sender filed
-    else:
-        status = 422
+def answered(answer: Answer, status: int | None = None, close: bool = False) -> JSONResponse:
+    """The inbox's answer as JSON, with its HTTP status (``Answer.http_status``) unless
+    ``status`` says otherwise (413 for an oversized body, whose head was kept)."""
+    end = answer.end
     content: dict[str, object] = {
-        "status": str(end.state),
-        "message_id": outcome.message_id,
-        "control_id": outcome.control_id,
+        "status": str(end.state) if end is not None else answer.status,
+        "message_id": answer.message_id,
     }
-    if end.code:
-        content.update(code=end.code, reason=end.reason)
-    return JSONResponse(content, status_code=status)
-
-
-def answer(outcome: Received, status: int, close: bool = False) -> JSONResponse:
-    content: dict[str, object] = {"status": outcome.status, "message_id": outcome.message_id}
-    if outcome.control_id:
-        content["control_id"] = outcome.control_id
-    if outcome.reason:
-        content.update(code=outcome.code, reason=outcome.reason)
-    if status == 422 and outcome.code in FORBIDDEN_CODES:
-        status = 403
+    if answer.control_id or end is not None:
+        content["control_id"] = answer.control_id
+    code, reason = (end.code, end.reason) if end is not None else (answer.code, answer.reason)
+    if reason or code:
+        content.update(code=code, reason=reason)
     headers = {"Connection": "close"} if close else None
-    return JSONResponse(content, status_code=status, headers=headers)
+    return JSONResponse(content, status_code=status or answer.http_status, headers=headers)

@@ -9,18 +9,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.adapters.mllp_connection import MllpConnection
 from engine.adapters.mllp_limits import Admission
-from engine.adapters.offload import OFFLOAD
 from engine.channels.sources import MllpSourceConfig
-
-if TYPE_CHECKING:  # the runtime imports this module through the channel models
-    from engine.intake.committer import GroupCommitter
-    from engine.intake.inbox import Intake
+from engine.intake.inbox import Inbox
+from engine.intake.offload import OFFLOAD
 
 log = structlog.get_logger("engine.mllp")
 
@@ -28,13 +24,12 @@ log = structlog.get_logger("engine.mllp")
 class MllpServer:
     """One listening socket of a channel."""
 
-    def __init__(self, config: MllpSourceConfig, intake: Intake, committer: GroupCommitter) -> None:
+    def __init__(self, config: MllpSourceConfig, inbox: Inbox) -> None:
         self.config = config
-        self.intake = intake
-        self.committer = committer
+        self.inbox = inbox
         #: Connections refused, evicted, cut off, frames refused...: for the operations API.
         self.counters: Counter[str] = Counter()
-        self.admission = Admission(config, intake.channel, self.counters)
+        self.admission = Admission(config, inbox.channel, self.counters)
         self.offload = OFFLOAD
         #: Bytes of unfinished frames held by all connections.
         self.buffered = 0
@@ -54,7 +49,7 @@ class MllpServer:
         )
         log.info(
             "mllp_listening",
-            channel=self.intake.channel,
+            channel=self.inbox.channel,
             port=self.bound_port,
             tls=self.tls_context is not None,
         )
@@ -69,9 +64,9 @@ class MllpServer:
         """Stop accepting, let in-flight messages get their ACK, then close connections."""
         if self._server is None:
             return
-        # Answers may wait for the pipeline (ack_after: processing, or MSH-16 asking for an
-        # application ACK): up to ack_timeout_seconds. Without such waits this ends at once.
-        grace = max(grace, self.config.ack_timeout_seconds + 1)
+        # Answers may wait for the pipeline (answer_after: processing, or MSH-16 asking for an
+        # application ACK): up to answer_timeout_seconds. Without such waits this ends at once.
+        grace = max(grace, self.config.answer_timeout_seconds + 1)
         self._server.close()
         deadline = asyncio.get_running_loop().time() + grace
         while any(c.outstanding for c in self.connections):

@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from collections import Counter
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from engine.adapters.mllp_answers import Answers
 from engine.adapters.mllp_framing import JUNK_SAMPLE_MAX, Frame, FrameDecoder, FrameTooLarge, Junk
-from engine.adapters.mllp_limits import SUPPRESSED_HEAD, suppressed_summary
+from engine.adapters.mllp_limits import SUPPRESSED_HEAD, Admission, suppressed_summary
 from engine.adapters.mllp_tls import handshake
-from engine.adapters.offload import prepare_safely
+from engine.channels.sources import MllpSourceConfig
 from engine.errors import EngineError, FramingError, SourceBusy
-
-if TYPE_CHECKING:
-    from engine.adapters.mllp import MllpServer
-    from engine.intake.inbox import Prepared
+from engine.intake.inbox import Inbox
+from engine.intake.offload import Offload, prepare_safely
+from engine.intake.prepared import Prepared
 
 log = structlog.get_logger("engine.mllp")
 
@@ -35,8 +36,22 @@ log = structlog.get_logger("engine.mllp")
 MAX_OUTSTANDING = 64
 
 
+class Listener(Protocol):
+    """What a connection shares with the other connections of its listening socket
+    (:class:`engine.adapters.mllp.MllpServer`)."""
+
+    config: MllpSourceConfig
+    inbox: Inbox
+    admission: Admission
+    offload: Offload
+    counters: Counter[str]
+    tls_context: ssl.SSLContext | None
+    #: Bytes of unfinished frames held by all connections.
+    buffered: int
+
+
 class MllpConnection(asyncio.Protocol):
-    def __init__(self, server: MllpServer) -> None:
+    def __init__(self, server: Listener) -> None:
         self.server = server
         self.config = server.config
         self.decoder = FrameDecoder(server.config.max_message_bytes)
@@ -56,7 +71,7 @@ class MllpConnection(asyncio.Protocol):
         self._closing = False
         self._close_after_nak = ""  # the reason, once a refusal's NAK is the last answer
         self._timer: asyncio.TimerHandle | None = None
-        self.answers = Answers(server, self)
+        self.answers = Answers(server.inbox, server.config, self)
         self._chain: asyncio.Future[None] | None = None  # the last frame prepared off the loop
         self._suppressed_head = b""
         self._tasks: set[asyncio.Future[None]] = set()
@@ -96,7 +111,7 @@ class MllpConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.config.max_pending_ack_bytes)
         if self._pauses:
             transport.pause_reading()
-        log.info("mllp_connected", channel=self.server.intake.channel, peer=self.peer)
+        log.info("mllp_connected", channel=self.server.inbox.channel, peer=self.peer)
 
     def refused(self, reason: str) -> None:
         """Refused after admission (TLS): logged by address, counted, closed."""
@@ -208,17 +223,16 @@ class MllpConnection(asyncio.Protocol):
             self._pause("outstanding")
         offload = self.server.offload
         if self._chain is None and offload.inline(payload, refused):
-            intake = self.server.intake
-            self._journal(prepare_safely(intake, payload, self.peer, self.sender, refused))
+            rules = self.server.inbox.rules
+            self._journal(prepare_safely(rules, payload, self.peer, self.sender, refused))
         else:
             self._chain = self._spawn(self._prepare_later(self._chain, payload, refused))
 
     async def _prepare_later(
         self, previous: asyncio.Future[None] | None, payload: bytes, refused: EngineError | None
     ) -> None:
-        intake = self.server.intake
         prepared = await self.server.offload.prepare(
-            intake, payload, self.peer, self.sender, refused
+            self.server.inbox.rules, payload, self.peer, self.sender, refused
         )
         if previous is not None:
             await asyncio.wait([previous])  # its failure is its own
@@ -345,11 +359,12 @@ class MllpConnection(asyncio.Protocol):
         if not counts[0]:
             return
         log.warning("mllp_junk_suppressed", peer=self.host, payloads=counts[0], bytes=counts[1])
+        inbox = self.server.inbox
         prepared = suppressed_summary(
-            self.server.intake, self.peer, self.sender, counts, self._suppressed_head
+            inbox.rules, self.peer, self.sender, counts, self._suppressed_head
         )
         with contextlib.suppress(RuntimeError):  # the loop is closing: the counters remain
-            self.server.committer.submit(prepared.row)
+            inbox.record(prepared)
 
 
 def _junk(prepared: Prepared) -> bool:

@@ -17,21 +17,19 @@ counted row (``junk_suppressed``: counts in ``properties``, a 64-byte head at mo
 from __future__ import annotations
 
 import json
+from asyncio import BaseTransport
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import structlog
 
+from engine.channels.sources import MllpSourceConfig
 from engine.errors import JunkSuppressed
+from engine.intake.prepared import Prepared
+from engine.intake.rules import MessageRules
 from engine.security.abuse import PeerBudget
 from engine.security.peers import peer_allowed
-
-if TYPE_CHECKING:
-    from asyncio import BaseTransport
-
-    from engine.channels.sources import MllpSourceConfig
-    from engine.intake.inbox import Intake, Prepared
 
 log = structlog.get_logger("engine.mllp")
 
@@ -123,7 +121,7 @@ class Admission:
 
 
 def suppressed_summary(
-    intake: Intake, peer: str, sender: str, counts: tuple[int, int], head: bytes
+    rules: MessageRules, peer: str, sender: str, counts: tuple[int, int], head: bytes
 ) -> Prepared:
     """One dead letter standing for every payload a peer sent past its budget."""
     payloads, size = counts
@@ -131,7 +129,7 @@ def suppressed_summary(
         f"{payloads} refused payloads ({size} bytes) from this peer past its junk budget, "
         "not journaled one by one"
     )
-    prepared = intake.prepare_rejected(head[:SUPPRESSED_HEAD], peer, error, sender)
+    prepared = rules.prepare_rejected(head[:SUPPRESSED_HEAD], peer, error, sender)
     counted = {"suppressed_payloads": payloads, "suppressed_bytes": size}
     prepared.row.properties = json.dumps(counted)
     return prepared

@@ -38,12 +38,11 @@ from engine.channels.sources import (
     MllpSourceConfig,
     SourceConfig,
 )
-from engine.intake.committer import GroupCommitter
-from engine.intake.inbox import Intake
-from engine.pipeline.delivery import BuildContext, Destination, Source
+from engine.intake.inbox import Inbox, Source
+from engine.pipeline.delivery import BuildContext, Destination
 
-#: Builds a source from its config, the channel's intake and the journal's group committer.
-SourceBuilder = Callable[[Any, Intake, GroupCommitter], Source]
+#: Builds a source from its config and the channel's inbox.
+SourceBuilder = Callable[[Any, Inbox], Source]
 #: Builds a destination from its config, its name in the channel and the deployment settings.
 DestinationBuilder = Callable[[Any, str, BuildContext], Destination]
 
@@ -63,9 +62,9 @@ DESTINATIONS: dict[type, DestinationBuilder] = {
 }
 
 
-def build_source(config: SourceConfig, intake: Intake, committer: GroupCommitter) -> Source:
-    """The runtime source ``config`` describes."""
-    return SOURCES[type(config)](config, intake, committer)
+def build_source(config: SourceConfig, inbox: Inbox) -> Source:
+    """The runtime source ``config`` describes, handing what it receives to ``inbox``."""
+    return SOURCES[type(config)](config, inbox)
 
 
 def build_destination(name: str, config: DestinationConfig, context: BuildContext) -> Destination:

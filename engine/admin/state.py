@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
-if TYPE_CHECKING:
-    from engine.channels.config import ChannelsFile
-    from engine.pipeline.delivery import Source
+from engine.channels.config import ChannelsFile
+from engine.intake.inbox import Source
 
 #: A channel's state as the runtime sees it.
 ChannelState = Literal["running", "paused", "stopped", "failed", "waiting_for_broker"]
@@ -114,7 +113,7 @@ class ServersState:
         self.engine = engine
 
     def sources(self) -> Sequence[SourceStatus]:
-        started = {s.intake.channel for s in self.engine.servers}
+        started = {s.inbox.channel for s in self.engine.servers}
         return [
             StaticSource(c.name, "running" if c.name in started else "stopped", c.name in started)
             for c in self.engine.config.channels

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import make_url
@@ -14,7 +15,10 @@ from engine.channels.alert_settings import alert_problems
 from engine.channels.config import ChannelsFile
 from engine.channels.production import production_problems
 from engine.channels.references import reference_problems
+from engine.channels.sources import deprecated_keys
 from engine.db import DEFAULT_URL
+
+log = structlog.get_logger("engine.config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +106,20 @@ def parse_channels(text: str, filename: str = "<channels>") -> ChannelsFile:
         issues.append(ConfigIssue(filename, line, _dotted(list(loc)), message))
     if issues or config is None:
         raise ConfigError(sorted(issues, key=lambda i: i.line))
+    _warn_deprecated(root, data, filename)
     return config
+
+
+def _warn_deprecated(root: yaml.Node | None, data: dict[str, Any], filename: str) -> None:
+    """One warning for the whole file naming each old key still used (they keep working)."""
+    renamed = deprecated_keys(data)
+    if not renamed:
+        return
+    keys = []
+    for loc, new in renamed:
+        line, _ = _locate(root, loc)
+        keys.append(f"{filename}:{line}: {_dotted(list(loc))} (now {new})")
+    log.warning("config_deprecated_keys", keys=keys)
 
 
 def _echo(err: Any, errors: list[Any]) -> bool:

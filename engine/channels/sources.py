@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,12 +27,42 @@ from engine.security.tls import ServerTls
 MIB = 1024 * 1024
 #: Who may send to an HTTP source: a bearer token, a client certificate, or anyone.
 Auth = Literal["token", "mtls", "none"]
+#: When a source answers its sender: once the message is journaled, or once the pipeline is
+#: done with it.
+AnswerAfter = Literal["commit", "processing"]
 
 
-class MllpSourceConfig(BaseModel):
+class _Answering(BaseModel):
+    """Renames the keys older configurations used for ``answer_after`` and
+    ``answer_timeout_seconds`` (``DEPRECATED``, a table per model): they are still accepted,
+    and the loader warns about them (:func:`deprecated_keys`)."""
+
+    #: Old key -> its name now.
+    DEPRECATED: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.DEPRECATED.keys() & data.keys():
+            return data
+        data = dict(data)
+        for old, new in cls.DEPRECATED.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
+            data[new] = data.pop(old)
+        return data
+
+
+class MllpSourceConfig(_Answering):
     """Receive HL7 v2 messages (or, with ``payload: cda``, CDA documents) over MLLP (TCP)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    DEPRECATED: ClassVar[dict[str, str]] = {
+        "ack_after": "answer_after",
+        "ack_timeout_seconds": "answer_timeout_seconds",
+    }
 
     type: Literal["mllp"]
     host: str = Field(default="127.0.0.1", description="address to listen on")
@@ -86,7 +116,7 @@ class MllpSourceConfig(BaseModel):
             "until they get an answer"
         ),
     )
-    ack_after: Literal["commit", "processing"] = Field(
+    answer_after: AnswerAfter = Field(
         default="commit",
         description=(
             "commit: ACK once the message is journaled (fastest); processing: ACK once the "
@@ -94,11 +124,11 @@ class MllpSourceConfig(BaseModel):
             "reaches the sender as AR/AE with its reason (original acknowledgement mode)"
         ),
     )
-    ack_timeout_seconds: float = Field(
+    answer_timeout_seconds: float = Field(
         default=10,
         gt=0,
         description=(
-            "ack_after processing, and application ACKs (MSH-16): past this, answer AA (the "
+            "answer_after processing, and application ACKs (MSH-16): past this, answer AA (the "
             "message is kept)"
         ),
     )
@@ -128,10 +158,14 @@ class MllpSourceConfig(BaseModel):
         return self
 
 
-class HttpSourceConfig(BaseModel):
+class HttpSourceConfig(_Answering):
     """Receive documents (or messages) as HTTP POST bodies."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    DEPRECATED: ClassVar[dict[str, str]] = {
+        "respond_after": "answer_after",
+        "respond_timeout_seconds": "answer_timeout_seconds",
+    }
 
     type: Literal["http"]
     host: str = Field(default="127.0.0.1", description="address to listen on")
@@ -146,7 +180,7 @@ class HttpSourceConfig(BaseModel):
     default_charset: str = Field(
         default="UNICODE UTF-8", description="HL7 v2 bodies: MSH-18 assumed when it is empty"
     )
-    respond_after: Literal["commit", "processing"] = Field(
+    answer_after: AnswerAfter = Field(
         default="commit",
         description=(
             "commit: answer once journaled (202); processing: once the pipeline is done with "
@@ -154,8 +188,8 @@ class HttpSourceConfig(BaseModel):
             "for its patient or for identity review"
         ),
     )
-    respond_timeout_seconds: float = Field(
-        default=10, gt=0, description="respond_after processing: past this, 202 (kept)"
+    answer_timeout_seconds: float = Field(
+        default=10, gt=0, description="answer_after processing: past this, 202 (kept)"
     )
     auth: Auth = Field(
         default="token",
@@ -272,3 +306,20 @@ SourceConfig = Annotated[
     MllpSourceConfig | HttpSourceConfig | DirectorySourceConfig | AmqpSourceConfig,
     Field(discriminator="type"),
 ]
+
+_BY_TYPE: dict[str, type[_Answering]] = {"mllp": MllpSourceConfig, "http": HttpSourceConfig}
+
+
+def deprecated_keys(data: object) -> list[tuple[tuple[str | int, ...], str]]:
+    """Where a ``channels.yaml`` document (as parsed) uses an old key name, with its name now:
+    ``(("channels", 0, "source", "ack_after"), "answer_after")``."""
+    channels = data.get("channels") if isinstance(data, dict) else None
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, channel in enumerate(channels if isinstance(channels, list) else []):
+        source = channel.get("source") if isinstance(channel, dict) else None
+        if not isinstance(source, dict):
+            continue
+        model = _BY_TYPE.get(str(source.get("type")))
+        renamed = model.DEPRECATED if model is not None else {}
+        found += [(("channels", i, "source", k), renamed[k]) for k in source if k in renamed]
+    return found

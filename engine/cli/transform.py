@@ -20,7 +20,7 @@ from engine.channels.loader import ConfigError, load_channels
 from engine.cli.common import ConfigOption, JsonOption, console, err_console, print_json
 from engine.cli.send import split_file
 from engine.hl7v2.reader import Message
-from engine.intake.inbox import Intake
+from engine.intake.inbox import rules_for
 from engine.journal import transformed
 from engine.journal.message_tables import State, messages
 from engine.pipeline.channel_steps import ChannelSteps
@@ -65,7 +65,7 @@ def transform(
 
 def dry_run(channel: ChannelConfig, payload: bytes) -> dict[str, Any]:
     """One message through intake's checks and the channel's steps, as a JSON-ready dict."""
-    row = Intake.for_channel(channel).prepare(payload, "dry-run").row
+    row = rules_for(channel).prepare(payload, "dry-run").row
     result: dict[str, Any] = {"control_id": row.control_id}
     if row.state is State.DEAD_LETTERED:
         return result | _dead("intake", row.error_code or "", row.error_reason or "")

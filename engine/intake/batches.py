@@ -17,15 +17,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
 from engine.errors import ACK_CODES, EngineError, ParseError
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, new_control_id
 from engine.hl7v2.batch import Envelope, envelope_field, read_envelope
 from engine.hl7v2.batch_ack import AnsweredBatch, build_batch_ack
 from engine.hl7v2.charset import encode_ack
 from engine.hl7v2.msh import Header, first_line, read_batch_header, read_header
-from engine.intake.inbox import Intake, Prepared
 from engine.intake.outcomes import EndState
+from engine.intake.prepared import BatchParts, Prepared
+from engine.intake.rules import MessageRules as Intake
 from engine.intake.sink import Result
 from engine.journal.message_tables import State
 from engine.journal.records import Appended, NewMessage
@@ -36,22 +37,6 @@ _APPLIED = frozenset({State.DELIVERED, State.FILTERED})
 _GENERATED_DIGITS = 16
 #: Bytes of a batch read again for its first segment when answering.
 _HEAD_BYTES = 64 * 1024
-
-
-@dataclass(slots=True)
-class BatchParts:
-    """What a batch payload became: its envelope (None when it could not be read) and, when
-    valid, one prepared message per message of the batch."""
-
-    envelope: Envelope | None
-    batch_id: str
-    messages: list[Prepared] = field(default_factory=list)
-    #: For each message, the number of its batch (1-based) in the envelope.
-    batch_of: list[int] = field(default_factory=list)
-
-    @property
-    def rows(self) -> list[NewMessage]:
-        return [p.row for p in self.messages]
 
 
 def prepare_batch(intake: Intake, row: NewMessage, text: str, codec: str) -> Prepared:

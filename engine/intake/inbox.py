@@ -1,348 +1,259 @@
-"""Intake: turn one received payload into a journal row and, once it is durable, an ACK.
+"""The inbox: the one way every source (MLLP, HTTP, directory, AMQP) hands a payload in.
 
-The checks here are the ones a sender must hear about in its ACK: character set, MSH, segment
-structure, accepted message type, and that the CDA documents a message carries are safe XML;
-for a CDA document received alone (:class:`DocumentIntake`), safe XML with a ClinicalDocument
-root and an id, an accepted type, one patient. A payload failing them is still journaled (as a
-dead letter, original bytes kept) before the NAK leaves. Everything else happens later in the
-pipeline.
+``Inbox.submit(payload, peer)`` checks the payload with the channel's rules
+(:mod:`engine.intake.rules`; off the event loop when it is large), journals it through the group
+committer (contract 1: nothing is answered before the commit), waits, when the channel says
+``answer_after: processing``, for what the pipeline made of it, and returns one typed
+:class:`Answer`. A source only turns the answer into its protocol's form: MLLP writes
+``Answer.ack``, HTTP sends ``Answer.http_status``, the directory moves the file, AMQP
+acknowledges the delivery. An HL7 v2 batch (FHS/BHS) goes through the same call and gets one
+answer: its batch acknowledgement.
+
+Sources with a step of their own between the check and the journal (MLLP's junk budget, AMQP's
+transport metadata) call :meth:`Inbox.check` and :meth:`Inbox.journal`, the two halves of
+``submit``.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from engine.cda.safety import check_carried_documents
-from engine.cda.standalone import CdaPayload, read_standalone
-from engine.channels.duplicates import DEFAULT_POLICY, DuplicatePolicy
-from engine.channels.sources import MllpSourceConfig
-from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
-from engine.hl7v2.ack import AckCode, build_ack, commit_code, is_enhanced, wants_ack
-from engine.hl7v2.batch import holds_several, is_batch
-from engine.hl7v2.charset import decode, encode_ack
-from engine.hl7v2.msh import (
-    Header,
-    fallback_header,
-    read_batch_header,
-    read_header,
-    read_undecodable,
-)
-from engine.hl7v2.reader import Message
+from engine.channels.config import ChannelConfig
+from engine.channels.duplicates import DEFAULT_POLICY
+from engine.channels.sources import AnswerAfter, HttpSourceConfig, MllpSourceConfig
+from engine.errors import EngineError, NotDocumentOwner
+from engine.hl7v2.ack import AckCode
+from engine.intake.arrivals import log_batch, log_outcome
+from engine.intake.batches import batch_answer, is_stored, prepare_batch
+from engine.intake.committer import GroupCommitter
+from engine.intake.offload import OFFLOAD
 from engine.intake.outcomes import EndState
+from engine.intake.prepared import Prepared
+from engine.intake.rules import DocumentRules, MessageRules
+from engine.intake.sink import Result
 from engine.journal.message_tables import State
-from engine.journal.records import Appended, NewMessage
-from engine.payload_kinds import CDA_TYPE, XML_CHARSET
-from engine.routes.conditions import type_matches
-from engine.transforms.patient_key import patient_key
+from engine.journal.records import Appended
 
-#: End states an ACK after processing reports as ``AA``.
-_APPLIED = frozenset({State.DELIVERED, State.FILTERED})
-#: Message types that may carry CDA documents (checked before the ACK).
-_DOCUMENT_CARRIERS = frozenset({"MDM", "ORU"})
-#: MSH-16 values asking for an application acknowledgment (HL7 table 0155).
-_APPLICATION_ACKS = frozenset({"AL", "ER", "SU"})
+Status = Literal["accepted", "duplicate", "rejected", "unavailable"]
 
-if TYPE_CHECKING:
-    from engine.channels.config import ChannelConfig
-    from engine.intake.batches import BatchParts
+#: HTTP status of each answer made at the commit.
+_COMMIT_STATUS: dict[Status, int] = {
+    "accepted": 202,
+    "duplicate": 200,
+    "rejected": 422,
+    "unavailable": 503,
+}
+#: Refusals the pipeline makes on the sender's authority rather than the content's.
+FORBIDDEN_CODES = frozenset({NotDocumentOwner.code})
 
 
-@dataclass(slots=True)
-class Prepared:
-    """A payload checked and ready for the journal."""
+def rules_for(channel: ChannelConfig) -> MessageRules:
+    """The intake rules for what the channel's source receives: HL7 v2 messages, or CDA
+    documents alone (``payload: cda``)."""
+    src = channel.source
+    kind = DocumentRules if src.payload == "cda" else MessageRules
+    # Only sources that declare a duplicate policy (MLLP) have one; others the default.
+    duplicates = getattr(src, "duplicates", DEFAULT_POLICY)
+    batches = prepare_batch if getattr(src, "batches", "refuse") == "accept" else None
+    # MLLP says whether NE/ER/SU senders are answered; other sources always answer.
+    always_ack = src.always_ack if isinstance(src, MllpSourceConfig) else True
+    return kind(channel.name, channel.accept, src.default_charset, always_ack, duplicates, batches)
 
-    row: NewMessage
-    header: Header
-    codec: str
-    error: EngineError | None
-    #: False for an acknowledgment received: an ACK is never acknowledged (no NAK loops).
-    answer: bool = True
-    #: MSH-18 of the ACK when it is not written in the message's declared character set
-    #: (undecodable bytes: their header is echoed as read, in ISO 8859-1 or ASCII).
-    ack_charset: str | None = None
-    #: When it was read (``time.monotonic``: one clock for every process of the machine), for
-    #: the ACK latency histogram.
-    read_at: float = field(default_factory=time.monotonic)
-    #: A batch (FHS/BHS, or several messages): its messages (``engine.intake.batches``).
-    batch: BatchParts | None = None
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a source tells its sender once the inbox is done with a payload."""
+
+    #: accepted (journaled), duplicate (a resend: answered as the first time), rejected (kept
+    #: as a dead letter: intake refused it), unavailable (not stored: send it again).
+    status: Status
+    #: The journal id (a batch: its first message's); None when nothing was stored.
+    message_id: int | None
+    #: MSH-10, the document id, or a batch's id.
+    control_id: str = ""
+    #: Why it was refused or not stored (a stable code and a reason free of patient data).
+    code: str = ""
+    reason: str = ""
+    #: The HL7 acknowledgement (unframed) for sources answering in HL7 (MLLP); None when the
+    #: sender asked for none (MSH-15/16, an ACK received) or the source answers otherwise.
+    ack: bytes | None = None
+    #: What the pipeline made of the message, when the answer waited for it (None: it did not
+    #: wait, or the pipeline had not decided within ``answer_timeout_seconds``).
+    end: EndState | None = None
+    #: The journal's result for a single message (for the application ACK that follows a
+    #: commit ACK in enhanced mode); None for a batch or when nothing was stored.
+    journaled: Appended | None = None
 
     @property
-    def enhanced(self) -> bool:
-        return is_enhanced(self.header)
-
-    @property
-    def application_only(self) -> bool:
-        """MSH-15 NE with MSH-16 AL/ER/SU: the one answer is the application ACK, once the
-        pipeline has decided."""
-        header = self.header
-        return header.accept_ack_type == "NE" and header.app_ack_type in _APPLICATION_ACKS
-
-    @property
-    def application_after(self) -> bool:
-        """MSH-15 asks for a commit ACK and MSH-16 for an application ACK: CA now, and the
-        application ACK as a message of its own once the pipeline has decided."""
-        header = self.header
-        return header.accept_ack_type != "NE" and header.app_ack_type in _APPLICATION_ACKS
+    def http_status(self) -> int:
+        """The HTTP status answering it: at the commit 202 accepted, 200 resend, 422 refused
+        (403 for a sender's lack of authority), 503 not stored; after processing 200 stored
+        or filtered, 202 kept (waiting for its patient, or for review), 422 or 403 refused."""
+        end = self.end
+        if end is None:
+            status = _COMMIT_STATUS[self.status]
+            return 403 if status == 422 and self.code in FORBIDDEN_CODES else status
+        if end.state in (State.DELIVERED, State.FILTERED):
+            return 200
+        if end.state in (State.HELD, State.REVIEW):
+            return 202
+        return 403 if end.code in FORBIDDEN_CODES else 422
 
 
-class Intake:
-    """Per-channel intake rules (pure: no I/O, testable without sockets)."""
+class Inbox:
+    """A channel's inbox: its intake rules, the journal's group committer, and when its
+    answers are made."""
 
     def __init__(
         self,
-        channel: str,
-        accept: tuple[str, ...],
-        default_charset: str,
-        always_ack: bool = True,
-        duplicates: DuplicatePolicy = DEFAULT_POLICY,
-        batches: bool = False,
+        rules: MessageRules,
+        committer: GroupCommitter,
+        *,
+        answer_after: AnswerAfter = "commit",
+        answer_timeout: float = 10.0,
+        hl7_answers: bool = False,
     ) -> None:
-        self.channel = channel
-        self.batches = batches
-        self.accept = accept
-        self.default_charset = default_charset
-        self.always_ack = always_ack
-        self.duplicates = duplicates
+        self.rules = rules
+        self.committer = committer
+        self.answer_after = answer_after
+        self.answer_timeout = answer_timeout
+        #: Whether answers carry an HL7 ACK (``Answer.ack``): sources answering in HL7 only.
+        self.hl7_answers = hl7_answers
+
+    @property
+    def channel(self) -> str:
+        return self.rules.channel
 
     @staticmethod
-    def for_channel(channel: ChannelConfig) -> Intake:
-        """The intake rules for what the channel's source receives: HL7 v2 messages, or CDA
-        documents alone (``payload: cda``)."""
-        src = channel.source
-        kind = DocumentIntake if src.payload == "cda" else Intake
-        # Only sources that declare a duplicate policy (MLLP) have one; others the default.
-        duplicates = getattr(src, "duplicates", DEFAULT_POLICY)
-        batches = getattr(src, "batches", "refuse") == "accept"
-        # MLLP says whether NE/ER/SU senders are answered; other sources always answer.
-        always_ack = src.always_ack if isinstance(src, MllpSourceConfig) else True
-        return kind(
-            channel.name, channel.accept, src.default_charset, always_ack, duplicates, batches
-        )
-
-    def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
-        """Check ``payload`` for the journal. ``sender`` is the identity the source proved
-        (``cert:<subject>``, ``token:<name>``); without one, the message is attributed to what
-        it declares: the channel with MSH-3^MSH-4 (a document: the channel alone)."""
-        row = self._row(payload, peer, sender)
-        header = fallback_header()
-        try:
-            text, codec = decode(payload, self.default_charset)
-        except EngineError as exc:
-            return self._reject(row, *read_undecodable(payload), exc)
-        row.charset = codec
-        try:
-            if is_batch(text):
-                if self.batches:
-                    return self._batch(row, text, codec)
-                header = read_batch_header(text)
-                _fill_header(row, header)
-                raise ParseError(
-                    "HL7 batches (FHS/BHS) are not accepted: send one message per frame"
-                )
-            header = read_header(text)
-            if self.batches and holds_several(text):
-                return self._batch(row, text, codec)
-            _fill_header(row, header)
-            if not header.message_type:
-                raise ParseError("MSH-9 (message type) is empty")
-            kind = f"{header.message_type}^{header.trigger}"
-            if header.message_type == "ACK":
-                return self._acknowledgment(row, header, codec, kind)
-            if not type_matches(kind, self.accept):
-                raise UnsupportedMessageType(
-                    f"channel {self.channel!r} does not accept {_spoken(kind)} messages"
-                )
-            msg = Message(text)
-            row.patient_key = patient_key(msg)
-            if header.message_type in _DOCUMENT_CARRIERS:
-                check_carried_documents(msg)
-        except EngineError as exc:
-            return self._reject(row, header, codec, None, exc)
-        row.ack_code = AckCode.AA
-        return Prepared(row, header, codec, None)
-
-    def _batch(self, row: NewMessage, text: str, codec: str) -> Prepared:
-        from engine.intake.batches import prepare_batch  # batches only pay for it
-
-        return prepare_batch(self, row, text, codec)
-
-    def _row(self, payload: bytes, peer: str, sender: str) -> NewMessage:
-        return NewMessage(
-            channel=self.channel, raw=payload, peer=peer, sender=sender, duplicates=self.duplicates
-        )
-
-    def _acknowledgment(self, row: NewMessage, header: Header, codec: str, kind: str) -> Prepared:
-        """An ACK sent to us is journaled and never answered (HL7: an acknowledgment is not
-        acknowledged; answering risks NAK loops between two engines). It is routed when the
-        channel accepts ``ACK^*``, else kept as a dead letter."""
-        if type_matches(kind, self.accept):
-            prepared = Prepared(row, header, codec, None)
-        else:
-            refusal = UnsupportedMessageType(
-                f"an acknowledgment ({_spoken(kind)}) is never answered; channel "
-                f"{self.channel!r} does not accept ACK messages"
+    def for_channel(channel: ChannelConfig, committer: GroupCommitter) -> Inbox:
+        source = channel.source
+        rules = rules_for(channel)
+        if isinstance(source, MllpSourceConfig | HttpSourceConfig):
+            return Inbox(
+                rules,
+                committer,
+                answer_after=source.answer_after,
+                answer_timeout=source.answer_timeout_seconds,
+                hl7_answers=isinstance(source, MllpSourceConfig),
             )
-            prepared = self._reject(row, header, codec, None, refusal)
-        prepared.answer = False
-        return prepared
+        return Inbox(rules, committer)
 
-    def prepare_rejected(
-        self, payload: bytes, peer: str, error: EngineError, sender: str = ""
+    async def submit(
+        self, payload: bytes, peer: str, sender: str = "", refused: EngineError | None = None
+    ) -> Answer:
+        """Check, journal and answer ``payload`` (with ``refused``: keep it as a dead letter
+        for that reason, e.g. an oversized body's head). ``sender`` is the identity the source
+        proved (see :meth:`MessageRules.prepare`)."""
+        return await self.journal(await self.check(payload, peer, sender, refused))
+
+    async def check(
+        self, payload: bytes, peer: str, sender: str = "", refused: EngineError | None = None
     ) -> Prepared:
-        """A payload refused before it could be read (e.g. oversized), kept as a dead letter."""
-        row = self._row(payload, peer, sender)
-        try:
-            text, codec = decode(payload, self.default_charset)
-            return self._reject(row, read_header(text), codec, None, error)
-        except (EngineError, ValueError):
-            return self._reject(row, *read_undecodable(payload), error)
+        """The payload checked for the journal (off the event loop when large); an unexpected
+        failure checking it refuses it (AR) rather than escaping."""
+        return await OFFLOAD.prepare(self.rules, payload, peer, sender, refused)
 
-    def prepare_poisoned(
-        self, payload: bytes, peer: str, error: EngineError, sender: str = ""
-    ) -> Prepared:
-        """A payload a broker gave up on after its delivery limit, kept as a dead letter for
-        ``error``. It is read like any other first, so that it keeps its control id and a
-        message journaled before (a crash after the commit) is recognised as a resend."""
-        try:
-            prepared = self.prepare(payload, peer, sender)
-        except Exception:  # what made it poison: read nothing more from it
-            return self.prepare_rejected(payload, peer, error, sender)
-        if prepared.error is not None:
-            return prepared  # a dead letter for its own reason already
-        return self._reject(prepared.row, prepared.header, prepared.codec, None, error)
+    async def journal(self, prepared: Prepared) -> Answer:
+        """Journal a checked payload and answer it (after processing when the channel, or
+        the sender's MSH-15/16, asks for it)."""
+        if prepared.batch is not None:
+            return await self._journal_batch(prepared)
+        result: Result = await self.committer.submit(prepared.row)
+        end = None
+        if isinstance(result, Appended) and result.ack_code == AckCode.AA and self._waits(prepared):
+            end = await self.committer.outcome(result.id, self.answer_timeout)
+        return self._answer(prepared, result, end)
 
-    def _reject(
-        self,
-        row: NewMessage,
-        header: Header,
-        codec: str,
-        ack_charset: str | None,
-        exc: EngineError,
-    ) -> Prepared:
-        if header.control_id and row.control_id is None:
-            _fill_header(row, header)
-        if not row.sender:
-            row.sender = self.channel
-        # The refusal is kept (Prepared.error), its traceback is not: the frames it holds
-        # would keep the parsed payload (a 15 MB tree) alive in a cycle until a full collection.
-        exc.__traceback__ = None
-        exc.__context__ = exc.__cause__ = None
-        row.state = State.DEAD_LETTERED
-        row.ack_code = exc.ack_code
-        row.error_stage = "intake"
-        row.error_code = exc.code
-        row.error_class = type(exc).__name__
-        row.error_reason = exc.reason
-        return Prepared(row, header, codec, exc, ack_charset=ack_charset)
+    def record(self, prepared: Prepared) -> None:
+        """Journal a row no sender waits for (a summary of what a source refused unread)."""
+        self.committer.submit(prepared.row)
 
-    def ack(
-        self,
-        prepared: Prepared,
-        appended: Appended | None,
-        failure: EngineError | None,
-        processed: EndState | None = None,
-        *,
-        application: bool = False,
-    ) -> bytes | None:
-        """The ACK bytes to send, or ``None`` when the sender asked for none (MSH-15/16) or
-        sent an acknowledgment itself.
-
-        With ``processed`` (a source answering after processing), an accepted message's ACK
-        says what the pipeline made of it: ``AR`` for a permanent refusal (a dead letter),
-        ``AE`` for a message kept for identity review or waiting for its patient.
-        ``application``: the application ACK (AA/AE/AR) that follows a commit ACK in enhanced
-        mode, sent only when MSH-16 asks for it."""
-        if not prepared.answer:
+    async def application_ack(self, prepared: Prepared, answer: Answer) -> bytes | None:
+        """The application ACK that follows a commit ACK (MSH-15 and MSH-16 ask for both),
+        once the pipeline has decided (past ``answer_timeout``: AA, the message being kept);
+        None when none is due."""
+        journaled = answer.journaled
+        if not prepared.application_after or journaled is None or journaled.ack_code != "AA":
             return None
-        if failure is not None:
-            ok, reject, text, err_code = False, False, failure.reason, failure.code
-        elif appended is not None:
-            # For a resend, the original's outcome: the same ACK as the first time.
-            original = AckCode(appended.ack_code)
-            ok = original is AckCode.AA
-            reject = original is AckCode.AR
-            text, err_code = appended.error_reason or "", appended.error_code or ""
-            if ok and processed is not None and processed.state not in _APPLIED:
-                ok, text, err_code = False, processed.reason, processed.code
-                reject = ACK_CODES.get(err_code) == "AR" or processed.state is State.DISCARDED
-        else:
-            raise ValueError("an ACK needs the journal result or the failure")
-        header = prepared.header
-        if application or prepared.application_only:
-            code = commit_code(False, ok, reject)
-            # MLLP senders wait for an answer: always_ack answers NE/ER/SU too, except for an
-            # application ACK following a commit ACK (that one is answered already).
-            asked = wants_ack(header, code) or (self.always_ack and not application)
-        else:
-            code = commit_code(prepared.enhanced, ok, reject)
-            asked = not prepared.enhanced or self.always_ack or wants_ack(header, code)
-        if not asked:
-            return None
-        ack = build_ack(header, code, text=text, error_code=err_code, charset=prepared.ack_charset)
-        return encode_ack(ack, prepared.codec)
+        processed = await self.committer.outcome(journaled.id, self.answer_timeout)
+        return self.rules.ack(prepared, journaled, None, processed, application=True)
 
-
-class DocumentIntake(Intake):
-    """Intake rules for a channel whose source receives CDA documents alone. Over MLLP the
-    answer is still an HL7 ACK, whose MSA-2 is the document id."""
-
-    def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
-        row = NewMessage(
-            channel=self.channel,
-            raw=payload,
-            peer=peer,
-            sender=sender or self.channel,
-            charset=XML_CHARSET,
+    def _waits(self, prepared: Prepared) -> bool:
+        if not self.hl7_answers:
+            return self.answer_after == "processing"
+        # Enhanced mode: the commit ACK (CA) answers at once; the application ACK asked alone
+        # (MSH-15 NE, MSH-16 AL/ER/SU) waits for the pipeline whatever the channel says.
+        return prepared.application_only or (
+            self.answer_after == "processing" and not prepared.enhanced
         )
-        header = fallback_header()
-        try:
-            doc = read_standalone(payload)
-            header = Header(control_id=doc.header.document_id)
-            row.control_id = doc.header.document_id
-            row.message_type = CDA_TYPE
-            row.trigger = doc.header.type_code or None
-            kind = f"{CDA_TYPE}^{doc.header.type_code}"
-            if not type_matches(kind, self.accept):
-                raise UnsupportedMessageType(
-                    f"channel {self.channel!r} does not accept {kind} documents"
-                )
-            row.patient_key = document_patient_key(doc)
-        except EngineError as exc:
-            return self._reject(row, header, "ascii", None, exc)
-        row.ack_code = AckCode.AA
-        return Prepared(row, header, "ascii", None)
+
+    def _answer(self, prepared: Prepared, result: Result, end: EndState | None) -> Answer:
+        control_id = prepared.row.control_id or ""
+        ack = None
+        if isinstance(result, EngineError):
+            if self.hl7_answers:
+                ack = self.rules.ack(prepared, None, result)
+            return Answer("unavailable", None, control_id, result.code, result.reason, ack)
+        if self.hl7_answers:
+            ack = self.rules.ack(prepared, result, None, end)
+        log_outcome(self.channel, prepared, result.id, result.duplicate)
+        if result.ack_code != AckCode.AA:
+            code, reason = result.error_code or "", result.error_reason or ""
+            return Answer("rejected", result.id, control_id, code, reason, ack, end, result)
+        status: Status = "duplicate" if result.duplicate else "accepted"
+        return Answer(status, result.id, control_id, ack=ack, end=end, journaled=result)
+
+    async def _journal_batch(self, prepared: Prepared) -> Answer:
+        """The messages of a batch commit together (one job: all stored, or none) and get one
+        answer. A refused batch is its payload as one dead letter (``rejected``), and so is a
+        batch whose every message was refused; one with some refused is ``accepted``, each
+        refused message being a dead letter of its own."""
+        parts = prepared.batch
+        assert parts is not None
+        rows = [prepared.row] if prepared.error is not None else parts.rows
+        results: list[Result] = list(await asyncio.gather(*self.committer.submit_all(rows)))
+        stored = [r for r in results if isinstance(r, Appended)]
+        if len(stored) < len(results):
+            failure = next(r for r in results if not isinstance(r, Appended))
+            ack = batch_answer(prepared, results) if self.hl7_answers else None
+            return Answer("unavailable", None, parts.batch_id, failure.code, failure.reason, ack)
+        end = None
+        if self.answer_after == "processing" and prepared.error is None and is_stored(results):
+            end = await self._outcomes(results)
+        ack = batch_answer(prepared, results, end) if self.hl7_answers else None
+        log_batch(self.channel, prepared, stored)
+        first_id = stored[0].id if stored else None
+        if prepared.error is not None:
+            code, reason = stored[0].error_code or "", stored[0].error_reason or ""
+            return Answer("rejected", first_id, parts.batch_id, code, reason, ack)
+        if stored and all(r.ack_code != AckCode.AA for r in stored):
+            code, reason = stored[0].error_code or "", "every message of the batch was refused"
+            return Answer("rejected", first_id, parts.batch_id, code, reason, ack)
+        duplicate = bool(stored) and all(r.duplicate for r in stored)
+        status: Status = "duplicate" if duplicate else "accepted"
+        return Answer(status, first_id, parts.batch_id, ack=ack)
+
+    async def _outcomes(self, results: Sequence[Result]) -> list[EndState | None]:
+        """What the pipeline made of each accepted message of a batch (None: not done in
+        time, or refused at intake)."""
+
+        async def one(result: Result) -> EndState | None:
+            if isinstance(result, Appended) and result.ack_code == AckCode.AA:
+                return await self.committer.outcome(result.id, self.answer_timeout)
+            return None
+
+        return list(await asyncio.gather(*(one(r) for r in results)))
 
 
-def document_patient_key(doc: CdaPayload) -> str | None:
-    """``value^OID`` of the recordTarget's first local identifier (the IPP), like the PID-3
-    key of a message, else of its INS; None without either. ParseError when it names no single
-    patient."""
-    identity = doc.identity()
-    if identity.local_ids:
-        local = identity.local_ids[0]
-        return f"{local.value}^{local.authority_oid}"
-    ins = identity.preferred_ins  # INS only (vaccination, imaging...): the INS orders them
-    return f"{ins.value}^{ins.oid}" if ins is not None else None
+class Source(Protocol):
+    """A channel's receiving end (MLLP listener, HTTP endpoint, watched directory, AMQP
+    consumer): what it receives goes to its inbox."""
 
+    inbox: Inbox
 
-def _fill_header(row: NewMessage, header: Header) -> None:
-    if not row.sender:
-        row.sender = declared_sender(row.channel, header)
-    row.sender_app = header.sending_app
-    row.sender_facility = header.sending_facility
-    row.control_id = header.control_id or None
-    row.message_type = header.message_type or None  # the journal cuts what its columns cannot
-    row.trigger = header.trigger or None
+    async def start(self) -> None: ...
 
-
-def declared_sender(channel: str, header: Header) -> str:
-    """The identity of a sender that proved none: the channel it reached and the MSH-3^MSH-4
-    it declares (spoofable; TLS client certificates or tokens are the proof)."""
-    return f"{channel}:{header.sending_app}^{header.sending_facility}"
-
-
-def _spoken(kind: str) -> str:
-    """``SIU^S12`` as ``SIU S12``: a reason free of separators reads without escapes."""
-    return kind.replace("^", " ").strip()
+    async def stop(self) -> None: ...

@@ -1,5 +1,5 @@
 """What became of journaled messages once the pipeline was done with them, for sources that
-answer after processing (``ack_after: processing``): one query per tick serves every waiter."""
+answer after processing (``answer_after: processing``): one query per tick serves every waiter."""
 
 from __future__ import annotations
 

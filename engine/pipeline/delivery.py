@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from sqlalchemy import Connection
 
 from engine.cda.standalone import CdaPayload
 from engine.hl7v2.reader import Message
-
-if TYPE_CHECKING:
-    from engine.intake.inbox import Intake
 
 #: What a channel receives: an HL7 v2 message, or a CDA document received alone.
 Payload = Message | CdaPayload
@@ -48,16 +45,6 @@ class BuildContext:
     accept_test_ins: bool = False
     #: Identities sharing the ownership of documents (``engine.document_owner_groups``).
     document_owner_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-class Source(Protocol):
-    """A channel's receiving end (MLLP listener, HTTP endpoint, watched directory)."""
-
-    intake: Intake
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class Destination(Protocol):

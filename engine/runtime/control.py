@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -19,7 +20,9 @@ from engine.adapters.amqp import AmqpSource
 from engine.admin.state import ReloadOutcome, SourceStatus, StaticSource, UnknownChannel
 from engine.channels.config import ChannelConfig, ChannelsFile
 from engine.channels.loader import ConfigError, ConfigIssue, load_channels
-from engine.pipeline.delivery import Source
+from engine.distributed.publisher import WorkPublisher
+from engine.intake.committer import GroupCommitter
+from engine.intake.inbox import Source
 from engine.runtime.listeners import (
     ListenersUnavailable,
     Reservation,
@@ -30,10 +33,22 @@ from engine.runtime.listeners import (
 from engine.runtime.reload import Plan, plan, write_outcome
 from engine.runtime.sources import PausableHttpSource, PausableMllpServer, build_source
 
-if TYPE_CHECKING:
-    from engine.runtime.wiring import Engine
-
 log = structlog.get_logger("engine")
+
+
+class Host(Protocol):
+    """What channel control needs of the engine running it (``engine.runtime.wiring.Engine``)."""
+
+    config: ChannelsFile
+    config_path: Path | None
+    committer: GroupCommitter
+    publisher: WorkPublisher | None
+
+    async def replace_pipelines(
+        self, changes: Mapping[str, ChannelConfig | None], config: ChannelsFile | None = None
+    ) -> None: ...
+
+    async def adopt(self, config: ChannelsFile) -> None: ...
 
 
 @dataclass
@@ -45,7 +60,7 @@ class Runner:
 
 
 class Channels:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Host) -> None:
         self.engine = engine
         self.runners: dict[str, Runner] = {}
         self._lock = asyncio.Lock()  # one control action or reload at a time

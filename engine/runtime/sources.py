@@ -23,8 +23,7 @@ from engine.adapters.registry import build_source as build_any_source
 from engine.channels.config import ChannelConfig
 from engine.channels.sources import HttpSourceConfig, MllpSourceConfig
 from engine.intake.committer import GroupCommitter
-from engine.intake.inbox import Intake
-from engine.pipeline.delivery import Source
+from engine.intake.inbox import Inbox, Source
 
 #: The reason an MLLP connection stops being read (beside its own flow-control reasons).
 OPERATOR_PAUSE = "operator_paused"
@@ -98,9 +97,9 @@ Pausable = PausableMllpServer | PausableHttpSource
 
 def build_source(channel: ChannelConfig, committer: GroupCommitter) -> Source:
     """The channel's source, pausable in place where it listens."""
-    intake = Intake.for_channel(channel)
+    inbox = Inbox.for_channel(channel, committer)
     if isinstance(channel.source, MllpSourceConfig):
-        return PausableMllpServer(channel.source, intake, committer)
+        return PausableMllpServer(channel.source, inbox)
     if isinstance(channel.source, HttpSourceConfig):
-        return PausableHttpSource(channel.source, intake, committer)
-    return build_any_source(channel.source, intake, committer)
+        return PausableHttpSource(channel.source, inbox)
+    return build_any_source(channel.source, inbox)

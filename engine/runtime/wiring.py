@@ -27,11 +27,12 @@ from engine.database_state import DatabaseState, wait_for_database
 from engine.db import database_url, make_engine
 from engine.distributed.publisher import WorkPublisher
 from engine.intake.committer import GroupCommitter
+from engine.intake.inbox import Source
 from engine.journal.journal import Journal
 from engine.journal.prune_job import PruneJob
 from engine.logs import error_fields
 from engine.migrate import upgrade
-from engine.pipeline.delivery import BuildContext, Destination, Source
+from engine.pipeline.delivery import BuildContext, Destination
 from engine.pipeline.pipeline import Pipeline
 from engine.pipeline.process_runner import ProcessRunner
 from engine.pipeline.runner import PipelineRunner

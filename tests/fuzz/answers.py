@@ -10,7 +10,8 @@ from engine.adapters.mllp_framing import frame
 from engine.errors import EngineError, StoreUnavailable
 from engine.hl7v2.ack import AckCode
 from engine.hl7v2.reader import Message
-from engine.intake.inbox import Intake, Prepared
+from engine.intake.prepared import Prepared
+from engine.intake.rules import MessageRules
 from engine.journal.records import Appended
 from tests.fuzz.test_fuzz_ack import CONTROL_ID_MAX, echoes
 
@@ -37,7 +38,7 @@ def _expected(prepared: Prepared, code: str) -> AckCode:
     return {AckCode.AA: AckCode.CA, AckCode.AE: AckCode.CE, AckCode.AR: AckCode.CR}[original]
 
 
-def check_answers(intake: Intake, prepared: Prepared) -> int:
+def check_answers(intake: MessageRules, prepared: Prepared) -> int:
     """Check the ACK for the journal's answer and the one for a journal failure; returns how
     many ACKs were checked (two: one per outcome)."""
     row = prepared.row

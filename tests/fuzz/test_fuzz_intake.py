@@ -20,7 +20,7 @@ from engine.adapters.mllp_framing import (
 from engine.cda.standalone import read_standalone
 from engine.errors import EngineError
 from engine.hl7v2.reader import Message
-from engine.intake.inbox import DocumentIntake, Intake
+from engine.intake.rules import DocumentRules, MessageRules
 from engine.journal.records import Appended
 from tests.fuzz.answers import check_answers, check_prepared
 from tests.fuzz.harness import fuzz_target
@@ -39,7 +39,7 @@ IntakeCase = tuple[bytes, tuple[str, ...], str]
 )
 def test_every_payload_is_prepared_without_raising_and_answered(case: IntakeCase) -> None:
     payload, accept, default = case
-    intake = Intake("fuzz", accept, default)
+    intake = MessageRules("fuzz", accept, default)
     prepared = intake.prepare(payload, "127.0.0.1:1")
     check_prepared(prepared)
     check_answers(intake, prepared)
@@ -57,7 +57,7 @@ def test_every_document_is_prepared_without_raising_and_answered(
         doc = read_standalone(payload)
     except EngineError:
         doc = None
-    intake = DocumentIntake("docs", accept, "UNICODE UTF-8")
+    intake = DocumentRules("docs", accept, "UNICODE UTF-8")
     prepared = intake.prepare(payload, "127.0.0.1:1")
     check_prepared(prepared)
     if doc is not None:
@@ -94,7 +94,7 @@ def test_every_frame_of_a_stream_gets_exactly_one_answer_or_a_counted_refusal(
     data = b"".join(j + frame(p) for p, j in zip(payloads, junk, strict=True))
     bounds = [0, *cuts, len(data)]
     decoder = FrameDecoder(limit)
-    intake = Intake("fuzz", ("*",), "UNICODE UTF-8")
+    intake = MessageRules("fuzz", ("*",), "UNICODE UTF-8")
     answered: list[bytes] = []
     junk_bytes, refused = 0, None
     for start, end in itertools.pairwise(bounds):
@@ -133,7 +133,7 @@ def test_every_frame_of_a_stream_gets_exactly_one_answer_or_a_counted_refusal(
 def test_the_nak_for_undecodable_bytes_reads_back_and_names_their_control_id(
     payload: bytes,
 ) -> None:
-    intake = Intake("fuzz", ("*",), "UNICODE UTF-8")
+    intake = MessageRules("fuzz", ("*",), "UNICODE UTF-8")
     prepared = intake.prepare(payload, "127.0.0.1:1")
     row = prepared.row
     stored = Appended(1, False, str(row.ack_code), row.error_code, row.error_reason)

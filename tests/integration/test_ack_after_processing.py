@@ -1,4 +1,4 @@
-"""``ack_after: processing``: the ACK of a message says what the pipeline made of it, so that
+"""``answer_after: processing``: the ACK of a message says what the pipeline made of it, so that
 a document refused by the schema, or waiting for its patient, reaches its sender as AR or AE
 with the reason, in the order the messages were sent."""
 
@@ -17,7 +17,7 @@ from tests.integration.test_documents import TSH, mdm
 CHANNELS = (
     ENGINE_HEAD
     + """  - name: documents
-    source: {{type: mllp, port: {port}, ack_after: processing, ack_timeout_seconds: 20}}
+    source: {{type: mllp, port: {port}, answer_after: processing, answer_timeout_seconds: 20}}
     accept: ["ADT^*", "MDM^*"]
     destinations:
       store: {{type: record_store, documents: {{xsd: cisis}}}}
@@ -78,7 +78,7 @@ def test_a_resend_gets_the_same_answer_as_the_first_time(engine: InProcessEngine
 
 
 def test_without_the_option_the_ack_only_says_the_message_is_kept(store_url: str) -> None:
-    running = InProcessEngine(CHANNELS.replace("ack_after: processing, ", ""), url=store_url)
+    running = InProcessEngine(CHANNELS.replace("answer_after: processing, ", ""), url=store_url)
     try:
         got = answers(running, mdm("T02", OFF_SCHEMA, "1"))
         running.wait_idle()

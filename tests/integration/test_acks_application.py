@@ -19,7 +19,7 @@ from tests.integration.inprocess import ENGINE_HEAD, InProcessEngine
 CHANNEL = (
     ENGINE_HEAD
     + """  - name: lab
-    source: {{type: mllp, port: {port}, ack_timeout_seconds: 10{extra}}}
+    source: {{type: mllp, port: {port}, answer_timeout_seconds: 10{extra}}}
     accept: ["ADT^*", "ORU^*"]
     destinations: {{store: {{type: record_store}}}}
 """

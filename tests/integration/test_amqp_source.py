@@ -15,7 +15,7 @@ import pika.exceptions
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from tests.broker import Broker
 from tests.e2e.engine_process import free_port
@@ -71,7 +71,7 @@ class AmqpEngine(InProcessEngine):
                         break
                     time.sleep(0.05)
                 else:
-                    raise AssertionError(f"{server.intake.channel}: not connected")
+                    raise AssertionError(f"{server.inbox.channel}: not connected")
 
     def wait_rows(self, sql: str, count: int, timeout: float = 20) -> list[tuple[object, ...]]:
         deadline = time.monotonic() + timeout
@@ -151,14 +151,14 @@ def test_a_resent_message_is_journaled_once(engine: AmqpEngine, broker: Broker) 
 def test_a_message_that_crashes_the_consumer_reaches_the_engine_dead_letters(
     engine: AmqpEngine, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = Intake.prepare
+    real = MessageRules.prepare
 
-    def crash(self: Intake, payload: bytes, peer: str = "") -> object:
+    def crash(self: MessageRules, payload: bytes, peer: str = "") -> object:
         if b"POISON" in payload:
             raise RuntimeError("a bug in intake")
         return real(self, payload, peer)
 
-    monkeypatch.setattr(Intake, "prepare", crash)
+    monkeypatch.setattr(MessageRules, "prepare", crash)
     poison = oru(PATIENT, "P1").replace("4.2", "POISON").encode()
     broker.publish(engine.lab, poison, oru(PATIENT, "R2").encode())
     rows = engine.wait_rows(JOURNAL, 2)
@@ -240,7 +240,7 @@ def test_a_malformed_dead_letter_is_journaled_and_the_source_stays_up(
     # Read like any message first: not HL7 is its own reason, kept before "poison".
     assert (state, code) == ("dead_lettered", "parse_error")
     broker.wait_depth(f"{engine.lab}.dead", 0)
-    sources = [s for s in engine.engine.servers if s.intake.channel == "lab_amqp"]
+    sources = [s for s in engine.engine.servers if s.inbox.channel == "lab_amqp"]
     assert sources[0].connected.is_set()  # type: ignore[attr-defined]
 
 

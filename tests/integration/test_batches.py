@@ -318,7 +318,7 @@ def test_a_malformed_batch_file_goes_to_error_and_is_kept_as_one_dead_letter(
 PROCESSING = (
     ENGINE_HEAD
     + """  - name: processing
-    source: {{type: mllp, port: {port}, ack_after: processing, ack_timeout_seconds: 20}}
+    source: {{type: mllp, port: {port}, answer_after: processing, answer_timeout_seconds: 20}}
     accept: ["ADT^*", "ORU^R01"]
     destinations: {{store: {{type: record_store}}}}
 """

@@ -1,6 +1,6 @@
 """Document ownership end to end over MLLP (real sockets, the engine in this process, SQLite):
 only the sender identity that filed a document, or one of its ownership group, may replace or
-delete it. A forgery is answered AR (``ack_after: processing``), kept as a dead letter
+delete it. A forgery is answered AR (``answer_after: processing``), kept as a dead letter
 ``not_document_owner``, and changes nothing."""
 
 from __future__ import annotations
@@ -38,19 +38,19 @@ engine:
   document_owner_groups: {{lab: [documents, partner]}}
 channels:
   - name: hospital
-    source: {{type: mllp, port: {port}, ack_after: processing}}
+    source: {{type: mllp, port: {port}, answer_after: processing}}
     accept: ["ADT^*", "MDM^*", "ORU^R01"]
     destinations: {{store: {{type: record_store}}}}
   - name: documents
-    source: {{type: mllp, port: {documents_port}, payload: cda, ack_after: processing}}
+    source: {{type: mllp, port: {documents_port}, payload: cda, answer_after: processing}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: partner
-    source: {{type: mllp, port: {partner_port}, payload: cda, ack_after: processing}}
+    source: {{type: mllp, port: {partner_port}, payload: cda, answer_after: processing}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: intruder
-    source: {{type: mllp, port: {intruder_port}, payload: cda, ack_after: processing}}
+    source: {{type: mllp, port: {intruder_port}, payload: cda, answer_after: processing}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
 """

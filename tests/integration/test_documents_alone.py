@@ -41,7 +41,7 @@ CHANNELS = (
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: documents_checked
-    source: {{type: http, port: {checked_port}, respond_after: processing, auth: none}}
+    source: {{type: http, port: {checked_port}, answer_after: processing, auth: none}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store, documents: {{xsd: cisis}}}}}}
   - name: documents_mllp

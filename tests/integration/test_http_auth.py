@@ -31,7 +31,7 @@ CHANNELS = (
     accept: ["ADT^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: docs
-    source: {{type: http, port: {token_port}, respond_after: processing}}
+    source: {{type: http, port: {token_port}, answer_after: processing}}
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
   - name: docs_mtls
@@ -179,7 +179,7 @@ def test_only_allowed_client_certificates_may_send_and_name_the_sender(
 def test_a_peer_outside_allowed_peers_is_closed_before_anything_is_read(
     engine: AuthEngine,
 ) -> None:
-    address = ("127.0.0.1", engine.runtime.ports["peers_port"])
+    address = ("127.0.0.1", engine.ports["peers_port"])
     with (
         socket.create_connection(address, timeout=5) as sock,
         contextlib.suppress(ConnectionResetError, BrokenPipeError),  # closed: either way

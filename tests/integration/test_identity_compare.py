@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from engine.errors import ParseError
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from engine.pipeline.identify.compare import message_identity
 
 
 def journal(db: Engine, payload: bytes) -> int:
-    intake = Intake("hospital", ("ADT^*",), "UNICODE UTF-8")
+    intake = MessageRules("hospital", ("ADT^*",), "UNICODE UTF-8")
     with db.connect() as conn:
         rejected = intake.prepare_rejected(payload, "test", ParseError("kept"))
         [appended] = Journal(db).append(conn, [rejected.row])

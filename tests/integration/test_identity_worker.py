@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from engine.channels.loader import parse_channels
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_worker
@@ -26,7 +26,7 @@ def run(db: Engine, *messages: str) -> list[tuple[str, str]]:
     """Journal ``messages`` in one go, run the worker until idle; (MSH-10, state) of each."""
     config = parse_channels(CHANNELS)
     channel = config.channels[0]
-    intake = Intake(channel.name, channel.accept, channel.source.default_charset)
+    intake = MessageRules(channel.name, channel.accept, channel.source.default_charset)
     with db.connect() as conn:
         Journal(db).append(conn, [intake.prepare(m.encode(), "test").row for m in messages])
     worker: Worker = build_worker(config, db)

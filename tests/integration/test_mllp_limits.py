@@ -16,7 +16,7 @@ import pytest
 
 from engine.adapters.mllp import MllpServer
 from engine.adapters.mllp_framing import END_BLOCK, START_BLOCK, frame
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from tests.e2e.mllp_client import read_ack
 from tests.integration.inprocess import InProcessEngine
 
@@ -120,14 +120,14 @@ def test_a_first_segment_that_is_only_msh_gets_an_ar_and_the_other_frames_their_
 def test_an_unexpected_error_reading_one_frame_is_a_nak_and_the_next_frames_are_answered(
     start: Callable[[str], LimitsEngine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = Intake.prepare
+    real = MessageRules.prepare
 
-    def failing(self: Intake, payload: bytes, peer: str = "", sender: str = ""):  # type: ignore[no-untyped-def]
+    def failing(self: MessageRules, payload: bytes, peer: str = "", sender: str = ""):  # type: ignore[no-untyped-def]
         if b"BOOM" in payload:
             raise RuntimeError("DARK JEANNE")  # a message quoting patient data
         return real(self, payload, peer, sender)
 
-    monkeypatch.setattr(Intake, "prepare", failing)
+    monkeypatch.setattr(MessageRules, "prepare", failing)
     eng = start("idle_timeout_seconds: 30")
     with eng.connect() as sock:
         sock.sendall(frame(adt("BOOM")) + frame(adt("NEXT")))

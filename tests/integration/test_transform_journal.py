@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from engine.channels.loader import load_channels
 from engine.cli.main import app
 from engine.db import make_engine
-from engine.intake.inbox import Intake
+from engine.intake.inbox import rules_for
 from engine.journal import lookups as queries
 from engine.journal import transformed
 from engine.journal.journal import Journal
@@ -61,7 +61,7 @@ def receive_and_run(config_path: Path) -> int:
     upgrade(db)
     journal = Journal(db)
     with db.connect() as conn:
-        prepared = Intake.for_channel(config.channels[0]).prepare(ORU.encode(), "test")
+        prepared = rules_for(config.channels[0]).prepare(ORU.encode(), "test")
         ident = journal.append(conn, [prepared.row])[0].id
         conn.commit()
     worker = build_worker(config, db)

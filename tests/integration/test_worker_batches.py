@@ -18,11 +18,11 @@ from engine.channels.config import ChannelConfig
 from engine.channels.loader import load_channels
 from engine.db import make_engine
 from engine.errors import TransformError
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, events, messages
 from engine.migrate import upgrade
-from engine.pipeline.delivery import Delivery, Destination
+from engine.pipeline.delivery import Delivery, Destination, RecordDestination
 from engine.pipeline.pipeline import Pipeline
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
@@ -56,6 +56,8 @@ class Poisoned:
     def __init__(self, inner: Destination) -> None:
         self.name = inner.name
         self.inner = inner
+        assert isinstance(inner, RecordDestination)
+        self.rules = inner.rules  # a record store: the pipeline maps and identifies for it
 
     def write(self, delivery: Delivery) -> None:
         self.inner.write(delivery)
@@ -67,7 +69,7 @@ class Poisoned:
 
 
 def receive(db: Engine, channel: ChannelConfig, *payloads: bytes) -> list[int]:
-    intake = Intake(channel.name, channel.accept, channel.source.default_charset)
+    intake = MessageRules(channel.name, channel.accept, channel.source.default_charset)
     with db.connect() as conn:
         appended = Journal(db).append(conn, [intake.prepare(p, "test").row for p in payloads])
     return [a.id for a in appended]

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from engine.channels.loader import load_channels
 from engine.errors import StoreUnavailable
-from engine.intake.inbox import Intake
+from engine.intake.inbox import rules_for
 from engine.intake.sink import Result
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
@@ -42,7 +42,7 @@ def a28(n: int) -> bytes:
 
 
 def journal_rows(db: Engine, n: int, message: Callable[[int], bytes] = oru) -> None:
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     with db.connect() as conn:
         Journal(db).append(conn, [intake.prepare(message(i), "t").row for i in range(n)])
 
@@ -67,7 +67,7 @@ def test_submitted_rows_are_committed_and_answered_in_order(db: Engine) -> None:
     journal = Journal(db)
     writer = Writer(db, journal, ThreadRunner(Worker(db, journal, {})))
     writer.start()
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     answered = threading.Event()
     got: list[Result] = []
 
@@ -93,7 +93,7 @@ def test_a_failed_journal_commit_answers_every_sender_with_a_transient_error(db:
     journal = BrokenJournal(db)
     writer = Writer(db, journal, ThreadRunner(Worker(db, journal, {})))
     writer.start()
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     got: list[Result] = []
     answered = threading.Event()
 
@@ -131,7 +131,7 @@ def test_the_writer_survives_a_bug_in_the_pipeline_and_keeps_acknowledging(db: E
     journal = Journal(db)
     writer = Writer(db, journal, ThreadRunner(ExplodingWorker(db, journal, {})))
     writer.start()
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     for i in range(2):  # the second batch comes after the first pipeline failure
         answered = threading.Event()
         got: list[Result] = []
@@ -165,7 +165,7 @@ def test_an_oversized_dead_letter_is_not_replayed_and_a_replayed_refusal_is_refu
     from engine.errors import MessageTooLarge
     from engine.journal import lookups as queries
 
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     siu = oru(1).replace(b"ORU^R01^ORU_R01", b"SIU^S12^SIU_S12")
     rows = [
         intake.prepare_rejected(oru(0)[:100], "t", MessageTooLarge("too large")).row,
@@ -207,7 +207,7 @@ def test_a_sender_answering_at_once_is_committed_before_any_pipeline_slice(db: E
     events: list[str] = []
     journal = Journal(db)
     writer = Writer(db, journal, ThreadRunner(CountingWorker(db, journal, events)))
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     rows = [intake.prepare(oru(i), "t").row for i in range(6)]
     finished = threading.Event()
 
@@ -235,7 +235,7 @@ def test_intake_without_pause_still_leaves_the_pipeline_its_turns(db: Engine) ->
     events: list[str] = []
     journal = Journal(db)
     writer = Writer(db, journal, ThreadRunner(CountingWorker(db, journal, events)))
-    intake = Intake.for_channel(CHANNEL)
+    intake = rules_for(CHANNEL)
     stop = threading.Event()
     commits = threading.Semaphore(0)
 

@@ -10,7 +10,7 @@ from engine.channels.loader import ConfigError, parse_channels
 from engine.hl7v2.ack import AckCode, build_ack
 from engine.hl7v2.msh import read_header
 from engine.hl7v2.reader import Message
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from engine.journal.records import Appended
 
 
@@ -19,7 +19,7 @@ def ack_for(version: str, code: AckCode = AckCode.AR, msh9: str = "ADT^A01^ADT_A
     return Message(build_ack(header, code, text="refused", error_code="unsupported_message_type"))
 
 
-def answer(intake: Intake, payload: bytes) -> bytes:
+def answer(intake: MessageRules, payload: bytes) -> bytes:
     prepared = intake.prepare(payload, "127.0.0.1:1")
     row = prepared.row
     stored = Appended(1, False, row.ack_code, row.error_code, row.error_reason)
@@ -71,7 +71,7 @@ def test_a_batch_is_answered_with_its_own_header_fields() -> None:
         b"MSH|^~\\&|LABAPP|LABFAC|ENG|HOSP|20240101||ADT^A04^ADT_A01|M1|P|2.5\rEVN|A04\r"
         b"BTS|1\rFTS|1\r"
     )
-    ack = Message(answer(Intake("lab", ("*",), "UNICODE UTF-8"), batch).decode())
+    ack = Message(answer(MessageRules("lab", ("*",), "UNICODE UTF-8"), batch).decode())
     assert (ack.get("MSA-1"), ack.get("MSA-2")) == ("AR", "F42")  # FHS-11
     assert (ack.get("MSH-5"), ack.get("MSH-6")) == ("LABAPP", "LABFAC")
     assert (ack.get("MSH-3"), ack.get("MSH-4")) == ("ENG", "HOSP")
@@ -80,7 +80,7 @@ def test_a_batch_is_answered_with_its_own_header_fields() -> None:
 
 def test_the_nak_of_undecodable_bytes_echoes_their_header_bytes_and_says_its_charset() -> None:
     payload = b"MSH|^~\\&|ELAB\x963|CHU-\xc9vry|ENG|CHU|20240101||ORU^R01|C\xe97|P|2.5\rPID|1"
-    ack = answer(Intake("lab", ("*",), "UNICODE UTF-8"), payload)
+    ack = answer(MessageRules("lab", ("*",), "UNICODE UTF-8"), payload)
     assert b"|ELAB\x963|CHU-\xc9vry|" in ack  # MSH-5/6 as they came, not "CHU-?vry"
     msg = Message(ack.decode("latin-1"))
     assert msg.get("MSA-2") == "C\xe97"
@@ -90,13 +90,13 @@ def test_the_nak_of_undecodable_bytes_echoes_their_header_bytes_and_says_its_cha
 
 def test_an_unsupported_declared_charset_is_answered_in_ascii_and_says_so() -> None:
     payload = b"MSH|^~\\&|LAB|CHU|ENG|CHU|20240101||ORU^R01|C8|P|2.5||||||UNICODE UTF-16\rPID|1"
-    msg = Message(answer(Intake("lab", ("*",), "UNICODE UTF-8"), payload).decode("ascii"))
+    msg = Message(answer(MessageRules("lab", ("*",), "UNICODE UTF-8"), payload).decode("ascii"))
     assert (msg.get("MSA-1"), msg.get("MSA-2"), msg.get("MSH-18")) == ("AR", "C8", "ASCII")
 
 
 def test_a_reason_names_the_refused_type_without_separators() -> None:
     payload = b"MSH|^~\\&|LAB|CHU|ENG|CHU|20240101||SIU^S12|C9|P|2.5\rSCH|1"
-    msg = Message(answer(Intake("lab", ("ADT^*",), "UNICODE UTF-8"), payload).decode())
+    msg = Message(answer(MessageRules("lab", ("ADT^*",), "UNICODE UTF-8"), payload).decode())
     assert "SIU S12" in msg.get("MSA-3")
     assert "\\S\\" not in msg.segment("MSA").text  # type: ignore[union-attr]
 

@@ -50,13 +50,13 @@ def test_the_segment_view_splits_on_cr_lf_or_crlf_and_leaves_xml_whole() -> None
 
 
 @dataclass
-class _Intake:
+class _Inbox:
     channel: str
 
 
 @dataclass
 class _Source:
-    intake: _Intake
+    inbox: _Inbox
 
     async def start(self) -> None: ...
 
@@ -78,7 +78,7 @@ def test_the_runtime_adapter_reports_started_sources_bound_and_the_others_stoppe
             for n, p in (("a", 3001), ("b", 3002))
         )
     )
-    state = ServersState(_Engine(config, [_Source(_Intake("a"))]))  # type: ignore[arg-type]
+    state = ServersState(_Engine(config, [_Source(_Inbox("a"))]))  # type: ignore[arg-type]
     assert [(s.channel, s.state, s.bound) for s in state.sources()] == [
         ("a", "running", True),
         ("b", "stopped", False),

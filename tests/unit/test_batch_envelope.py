@@ -10,9 +10,9 @@ import pytest
 
 from engine.errors import ParseError
 from engine.hl7v2.batch import holds_several, read_envelope
-from engine.intake.batches import batch_answer
+from engine.intake.batches import batch_answer, prepare_batch
 from engine.intake.committer import GroupCommitter
-from engine.intake.inbox import Intake
+from engine.intake.rules import MessageRules
 from engine.journal.records import Appended, NewMessage
 
 MSH = "MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|{cid}|P|2.5"
@@ -79,7 +79,7 @@ def test_several_messages_or_a_trailer_make_a_payload_a_batch_and_data_does_not(
 def test_messages_declaring_another_character_set_than_the_first_refuse_the_batch() -> None:
     first, pid = msg("1")
     other = MSH.format(cid="2") + "||||||8859/1"
-    intake = Intake("c", ("ADT^*",), "UNICODE UTF-8", batches=True)
+    intake = MessageRules("c", ("ADT^*",), "UNICODE UTF-8", batches=prepare_batch)
     prepared = intake.prepare(batch("BHS|^~\\&", first, pid, other, pid).encode())
     assert prepared.error is not None
     assert "message 2 of its batch (segment 4)" in prepared.error.reason
@@ -87,7 +87,7 @@ def test_messages_declaring_another_character_set_than_the_first_refuse_the_batc
 
 
 def test_the_batch_ack_is_a_file_python_hl7_reads_with_one_ack_per_message() -> None:
-    intake = Intake("c", ("ADT^*",), "UNICODE UTF-8", batches=True)
+    intake = MessageRules("c", ("ADT^*",), "UNICODE UTF-8", batches=prepare_batch)
     payload = batch(
         "FHS|^~\\&|LAB|CHU|AIG|CHU|20240306||||F9",
         "BHS|^~\\&|LAB|CHU|AIG|CHU|20240306||||B9",
@@ -118,14 +118,14 @@ def test_the_batch_ack_is_a_file_python_hl7_reads_with_one_ack_per_message() -> 
 
 def test_a_batch_of_acknowledgments_gets_no_answer() -> None:
     ack = "MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ACK^A01^ACK|{cid}|P|2.5\rMSA|AA|{cid}"
-    intake = Intake("c", ("ACK^*",), "UNICODE UTF-8", batches=True)
+    intake = MessageRules("c", ("ACK^*",), "UNICODE UTF-8", batches=prepare_batch)
     prepared = intake.prepare(batch("BHS|^~\\&", ack.format(cid=1), ack.format(cid=2)).encode())
     assert prepared.batch is not None and len(prepared.batch.messages) == 2
     assert batch_answer(prepared, [Appended(1, False, "AA"), Appended(2, False, "AA")]) is None
 
 
 def test_a_source_refusing_batches_refuses_them_as_before() -> None:
-    intake = Intake("c", ("ADT^*",), "UNICODE UTF-8")
+    intake = MessageRules("c", ("ADT^*",), "UNICODE UTF-8")
     prepared = intake.prepare(batch("BHS|^~\\&", *msg("1"), "BTS|1").encode())
     assert prepared.batch is None and prepared.error is not None
     assert "batches (FHS/BHS) are not accepted" in prepared.error.reason

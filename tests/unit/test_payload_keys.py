@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.channels.loader import parse_channels
-from engine.intake.inbox import DocumentIntake
+from engine.intake.rules import DocumentRules
 from engine.journal.records import content_digest
 from tests.sample_files import CDA_SAMPLES
 
@@ -25,7 +25,7 @@ def test_a_resend_with_a_new_msh_7_has_the_same_digest_whatever_precedes_msh(
 
 def test_a_document_with_only_an_ins_is_keyed_by_its_ins() -> None:
     sample = CDA_SAMPLES / "VAC_2023.01.xml"  # in the shared corpus and in tests/samples
-    intake = DocumentIntake("docs", ("CDA^*",), "UNICODE UTF-8")
+    intake = DocumentRules("docs", ("CDA^*",), "UNICODE UTF-8")
     row = intake.prepare(sample.read_bytes()).row
     assert row.error_code is None
     # recordTarget/patientRole/id of the sample: the INS, with the test OID, and no IPP.

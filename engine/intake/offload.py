@@ -1,4 +1,4 @@
-"""Intake off the event loop: large payloads are checked in a small, bounded worker pool.
+"""MessageRules off the event loop: large payloads are checked in a small, bounded worker pool.
 
 Checking a 15 MB CDA (decoding, base64, a safe XML parse) takes about a second; on the event
 loop that second stalls every listener of the process. Payloads above ``INLINE_MAX`` are
@@ -34,14 +34,12 @@ import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.errors import EngineError, ParseError
-
-if TYPE_CHECKING:
-    from engine.intake.inbox import Intake, Prepared
+from engine.intake.prepared import Prepared
+from engine.intake.rules import MessageRules
 
 log = structlog.get_logger("engine.offload")
 
@@ -92,23 +90,23 @@ def _forget_processes(broken: ProcessPoolExecutor) -> None:
 
 
 def prepare_safely(
-    intake: Intake,
+    rules: MessageRules,
     payload: bytes,
     peer: str,
     sender: str = "",
     refused: EngineError | None = None,
 ) -> Prepared:
-    """``intake.prepare`` (or ``prepare_rejected`` for ``refused``), where an unexpected
+    """``rules.prepare`` (or ``prepare_rejected`` for ``refused``), where an unexpected
     exception refuses the payload (``parse_error``, AR) instead of escaping. The reason names
     the exception's class only: its message may quote the payload."""
     if refused is None:
         try:
-            return intake.prepare(payload, peer, sender)
+            return rules.prepare(payload, peer, sender)
         except Exception as exc:  # a bug meeting odd bytes: refuse this payload, not the others
             name = type(exc).__name__
-            log.error("intake_failed", channel=intake.channel, peer=peer, error=name)
+            log.error("intake_failed", channel=rules.channel, peer=peer, error=name)
         refused = ParseError(f"the payload could not be read ({name})")
-    return intake.prepare_rejected(payload, peer, refused, sender)
+    return rules.prepare_rejected(payload, peer, refused, sender)
 
 
 def _load_trim() -> Callable[[int], int] | None:
@@ -122,10 +120,10 @@ def _load_trim() -> Callable[[int], int] | None:
 _malloc_trim = _load_trim()
 
 
-def _prepare_large(intake: Intake, payload: bytes, peer: str, sender: str) -> Prepared:
+def _prepare_large(rules: MessageRules, payload: bytes, peer: str, sender: str) -> Prepared:
     """Prepare in a pool thread or process, then give back what parsing a large payload
     freed."""
-    prepared = prepare_safely(intake, payload, peer, sender)
+    prepared = prepare_safely(rules, payload, peer, sender)
     if _malloc_trim is not None and len(payload) >= TRIM_AFTER:
         _malloc_trim(0)
     return prepared
@@ -146,35 +144,33 @@ class Offload:
 
     async def prepare(
         self,
-        intake: Intake,
+        rules: MessageRules,
         payload: bytes,
         peer: str,
         sender: str = "",
         refused: EngineError | None = None,
     ) -> Prepared:
         if self.inline(payload, refused):
-            return prepare_safely(intake, payload, peer, sender, refused)
+            return prepare_safely(rules, payload, peer, sender, refused)
         loop = asyncio.get_running_loop()
         async with self._semaphore(loop):
             if len(payload) >= PROCESS_MIN:
-                prepared = await self._in_process(loop, intake, payload, peer, sender)
+                prepared = await self._in_process(loop, rules, payload, peer, sender)
                 if prepared is not None:
                     return prepared
             return await loop.run_in_executor(
-                _executor(), _prepare_large, intake, payload, peer, sender
+                _executor(), _prepare_large, rules, payload, peer, sender
             )
 
     @staticmethod
     async def _in_process(
-        loop: asyncio.AbstractEventLoop, intake: Intake, payload: bytes, peer: str, sender: str
+        loop: asyncio.AbstractEventLoop, rules: MessageRules, payload: bytes, peer: str, sender: str
     ) -> Prepared | None:
         """Prepared in the worker process, or None when it cannot be used (then: a thread)."""
         pool = _process_executor()
         try:
             # submit() starts the worker process the first time (~100 ms): not on the loop.
-            job = await asyncio.to_thread(
-                pool.submit, _prepare_large, intake, payload, peer, sender
-            )
+            job = await asyncio.to_thread(pool.submit, _prepare_large, rules, payload, peer, sender)
             return await asyncio.wrap_future(job)
         except (BrokenExecutor, OSError, pickle.PicklingError, RuntimeError) as exc:
             log.warning("intake_process_unavailable", error=type(exc).__name__)

@@ -1,0 +1,276 @@
+"""One inbox for every source: ``Inbox.submit(payload, peer) -> Answer`` journals and answers
+HL7 v2 messages, batches and CDA documents the same way, without sockets.
+
+The journal is real (SQLite, so resends are recognised as the journal recognises them); the
+group committer is an in-memory twin that commits each row at once, and the pipeline's
+outcome is whatever a test says it is."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hl7
+import pytest
+from sqlalchemy import Engine, select
+
+from engine.db import make_engine, metadata
+from engine.errors import MessageTooLarge, NotDocumentOwner, StoreUnavailable
+from engine.intake.batches import prepare_batch
+from engine.intake.inbox import Answer, Inbox
+from engine.intake.outcomes import EndState
+from engine.intake.rules import DocumentRules, MessageRules
+from engine.journal.journal import Journal
+from engine.journal.message_tables import State, messages
+from engine.journal.records import Appended, NewMessage
+from tests.sample_files import CDA_SAMPLES
+
+ADT = "MSH|^~\\&|LAB|CHU|AIG|CHU|20240306||ADT^A28^ADT_A05|{cid}|P|2.5\rPID|1||123^^^CHU^PI"
+
+
+def adt(cid: str) -> bytes:
+    return ADT.format(cid=cid).encode()
+
+
+class CommitterTwin:
+    """The group committer's interface (submit, submit_all, outcome) over a real journal,
+    committing at once; ``down`` makes it answer as a journal that cannot store."""
+
+    def __init__(self, db: Engine) -> None:
+        self.journal = Journal(db)
+        self.db = db
+        self.down = False
+        self.ends: dict[int, EndState] = {}
+        self.waited: list[tuple[int, float]] = []
+
+    def submit(self, row: NewMessage) -> asyncio.Future[Appended | StoreUnavailable]:
+        return self.submit_all([row])[0]
+
+    def submit_all(self, rows: list[NewMessage]) -> list[asyncio.Future[Any]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in rows]
+        if self.down:
+            results: list[Any] = [StoreUnavailable("the journal is down") for _ in rows]
+        else:
+            with self.db.begin() as conn:
+                results = list(self.journal.append(conn, rows))
+        for fut, result in zip(futures, results, strict=True):
+            fut.set_result(result)
+        return futures
+
+    async def outcome(self, message_id: int, timeout: float) -> EndState | None:
+        self.waited.append((message_id, timeout))
+        return self.ends.get(message_id)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Engine]:
+    import engine.journal.message_tables  # noqa: F401  (register the journal's tables)
+
+    db = make_engine(f"sqlite:///{tmp_path / 'journal.db'}")
+    tables = [t for name, t in metadata.tables.items() if name.startswith("journal_")]
+    with db.begin() as conn:
+        metadata.create_all(conn, tables=tables)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def twin(db: Engine) -> CommitterTwin:
+    return CommitterTwin(db)
+
+
+def mllp_inbox(twin: CommitterTwin, **options: Any) -> Inbox:
+    rules = MessageRules("adt", ("ADT^*",), "UNICODE UTF-8", batches=prepare_batch)
+    return Inbox(rules, twin, hl7_answers=True, **options)  # type: ignore[arg-type]
+
+
+def submit(inbox: Inbox, payload: bytes, **kwargs: Any) -> Answer:
+    return asyncio.run(inbox.submit(payload, "127.0.0.1:5000", **kwargs))
+
+
+def msa(answer: Answer) -> list[str]:
+    assert answer.ack is not None
+    parsed = hl7.parse(answer.ack.decode())
+    return [str(f) for f in parsed.segment("MSA")[1:4]]
+
+
+def states(db: Engine) -> list[tuple[str | None, str]]:
+    with db.connect() as conn:
+        query = select(messages.c.control_id, messages.c.state).order_by(messages.c.id)
+        return [(r[0], r[1]) for r in conn.execute(query)]
+
+
+# -- HL7 v2 messages (MLLP) ------------------------------------------------------------------
+
+
+def test_an_accepted_message_is_journaled_before_its_aa_answer(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    answer = submit(mllp_inbox(twin), adt("A1"))
+    assert (answer.status, answer.control_id, answer.http_status) == ("accepted", "A1", 202)
+    assert msa(answer)[:2] == ["AA", "A1"]
+    assert states(db) == [("A1", "received")]
+    assert answer.journaled is not None and answer.journaled.id == answer.message_id
+
+
+def test_a_resent_message_is_answered_as_the_first_time_and_journaled_once(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    inbox = mllp_inbox(twin)
+    first = submit(inbox, adt("R1"))
+    again = submit(inbox, adt("R1"))
+    assert (again.status, again.message_id, again.http_status) == (
+        "duplicate",
+        first.message_id,
+        200,
+    )
+    assert msa(again)[:2] == ["AA", "R1"]
+    assert states(db) == [("R1", "received")]
+
+
+def test_a_refused_message_is_kept_as_a_dead_letter_and_answered_ar_with_its_reason(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    orm = adt("X1").replace(b"ADT^A28^ADT_A05", b"ORM^O01")
+    answer = submit(mllp_inbox(twin), orm)
+    assert (answer.status, answer.code, answer.http_status) == (
+        "rejected",
+        "unsupported_message_type",
+        422,
+    )
+    assert msa(answer)[0] == "AR" and "ORM O01" in answer.reason
+    assert states(db) == [("X1", "dead_lettered")]
+
+
+def test_a_message_the_journal_cannot_store_is_answered_ae_and_nothing_is_kept(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    twin.down = True
+    answer = submit(mllp_inbox(twin), adt("D1"))
+    assert (answer.status, answer.message_id, answer.http_status) == ("unavailable", None, 503)
+    assert msa(answer)[0] == "AE"
+    assert states(db) == []
+
+
+def test_answer_after_processing_says_what_the_pipeline_made_of_the_message(
+    twin: CommitterTwin,
+) -> None:
+    inbox = mllp_inbox(twin, answer_after="processing", answer_timeout=3.0)
+    twin.ends[1] = EndState(State.DEAD_LETTERED, "invalid_document", "no author")
+    answer = submit(inbox, adt("P1"))
+    assert twin.waited == [(1, 3.0)]
+    assert answer.status == "accepted"  # journaled; the pipeline refused it afterwards
+    assert msa(answer)[0] == "AR" and answer.http_status == 422
+    assert answer.end == twin.ends[1]
+
+
+def test_answer_after_commit_does_not_wait_for_the_pipeline(twin: CommitterTwin) -> None:
+    twin.ends[1] = EndState(State.DEAD_LETTERED, "invalid_document", "no author")
+    answer = submit(mllp_inbox(twin), adt("C1"))
+    assert twin.waited == [] and answer.end is None and msa(answer)[0] == "AA"
+
+
+def test_an_application_ack_asked_alone_waits_for_the_pipeline_even_after_commit(
+    twin: CommitterTwin,
+) -> None:
+    enhanced = adt("E1").replace(b"|P|2.5", b"|P|2.5|||NE|AL")
+    twin.ends[1] = EndState(State.DELIVERED)
+    answer = submit(mllp_inbox(twin), enhanced)
+    assert twin.waited == [(1, 10.0)] and msa(answer)[0] == "AA"
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def test_a_batch_is_journaled_whole_and_gets_one_batch_acknowledgement(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    payload = "\r".join(
+        [
+            "FHS|^~\\&|LAB|CHU|||||||F1",
+            "BHS|^~\\&|LAB|CHU|||||||B1",
+            ADT.format(cid="M1"),
+            ADT.format(cid="M2"),
+            "BTS|2",
+            "FTS|1",
+        ]
+    ).encode()
+    answer = submit(mllp_inbox(twin), payload)
+    assert (answer.status, answer.control_id) == ("accepted", "F1")
+    assert states(db) == [("M1", "received"), ("M2", "received")]
+    assert answer.ack is not None
+    text = answer.ack.decode()
+    assert text.startswith("FHS|") and "BHS|" in text
+    assert text.count("MSA|AA|M1") == 1 and text.count("MSA|AA|M2") == 1
+
+
+def test_a_batch_the_journal_cannot_store_is_unavailable_as_a_whole(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    twin.down = True
+    payload = "\r".join([ADT.format(cid="N1"), ADT.format(cid="N2")]).encode()
+    answer = submit(mllp_inbox(twin), payload)
+    assert answer.status == "unavailable" and states(db) == []
+
+
+# -- documents (HTTP, directory) and AMQP ----------------------------------------------------
+
+
+def http_inbox(twin: CommitterTwin, **options: Any) -> Inbox:
+    rules = DocumentRules("docs", ("CDA^*",), "UNICODE UTF-8")
+    return Inbox(rules, twin, **options)  # type: ignore[arg-type]
+
+
+def test_a_document_gets_an_http_status_and_no_hl7_acknowledgement(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    answer = submit(http_inbox(twin), (CDA_SAMPLES / "VAC_2023.01.xml").read_bytes())
+    assert (answer.status, answer.http_status, answer.ack) == ("accepted", 202, None)
+    assert states(db) == [(answer.control_id, "received")] and answer.control_id
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (EndState(State.DELIVERED), 200),
+        (EndState(State.HELD, "902", "waiting for its patient"), 202),
+        (EndState(State.DEAD_LETTERED, "cisis_header", "no author"), 422),
+        (EndState(State.DEAD_LETTERED, NotDocumentOwner.code, "another sender's"), 403),
+    ],
+)
+def test_a_document_answered_after_processing_gets_the_status_of_its_end_state(
+    twin: CommitterTwin, end: EndState, status: int
+) -> None:
+    twin.ends[1] = end
+    inbox = http_inbox(twin, answer_after="processing")
+    answer = submit(inbox, (CDA_SAMPLES / "VAC_2023.01.xml").read_bytes())
+    assert (answer.end, answer.http_status) == (end, status)
+
+
+def test_a_refused_payload_is_kept_as_a_dead_letter_for_that_reason(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    head = (CDA_SAMPLES / "VAC_2023.01.xml").read_bytes()[:2048]
+    answer = submit(http_inbox(twin), head, refused=MessageTooLarge("file exceeds the limit"))
+    assert (answer.status, answer.code) == ("rejected", "message_too_large")
+    assert [s for _, s in states(db)] == ["dead_lettered"]
+
+
+def test_a_source_may_add_transport_metadata_between_check_and_journal(
+    twin: CommitterTwin, db: Engine
+) -> None:
+    inbox = Inbox(MessageRules("lab", ("ADT^*",), "UNICODE UTF-8"), twin)  # type: ignore[arg-type]
+
+    async def amqp_like() -> Answer:
+        prepared = await inbox.check(adt("Q1"), "amqp:-/lab")
+        prepared.row.properties = '{"routing_key": "lab"}'
+        return await inbox.journal(prepared)
+
+    answer = asyncio.run(amqp_like())
+    assert (answer.status, answer.ack) == ("accepted", None)
+    with db.connect() as conn:
+        kept = conn.execute(select(messages.c.properties)).scalar_one()
+    assert kept == '{"routing_key": "lab"}'
