@@ -139,16 +139,21 @@ class Worker:
             mine = {g: n for g, n in groups.items() if g not in busy}
             return claim_pending(conn, now, None, self.pipelines, mine) if mine else []
 
+        released: list[int] = []
         with self.write_lock, self.engine.connect() as conn:
             done = self._transaction(conn, claim, interrupt)
             if done is None:
                 conn.rollback()
-                self.outbox.flush()  # retries of what earlier batches queued
-                return Ran(0, [], busy)
-            # Released (older) messages: the next claim takes them; a distributed worker
-            # hands them out as new work items.
-            released: list[int] = conn.info.pop(holds.RELEASED, [])
-            conn.commit()
+            else:
+                # Released (older) messages: the next claim takes them; a distributed worker
+                # hands them out as new work items.
+                released = conn.info.pop(holds.RELEASED, [])
+                conn.commit()
+        # Outside the write lock, which the outbox takes itself (a process runner's lock is
+        # not reentrant): what this batch queued, or retries of what earlier batches queued.
+        if done is None:
+            self.outbox.flush()
+            return Ran(0, [], busy)
         self._committed(done)
         return Ran(done.handled, released, busy)
 
