@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,6 +18,7 @@ from engine.channels.amqp_settings import (
     Topology,
     source_topology,
 )
+from engine.channels.answering import AnswerAfter, Answering
 from engine.channels.duplicates import DuplicatePolicy
 from engine.hl7v2.charset import DefaultCharset
 from engine.security.abuse import JunkLimits
@@ -27,35 +28,9 @@ from engine.security.tls import ServerTls
 MIB = 1024 * 1024
 #: Who may send to an HTTP source: a bearer token, a client certificate, or anyone.
 Auth = Literal["token", "mtls", "none"]
-#: When a source answers its sender: once the message is journaled, or once the pipeline is
-#: done with it.
-AnswerAfter = Literal["commit", "processing"]
 
 
-class _Answering(BaseModel):
-    """Renames the keys older configurations used for ``answer_after`` and
-    ``answer_timeout_seconds`` (``DEPRECATED``, a table per model): they are still accepted,
-    and the loader warns about them (:func:`deprecated_keys`)."""
-
-    #: Old key -> its name now.
-    DEPRECATED: ClassVar[dict[str, str]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed_keys(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not cls.DEPRECATED.keys() & data.keys():
-            return data
-        data = dict(data)
-        for old, new in cls.DEPRECATED.items():
-            if old not in data:
-                continue
-            if new in data:
-                raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
-            data[new] = data.pop(old)
-        return data
-
-
-class MllpSourceConfig(_Answering):
+class MllpSourceConfig(Answering):
     """Receive HL7 v2 messages (or, with ``payload: cda``, CDA documents) over MLLP (TCP)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -158,7 +133,7 @@ class MllpSourceConfig(_Answering):
         return self
 
 
-class HttpSourceConfig(_Answering):
+class HttpSourceConfig(Answering):
     """Receive documents (or messages) as HTTP POST bodies."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -307,7 +282,7 @@ SourceConfig = Annotated[
     Field(discriminator="type"),
 ]
 
-_BY_TYPE: dict[str, type[_Answering]] = {"mllp": MllpSourceConfig, "http": HttpSourceConfig}
+_BY_TYPE: dict[str, type[Answering]] = {"mllp": MllpSourceConfig, "http": HttpSourceConfig}
 
 
 def deprecated_keys(data: object) -> list[tuple[tuple[str | int, ...], str]]:

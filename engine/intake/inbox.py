@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from engine.channels.answering import AnswerAfter
 from engine.channels.config import ChannelConfig
 from engine.channels.duplicates import DEFAULT_POLICY
-from engine.channels.sources import AnswerAfter, HttpSourceConfig, MllpSourceConfig
+from engine.channels.sources import HttpSourceConfig, MllpSourceConfig
 from engine.errors import EngineError, NotDocumentOwner
 from engine.hl7v2.ack import AckCode
 from engine.intake.arrivals import log_batch, log_outcome
