@@ -11,8 +11,9 @@ in this order:
    (``engine.cda.conformance.xsd_errors(root, "cisis")``, compiled once, untimed). Per document:
    docs/s and p50/p99.
 2. ``alone``: the document store step in this process, without MLLP or journal:
-   ``engine.store.cda_filing``: ``read_document`` (parse, XSD "cisis", CI-SIS header rules),
-   ``check_same_patient`` and ``store_document`` in one transaction per document
+   ``engine.cda.document.read_document`` (parse, XSD "cisis", CI-SIS header rules), then
+   ``engine.store.cda_filing``'s ``check_same_patient`` and ``store_document`` in one
+   transaction per document
    (committed), on a fresh SQLite database (``engine.db.make_engine`` with the durability of
    channels.yaml + ``engine.migrate.upgrade``) where one ADT^A28 registered the patient through
    ``RecordStore.apply``. Per document: docs/s and p50/p99.
@@ -77,13 +78,14 @@ import mllp_ingest as mi  # noqa: E402
 from engine import logs  # noqa: E402
 from engine.adapters.record_store import RecordStore  # noqa: E402
 from engine.cda.conformance import xsd_errors  # noqa: E402
+from engine.cda.document import read_document  # noqa: E402
 from engine.db import make_engine  # noqa: E402
 from engine.hl7v2.embedded_documents import DocumentRecord  # noqa: E402
 from engine.hl7v2.reader import Message  # noqa: E402
 from engine.identity.model import Identity  # noqa: E402
 from engine.identity.rules import IdentityPolicy  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
-from engine.store.cda_filing import check_same_patient, read_document, store_document  # noqa: E402
+from engine.store.cda_filing import check_same_patient, store_document  # noqa: E402
 from engine.transforms.map_hl7 import map_message  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "samples" / "cda" / "fr-cisis" / "BIO-CR-BIO_2024.01_TSH_1.xml"
@@ -555,8 +557,8 @@ def main() -> None:
             "checks": dict(CHECKS) | {"extraction": "on (level-3 entries stored)"},
             "reference": "etree.fromstring(hardened XMLParser: no entities, no DTD, no "
             "network) + engine.cda.conformance.xsd_errors(root, 'cisis'); schema compiled untimed",
-            "alone": "engine.store.cda_filing read_document(xsd='cisis', cisis_header=True) "
-            "+ check_same_patient + store_document, "
+            "alone": "engine.cda.document.read_document(xsd='cisis', cisis_header=True) "
+            "+ engine.store.cda_filing check_same_patient + store_document, "
             "one committed transaction per document, fresh SQLite (durability "
             f"{configured_durability()}), one untimed warm-up document",
             "engine": {

@@ -43,10 +43,11 @@ sys.path.insert(0, str(BENCH))
 import documents as bd  # noqa: E402
 
 from engine import logs  # noqa: E402
+from engine.cda.document import read_document  # noqa: E402
 from engine.hl7v2.embedded_documents import DocumentRecord  # noqa: E402
 from engine.security.keys import Keyring, new_key  # noqa: E402
 from engine.store import crypto  # noqa: E402
-from engine.store.cda_filing import check_same_patient, read_document, store_document  # noqa: E402
+from engine.store.cda_filing import check_same_patient, store_document  # noqa: E402
 from engine.store.ownership import Filer  # noqa: E402
 
 TARGET = 0.90

@@ -1,19 +1,33 @@
-"""The destination interface: one method, ``write``."""
+"""The destination interface: one method, ``write``; and what the record store is handed
+besides the message: the operation the transform stage mapped and the patient the identify
+stage filed it under."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from sqlalchemy import Connection
 
+from engine.cda.conformance import Schema
 from engine.cda.standalone import CdaPayload
 from engine.hl7v2.reader import Message
+from engine.identity.rules import IdentityPolicy
+from engine.transforms.map_hl7 import StoreOperation
 
 #: What a channel receives: an HL7 v2 message, or a CDA document received alone.
 Payload = Message | CdaPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    """A record-store target's part of a message: the operation the transform stage mapped
+    (documents read and checked) and the patient the identify stage filed it under."""
+
+    operation: StoreOperation
+    patient_id: int
 
 
 @dataclass(slots=True)
@@ -35,6 +49,8 @@ class Delivery:
     #: The sender identity journaled with the message (``journal_messages.sender``): the
     #: record store files documents under it, and checks it before a replacement or deletion.
     sender: str = ""
+    #: For the record store: what the transform and identify stages made of ``message``.
+    filed: Filed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,24 @@ class BuildContext:
     accept_test_ins: bool = False
     #: Identities sharing the ownership of documents (``engine.document_owner_groups``).
     document_owner_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRules:
+    """What the transform and identify stages apply for a record-store destination: the
+    identity policy and the checks on CDA documents."""
+
+    policy: IdentityPolicy = field(default_factory=IdentityPolicy)
+    xsd: Schema | None = None
+    cisis_header: bool = False
+
+
+@runtime_checkable
+class RecordDestination(Protocol):
+    """A destination filing into the record store: the pipeline maps and identifies the
+    messages routed to it (the transform and identify stages) before it writes them."""
+
+    rules: RecordRules
 
 
 class Destination(Protocol):

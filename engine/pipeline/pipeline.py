@@ -1,7 +1,26 @@
-"""A channel's pipeline: parse, validate, filter, transform, route, deliver.
+"""A channel's pipeline: its stages, run in order on one journaled message.
 
-``process`` runs one journaled message inside the caller's transaction and returns its end
-state, or raises an :class:`engine.errors.EngineError` naming the stage that failed.
+``process`` runs the stages inside the caller's transaction and returns the message's end
+state, or raises :class:`StageError` naming the stage that failed (the journal's
+``error_stage``). The stages, each a named unit with ``run(work)``:
+
+1. ``parse`` (:mod:`~engine.pipeline.stage_parse`): the journaled bytes read back; the type
+   the channel accepts.
+2. the channel's steps in its order (:mod:`~engine.pipeline.channel_steps`): ``validate``
+   (hl7apy), ``filter`` (a dropped message ends ``filtered``), ``transform`` (transform and
+   python steps).
+3. ``route`` (:mod:`~engine.pipeline.stage_route`, rules in :mod:`engine.routes.router`): the
+   target destinations and each one's copy (a route's own steps are ``transform``).
+4. ``transform`` (:mod:`~engine.pipeline.stage_transform`): for a record-store target, the
+   store operation its copy asks for, its CDA documents parsed and checked once.
+5. ``identify`` (:mod:`~engine.pipeline.stage_identify`): the patient each operation is filed
+   under; an uncertain patient stops the message here (held or review), before any delivery.
+6. ``deliver`` (:mod:`~engine.pipeline.stage_deliver`): each target's ``write``, errors tagged
+   ``destination:<name>``.
+
+Routing comes before identification: only a message the routes send to the record store is
+identified, in the form its route gave it. Record-store writes go through ``Delivery.conn``,
+the pipeline's transaction: they commit with the message's end state, or not at all.
 """
 
 from __future__ import annotations
@@ -13,18 +32,18 @@ import structlog
 from sqlalchemy import Connection
 
 from engine.channels.config import ChannelConfig
-from engine.errors import EngineError, UnsupportedMessageType
-from engine.hl7v2.reader import Message
-from engine.journal import transformed
-from engine.journal.lookups import sender_of
+from engine.errors import EngineError
 from engine.journal.message_tables import State
 from engine.journal.records import Pending
 from engine.pipeline.business_ack import BusinessAcks
-from engine.pipeline.channel_steps import ChannelSteps, encoded
-from engine.pipeline.delivery import Delivery, Destination, Payload
-from engine.pipeline.payloads import journaled_payload
-from engine.pipeline.stages import StageError, stage
-from engine.routes.conditions import type_matches
+from engine.pipeline.channel_steps import step_stages
+from engine.pipeline.delivery import Destination, RecordDestination, RecordRules
+from engine.pipeline.stage_deliver import Deliver
+from engine.pipeline.stage_identify import Identify
+from engine.pipeline.stage_parse import Parse
+from engine.pipeline.stage_route import Route
+from engine.pipeline.stage_transform import MapForStore
+from engine.pipeline.stages import Stage, StageError, Work, stage, stage_error
 
 __all__ = ["Outcome", "Pipeline", "StageError", "stage"]
 
@@ -41,8 +60,8 @@ class Pipeline:
     def __init__(self, config: ChannelConfig, destinations: dict[str, Destination]) -> None:
         self.config = config
         self.name = config.name
-        self.steps = ChannelSteps(config)
         self.destinations = destinations
+        self.stages = build_stages(config, destinations)
         ack = config.business_ack
         self.business_acks = BusinessAcks(self.name, ack, destinations) if ack is not None else None
 
@@ -51,24 +70,19 @@ class Pipeline:
             destination.close()
 
     def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
-        with stage("parse"):
-            msg = journaled_payload(pending.raw, pending.charset)
-        kind = f"{msg.message_type}^{msg.trigger}"
-        if not type_matches(kind, self.config.accept):  # a replayed intake dead letter
-            raise StageError(
-                "accept", UnsupportedMessageType(f"channel {self.name!r} does not accept {kind}")
-            )
-        stepped = self.steps.run(msg)
-        if stepped.filtered:
-            return Outcome(State.FILTERED, stepped.filtered)
-        forms = self._encoded(pending, msg, stepped.forms)
-        if self.steps.transforms:  # the forms of this run replace an earlier run's (a replay)
-            changed = {n: raw for n, (form, raw) in forms.items() if form is not msg}
-            with stage("transform"):
-                transformed.record(conn, pending.id, changed, now)
-        self._deliver(conn, pending, forms, now)
+        work = Work(conn, pending, now)
+        for step in self.stages:
+            try:
+                step.run(work)
+            except Exception as exc:
+                tagged = stage_error(step.name, exc)
+                if tagged is None or tagged is exc:
+                    raise
+                raise tagged from exc
+            if work.filtered:
+                return Outcome(State.FILTERED, work.filtered)
         if self.business_acks is not None:
-            self.business_acks.delivered(conn, pending, msg, now)
+            self.business_acks.delivered(conn, pending, work.message, now)
         return Outcome(State.DELIVERED)
 
     def dead_lettered(
@@ -78,48 +92,20 @@ class Pipeline:
         if self.business_acks is not None:
             self.business_acks.dead_lettered(conn, pending, error, now)
 
-    def _encoded(
-        self, pending: Pending, original: Payload, forms: dict[str, Payload]
-    ) -> dict[str, tuple[Payload, bytes]]:
-        """Each target's message and bytes: the raw bytes unless a step changed it."""
-        out: dict[str, tuple[Payload, bytes]] = {}
-        done: dict[int, bytes] = {}
-        for name, form in forms.items():
-            if form is original or not isinstance(form, Message):
-                out[name] = (form, pending.raw)
-                continue
-            raw = done.get(id(form))
-            if raw is None:
-                with stage("transform"):
-                    raw = done[id(form)] = encoded(form, pending.charset)
-            out[name] = (form, raw)
-        return out
 
-    def _deliver(
-        self,
-        conn: Connection,
-        pending: Pending,
-        forms: dict[str, tuple[Payload, bytes]],
-        now: datetime,
-    ) -> None:
-        """Write to each target not yet delivered. On failure, remember only the deliveries the
-        attempt's rollback does not undo, so that the retry redoes the others."""
-        kept = set(pending.delivered_to)
-        sender = pending.sender  # the journal row's sender: a replay keeps the original one
-        if sender is None:
-            with stage("deliver"):
-                sender = sender_of(conn, pending.id)
-        try:
-            for name, (form, raw) in forms.items():
-                if name in pending.delivered_to:
-                    continue  # delivered on an earlier attempt
-                destination = self.destinations[name]
-                delivery = Delivery(conn, pending.id, self.name, form, raw, now, sender=sender)
-                with stage(f"destination:{name}"):
-                    destination.write(delivery)
-                pending.delivered_to.add(name)
-                if not destination.transactional:
-                    kept.add(name)
-        except StageError:
-            pending.delivered_to = kept
-            raise
+def build_stages(config: ChannelConfig, destinations: dict[str, Destination]) -> tuple[Stage, ...]:
+    """The channel's stages, in the order they run. Transform and identify are there only when
+    some destination files into the record store."""
+    records = record_targets(destinations)
+    stages: list[Stage] = [Parse(config.name, config.accept), *step_stages(config)]
+    stages.append(Route(config))
+    if records:
+        stages += [MapForStore(records), Identify(records)]
+    stages.append(Deliver(config.name, destinations))
+    return tuple(stages)
+
+
+def record_targets(destinations: dict[str, Destination]) -> dict[str, RecordRules]:
+    """The destinations filing into the record store, with the rules their messages are
+    mapped and identified by."""
+    return {name: d.rules for name, d in destinations.items() if isinstance(d, RecordDestination)}

@@ -1,28 +1,25 @@
 """Documents into the record store: one row per document id and version, with its lifecycle.
 
-The patient comes from the identity rules (``engine.pipeline.identify.patient_filing``): a document
-never
-creates or changes a patient. When PID-3 and the CDA ``recordTarget`` both give an INS they must
-be the same (DOMAIN.md §3): otherwise the document waits for identity review (904).
+The documents come read and checked (``engine.cda.document``, the transform stage) and the patient
+from the identity rules (``engine.pipeline.identify``): a document never creates or changes a
+patient. When PID-3 and the CDA ``recordTarget`` both give an INS they must be the same
+(DOMAIN.md §3): otherwise the document waits for identity review (904).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import structlog
-from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import Connection, select, update
 
-from engine.cda.conformance import Schema, validate
-from engine.cda.header import DocumentHeader, read_header
-from engine.cda.patient_traits import cda_identity
-from engine.cda.safexml import parse_document
-from engine.errors import DocumentError, IdentityConflict, ParseError
+from engine.cda.document import ReadDocument
+from engine.cda.header import DocumentHeader
+from engine.errors import DocumentError, IdentityConflict
 from engine.fastsql import insert_into
 from engine.hl7v2.embedded_documents import DocumentRecord
 from engine.hl7v2.values import parse_ts
@@ -40,42 +37,6 @@ _d = documents.c
 _HEADER_COLUMNS = frozenset(
     f.name for f in dataclasses.fields(DocumentHeader) if f.name in documents.c
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ReadDocument:
-    """A carried CDA, parsed, checked and with the identity its recordTarget names."""
-
-    record: DocumentRecord
-    root: etree._Element
-    header: DocumentHeader
-    target: Identity
-
-
-def read_document(
-    record: DocumentRecord,
-    xsd: Schema | None = None,
-    cisis_header: bool = False,
-    root: etree._Element | None = None,
-) -> ReadDocument:
-    """Parse (unless ``root`` is the parsed ``record.content``) and check one CDA; raises
-    DocumentError naming the OBX, if any, and the line."""
-    where = f"the CDA of OBX {record.obx}" if record.obx else "the CDA"
-    try:
-        if root is None:
-            root = parse_document(record.content)
-        header = read_header(root)
-        problems = validate(root, xsd, cisis_header)
-        if problems:
-            shown = "; ".join(f"line {p.line}: {p.rule}: {p.message}" for p in problems[:5])
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise DocumentError(f"{shown}{more}")
-        if not header.document_id:
-            raise DocumentError("the CDA has no ClinicalDocument/id")
-        target = cda_identity(root)
-    except (DocumentError, ParseError) as exc:
-        raise DocumentError(f"{where}: {exc.reason}") from exc
-    return ReadDocument(record, root, header, target)
 
 
 def check_same_patient(

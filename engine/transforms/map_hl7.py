@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from engine.cda.document import ReadDocument
 from engine.errors import UnsupportedMessageType, ValidationError
 from engine.hl7v2.embedded_documents import (
     DocumentRecord,
@@ -83,6 +84,9 @@ class StoreOperation:
     #: MRG-1 of A40/A47: the absorbed or former identity.
     previous: Identity | None = None
     documents: tuple[DocumentRecord, ...] = ()
+    #: The documents read and checked, one per record of ``documents`` (the transform stage:
+    #: :func:`engine.transforms.map_store.map_for_store`).
+    read: tuple[ReadDocument, ...] = ()
 
     @property
     def from_identity_source(self) -> bool:

@@ -153,7 +153,7 @@ def test_list_json_gives_every_dead_letter_oldest_first(seeded: Seeded) -> None:
     assert [r["id"] for r in rows] == [seeded.invalid, seeded.unsupported, seeded.unavailable]
     by_id = {r["id"]: r for r in rows}
     assert (by_id[seeded.invalid]["error_stage"], by_id[seeded.invalid]["error_code"]) == (
-        "destination:store",
+        "transform",
         "invalid_message",
     )
     assert (by_id[seeded.unsupported]["error_stage"], by_id[seeded.unsupported]["error_code"]) == (
@@ -198,9 +198,9 @@ def test_show_prints_the_reason_history_and_original_bytes(seeded: Seeded) -> No
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "error_code: invalid_message" in out
-    assert "error_stage: destination:store" in out
+    assert "error_stage: transform" in out
     assert "error_reason: ADT^A03 names no visit" in out
-    assert "dead_lettered attempt 1 destination:store invalid_message" in out
+    assert "dead_lettered attempt 1 transform invalid_message" in out
     assert f"original bytes ({len(A03_WITHOUT_VISIT.encode())} bytes" in out
     for segment in A03_WITHOUT_VISIT.split("\r"):
         assert segment in out.splitlines()

@@ -37,7 +37,7 @@ def file(db: Engine, raw: bytes, sender: str, message_id: int) -> None:
     """One CDA received alone, filed by ``sender`` in a transaction of its own."""
     with db.begin() as conn:
         payload = read_standalone(raw)
-        STORE.write(Delivery(conn, message_id, "docs", payload, raw, NOW, sender=sender))
+        STORE.file(Delivery(conn, message_id, "docs", payload, raw, NOW, sender=sender))
 
 
 def deletion(db: Engine, sender: str, message_id: int) -> None:
@@ -52,7 +52,7 @@ def deletion(db: Engine, sender: str, message_id: int) -> None:
         ]
     )
     with db.begin() as conn:
-        STORE.write(
+        STORE.file(
             Delivery(conn, message_id, "mdm", Message(msg), msg.encode(), NOW, sender=sender)
         )
 

@@ -20,6 +20,7 @@ from engine.journal.message_tables import State, events, messages
 from engine.journal.records import NewMessage
 from engine.pipeline.delivery import Delivery
 from engine.pipeline.pipeline import Pipeline
+from engine.pipeline.stage_route import Route
 from engine.pipeline.worker import Worker, backoff_delay
 from engine.runtime.wiring import build_pipeline
 from engine.store.record_core import observations
@@ -494,7 +495,7 @@ def test_a_permanent_failure_is_dead_lettered_at_once(
     dead = row(db, ident)
     assert dead["state"] == State.DEAD_LETTERED
     assert dead["attempts"] == 1
-    assert dead["error_stage"] == "destination:store"
+    assert dead["error_stage"] == "transform"  # the record store's mapping: A03 names no visit
     assert dead["error_code"] == "invalid_message"
     assert dead["error_class"] == "ValidationError"
     assert "A03" in str(dead["error_reason"])
@@ -502,7 +503,7 @@ def test_a_permanent_failure_is_dead_lettered_at_once(
     [event] = events_of(db, ident)
     assert (event["state"], event["stage"], event["code"], event["attempt"]) == (
         State.DEAD_LETTERED,
-        "destination:store",
+        "transform",
         "invalid_message",
         1,
     )
@@ -616,7 +617,8 @@ def test_a_retry_after_a_later_destination_failed_still_writes_the_record_store(
     )
     store = build_pipeline(hospital).destinations["store"]
     pipeline = Pipeline(channel, {"store": store, "copy": Flaky("copy", failures=1)})
-    assert pipeline.steps.routes[0].to == ("store", "copy")
+    [route] = [s for s in pipeline.stages if isinstance(s, Route)]
+    assert route.router.rules[0].to == ("store", "copy")
     worker = Worker(db, Journal(db), {channel.name: pipeline})
     register_patient(db, hospital)
     [ident] = receive(db, channel, oru("ORU-1", glucose="182"))
@@ -638,7 +640,7 @@ def test_a_result_for_a_patient_not_known_yet_is_held_until_a_registration_relea
     held = row(db, result)
     assert (held["state"], held["error_stage"], held["error_code"]) == (
         State.HELD,
-        "destination:store",
+        "identify",
         "902",
     )
     assert held["next_attempt_at"] is None
@@ -653,7 +655,7 @@ def test_a_result_for_a_patient_not_known_yet_is_held_until_a_registration_relea
     assert (delivered["state"], delivered["error_code"]) == (State.DELIVERED, None)
     assert observation_values(db) == [(result, "1554-5", "182"), (result, "2345-7", "140")]
     assert [(e["state"], e["stage"], e["code"]) for e in events_of(db, result)] == [
-        (State.HELD, "destination:store", "902"),
+        (State.HELD, "identify", "902"),
         (State.RECEIVED, "identity", "released"),
     ]
     assert delivered["attempts"] == 1  # holding is not an attempt: only the delivery counts

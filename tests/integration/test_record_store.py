@@ -226,7 +226,7 @@ def test_configured_destination_writes_through_the_delivery(store_db: Engine) ->
     msg = Message(sample_text("python-hl7/sample_hl7.hl7"))
     apply(store_db, person_from(msg.text), 4)
     with store_db.begin() as conn:
-        store.write(Delivery(conn, 5, "lab", msg, msg.text.encode(), NOW))
+        store.file(Delivery(conn, 5, "lab", msg, msg.text.encode(), NOW))
     with store_db.connect() as conn:
         patient = find_patient(conn, "555-44-4444")
         assert patient is not None

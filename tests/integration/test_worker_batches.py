@@ -22,7 +22,7 @@ from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, events, messages
 from engine.migrate import upgrade
-from engine.pipeline.delivery import Delivery, Destination
+from engine.pipeline.delivery import Delivery, Destination, RecordDestination
 from engine.pipeline.pipeline import Pipeline
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
@@ -56,6 +56,8 @@ class Poisoned:
     def __init__(self, inner: Destination) -> None:
         self.name = inner.name
         self.inner = inner
+        assert isinstance(inner, RecordDestination)
+        self.rules = inner.rules  # a record store: the pipeline maps and identifies for it
 
     def write(self, delivery: Delivery) -> None:
         self.inner.write(delivery)
