@@ -91,6 +91,26 @@ class FastStatement:
         procs = compiled.processors
         return {k: p(v) if (p := procs.get(k)) is not None else v for k, v in row.items()}
 
+    def _many(self, compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The parameters of each row. A value that is the very object the row before had
+        there (one timestamp for a whole group commit) is not converted again."""
+        if compiled.getter is None or not compiled.converted:
+            return [self._params(compiled, r) for r in rows]
+        last: dict[int, tuple[Any, Any]] = {}
+        out = []
+        for row in rows:
+            if compiled.defaults:
+                row = {**compiled.defaults, **row}
+            values = list(compiled.getter(row))
+            for i, convert in compiled.converted:
+                value = values[i]
+                seen = last.get(i)
+                if seen is None or seen[0] is not value:
+                    seen = last[i] = (value, convert(value))
+                values[i] = seen[1]
+            out.append(values)
+        return out
+
     def execute(self, conn: Connection, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run once; returns the rows it yields (``[]`` for statements without results)."""
         compiled = self._compiled(conn.dialect)
@@ -106,10 +126,34 @@ class FastStatement:
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
-        params = [self._params(compiled, r) for r in rows]
+        params = self._many(compiled, rows)
         cursor = _cursor(conn)
         try:
             cursor.executemany(compiled.sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, compiled.sql, params, exc) from exc
+        finally:
+            cursor.close()
+
+    def executemany_returning(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Run once per row; the first row each run yields, in the order of ``rows``.
+
+        On psycopg, one pipelined ``executemany``: a single round trip to the server for all
+        the rows, instead of one per row. Elsewhere, one execution per row."""
+        if conn.dialect.driver != "psycopg" or len(rows) < 2:
+            return [self.execute(conn, row)[0] for row in rows]
+        compiled = self._compiled(conn.dialect)
+        params = self._many(compiled, rows)
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(compiled.sql, params, returning=True)
+            out = []
+            while True:
+                out.append(cursor.fetchone())
+                if not cursor.nextset():
+                    return out
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, compiled.sql, params, exc) from exc
         finally:
