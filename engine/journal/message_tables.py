@@ -45,6 +45,13 @@ class State(StrEnum):
 
 
 PENDING_STATES = (State.RECEIVED, State.RETRYING)
+#: Every state but ``delivered``, the bulk of the journal: the rows of
+#: ``ix_journal_messages_state_id`` (migration 0018), so that delivering a message takes its
+#: entry out instead of moving it (on PostgreSQL the delivered row version gets none). As
+#: ORed equalities, which SQLite proves a ``state = ?`` query implies (an ``IN`` or ``<>`` it
+#: never does), with the state bound or literal.
+_NOT_DELIVERED = text(" OR ".join(f"state = '{s.value}'" for s in State if s != State.DELIVERED))
+
 
 messages = Table(
     "journal_messages",
@@ -92,7 +99,13 @@ messages = Table(
         "content_hash",
         unique=True,
     ),
-    Index("ix_journal_messages_state_id", "state", "id"),
+    Index(
+        "ix_journal_messages_state_id",
+        "state",
+        "id",
+        postgresql_where=_NOT_DELIVERED,
+        sqlite_where=_NOT_DELIVERED,
+    ),
     Index("ix_journal_messages_patient_key", "patient_key"),
     # The claim's: pending rows only (migration 0017). On PostgreSQL an update to an end state
     # leaves the row's old entry in every index until VACUUM; the claim scanned those dead
