@@ -52,6 +52,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import mllp_ingest as mi  # noqa: E402
+from common import save_report  # noqa: E402
 from generate import POOL_SIZE, generate, registrations  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -331,8 +332,7 @@ def main() -> None:
     }
     report["machine"]["loadavg_at_end"] = list(os.getloadavg())
     text_ = json.dumps(report, indent=2)
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / f"{stamp}-amqp.json").write_text(text_ + "\n")
+    save_report(text_, stamp, "amqp")
     print(text_)
 
 

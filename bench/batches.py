@@ -39,6 +39,7 @@ sys.path.insert(0, str(BENCH))
 
 import generate as gen  # noqa: E402
 import mllp_ingest as mi  # noqa: E402
+from common import save_report  # noqa: E402
 
 from engine.adapters.mllp_framing import END_BLOCK, frame  # noqa: E402
 from engine.channels.loader import parse_channels  # noqa: E402
@@ -196,9 +197,7 @@ def main() -> None:
         "medians": medians,
     }
     out = json.dumps(report, indent=2)
-    results = BENCH / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{stamp}-batches.json").write_text(out + "\n")
+    save_report(out, stamp, "batches")
     print(out)
 
 

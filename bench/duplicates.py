@@ -35,6 +35,7 @@ sys.path.insert(0, str(BENCH))
 import generate as gen  # noqa: E402
 import identify as ident  # noqa: E402
 import mllp_ingest as mi  # noqa: E402
+from common import Unreachable, save_report  # noqa: E402
 
 from engine.migrate import upgrade  # noqa: E402
 from engine.store.identity_duplicates import probable_duplicates  # noqa: E402
@@ -152,13 +153,11 @@ def main() -> None:
         try:
             with context as backend:
                 report[name] = bench_backend(backend, args)
-        except ident.Unreachable as exc:
+        except Unreachable as exc:
             report[name] = {"skipped": str(exc)}
     report["machine"]["loadavg_at_end"] = list(os.getloadavg())
     out = json.dumps(report, indent=2)
-    results = BENCH / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{stamp}-duplicates.json").write_text(out + "\n")
+    save_report(out, stamp, "duplicates")
     print(out)
 
 

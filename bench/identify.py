@@ -52,7 +52,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +62,6 @@ from unittest import mock
 
 from sqlalchemy import Connection, bindparam, event, func, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -73,6 +71,7 @@ sys.path.insert(0, str(BENCH))
 
 import generate as gen  # noqa: E402
 import mllp_ingest as mi  # noqa: E402
+from common import Unreachable, postgres_schema, save_report  # noqa: E402
 
 from engine import logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
@@ -93,9 +92,6 @@ from engine.store.record_core import patient_identifiers  # noqa: E402
 from engine.transforms.map_adt import PatientRecord  # noqa: E402
 from engine.transforms.map_hl7 import map_message  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "AIGUILLAGE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 POOL_SEED = 2575  # bench/generate.py's patient pool
 CHUNK = 10_000
 REGISTERED_AT = datetime(2025, 2, 1, 7, 0, tzinfo=UTC)
@@ -285,31 +281,11 @@ def _file_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20
 
 
-class Unreachable(Exception):
-    pass
-
-
 @contextlib.contextmanager
 def postgres_backend() -> Iterator[Backend]:
     """A fresh schema (the URL's search_path), dropped afterwards."""
-    base = make_engine(POSTGRES_URL)
-    try:
-        with base.connect():
-            pass
-    except OperationalError as exc:
-        base.dispose()
-        raise Unreachable(f"PostgreSQL at {POSTGRES_URL} unreachable: {exc.orig}") from exc
-    schema = f"bench_identify_{uuid.uuid4().hex[:12]}"
-    with base.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    try:
+    with postgres_schema("bench_identify") as db:
         yield Backend("postgresql", db, lambda: PostgresLoader(db), lambda: _pg_mb(db))
-    finally:
-        db.dispose()
-        with base.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        base.dispose()
 
 
 def _pg_mb(db: Engine) -> float:
@@ -755,9 +731,7 @@ def main() -> None:
     report["machine"]["loadavg_at_end"] = list(os.getloadavg())
     report["duration_seconds"] = round(time.monotonic() - started, 1)
     text_out = json.dumps(report, indent=2, ensure_ascii=False)
-    results = BENCH / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{stamp}-identify.json").write_text(text_out + "\n")
+    save_report(text_out, stamp, "identify")
     print(text_out)
 
 

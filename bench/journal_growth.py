@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +41,6 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -50,6 +48,7 @@ sys.path.insert(0, str(BENCH))
 
 import generate as gen  # noqa: E402
 import mllp_ingest as mi  # noqa: E402
+from common import Unreachable, postgres_schema, save_report  # noqa: E402
 
 from engine import logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
@@ -62,16 +61,9 @@ from engine.migrate import upgrade  # noqa: E402
 from engine.pipeline.worker import Worker  # noqa: E402
 from engine.runtime.wiring import build_worker  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "AIGUILLAGE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 BACKENDS = ["sqlite", "postgresql"]
 TARGET = 0.9
 log = mi.log
-
-
-class Unreachable(Exception):
-    pass
 
 
 @contextlib.contextmanager
@@ -85,26 +77,8 @@ def sqlite_db() -> Iterator[Engine]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def postgres_db() -> Iterator[Engine]:
-    base = make_engine(POSTGRES_URL)
-    try:
-        with base.connect():
-            pass
-    except OperationalError as exc:
-        base.dispose()
-        raise Unreachable(f"PostgreSQL at {POSTGRES_URL} unreachable: {exc.orig}") from exc
-    schema = f"bench_growth_{uuid.uuid4().hex[:12]}"
-    with base.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    try:
-        yield db
-    finally:
-        db.dispose()
-        with base.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        base.dispose()
+def postgres_db() -> contextlib.AbstractContextManager[Engine]:
+    return postgres_schema("bench_growth")
 
 
 class CpuClock:
@@ -361,9 +335,7 @@ def main() -> None:
     report["machine"]["loadavg_at_end"] = list(os.getloadavg())
     report["duration_seconds"] = round(time.monotonic() - started, 1)
     out = json.dumps(report, indent=2, ensure_ascii=False)
-    results = BENCH / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{stamp}-journal_growth.json").write_text(out + "\n")
+    save_report(out, stamp, "journal_growth")
     print(out)
 
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(BENCH))
 
 import identify as ib  # noqa: E402
 import mllp_ingest as mi  # noqa: E402
+from common import Unreachable, save_report  # noqa: E402
 
 from engine import fastsql, logs  # noqa: E402
 from engine.channels.loader import load_channels  # noqa: E402
@@ -225,13 +226,11 @@ def main() -> None:
         try:
             with context as backend:
                 report[name] = bench_backend(backend, args)
-        except ib.Unreachable as exc:
+        except Unreachable as exc:
             report[name] = {"skipped": str(exc)}
     report["machine"]["loadavg_at_end"] = list(os.getloadavg())
     text_out = json.dumps(report, indent=2, ensure_ascii=False)
-    results = BENCH / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{stamp}-pipeline.json").write_text(text_out + "\n")
+    save_report(text_out, stamp, "pipeline")
     print(text_out)
 
 

@@ -44,6 +44,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import identify as ident  # noqa: E402
+from common import POSTGRES_URL, Unreachable, save_report  # noqa: E402
 
 from engine.channels.record_api_settings import RecordApiSettings  # noqa: E402
 from engine.db import make_engine  # noqa: E402
@@ -308,13 +309,13 @@ def kept_backend(name: str, where: Path, fresh: bool) -> Iterator[ident.Backend]
             name, db, lambda: ident.SqliteLoader(path), lambda: ident._file_mb(path)
         )
     else:
-        base = make_engine(ident.POSTGRES_URL)
+        base = make_engine(POSTGRES_URL)
         with base.begin() as conn:
             if fresh:
                 conn.exec_driver_sql('DROP SCHEMA IF EXISTS "bench_record_api" CASCADE')
             conn.exec_driver_sql('CREATE SCHEMA IF NOT EXISTS "bench_record_api"')
         base.dispose()
-        db = make_engine(f"{ident.POSTGRES_URL}?options=-csearch_path%3Dbench_record_api")
+        db = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3Dbench_record_api")
         backend = ident.Backend(
             name, db, lambda: ident.PostgresLoader(db), lambda: ident._pg_mb(db)
         )
@@ -409,14 +410,13 @@ def main() -> None:
     for name in args.backends:
         try:
             report[name] = bench_backend(name, args)
-        except ident.Unreachable as exc:
+        except Unreachable as exc:
             report[name] = {"skipped": str(exc)}
         log(f"{name}: {json.dumps(report[name])}")
     text = json.dumps(report, indent=2)
     print(text)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / f"{stamp}-record_api.json").write_text(text + "\n")
+    save_report(text, stamp, "record_api")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ sys.path.insert(0, str(BENCH))
 import mllp_ingest as mi  # noqa: E402
 import security_clients as sc  # noqa: E402
 import security_payloads as sp  # noqa: E402
+from common import save_report  # noqa: E402
 from generate import generate  # noqa: E402
 from security_engine import QUICK, FdSampler, Sizes, engine  # noqa: E402
 from security_report import summarize, targets  # noqa: E402
@@ -328,8 +329,7 @@ def main() -> None:
     report["machine"]["loadavg_at_end"] = list(os.getloadavg())
     report["duration_seconds"] = round(time.monotonic() - started, 1)
     text = json.dumps(report, indent=2, ensure_ascii=False)
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / f"{stamp}-security.json").write_text(text + "\n")
+    save_report(text, stamp, "security")
     print(text)
 
 

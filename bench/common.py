@@ -1,0 +1,55 @@
+"""What several benchmarks share: a PostgreSQL schema of their own, and where reports go."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from engine.db import make_engine
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+POSTGRES_URL = os.environ.get(
+    "AIGUILLAGE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+class Unreachable(Exception):
+    """The benchmark's PostgreSQL does not answer."""
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str, url: str = POSTGRES_URL) -> Iterator[Engine]:
+    """An engine on a fresh schema of ``url`` (its search_path), dropped afterwards."""
+    base = make_engine(url)
+    try:
+        with base.connect():
+            pass
+    except OperationalError as exc:
+        base.dispose()
+        raise Unreachable(f"PostgreSQL at {url} unreachable: {exc.orig}") from exc
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = make_engine(f"{url}?options=-csearch_path%3D{schema}")
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        base.dispose()
+
+
+def save_report(text_: str, stamp: str, name: str) -> Path:
+    """Keep a report (JSON text) as bench/results/<stamp>-<name>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{stamp}-{name}.json"
+    path.write_text(text_ + "\n")
+    return path
