@@ -1,7 +1,7 @@
 """Which journaled messages the pipeline takes next: one claim for every runner.
 
-One scan of the pending messages (``received`` or ``retrying``) in arrival order, on the
-partial index of pending rows (migration 0017): the claim costs the same with ten or ten
+One scan of the pending messages (``received`` or ``retrying``) in arrival order, on indexes
+of the pending states only (see :func:`_scan`): the claim costs the same with ten or ten
 million ended messages behind it. The scan reads a few small columns; the picked messages'
 payloads are then read by id (:func:`claim_pending`). Ordered per patient (contract 4): a
 message waiting for its retry holds back the later messages of its group (a channel's
