@@ -23,7 +23,7 @@ from engine.hl7v2.reader import Message
 from engine.journal import outbox
 from engine.journal.records import Pending
 from engine.pipeline.delivery import Destination, Payload
-from engine.pipeline.payloads import journaled_payload
+from engine.pipeline.payloads import is_xml, journaled_message
 from engine.transforms.zam import build_zam
 
 log = structlog.get_logger("engine.pipeline")
@@ -44,8 +44,10 @@ class BusinessAcks:
     def dead_lettered(
         self, conn: Connection, pending: Pending, error: EngineError, now: datetime
     ) -> None:
+        if is_xml(pending.raw, pending.charset):
+            return  # a document received alone has no ZAM (and is not parsed again for it)
         try:
-            msg = journaled_payload(pending.raw, pending.charset)
+            msg = journaled_message(pending.raw, pending.charset)
         except EngineError:
             return  # not readable: intake refused it, and said so in its ACK
         self._send(conn, pending, msg, error, now)

@@ -11,9 +11,14 @@ from engine.payload_kinds import XML_CHARSET, looks_like_xml
 def journaled_payload(raw: bytes, charset: str) -> Message | CdaPayload:
     """A journaled payload read back: an HL7 v2 message, or a CDA document received alone
     (DocumentError when that is not safe XML)."""
-    if charset == XML_CHARSET or looks_like_xml(raw):
+    if is_xml(raw, charset):
         return read_standalone(raw)
     return journaled_message(raw, charset)
+
+
+def is_xml(raw: bytes, charset: str) -> bool:
+    """A CDA document received alone (journaled with the XML charset, or XML bytes)."""
+    return charset == XML_CHARSET or looks_like_xml(raw)
 
 
 def journaled_message(raw: bytes, charset: str) -> Message:
