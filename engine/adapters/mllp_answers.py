@@ -41,26 +41,38 @@ class Answers:
         self.inbox = inbox
         self.config = config
         self.conn = conn
-        self._last_answer: asyncio.Future[None] | None = None
+        self._last_answer: asyncio.Future[None] | None = None  # the chain of late answers
         self._later: set[asyncio.Future[None]] = set()  # application ACKs on their way
 
     def journal(self, prepared: Prepared) -> None:
         """Hand the payload to the inbox; write its answer once the inbox has one, after the
         answers of the frames before it."""
-        self._last_answer = asyncio.ensure_future(self._answer(self._last_answer, prepared))
+        answer = self.inbox.journal_soon(prepared)
+        previous = self._last_answer
+        pending = previous is not None and not previous.done()
+        if pending or self.inbox.answers_later(prepared):  # the chain keeps the frames' order
+            self._last_answer = asyncio.ensure_future(self._in_turn(previous, prepared, answer))
+            return
+        # Commits complete in the order of the frames: each answer is written as it comes.
+        answer.add_done_callback(lambda done: self._write(prepared, done))
 
-    async def _answer(self, previous: asyncio.Future[None] | None, prepared: Prepared) -> None:
-        try:
-            answer: Answer | None = await self.inbox.journal(prepared)
-        except Exception as exc:  # never leave a sender waiting in silence
+    async def _in_turn(
+        self,
+        previous: asyncio.Future[None] | None,
+        prepared: Prepared,
+        answer: asyncio.Future[Answer],
+    ) -> None:
+        await asyncio.wait([f for f in (previous, answer) if f is not None])  # failures: their own
+        self._write(prepared, answer)
+
+    def _write(self, prepared: Prepared, done: asyncio.Future[Answer]) -> None:
+        exc = done.exception()
+        if exc is not None:  # never leave a sender waiting in silence
             log.error("mllp_ack_failed", peer=self.conn.peer, error=type(exc).__name__)
-            answer = None
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])  # its failure is its own
-        if answer is None:
             self.conn.answered()
             self.conn.close("ack_failed")
             return
+        answer = done.result()
         if answer.ack is not None:
             self.conn.write(frame(answer.ack))
             ACK_LATENCY.labels(self.inbox.channel).observe(time.monotonic() - prepared.read_at)

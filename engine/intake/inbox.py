@@ -168,6 +168,27 @@ class Inbox:
             end = await self.committer.outcome(result.id, self.answer_timeout)
         return self._answer(prepared, result, end)
 
+    def journal_soon(self, prepared: Prepared) -> asyncio.Future[Answer]:
+        """:meth:`journal` as a future. A single message whose answer waits for nothing
+        (the MLLP hot path) costs no task: it is answered in the commit's callback."""
+        if self.answers_later(prepared):
+            return asyncio.ensure_future(self.journal(prepared))
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def committed(done: asyncio.Future[Result]) -> None:
+            try:
+                answer.set_result(self._answer(prepared, done.result(), None))
+            except Exception as exc:  # building the ACK failed: the source decides what then
+                answer.set_exception(exc)
+
+        self.committer.submit(prepared.row).add_done_callback(committed)
+        return answer
+
+    def answers_later(self, prepared: Prepared) -> bool:
+        """Whether the answer may come after answers to payloads committed later: a batch,
+        or an answer waiting for the pipeline."""
+        return prepared.batch is not None or self._waits(prepared)
+
     def record(self, prepared: Prepared) -> None:
         """Journal a row no sender waits for (a summary of what a source refused unread)."""
         self.committer.submit(prepared.row)

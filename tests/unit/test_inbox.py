@@ -274,3 +274,26 @@ def test_a_source_may_add_transport_metadata_between_check_and_journal(
     with db.connect() as conn:
         kept = conn.execute(select(messages.c.properties)).scalar_one()
     assert kept == '{"routing_key": "lab"}'
+
+
+def test_journal_soon_answers_like_journal_and_needs_no_task_when_nothing_waits(
+    twin: CommitterTwin,
+) -> None:
+    inbox = mllp_inbox(twin)
+
+    async def both() -> tuple[Answer, Answer, bool, bool]:
+        fast = inbox.journal_soon(await inbox.check(adt("S1"), "peer"))
+        slow = inbox.journal_soon(
+            await inbox.check(adt("S2").replace(b"|P|2.5", b"|P|2.5|||NE|AL"), "peer")
+        )
+        return (
+            await fast,
+            await slow,
+            isinstance(fast, asyncio.Task),
+            isinstance(slow, asyncio.Task),
+        )
+
+    fast, slow, fast_task, slow_task = asyncio.run(both())
+    assert (fast.status, msa(fast)[:2]) == ("accepted", ["AA", "S1"])
+    assert (slow.status, msa(slow)[:2]) == ("accepted", ["AA", "S2"])
+    assert (fast_task, slow_task) == (False, True)  # the application ACK alone waits
