@@ -2,41 +2,29 @@
 
 The absorbed patient's identifiers, encounters and observations move to the survivor; the
 absorbed row stays, ``merged_into`` the survivor, so its identifiers still resolve. The rows
-moved are recorded so that an operator can undo the merge. Two patients with different INS are
-never merged, nor an INS whose traits disagree with the survivor's: those are identity
-conflicts (904) for a human, as is a visit both patients hold.
+moved are recorded so that an operator can undo the merge (the writes:
+:mod:`engine.store.merges`). Two patients with different INS are never merged, nor an INS whose
+traits disagree with the survivor's: those are identity conflicts (904) for a human, as is a
+visit both patients hold.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection
 
 from engine.errors import IdentityConflict
 from engine.identity.model import Identity
 from engine.pipeline.identify.patient_filing import INS_TRAITS, Filing
-from engine.store import patients
-from engine.store.documents import documents, reimbursements, summary_entries
+from engine.store import merges, patients
 from engine.store.patients import StoredPatient
-from engine.store.record_core import encounters, merges, observations, patient_identifiers
 from engine.transforms.map_hl7 import StoreOperation
 
 log = structlog.get_logger("engine.identity")
-
-#: Tables whose rows follow a merged patient.
-MOVED = {
-    "identifiers": patient_identifiers,
-    "encounters": encounters,
-    "observations": observations,
-    "documents": documents,
-    "summary_entries": summary_entries,
-    "reimbursements": reimbursements,
-}
 
 
 def previous_patient(conn: Connection, previous: Identity) -> StoredPatient | None:
@@ -67,14 +55,7 @@ def merge(
     assert survivor is not None
     ins_move = _ins_move(absorbed, survivor)
     _check_visits(conn, absorbed, survivor)
-    moved: dict[str, Any] = {}
-    for name, table in MOVED.items():
-        ids = list(
-            conn.execute(select(table.c.id).where(table.c.patient_id == absorbed.id)).scalars()
-        )
-        if ids:
-            conn.execute(update(table).where(table.c.id.in_(ids)).values(patient_id=survivor.id))
-        moved[name] = ids
+    moved = merges.move_rows(conn, absorbed.id, survivor.id)
     absorbed_changes: dict[str, Any] = {"merged_into": survivor.id}
     if ins_move:
         moved["ins"] = ins_move
@@ -86,17 +67,7 @@ def merge(
         patients.change(
             conn, survivor.id, ins_move["after"], message_id, now, "ins_attached", detail
         )
-    merge_id = conn.execute(
-        insert(merges)
-        .values(
-            survivor_id=survivor.id,
-            absorbed_id=absorbed.id,
-            message_id=message_id,
-            at=now,
-            moved=json.dumps(moved),
-        )
-        .returning(merges.c.id)
-    ).scalar_one()
+    merge_id = merges.record(conn, survivor.id, absorbed.id, message_id, now, moved)
     detail = {"absorbed": absorbed.id, "merge_id": merge_id}
     patients.record(conn, survivor.id, message_id, now, "merged", detail)
     log.info("patients_merged", message_id=message_id, merge_id=merge_id)
@@ -126,15 +97,7 @@ def _ins_move(absorbed: StoredPatient, survivor: StoredPatient) -> dict[str, Any
 
 
 def _check_visits(conn: Connection, absorbed: StoredPatient, survivor: StoredPatient) -> None:
-    e = encounters.c
-
-    def visits(patient_id: int) -> set[tuple[str, str]]:
-        rows = conn.execute(
-            select(e.visit_number, e.visit_authority).where(e.patient_id == patient_id)
-        )
-        return {(r[0], r[1]) for r in rows}
-
-    if visits(absorbed.id) & visits(survivor.id):
+    if merges.visits(conn, absorbed.id) & merges.visits(conn, survivor.id):
         raise IdentityConflict(
             "A40: both patients hold the same visit number", [survivor.id, absorbed.id]
         )

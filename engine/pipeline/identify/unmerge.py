@@ -20,17 +20,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select
 
 from engine.errors import IdentityConflict
 from engine.journal.message_tables import messages
 from engine.pipeline.identify import compare
-from engine.pipeline.identify.merge import MOVED
 from engine.pipeline.identify.review import open_review
 from engine.store import identity_moves as moves
-from engine.store import patients
+from engine.store import merges, patients
 from engine.store.documents import documents
-from engine.store.record_core import merges, patient_identifiers
+from engine.store.record_core import patient_identifiers
 from engine.store.record_core import patients as store_patients
 
 log = structlog.get_logger("engine.identity")
@@ -58,19 +57,14 @@ class _Identifiers:
 def unmerge(conn: Connection, merge_id: int, actor: str, reason: str, now: datetime) -> Undone:
     """Undo a merge (see the module's doc). Refused when the survivor changed in a way the
     undo cannot reverse."""
-    row = conn.execute(select(merges).where(merges.c.id == merge_id)).first()
+    row = merges.find(conn, merge_id)
     if row is None:
         raise LookupError(f"no merge {merge_id}")
     if row.undone_at is not None:
         raise ValueError(f"merge {merge_id} was already undone")
     moved = json.loads(row.moved)
     _check_reversible(conn, row, moved)
-    for name, table in MOVED.items():
-        ids = moved.get(name) or []
-        if ids:
-            conn.execute(
-                update(table).where(table.c.id.in_(ids)).values(patient_id=row.absorbed_id)
-            )
+    merges.move_back(conn, moved, row.absorbed_id)
     _restore(conn, row, moved, actor, reason, now)
     done = _sort_filed_since(conn, row, moved, now)
     log.info(
@@ -101,11 +95,7 @@ def _restore(
     )
     detail = {"merge_id": row.id, "absorbed": row.absorbed_id}
     patients.record(conn, row.survivor_id, None, now, "merge_undone", detail, actor, reason)
-    conn.execute(
-        update(merges)
-        .where(merges.c.id == row.id)
-        .values(undone_at=now, undone_by=actor, undo_reason=reason)
-    )
+    merges.mark_undone(conn, row.id, now, actor, reason)
 
 
 def _sort_filed_since(conn: Connection, row: Any, moved: dict[str, Any], now: datetime) -> Undone:
@@ -212,16 +202,8 @@ def _check_reversible(conn: Connection, row: Any, moved: dict[str, Any]) -> None
             f"patient {row.survivor_id} was merged into patient {survivor[0]} since: undo that "
             "merge first"
         )
-    for name, table in MOVED.items():
-        ids = moved.get(name) or []
-        if not ids:
-            continue
-        still = conn.execute(
-            select(func.count())
-            .select_from(table)
-            .where(table.c.id.in_(ids), table.c.patient_id == row.survivor_id)
-        ).scalar_one()
-        if still != len(ids):
-            raise ValueError(f"some {name} the merge moved are no longer on the survivor")
+    gone = merges.not_on(conn, moved, row.survivor_id)
+    if gone is not None:
+        raise ValueError(f"some {gone} the merge moved are no longer on the survivor")
     if "ins" in moved and survivor[1] != moved["ins"]["after"]["ins"]:
         raise ValueError("the survivor's INS changed since the merge (A47?): undo by hand")
