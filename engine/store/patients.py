@@ -13,7 +13,16 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, literal_column, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    insert,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
@@ -26,6 +35,8 @@ from engine.store.record_core import identity_events, patient_identifiers, patie
 
 _p = patients.c
 _i = patient_identifiers.c
+#: A local identifier's fields as the identity history keeps them.
+ID_FIELDS = ("value", "authority", "authority_oid", "type_code")
 _PATIENT = (
     _p.id,
     _p.ins,
@@ -236,6 +247,27 @@ def new_local_ids(conn: Connection, patient_id: int, ids: tuple[LocalId, ...]) -
         select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id == patient_id)
     ).all()
     return [i for i in ids if not any(i.same_as(*row) for row in owned)]
+
+
+def remove_local_ids(
+    conn: Connection, patient_id: int, former: tuple[LocalId, ...], kept: tuple[LocalId, ...]
+) -> list[dict[str, str]]:
+    """Remove the patient's identifiers that ``former`` names and ``kept`` does not repeat (an
+    A47); returns them, as the identity history keeps them."""
+    rows = conn.execute(
+        select(_i.id, _i.value, _i.authority, _i.authority_oid, _i.type_code).where(
+            _i.patient_id == patient_id
+        )
+    ).all()
+    gone = [
+        r
+        for r in rows
+        if any(f.same_as(r[1], r[2], r[3]) for f in former)
+        and not any(c.same_as(r[1], r[2], r[3]) for c in kept)
+    ]
+    if gone:
+        conn.execute(delete(patient_identifiers).where(_i.id.in_([r[0] for r in gone])))
+    return [dict(zip(ID_FIELDS, r[1:], strict=True)) for r in gone]
 
 
 def record(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection
 
 from engine.errors import IdentityConflict, PatientNotKnown
 from engine.identity.model import LocalId
@@ -23,7 +23,6 @@ from engine.pipeline.identify.merge import previous_patient
 from engine.pipeline.identify.patient_filing import Filing, hold_keys, qualify, status_of
 from engine.store import patients
 from engine.store.patients import StoredPatient, identity_keys
-from engine.store.record_core import patient_identifiers
 from engine.transforms.map_hl7 import StoreOperation
 
 log = structlog.get_logger("engine.identity")
@@ -61,7 +60,7 @@ def change_identity(
             "A47: a new local identifier belongs to another patient", [target.id, *owners]
         )
     patients.add_local_ids(conn, target.id, new_ids, message_id, now)
-    removed = _replace_former(conn, target.id, op.previous.local_ids, identity.local_ids)
+    removed = patients.remove_local_ids(conn, target.id, op.previous.local_ids, identity.local_ids)
     _record_ids(conn, target.id, message_id, now, removed, new_ids)
     holds.release(conn, hold_keys(identity, decision), now)
     return target.id
@@ -82,34 +81,6 @@ def _demote(
     log.info("ins_removed", message_id=message_id, patient_id=target.id)
 
 
-_i = patient_identifiers.c
-_ID_FIELDS = ("value", "authority", "authority_oid", "type_code")
-
-
-def _replace_former(
-    conn: Connection,
-    patient_id: int,
-    former: tuple[LocalId, ...],
-    current: tuple[LocalId, ...],
-) -> list[dict[str, str]]:
-    """Remove the patient's identifiers that MRG-1 names and PID-3 does not repeat; returns
-    them (for the history)."""
-    rows = conn.execute(
-        select(_i.id, _i.value, _i.authority, _i.authority_oid, _i.type_code).where(
-            _i.patient_id == patient_id
-        )
-    ).all()
-    gone = [
-        r
-        for r in rows
-        if any(f.same_as(r[1], r[2], r[3]) for f in former)
-        and not any(c.same_as(r[1], r[2], r[3]) for c in current)
-    ]
-    if gone:
-        conn.execute(delete(patient_identifiers).where(_i.id.in_([r[0] for r in gone])))
-    return [dict(zip(_ID_FIELDS, r[1:], strict=True)) for r in gone]
-
-
 def _record_ids(
     conn: Connection,
     patient_id: int,
@@ -121,7 +92,7 @@ def _record_ids(
     """One history line with the former and the new identifiers (undoable by hand)."""
     if not (removed or added):
         return
-    new = [{f: getattr(a, f) for f in _ID_FIELDS} for a in added]
+    new = [{f: getattr(a, f) for f in patients.ID_FIELDS} for a in added]
     detail = {"removed": removed, "added": new}
     patients.record(conn, patient_id, message_id, now, "identifiers_replaced", detail)
     log.info(
