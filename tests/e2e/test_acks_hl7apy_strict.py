@@ -20,12 +20,13 @@ from hl7apy.parser import parse_message, parse_segment
 
 from engine.adapters.mllp_framing import frame
 from engine.hl7v2.ack_shapes import version_key
-from engine.hl7v2.batch import is_batch, split_batch
+from engine.hl7v2.batch import is_batch
 from engine.hl7v2.charset import decode
 from engine.hl7v2.msh import first_line, read_batch_header, read_header
 from engine.hl7v2.reader import Message
 from tests.e2e.engine_process import EngineProcess
 from tests.e2e.mllp_client import read_ack
+from tests.hl7_batches import batch_messages
 from tests.sample_files import COPIES, SAMPLES, SHARED
 
 FILES = sorted({*SAMPLES.glob("*/*.hl7"), *COPIES.glob("*/*.hl7")})
@@ -89,7 +90,7 @@ def exchange_all(port: int) -> list[Exchange]:
 def acks_in(answer: str) -> list[str]:
     """The ACKs of an answer: the answer itself, or each ACK of a batch acknowledgement."""
     if first_line(answer)[:3] in ("FHS", "BHS"):
-        return split_batch(answer)
+        return batch_messages(answer)
     return [answer]
 
 
