@@ -267,21 +267,27 @@ def stale_or_due(
     """The groups (first message id, channel, patient key) that no work item will bring:
     with a retry that fell due, or a received message older than ``stale_before`` (its item
     was lost with the broker, or an operator replayed it). One row per group, so that a
-    patient held up behind a retry cannot fill the ``limit``."""
+    patient held up behind a retry cannot fill the ``limit``.
+
+    The states are literals, as in the claim's scan, and the pending states are said once
+    more as the partial index's very predicate: a generic plan (PostgreSQL's, once it has run
+    the prepared statement a few times) then still reads the index of pending messages, where
+    with the states bound it read the whole journal, the ended messages too (a sequential scan)."""
     in_channels = _m.channel.in_(list(channels))
-    due = (_m.state == State.RETRYING) & (_m.next_attempt_at <= now)
-    stale = (_m.state == State.RECEIVED) & (_m.updated_at < stale_before)
+    due = (_m.state == _RETRYING) & (_m.next_attempt_at <= now)
+    stale = (_m.state == _RECEIVED) & (_m.updated_at < stale_before)
+    pending = or_(due, stale) & _PENDING
     first = func.min(_m.id)
     keyed = (
         select(first, _m.channel, _m.patient_key)
-        .where(or_(due, stale), in_channels, _m.patient_key.is_not(None))
+        .where(pending, in_channels, _m.patient_key.is_not(None))
         .group_by(_m.channel, _m.patient_key)
         .order_by(first)
         .limit(limit)
     )
     alone = (
         select(_m.id, _m.channel, _m.patient_key)
-        .where(or_(due, stale), in_channels, _m.patient_key.is_(None))
+        .where(pending, in_channels, _m.patient_key.is_(None))
         .order_by(_m.id)
         .limit(limit)
     )

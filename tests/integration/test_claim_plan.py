@@ -1,18 +1,24 @@
 """The pipeline's claim seeks ``(state, id)`` on SQLite, once per pending state: left to
 itself, SQLite chose the ``(channel, id)`` index and walked every delivered message of the
 channel at each claim (346 ms a claim behind 20,000 delivered messages; 0.35 ms with the seek),
-and one ``state IN (...)`` is answered with a sort of every pending row."""
+and one ``state IN (...)`` is answered with a sort of every pending row. On PostgreSQL the
+distributed sweep reads the index of pending messages even as a generic plan."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql
 
-from engine.journal.claim import claim_pending, scan_statement
+from engine.db import make_engine
+from engine.journal.claim import claim_pending, scan_statement, stale_or_due
 from engine.journal.journal import Journal
 from engine.journal.message_tables import messages
 from engine.journal.records import NewMessage
+from engine.migrate import upgrade
 
 
 def plans(db: Engine) -> list[str]:
@@ -46,3 +52,66 @@ def test_the_claim_still_keeps_to_the_channels_it_is_given(db: Engine) -> None:
         assert claim_pending(conn, datetime.now(UTC), 10, ("oth",)) == []
         conn.execute(messages.update().values(state="delivered"))
         assert claim_pending(conn, datetime.now(UTC), 10, ("adt", "lab")) == []
+
+
+class _Captured:
+    """A connection that keeps the statements given to it (and finds nothing)."""
+
+    def __init__(self) -> None:
+        self.statements: list[Any] = []
+
+    def execute(self, statement: Any) -> list[Any]:
+        self.statements.append(statement)
+        return []
+
+
+def generic_plans(db: Engine) -> list[str]:
+    """The plans PostgreSQL gives the sweep's statements once prepared and run a few times
+    (a generic plan: the binds' values unknown), on a journal of mostly ended messages."""
+    captured = _Captured()
+    now = datetime.now(UTC)
+    stale_or_due(cast(Connection, captured), now, now, 50, ["lab", "adt"])
+    dollar = postgresql.dialect(paramstyle="numeric_dollar")
+    found = []
+    with db.connect() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO journal_messages (channel, received_at, updated_at, peer, patient_key,"
+            " state, attempts, ack_code, charset, size, content_hash, raw, delivered_to)"
+            " SELECT CASE WHEN mod(g, 2) = 0 THEN 'lab' ELSE 'adt' END, now(), now(), '',"
+            " CASE WHEN mod(g, 3) = 0 THEN NULL ELSE 'p' || mod(g, 500) END,"
+            " CASE WHEN g > 19900 THEN 'received' ELSE 'delivered' END,"
+            " 0, 'AA', '', 1, 'x', 'x', '' FROM generate_series(1, 20000) g"
+        )
+        conn.exec_driver_sql("ANALYZE journal_messages")
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        for n, statement in enumerate(captured.statements):
+            compiled = statement.compile(
+                dialect=dollar, compile_kwargs={"render_postcompile": True}
+            )
+            conn.exec_driver_sql(f"PREPARE sweep{n} AS {compiled}")
+            unknown = ", ".join("NULL" for _ in compiled.positiontup)
+            rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE sweep{n}({unknown})").fetchall()
+            found.append("\n".join(str(r[0]) for r in rows))
+        conn.rollback()
+    return found
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_the_sweep_reads_the_index_of_pending_messages_with_a_generic_plan(
+    store_url: str,
+) -> None:
+    """The distributed sweep (``stale_or_due``) names its states as literals: with them bound,
+    PostgreSQL's generic plan could not use the partial index of pending messages and read
+    every message of the journal (a sequential scan, measured: 21 ms behind 50,000 delivered
+    messages, 0.2 ms with the index)."""
+    db = make_engine(store_url)
+    try:
+        upgrade(db)
+        plans = generic_plans(db)
+    finally:
+        db.dispose()
+    assert len(plans) == 2
+    for plan in plans:
+        assert "ix_journal_messages_pending" in plan, plan
+        assert "Seq Scan" not in plan, plan
