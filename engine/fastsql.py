@@ -8,12 +8,12 @@ SQLAlchemy transaction, on its connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert
+from sqlalchemy import BigInteger, Connection, Table, bindparam, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import ClauseElement, ColumnElement
@@ -254,6 +254,20 @@ def _driver_types(
 
 #: SQLAlchemy's names of PostgreSQL types where psycopg knows them by another.
 _ALIASES = {"varchar": "character varying"}
+
+
+def id_binds(width: int) -> list[BindParameter[int]]:
+    """``width`` binds of ids (``i0``, ``i1``...) for ``id IN (...)``: one statement, compiled
+    once and prepared once, for any number of ids up to ``width`` (see :func:`id_chunks`)."""
+    return [bindparam(f"i{n}", type_=BigInteger()) for n in range(width)]
+
+
+def id_chunks(ids: Sequence[int], width: int) -> Iterator[dict[str, int | None]]:
+    """The parameters of :func:`id_binds` for ``ids``, ``width`` at a time; places left
+    unused are NULL (``id IN (.., NULL)`` matches nothing more)."""
+    for start in range(0, len(ids), width):
+        chunk = ids[start : start + width]
+        yield {f"i{n}": chunk[n] if n < len(chunk) else None for n in range(width)}
 
 
 def _wrapped(conn: Connection, sql: str, params: Any, exc: Exception) -> StatementError:

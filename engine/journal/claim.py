@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from engine.fastsql import FastStatement
+from engine.fastsql import FastStatement, id_binds, id_chunks
 from engine.journal.message_tables import State, messages
 from engine.journal.records import Pending
 
@@ -155,7 +155,7 @@ def scan_statement(dialect: str, channels: tuple[str, ...] | None) -> FastStatem
 
 
 def _load_statement(lock: bool) -> FastStatement:
-    ids = [bindparam(f"i{n}", type_=BigInteger()) for n in range(LOAD_IDS)]
+    ids = id_binds(LOAD_IDS)
     columns = (_m.id, _m.raw, _m.charset, _m.attempts, _m.delivered_to, _m.sender)
     query = select(*columns).where(_m.id.in_(ids), _PENDING)
     return FastStatement(query.with_for_update() if lock else query)
@@ -236,9 +236,7 @@ def _free(rows: list[Scanned], blocked: set[Group]) -> Iterable[Scanned]:
 def _load(conn: Connection, picked: list[Scanned], lock: bool) -> list[Pending]:
     load = _LOAD[lock]
     found: dict[int, Loaded] = {}
-    for start in range(0, len(picked), LOAD_IDS):
-        ids = [row.id for row in picked[start : start + LOAD_IDS]]
-        params = {f"i{n}": ids[n] if n < len(ids) else None for n in range(LOAD_IDS)}
+    for params in id_chunks([row.id for row in picked], LOAD_IDS):
         found.update((r[0], Loaded._make(r)) for r in load.execute(conn, params))
     batch = []
     for row in picked:

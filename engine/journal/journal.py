@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, String, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
-from engine.fastsql import FastStatement, insert_into
+from engine.fastsql import FastStatement, id_binds, id_chunks, insert_into
 from engine.journal.claim import claim_pending
 from engine.journal.message_tables import State, events, messages
 from engine.journal.records import Appended, DedupKey, NewMessage, Pending, content_digest
@@ -39,9 +39,11 @@ _FIND_CONTROL_IDS = FastStatement(
     ).where(or_(*(messages.c.control_id == bindparam(f"c{i}") for i in range(LOOKUP_IDS))))
 )
 
+#: Messages marked delivered per statement (unused places are NULL).
+MARK_IDS = 64
 _MARK_DELIVERED = FastStatement(
     update(messages)
-    .where(messages.c.id == bindparam("id_"))
+    .where(messages.c.id.in_(id_binds(MARK_IDS)))
     .values(
         state=State.DELIVERED,
         updated_at=bindparam("updated_at"),
@@ -205,13 +207,13 @@ class Journal:
             )
 
     def finish_many(self, conn: Connection, ids: Iterable[int], now: datetime) -> None:
-        """Mark several messages delivered at once (one prepared statement for the batch).
+        """Mark several messages delivered at once: one UPDATE for up to ``MARK_IDS`` of them
+        (a pipelined executemany still sent one statement per message on PostgreSQL).
 
         Errors of earlier attempts are cleared from the row; they stay in ``journal_events``.
         """
-        rows = [{"id_": i, "updated_at": now} for i in ids]
-        if rows:
-            _MARK_DELIVERED.executemany(conn, rows)
+        for params in id_chunks(list(ids), MARK_IDS):
+            _MARK_DELIVERED.execute(conn, {**params, "updated_at": now})
 
 
 def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:

@@ -1,6 +1,7 @@
 """A pipeline batch's observation rows go out in one statement when the batch is flushed (on
 PostgreSQL a COPY, on SQLite one executemany): every row stored as the per-row INSERT stores
-it, with its ids in the order the rows were added, and rolled back with the batch."""
+it, with its ids in the order the rows were added, and rolled back with the batch. Its end
+states go out in one UPDATE per 64 messages."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from engine import fastsql
 from engine.db import make_engine
 from engine.fastsql import COPY_FROM, RowsInsert
+from engine.journal.journal import MARK_IDS, Journal
+from engine.journal.message_tables import State, messages
+from engine.journal.records import NewMessage
 from engine.migrate import upgrade
 from engine.store import batch
 from engine.store.record_core import observations, patients
@@ -122,3 +126,24 @@ def test_a_failing_copy_raises_sqlalchemy_error_and_leaves_nothing(db: Engine) -
             RowsInsert(observations).run(conn, missing)
         conn.rollback()
         assert conn.execute(select(func.count()).select_from(observations)).scalar_one() == 0
+
+
+def test_a_batch_end_states_go_out_in_one_update_per_mark_ids_messages(db: Engine) -> None:
+    journal = Journal(db)
+    payload = b"MSH|^~\\&|A|B|C|D|||ORU^R01|1|P|2.5"
+    with db.connect() as conn:
+        ids = [a.id for a in journal.append(conn, [NewMessage(channel="c", raw=payload)] * 140)]
+    delivered = ids[: 2 * MARK_IDS + 3]
+    with db.connect() as conn, counted(db) as seen:
+        journal.finish_many(conn, delivered, NOW)
+        conn.rollback()  # the end states go with the batch's transaction
+        states = {state for (state,) in conn.execute(select(messages.c.state))}
+    assert len([s for s in seen.sql if s.startswith("UPDATE journal_messages")]) == 3
+    assert states == {State.RECEIVED}
+    with db.connect() as conn:
+        journal.finish_many(conn, delivered, NOW)
+        conn.commit()
+        found = dict(conn.execute(select(messages.c.id, messages.c.state)).all())
+    assert [found[i] for i in ids] == [State.DELIVERED] * len(delivered) + [State.RECEIVED] * (
+        len(ids) - len(delivered)
+    )
