@@ -7,8 +7,7 @@ through :mod:`engine.store`. Writes run inside the pipeline's transaction (``Del
 the caller commits them with the message's end state, which is what makes delivery
 exactly-once. The hot path (ORU^R01 for a known patient) costs two or three statements: the
 identifier lookup (one per INS, one for the local identifiers, in the identify stage), one
-executemany of the observations. The read helpers live in :mod:`engine.store.record_lookups`
-and are re-exported here.
+executemany of the observations.
 """
 
 from __future__ import annotations
@@ -26,24 +25,11 @@ from engine.pipeline.delivery import BuildContext, Delivery, Filed, RecordRules
 from engine.pipeline.identify.operation import identify_patient
 from engine.pipeline.identify.patient_filing import Filing
 from engine.store.ownership import UNKNOWN_FILER, Filer, OwnerGroups
-from engine.store.record_lookups import (
-    counts,
-    find_patient,
-    patient_encounters,
-    patient_observations,
-)
 from engine.store.record_writes import write_filed
 from engine.transforms.map_hl7 import StoreOperation
 from engine.transforms.map_store import map_for_store, with_documents
 
-__all__ = [
-    "RecordStore",
-    "RecordStoreConfig",
-    "counts",
-    "find_patient",
-    "patient_encounters",
-    "patient_observations",
-]
+__all__ = ["RecordStore", "RecordStoreConfig"]
 
 
 def build(config: RecordStoreConfig, name: str, context: BuildContext) -> RecordStore:

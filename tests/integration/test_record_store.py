@@ -8,19 +8,13 @@ import pytest
 from sqlalchemy import Engine
 
 from engine.adapters import record_store
-from engine.adapters.record_store import (
-    RecordStore,
-    RecordStoreConfig,
-    counts,
-    find_patient,
-    patient_encounters,
-    patient_observations,
-)
+from engine.adapters.record_store import RecordStore, RecordStoreConfig
 from engine.errors import IdentityConflict, PatientNotKnown
 from engine.hl7v2.reader import Message
 from engine.identity.rules import IdentityPolicy
 from engine.pipeline.delivery import BuildContext, Delivery
 from engine.transforms.map_hl7 import map_message
+from tests.record_lookups import counts, find_patient, patient_encounters, patient_observations
 from tests.sample_files import SAMPLES
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Read queries on the record store, for the CLI, the API and tests."""
+"""Read queries on the record store for the tests: what a destination wrote, read back."""
 
 from __future__ import annotations
 
