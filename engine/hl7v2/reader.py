@@ -176,19 +176,3 @@ class Message:
     @property
     def control_id(self) -> str:
         return self.msh.get(10)
-
-
-def parse_path(path: str) -> tuple[str, int, int, int, int]:
-    """Validate a field path; returns (segment, field, rep, component, subcomponent)."""
-    m = _PATH.match(path)
-    if m is None:
-        raise ValueError(
-            f"bad HL7 field path {path!r} (expected e.g. PID-3, MSH-9.2, PID-3[2].4.1)"
-        )
-    return (
-        m.group(1),
-        int(m.group(2)),
-        int(m.group(3) or 1),
-        int(m.group(4) or 0),
-        int(m.group(5) or 0),
-    )

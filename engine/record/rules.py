@@ -102,19 +102,9 @@ def visible(actor: Actor, facts: RecordFacts, doc: DocumentFacts, now: datetime)
     return not (actor.role is Role.REPRESENTATIVE and doc.invisible_legal_reps)
 
 
-def may_mask(actor: Actor) -> bool:
-    """The patient (or their representative) masks documents from professionals."""
-    return actor.patient_side
-
-
 def may_reveal(actor: Actor, doc: DocumentFacts) -> bool:
     """Only the author lifts INVISIBLE_PATIENT."""
     return is_author(actor, doc)
-
-
-def may_delete(actor: Actor, doc: DocumentFacts) -> bool:
-    """The patient deletes their own documents, never a professional's (R1111-51)."""
-    return actor.patient_side and doc.personal
 
 
 def may_manage(actor: Actor, facts: RecordFacts) -> bool:

@@ -116,15 +116,3 @@ def entries(conn: Connection, patient_id: int, limit: int = 500) -> list[dict[st
     both = union_all(logged, filed).subquery()
     rows = conn.execute(select(both).order_by(both.c.at.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
-
-
-def last_professional(conn: Connection, patient_id: int) -> dict[str, Any] | None:
-    """The last professional who opened the record (the DMP shows it)."""
-    a = access_log.c
-    row = conn.execute(
-        select(a.at, a.actor, a.emergency)
-        .where(a.patient_id == patient_id, a.role == "professional")
-        .order_by(a.id.desc())
-        .limit(1)
-    ).first()
-    return dict(row._mapping) if row is not None else None

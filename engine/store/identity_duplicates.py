@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations, groupby
-from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
@@ -105,8 +104,3 @@ def dismiss(
             patient_a=a, patient_b=b, at=now, actor=actor, reason=reason
         )
     )
-
-
-def dismissals(conn: Connection) -> list[dict[str, Any]]:
-    query = select(duplicate_dismissals).order_by(_d.id)
-    return [dict(r._mapping) for r in conn.execute(query)]
