@@ -28,3 +28,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'engine.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def migrated_db(store_url: str) -> Iterator[Engine]:
+    """A database migrated to the head, on SQLite then PostgreSQL (``store_url``)."""
+    engine = make_engine(store_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -5,7 +5,6 @@ states go out in one UPDATE per 64 messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,12 +13,10 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import fastsql
-from engine.db import make_engine
 from engine.fastsql import COPY_FROM, RowsInsert
 from engine.journal.journal import MARK_IDS, Journal
 from engine.journal.message_tables import State, messages
 from engine.journal.records import NewMessage
-from engine.migrate import upgrade
 from engine.store import batch
 from engine.store.record_core import observations, patients
 from tests.integration.test_worker_batches import counted
@@ -28,11 +25,8 @@ NOW = datetime(2026, 12, 3, 10, 0, 1, 250000, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def db(migrated_db: Engine) -> Engine:
+    return migrated_db
 
 
 def a_patient(db: Engine) -> int:

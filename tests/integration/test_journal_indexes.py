@@ -5,13 +5,10 @@ filtered and discarded messages). The migration goes down and up again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic import command
 from sqlalchemy import Engine, Select, inspect, select, update
 
-from engine.db import make_engine
 from engine.journal import lookups, search
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
@@ -24,11 +21,8 @@ INDEXED = [s for s in State if s != State.DELIVERED]
 
 
 @pytest.fixture
-def db(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def db(migrated_db: Engine) -> Engine:
+    return migrated_db
 
 
 def journal_some(db: Engine, count: int) -> list[int]:

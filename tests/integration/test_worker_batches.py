@@ -16,12 +16,10 @@ from sqlalchemy import Engine, event, func, select
 from engine import fastsql
 from engine.channels.config import ChannelConfig
 from engine.channels.loader import load_channels
-from engine.db import make_engine
 from engine.errors import TransformError
 from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, events, messages
-from engine.migrate import upgrade
 from engine.pipeline.delivery import Delivery, Destination, RecordDestination
 from engine.pipeline.pipeline import Pipeline
 from engine.pipeline.worker import Worker
@@ -34,11 +32,8 @@ POISON = "ORU-POISON"
 
 
 @pytest.fixture
-def db(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def db(migrated_db: Engine) -> Engine:
+    return migrated_db
 
 
 @pytest.fixture
