@@ -6,7 +6,7 @@ import pytest
 from hypothesis import strategies as st
 
 from engine.errors import EngineError
-from engine.hl7v2.batch import is_batch
+from engine.hl7v2.batch import holds_several, is_batch
 from engine.hl7v2.escape import escape, unescape
 from engine.hl7v2.msh import read_header
 from engine.hl7v2.reader import Message, split_segments
@@ -55,11 +55,15 @@ def test_a_batch_is_split_into_messages_or_refused(case: str) -> None:
         messages = batch_messages(case)
     except EngineError:
         return
-    if not is_batch(case):
-        # No envelope: one message, its segments as the reader splits them.
+    if not is_batch(case) and not holds_several(case):
+        # No envelope and no second message or trailer: one message, its segments as the
+        # reader splits them.
         assert messages == ["\r".join(split_segments(case))]
     else:
         assert all(m.startswith("MSH") for m in messages)
+        assert not any(
+            s[:3] in ("FHS", "BHS", "BTS", "FTS") for m in messages for s in m.split("\r")
+        )
 
 
 _ESCAPE_CASES = st.tuples(separators(), st.text(max_size=100))

@@ -4,9 +4,13 @@ warning at load."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from engine.channels import loader
 from engine.channels.loader import ConfigError, parse_channels
 from engine.channels.sources import HttpSourceConfig, MllpSourceConfig
 
@@ -21,6 +25,18 @@ channels:
     accept: ["CDA^*"]
     destinations: {{store: {{type: record_store}}}}
 """
+
+
+@pytest.fixture(autouse=True)
+def default_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """structlog as it is before the engine configures it, and a new logger for the loader:
+    an earlier test that ran the engine may have left a level filter above ``warning`` and a
+    logger cached on first use, both of which would keep the warning from ``capture_logs``."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    monkeypatch.setattr(loader, "log", structlog.get_logger("engine.config"))
+    yield
+    structlog.configure(**saved)
 
 
 def test_the_old_names_are_read_as_answer_after_with_one_warning_naming_each_key() -> None:
