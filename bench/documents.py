@@ -86,7 +86,11 @@ from engine.identity.model import Identity  # noqa: E402
 from engine.identity.rules import IdentityPolicy  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.store.cda_filing import check_same_patient, store_document  # noqa: E402
+from engine.store.ownership import Filer  # noqa: E402
 from engine.transforms.map_hl7 import map_message  # noqa: E402
+
+#: The sender the documents are filed by (their owner for replacements and deletions).
+FILER = Filer("bench-lab")
 
 SAMPLE = ROOT / "tests" / "samples" / "cda" / "fr-cisis" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 DOC_ID = b'<id root="1.2.250.1.213.1.1.1.55.2024.9.1"/>'
@@ -234,7 +238,7 @@ def alone_step(
             with db.begin() as conn:
                 document = read_document(record, xsd="cisis", cisis_header=True)
                 check_same_patient(conn, patient_id, sender, [document])
-                store_document(conn, patient_id, i + 2, document, datetime.now(UTC))
+                store_document(conn, patient_id, i + 2, document, datetime.now(UTC), FILER)
 
         one(len(docs), warmup)  # untimed: schema, first statements compiled
         if profile is not None:
