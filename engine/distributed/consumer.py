@@ -96,8 +96,17 @@ class DistributedWorker(RunnerBase):
             except BrokerUnavailable as exc:
                 log.warning("amqp_connection_lost", role="worker", broker=where, reason=str(exc))
             finally:
-                session.close()
+                self._close(session)
         self.worker.close()
+
+    @staticmethod
+    def _close(session: WorkSession) -> None:
+        """Close a session whatever state its connection is in: a failure here must not end
+        the worker (it reconnects next)."""
+        try:
+            session.close()
+        except Exception as exc:
+            log.warning("work_session_close_failed", **error_fields(exc))
 
     def _idle(self, stop: threading.Event, seconds: float) -> None:
         deadline = time.monotonic() + seconds

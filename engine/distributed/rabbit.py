@@ -103,7 +103,9 @@ class RabbitSession:
             raise BrokerUnavailable(type(exc).__name__) from exc
 
     def close(self) -> None:
-        if self._consumer is not None:
+        # After a lost connection pika's channel is closed and its consumer state gone
+        # (cancel() then fails an internal assertion): cancel only on an open channel.
+        if self._consumer is not None and self.channel.is_open:
             with contextlib.suppress(*_LOST):
                 self.channel.cancel()
         close_quietly(self.connection)

@@ -20,7 +20,7 @@ from engine.adapters.memory import MemoryBox, box, drop_box
 from engine.channels.config import ChannelsFile
 from engine.channels.loader import parse_channels
 from engine.distributed.consumer import DistributedWorker
-from engine.distributed.memory_broker import MemoryBroker
+from engine.distributed.memory_broker import MemoryBroker, MemorySession
 from engine.distributed.publisher import WorkPublisher
 from engine.intake.sink import Result
 from engine.journal.journal import Journal, utcnow
@@ -206,3 +206,40 @@ def test_messages_journaled_while_the_broker_is_away_are_taken_by_the_sweep(
         wait_for(lambda: delivered(db) == len(ids))
     assert broker.published == 0  # nothing reached the queue: the sweep found them
     assert_each_once_in_patient_order(memory, ids)
+
+
+class ClumsyBroker(MemoryBroker):
+    """A broker whose consuming sessions fail to close once their connection is lost, as
+    pika's channel did (its ``cancel`` asserts on consumer state the lost connection cleared)."""
+
+    def open(self, *, consume: bool = False, declare: bool = True) -> MemorySession:
+        session = super().open(consume=consume, declare=declare)
+        if not consume:
+            return session
+        closing = session.close
+
+        def close() -> None:
+            if not session.open:
+                raise AssertionError("ctag1.lost")
+            closing()
+
+        session.close = close  # type: ignore[method-assign]
+        return session
+
+
+def test_a_worker_whose_session_fails_to_close_after_a_lost_broker_reconnects(
+    db: Engine, memory: MemoryBox
+) -> None:
+    broker = ClumsyBroker()
+    with Deployment(db, broker, config()) as deployment:
+        worker = deployment.worker()
+        worker.start()
+        first = deployment.send([adt(n) for n in range(8)])
+        wait_for(lambda: delivered(db) == len(first))
+        broker.down()  # the session is lost; closing it raises
+        time.sleep(0.3)
+        broker.up()
+        later = deployment.send([adt(n) for n in range(8, 16)])
+        wait_for(lambda: delivered(db) == len(first) + len(later))
+        assert worker._thread is not None and worker._thread.is_alive()
+    assert_each_once_in_patient_order(memory, first + later)
