@@ -20,6 +20,9 @@ channels:
     source: {type: mllp, port: 2575}
     accept: ["ADT^*"]
     destinations: {twin: {type: memory, box: contract-box}}
+    # A retry falls due an hour later: the runner, which runs until nothing is due, never
+    # reaches it, however slow the machine (with the default 1 s it could, and deliver).
+    errors: {backoff: {initial_seconds: 3600}}
 """
 
 
