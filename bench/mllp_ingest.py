@@ -405,7 +405,9 @@ def count_states(db_path: Path) -> dict[str, int]:
         conn.close()
 
 
-def engine_config(tmp: Path, port: int, durability: str | None) -> tuple[Path, Path]:
+def engine_config(
+    tmp: Path, port: int, durability: str | None, pipeline: str | None = None
+) -> tuple[Path, Path]:
     with open(ROOT / "channels.yaml") as f:
         config = yaml.safe_load(f)
     db_path = tmp / "bench.db"
@@ -413,6 +415,8 @@ def engine_config(tmp: Path, port: int, durability: str | None) -> tuple[Path, P
     config["engine"]["log_level"] = "warning"
     if durability is not None:
         config["engine"]["durability"] = durability
+    if pipeline is not None:
+        config["engine"]["pipeline"] = pipeline
     mllp = [c for c in config["channels"] if c["source"]["type"] == "mllp"]
     for c in config["channels"]:
         if c not in mllp[:1]:
@@ -452,10 +456,10 @@ def launch(
 
 
 @contextlib.contextmanager
-def engine(durability: str | None) -> Iterator[EngineProcess]:
+def engine(durability: str | None, pipeline: str | None = None) -> Iterator[EngineProcess]:
     tmp = Path(tempfile.mkdtemp(prefix="aiguillage-bench-"))
     port = free_port()
-    config_path, db_path = engine_config(tmp, port, durability)
+    config_path, db_path = engine_config(tmp, port, durability, pipeline)
     try:
         with launch(tmp, config_path, db_path, (port,)) as eng:
             register_patients(eng)
@@ -568,7 +572,7 @@ def one_run(args: argparse.Namespace, index: int) -> dict[str, float | None]:
                     f"p99 {load.latency(0.99):.1f} ms"
                 )
     # 3. engine
-    with engine(args.durability) as eng:
+    with engine(args.durability, args.pipeline) as eng:
         for conns, window, tag in ((1, 1, "1"), (16, 1, "16"), (16, args.window, "16_pipelined")):
             load = engine_load(eng, batches.take(args.messages), conns, window)
             _check(load, "engine")
@@ -597,7 +601,7 @@ def long_run(args: argparse.Namespace) -> dict[str, Any]:
     count = args.long_messages
     log(f"long run: generating {count:,} messages")
     msgs = Batches(count, next_start=900_000_000).take(count)
-    with engine(args.durability) as eng:
+    with engine(args.durability, args.pipeline) as eng:
         idle_kb = eng.rss_kb()
         log("long run: sending at 16 connections")
         load = engine_load(eng, msgs, 16, 1, rss_every=0.25)
@@ -643,7 +647,7 @@ def profile_run(args: argparse.Namespace, results: Path, stamp: str) -> dict[str
     py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
     out = results / f"{stamp}-py-spy{'-idle' if args.profile_idle else ''}.txt"
     msgs = Batches(args.messages, next_start=800_000_000).take(args.messages)
-    with engine(args.durability) as eng:
+    with engine(args.durability, args.pipeline) as eng:
         spy = subprocess.Popen(
             [
                 *(py_spy, "record", "--pid", str(eng.pid), "--format", "raw", "--threads"),
@@ -718,6 +722,9 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="add the 100,000-message RSS run")
     parser.add_argument("--long-messages", type=int, default=100_000)
     parser.add_argument("--durability", choices=("full", "normal"), default=None)
+    parser.add_argument(
+        "--pipeline", choices=("thread", "process"), default=None, help="engine.pipeline"
+    )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profiled step")
     parser.add_argument("--profile-rate", type=int, default=250)
     parser.add_argument("--profile-idle", action="store_true", help="py-spy --idle (wall time)")
@@ -761,6 +768,7 @@ def main() -> None:
             "client_processes_at_16": math.ceil(16 / CONNECTIONS_PER_CLIENT_PROCESS),
             "engine": {
                 "durability": args.durability or configured,
+                "pipeline": args.pipeline or "as channels.yaml",
                 "log_level": "warning",
                 "database": "fresh SQLite file (WAL) in a temporary directory",
                 "config": "repo channels.yaml, port and database changed",
