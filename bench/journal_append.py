@@ -51,21 +51,30 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def database(backend: str, durability: str) -> Iterator[Engine]:
+def database(backend: str, durability: str, drop: tuple[str, ...] = ()) -> Iterator[Engine]:
     """A fresh database with the engine's schema: a temporary SQLite file, or a PostgreSQL
-    schema of its own (dropped afterwards)."""
+    schema of its own (dropped afterwards); without the indexes named in ``drop`` (what each
+    costs the append)."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="journal-append-") as tmp:
             db = make_engine(f"sqlite:///{tmp}/journal.db", durability=durability)
             try:
                 upgrade(db)
+                _drop_indexes(db, drop)
                 yield db
             finally:
                 db.dispose()
         return
     with postgres_schema("bench_append") as db:
         upgrade(db)
+        _drop_indexes(db, drop)
         yield db
+
+
+def _drop_indexes(db: Engine, names: tuple[str, ...]) -> None:
+    with db.begin() as conn:
+        for name in names:
+            conn.execute(text(f"DROP INDEX {name}"))
 
 
 def prepared_rows(count: int, start: int, channel: str = "bench") -> list[NewMessage]:
@@ -145,9 +154,12 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=20000, help="untimed rows first")
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
     parser.add_argument("--profile", action="store_true", help="cProfile of the last round")
+    parser.add_argument(
+        "--drop-index", action="append", default=[], help="index to drop first (repeatable)"
+    )
     args = parser.parse_args()
     rounds = []
-    with database(args.backend, args.durability) as db:
+    with database(args.backend, args.durability, tuple(args.drop_index)) as db:
         start = 0
         if args.prefill:
             journal = Journal(db)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import MetaData, create_engine, event, make_url
+from sqlalchemy import Connection, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -52,8 +53,9 @@ def make_engine(url: str, *, durability: str = "full", **kwargs: Any) -> Engine:
         )
         synchronous = {"full": "FULL", "normal": "NORMAL"}[durability]
 
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        def on_connect(dbapi_conn: Any, record: Any) -> None:
             _sqlite_pragmas(dbapi_conn, synchronous)
+            record.info[_SYNCHRONOUS] = synchronous
 
         event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -157,6 +159,44 @@ def _tighten(file: Path) -> None:
         return
     os.chmod(file, mode & 0o700)
     log.warning("database_file_tightened", file=str(file), was=oct(mode), now=oct(mode & 0o700))
+
+
+#: The ``synchronous`` setting of a SQLite connection, in its pool record's info.
+_SYNCHRONOUS = "aiguillage_synchronous"
+
+
+@contextlib.contextmanager
+def unsynced_commits(conn: Connection) -> Iterator[bool]:
+    """Within the block, ``conn``'s commits do not wait for the disk when that loses no
+    promise: on SQLite with ``durability: full``, the block runs with ``synchronous=NORMAL``
+    (it yields True then; elsewhere False and changes nothing). Enter it outside a
+    transaction: SQLite refuses to change the setting inside one.
+
+    For the pipeline's batches, whose end states no sender waits for: in WAL mode such a
+    commit is atomic and visible at once, and it becomes durable with the next synced commit
+    of any connection (intake's, each ACKed batch: one ``fdatasync`` flushes the whole WAL
+    file) or the next checkpoint. A power loss before that takes the batch back: its messages
+    are ``received`` again and run again (idempotent, as after a crash before the commit).
+
+    On the way out, an open transaction is rolled back and ``synchronous=FULL`` restored; a
+    connection where that fails is invalidated, never pooled relaxed (intake commits on the
+    same pool must stay synced)."""
+    if conn.info.get(_SYNCHRONOUS) != "FULL":
+        yield False
+        return
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield True
+    finally:
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            dbapi.execute("PRAGMA synchronous=FULL")
+        except Exception:
+            conn.invalidate()
+            raise
 
 
 def _sqlite_pragmas(dbapi_conn: Any, synchronous: str) -> None:

@@ -174,3 +174,28 @@ def _fits_ascii(header: Header) -> bool:
         seps.field + seps.encoding_characters,
     )
     return all(value.isascii() for value in echoed)
+
+
+#: MSH-16 values asking for an application acknowledgment (HL7 table 0155), as bytes.
+_APPLICATION_ACKS = frozenset({b"AL", b"ER", b"SU"})
+
+
+def asks_application_ack(raw: bytes) -> bool:
+    """Whether a journaled payload's MSH-16 asks for an application acknowledgment (AL, ER,
+    SU), read from its bytes without decoding them. True when an HL7 v2 header cannot be read
+    that way (a character set that is not ASCII-compatible): the cautious answer. False for a
+    payload that is not HL7 v2 (a CDA document alone)."""
+    start = raw.find(b"MSH", 0, 16)
+    if start < 0:
+        return raw.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] != b"<"
+    separator = raw[start + 3 : start + 4]
+    if not separator:
+        return False
+    line = raw[start:]
+    for terminator in (b"\r", b"\n"):
+        line = line.split(terminator, 1)[0]
+    fields = line.split(separator)
+    if len(fields) <= 15:
+        return False
+    component = fields[1][:1] or b"^"
+    return fields[15].split(component, 1)[0].strip().upper() in _APPLICATION_ACKS

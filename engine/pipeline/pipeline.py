@@ -62,6 +62,10 @@ class Pipeline:
         self.name = config.name
         self.destinations = destinations
         self.stages = build_stages(config, destinations)
+        #: Its source answers once the pipeline is done (``answer_after: processing``).
+        self.answers_after_processing = (
+            getattr(config.source, "answer_after", "commit") == "processing"
+        )
         ack = config.business_ack
         self.business_acks = BusinessAcks(self.name, ack, destinations) if ack is not None else None
 

@@ -28,8 +28,10 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
+from engine.db import unsynced_commits
 from engine.errors import TransformError
 from engine.fastsql import raw
+from engine.hl7v2.msh import asks_application_ack
 from engine.journal import holds
 from engine.journal.claim import Group, claim_pending
 from engine.journal.journal import Journal, utcnow
@@ -93,6 +95,8 @@ class Worker:
         #: Batches whose first pass failed and were redone one message at a time.
         self.redone = 0
         self.outbox = OutboxSender(engine, pipelines, self.write_lock)
+        #: A channel answers after processing: every batch's commit is synced.
+        self.answers_after_processing = any(p.answers_after_processing for p in pipelines.values())
 
     def close(self) -> None:
         """Release what the destinations hold open (broker connections)."""
@@ -139,25 +143,61 @@ class Worker:
             mine = {g: n for g, n in groups.items() if g not in busy}
             return claim_pending(conn, now, None, self.pipelines, mine) if mine else []
 
-        released: list[int] = []
         with self.write_lock, self.engine.connect() as conn:
-            done = self._transaction(conn, claim, interrupt)
-            if done is None:
-                conn.rollback()
-            else:
-                # Released (older) messages: the next claim takes them; a distributed worker
-                # hands them out as new work items.
-                released = conn.info.pop(holds.RELEASED, [])
-                conn.commit()
+            done, released = self._committed(conn, claim, interrupt)
         # Outside the write lock, which the outbox takes itself (a process runner's lock is
         # not reentrant): what this batch queued, or retries of what earlier batches queued.
         if done is None:
             self.outbox.flush()
             return Ran(0, [], busy)
-        self._committed(done)
+        self._ended(done)
         return Ran(done.handled, released, busy)
 
-    def _committed(self, done: Done) -> None:
+    def _committed(
+        self,
+        conn: Connection,
+        claim: Callable[[Connection, datetime], list[Pending]],
+        interrupt: Callable[[], bool] | None,
+    ) -> tuple[Done | None, list[int]]:
+        """The batch in one transaction, committed; with the held messages it released.
+
+        The commit does not wait for the disk (:func:`~engine.db.unsynced_commits`: SQLite,
+        ``durability: full``) unless a sender waits for the end state of one of its messages:
+        a channel answering after processing, or a message whose MSH-16 asks for an
+        application ACK. A batch found holding such a message is rolled back and claimed
+        again with synced commits."""
+        if not self.answers_after_processing:
+            with unsynced_commits(conn) as relaxed:
+
+                def unsynced_claim(conn: Connection, now: datetime) -> list[Pending]:
+                    batch = claim(conn, now)
+                    if relaxed and any(asks_application_ack(p.raw) for p in batch):
+                        raise _SyncNeeded
+                    return batch
+
+                try:
+                    return self._commit(conn, unsynced_claim, interrupt)
+                except _SyncNeeded:
+                    pass  # rolled back as the block ends
+        return self._commit(conn, claim, interrupt)
+
+    def _commit(
+        self,
+        conn: Connection,
+        claim: Callable[[Connection, datetime], list[Pending]],
+        interrupt: Callable[[], bool] | None,
+    ) -> tuple[Done | None, list[int]]:
+        done = self._transaction(conn, claim, interrupt)
+        if done is None:
+            conn.rollback()
+            return None, []
+        # Released (older) messages: the next claim takes them; a distributed worker hands
+        # them out as new work items.
+        released: list[int] = conn.info.pop(holds.RELEASED, [])
+        conn.commit()
+        return done, released
+
+    def _ended(self, done: Done) -> None:
         self.processed += done.handled
         for ident in done.delivered:
             log.info("message_delivered", message_id=ident)
@@ -295,6 +335,11 @@ class Worker:
             log.error("pipeline_internal_error", message_id=pending.id, **error_fields(exc))
             exc = StageError("pipeline", error)
         failed(conn, self.journal, pipeline, pending, now, exc)
+
+
+class _SyncNeeded(Exception):
+    """A batch claimed for unsynced commits holds a message whose sender waits for its end
+    state."""
 
 
 class _MessageFailed(Exception):
