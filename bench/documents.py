@@ -276,6 +276,9 @@ def engine(pipeline: str | None = None) -> Iterator[tuple[mi.EngineProcess, int]
         d["documents"] = dict(CHECKS)
     if pipeline is not None:
         config["engine"]["pipeline"] = pipeline
+    # Free ports for the admin and record listeners: another engine may hold the defaults.
+    for listener in ("admin", "record_api"):
+        config["engine"][listener] = {"host": "127.0.0.1", "port": mi.free_port()}
     # The same documents alone: one frame, one CDA.
     config["channels"].append(
         {

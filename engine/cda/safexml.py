@@ -18,7 +18,7 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_DEPTH = 200
 _CHUNK = 64 * 1024
 _RESOURCE_LIMIT = 114  # XML_ERR_RESOURCE_LIMIT: over 256 deep, or a text/attribute over 10 MB
-_NO_DOCTYPE = "a DOCTYPE is not allowed in a CDA document"
+NO_DOCTYPE = "a DOCTYPE is not allowed in a CDA document"
 
 
 def parse_document(
@@ -44,15 +44,15 @@ def _parse(data: bytes, max_depth: int) -> tuple[etree._Element | None, str]:
         problem = _prolog_problem(data)
         if problem:
             return None, problem
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, hardened_parser())
     except etree.XMLSyntaxError as exc:  # its message may quote the document: not kept
         return None, _syntax_reason(exc, max_depth)
     if root.getroottree().docinfo.doctype:  # the prolog check refused it already: belt and braces
-        return None, _NO_DOCTYPE
+        return None, NO_DOCTYPE
     return (None, problem) if (problem := _depth_problem(root, max_depth)) else (root, "")
 
 
-def _parser(target: object = None) -> etree.XMLParser:
+def hardened_parser(target: object = None) -> etree.XMLParser:
     """A hardened parser; a new one per call (lxml parsers are not shared across threads)."""
     return etree.XMLParser(
         target=target,
@@ -92,7 +92,7 @@ def _prolog_problem(data: bytes) -> str:
 
     Fed in chunks: ``fromstring`` would go on scanning the whole buffer after the target stops.
     """
-    parser = _parser(_PrologCheck())
+    parser = hardened_parser(_PrologCheck())
     try:
         for start in range(0, len(data), _CHUNK):
             parser.feed(data[start : start + _CHUNK])
@@ -100,7 +100,7 @@ def _prolog_problem(data: bytes) -> str:
     except _RootReached:
         pass
     except _DoctypeFound:
-        return f"{_NO_DOCTYPE}{_doctype_line(data)}"
+        return f"{NO_DOCTYPE}{doctype_line(data)}"
     finally:
         # The parser keeps the exception its target raised, whose traceback holds this frame,
         # which holds the parser: a cycle that would keep ``data`` until a full collection.
@@ -108,7 +108,7 @@ def _prolog_problem(data: bytes) -> str:
     return ""
 
 
-def _doctype_line(data: bytes) -> str:
+def doctype_line(data: bytes) -> str:
     """`` (line N)`` of the first ``<!DOCTYPE`` in the usual encodings, else ``""``."""
     for codec in ("utf-8", "utf-16-le", "utf-16-be"):
         at = data.find("<!DOCTYPE".encode(codec))

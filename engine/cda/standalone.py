@@ -18,6 +18,7 @@ from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 from engine.cda.header import DocumentHeader, read_header
 from engine.cda.patient_traits import cda_identity
 from engine.cda.safexml import parse_document
+from engine.cda.screen import screen_document
 from engine.cda.xpath import CLINICAL_DOCUMENT
 from engine.errors import DocumentError
 from engine.identity.model import Identity
@@ -26,7 +27,8 @@ from engine.payload_kinds import CDA_TYPE
 
 @dataclass(frozen=True, slots=True)
 class CdaPayload:
-    """A parsed standalone document; ``raw`` is the bytes as received (stored and hashed)."""
+    """A parsed standalone document; ``raw`` is the bytes as received (stored and hashed).
+    At intake (:func:`read_document_header`) ``root`` holds the header only."""
 
     raw: bytes
     root: etree._Element
@@ -59,6 +61,19 @@ def read_standalone(raw: bytes) -> CdaPayload:
     if header is None:
         # This frame goes into the traceback: it must not keep the refused tree alive (see
         # engine.cda.safexml._parse).
+        del root
+        raise DocumentError(problem)
+    return CdaPayload(raw, root, header)
+
+
+def read_document_header(raw: bytes) -> CdaPayload:
+    """Intake's cheap read of a document received alone: its prolog and header up to the
+    ``recordTarget`` (:func:`engine.cda.screen.screen_document`), enough for the ACK's MSA-2,
+    the type and the patient key; DocumentError when intake must refuse it. The body is the
+    pipeline's to parse (:func:`read_standalone`)."""
+    root = screen_document(raw)
+    header, problem = _header(root)
+    if header is None:
         del root
         raise DocumentError(problem)
     return CdaPayload(raw, root, header)

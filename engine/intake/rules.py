@@ -1,11 +1,15 @@
 """Intake rules: turn one received payload into a journal row, and a journal result into an ACK.
 
 The checks here are the ones a sender must hear about in its ACK: character set, MSH, segment
-structure, accepted message type, and that the CDA documents a message carries are safe XML;
-for a CDA document received alone (:class:`DocumentRules`), safe XML with a ClinicalDocument
-root and an id, an accepted type, one patient. A payload failing them is still journaled (as a
-dead letter, original bytes kept) before the NAK leaves. Everything else happens later in the
-pipeline.
+structure, accepted message type, and that the CDA documents a message carries pass the cheap
+screen of :mod:`engine.cda.screen` (valid Base64, XML with a ClinicalDocument root, no DOCTYPE,
+within the size and depth limits: what could hurt the engine); for a CDA document received
+alone (:class:`DocumentRules`), the same screen over its prolog and header, an id, an accepted
+type, one patient. A payload failing them is still journaled (as a dead letter, original bytes
+kept) before the NAK leaves. Everything else happens later in the pipeline, where each document
+is decoded and parsed once: a CDA that is not well-formed, fails its schema or the CI-SIS
+rules becomes a dead letter there (its ACK says ``AR`` when the source answers after
+processing).
 
 The rules are pure (no I/O, picklable: large payloads are checked in a worker process); the
 :class:`engine.intake.inbox.Inbox` applies them, journals and answers.
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.cda.safety import check_carried_documents
-from engine.cda.standalone import CdaPayload, read_standalone
+from engine.cda.standalone import CdaPayload, read_document_header
 from engine.channels.duplicates import DEFAULT_POLICY, DuplicatePolicy
 from engine.errors import ACK_CODES, EngineError, ParseError, UnsupportedMessageType
 from engine.hl7v2.ack import AckCode, build_ack, commit_code, wants_ack
@@ -245,7 +249,7 @@ class DocumentRules(MessageRules):
         )
         header = fallback_header()
         try:
-            doc = read_standalone(payload)
+            doc = read_document_header(payload)  # the prolog and header only: no body
             header = Header(control_id=doc.header.document_id)
             row.control_id = doc.header.document_id
             row.message_type = CDA_TYPE
@@ -265,7 +269,8 @@ class DocumentRules(MessageRules):
 def document_patient_key(doc: CdaPayload) -> str | None:
     """``value^OID`` of the recordTarget's first local identifier (the IPP), like the PID-3
     key of a message, else of its INS; None without either. ParseError when it names no single
-    patient."""
+    patient (in the header intake reads: a second recordTarget after the author is the
+    pipeline's to refuse)."""
     identity = doc.identity()
     if identity.local_ids:
         local = identity.local_ids[0]

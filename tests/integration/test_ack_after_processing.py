@@ -67,6 +67,17 @@ def test_each_ack_says_what_the_pipeline_made_of_the_message_in_order(
     assert "line 45" in got[2][-1] and "unexpected" in got[2][-1]  # ERR-8 names line and rule
 
 
+def test_a_cda_broken_past_its_header_is_answered_ar_by_the_pipeline(
+    engine: InProcessEngine,
+) -> None:
+    """Intake takes it (only the header is read there); the pipeline's parse refuses it, and
+    the ACK after processing says so with the line."""
+    broken = TSH.read_bytes().replace(b"</section>", b"</sectio>", 1)
+    [got] = answers(engine, mdm("T02", broken.replace(b"2024.9.1", b"2024.9.6"), "1"))
+    assert (got[1], got[2], got[-4]) == ("AR", "1", "invalid_document")
+    assert "not well-formed XML (line 675)" in got[-1]
+
+
 def test_a_resend_gets_the_same_answer_as_the_first_time(engine: InProcessEngine) -> None:
     with hl7.client.MLLPClient("127.0.0.1", engine.port) as client:
         client.send_message(adt("A28", PATIENT, "1"))

@@ -136,6 +136,26 @@ def test_an_xml_bomb_is_a_dead_letter_and_the_engine_goes_on(engine: IdentityEng
     assert "DOCTYPE is not allowed" in str(reason)
 
 
+def test_a_cda_broken_past_its_header_is_accepted_then_dead_lettered_by_the_pipeline(
+    engine: IdentityEngine,
+) -> None:
+    """Intake only screens a document (issue 11): a CDA whose body is not well-formed is safe
+    to keep, so it is acknowledged; the pipeline, which parses it, refuses it with the line."""
+    broken = TSH.read_bytes().replace(b"</section>", b"</sectio>", 1)
+    broken = broken.replace(b"2024.9.1", b"2024.9.5")
+    acks = engine.send(
+        adt("A28", PATIENT, "1"), mdm("T02", broken, "2"), mdm("T02", TSH.read_bytes(), "3")
+    )
+    assert acks == ["AA", "AA", "AA"]
+    assert engine.states() == [("1", "delivered"), ("2", "dead_lettered"), ("3", "delivered")]
+    [(stage, code, reason)] = engine.rows(
+        "SELECT error_stage, error_code, error_reason FROM journal_messages WHERE control_id = '2'"
+    )
+    assert (stage, code) == ("transform", "invalid_document")
+    assert reason == "the CDA of OBX 1: the document is not well-formed XML (line 675)"
+    assert documents(engine) == [("1.2.250.1.213.1.1.1.55.2024.9.1", 1, "current")]
+
+
 def test_the_ans_samples_initial_replace_delete_leave_one_superseded_and_one_deleted(
     engine: IdentityEngine,
 ) -> None:

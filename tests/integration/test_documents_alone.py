@@ -228,6 +228,23 @@ def test_respond_after_processing_says_what_the_pipeline_made_of_the_document(
     assert ("1.2.250.99.4", 1, "current", INS) in engine.documents()
 
 
+def test_a_document_broken_past_its_header_is_accepted_then_refused_by_the_pipeline(
+    engine: DocumentsEngine,
+) -> None:
+    """Intake reads the prolog and header only (issue 11): the broken body is the parse
+    stage's to refuse, which a sender answered after processing hears about."""
+    broken = TSH.read_bytes().replace(b"</section>", b"</sectio>", 1)
+    status, body = engine.post(
+        broken.replace(TSH_ID.encode(), b"1.2.250.99.5"), engine.checked_port
+    )
+    assert (status, body["status"], body["code"]) == (422, "dead_lettered", "invalid_document")
+    assert body["reason"] == "the document is not well-formed XML (line 675)"
+    [(stage,)] = engine.rows(
+        "SELECT error_stage FROM journal_messages WHERE control_id = '1.2.250.99.5'"
+    )
+    assert stage == "parse"
+
+
 def test_a_document_in_utf_16_is_stored_like_any_other(engine: DocumentsEngine) -> None:
     engine.admit()
     text = TSH.read_bytes().decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"', 1)
