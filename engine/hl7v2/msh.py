@@ -68,29 +68,37 @@ def read_header(text: str) -> Header:
         raise ParseError(f"message does not start with an MSH segment (found {line[:3]!r})")
     seps = Separators.from_header(line)
     fields = line.split(seps.field)
+    # fields[0] is "MSH" and fields[1] is MSH-2, so MSH-n sits at index n - 1; padded to
+    # MSH-18 so that every field below can be indexed.
+    if len(fields) < 18:
+        fields += [""] * (18 - len(fields))
+    repetition, component = seps.repetition, seps.component
+    # Most headers hold no escape sequence past MSH-2 (which holds the escape character
+    # itself): their fields are read as they are, without a call to unescape each.
+    escaped = seps.escape in line[4 + len(fields[1]) :]
 
-    def raw(number: int) -> str:
-        # fields[0] is "MSH" and fields[1] is MSH-2, so MSH-n sits at index n - 1.
-        return fields[number - 1] if number - 1 < len(fields) else ""
+    def text_of(value: str) -> str:
+        return unescape(value, seps) if escaped else value
 
     def first(number: int) -> str:
-        value = raw(number).split(seps.repetition, 1)[0].split(seps.component, 1)[0]
-        return unescape(value, seps).strip()
+        return text_of(fields[number - 1].split(repetition, 1)[0].split(component, 1)[0]).strip()
 
     def designator(number: int) -> str:
-        value = raw(number).split(seps.repetition, 1)[0]
-        return "^".join(unescape(c, seps) for c in value.split(seps.component))
+        value = fields[number - 1].split(repetition, 1)[0]
+        if not escaped:
+            return value if component == "^" else value.replace(component, "^")
+        return "^".join(unescape(c, seps) for c in value.split(component))
 
-    msg_type = raw(9).split(seps.repetition, 1)[0].split(seps.component)
+    msg_type = fields[8].split(repetition, 1)[0].split(component)
     return Header(
         separators=seps,
         sending_app=designator(3),
         sending_facility=designator(4),
         receiving_app=designator(5),
         receiving_facility=designator(6),
-        message_type=unescape(msg_type[0], seps),
-        trigger=unescape(msg_type[1], seps) if len(msg_type) > 1 else "",
-        control_id=unescape(raw(10), seps),
+        message_type=text_of(msg_type[0]),
+        trigger=text_of(msg_type[1]) if len(msg_type) > 1 else "",
+        control_id=text_of(fields[9]),
         processing_id=first(11),
         version=first(12),
         accept_ack_type=first(15).upper(),
