@@ -161,6 +161,11 @@ def _tighten(file: Path) -> None:
     log.warning("database_file_tightened", file=str(file), was=oct(mode), now=oct(mode & 0o700))
 
 
+_READS_ONLY = "aiguillage_reads_only"
+#: Execution options of a connection that only reads (``conn.execution_options(**READS_ONLY)``):
+#: on SQLite its transactions do not take the write lock (see ``_sqlite_begin_immediate``).
+READS_ONLY = {_READS_ONLY: True}
+
 #: The ``synchronous`` setting of a SQLite connection, in its pool record's info.
 _SYNCHRONOUS = "aiguillage_synchronous"
 
@@ -217,10 +222,11 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     # 120 µs a transaction under cProfile, 45 µs this way (issue 11: a one-message intake
     # commit). A failure is raised as SQLAlchemy's error (OperationalError...), as that path
     # raised it.
+    # A connection given READS_ONLY begins a plain (deferred) transaction: it never takes
+    # the write lock, and a WAL reader does not wait for writers.
+    begin = "BEGIN" if conn.get_execution_options().get(_READS_ONLY) else "BEGIN IMMEDIATE"
     dbapi = conn.dialect.loaded_dbapi
     try:
-        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+        conn.connection.dbapi_connection.execute(begin)
     except dbapi.Error as exc:
-        raise DBAPIError.instance(
-            "BEGIN IMMEDIATE", (), exc, dbapi.Error, dialect=conn.dialect
-        ) from exc
+        raise DBAPIError.instance(begin, (), exc, dbapi.Error, dialect=conn.dialect) from exc

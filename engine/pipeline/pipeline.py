@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import structlog
 from sqlalchemy import Connection
@@ -36,7 +37,7 @@ from engine.errors import EngineError
 from engine.journal.message_tables import State
 from engine.journal.records import Pending
 from engine.pipeline.business_ack import BusinessAcks
-from engine.pipeline.channel_steps import step_stages
+from engine.pipeline.channel_steps import StepStage, step_stages
 from engine.pipeline.delivery import Destination, RecordDestination, RecordRules
 from engine.pipeline.stage_deliver import Deliver
 from engine.pipeline.stage_identify import Identify
@@ -62,6 +63,11 @@ class Pipeline:
         self.name = config.name
         self.destinations = destinations
         self.stages = build_stages(config, destinations)
+        #: How many leading stages need no database (see :meth:`ahead`).
+        self.pure_stages = next(
+            (i for i, step in enumerate(self.stages) if not needs_no_database(step)),
+            len(self.stages),
+        )
         #: Its source answers once the pipeline is done (``answer_after: processing``).
         self.answers_after_processing = (
             getattr(config.source, "answer_after", "commit") == "processing"
@@ -73,9 +79,35 @@ class Pipeline:
         for destination in self.destinations.values():
             destination.close()
 
-    def process(self, conn: Connection, pending: Pending, now: datetime) -> Outcome:
-        work = Work(conn, pending, now)
-        for step in self.stages:
+    def ahead(self, pending: Pending, now: datetime) -> Work | None:
+        """The leading stages that need no database (parse, the channel's steps, route unless
+        it journals changed forms, transform), run on ``pending`` before the transaction that
+        will process it: what :meth:`process` then goes on from. None when one of them fails:
+        the transaction runs it again, and records the failure where it happens."""
+        work = Work(_NO_CONNECTION, pending, now)
+        try:
+            for step in self.stages[: self.pure_stages]:
+                step.run(work)
+                if work.filtered:
+                    break
+        except Exception:  # run again in the transaction, which records it
+            return None
+        return work
+
+    def process(
+        self, conn: Connection, pending: Pending, now: datetime, ahead: Work | None = None
+    ) -> Outcome:
+        """Run the stages on ``pending`` in ``conn``'s transaction; with ``ahead`` (what
+        :meth:`ahead` made of the same journaled message), from the first stage it left."""
+        stages = self.stages
+        if ahead is not None and _same(ahead.pending, pending):
+            work, stages = ahead, stages[self.pure_stages :]
+            work.conn, work.pending, work.now = conn, pending, now
+            if work.filtered:
+                return Outcome(State.FILTERED, work.filtered)
+        else:
+            work = Work(conn, pending, now)
+        for step in stages:
             try:
                 step.run(work)
             except Exception as exc:
@@ -95,6 +127,31 @@ class Pipeline:
         """Told by the worker once a message is dead-lettered (its business acknowledgement)."""
         if self.business_acks is not None:
             self.business_acks.dead_lettered(conn, pending, error, now)
+
+
+#: The connection of a :class:`Work` made ahead of its transaction: a stage that touches it
+#: there fails, and the transaction runs it again.
+_NO_CONNECTION = cast(Connection, None)
+
+
+def _same(made: Pending, claimed: Pending) -> bool:
+    """Whether the stages run ahead on ``made`` hold for ``claimed``: the same message, with
+    the same destinations already written."""
+    return (
+        made.id == claimed.id
+        and made.delivered_to == claimed.delivered_to
+        and made.charset == claimed.charset
+        and made.raw == claimed.raw
+    )
+
+
+def needs_no_database(step: Stage) -> bool:
+    """Whether a stage is a function of the message alone (it may run ahead of the
+    transaction): parse, the channel's steps, transform, and route when it journals no
+    changed form."""
+    if isinstance(step, Route):
+        return not step.journal_forms
+    return isinstance(step, Parse | StepStage | MapForStore)
 
 
 def build_stages(config: ChannelConfig, destinations: dict[str, Destination]) -> tuple[Stage, ...]:

@@ -134,6 +134,8 @@ def run(
     db = make_engine(url, durability=config.engine.durability)
     use_keyring(db, config.engine)  # the keyring the parent checked at start
     worker = build_worker(config, db, write_lock)
+    # On its own core: what needs no database runs before the write lock is taken.
+    worker.prepares_ahead = True
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
     def interrupt() -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
-from engine.db import unsynced_commits
+from engine.db import READS_ONLY, unsynced_commits
 from engine.errors import TransformError
 from engine.fastsql import raw
 from engine.hl7v2.msh import asks_application_ack
@@ -43,6 +43,7 @@ from engine.pipeline.claimed import lock_groups, not_undone
 from engine.pipeline.failures import backoff_delay, failed
 from engine.pipeline.outbox_sender import OutboxSender
 from engine.pipeline.pipeline import Outcome, Pipeline, StageError
+from engine.pipeline.stages import Work
 from engine.store import batch as store_batch
 
 __all__ = ["MIN_SLICE", "SLICE_SECONDS", "Ran", "Worker", "backoff_delay"]
@@ -95,6 +96,10 @@ class Worker:
         #: Batches whose first pass failed and were redone one message at a time.
         self.redone = 0
         self.outbox = OutboxSender(engine, pipelines, self.write_lock)
+        #: Run the stages that need no database ahead of each batch's transaction, outside
+        #: the write lock (a pipeline process: intake commits meanwhile on another core).
+        self.prepares_ahead = False
+        self._ahead: dict[int, Work] = {}
         #: A channel answers after processing: every batch's commit is synced.
         self.answers_after_processing = any(p.answers_after_processing for p in pipelines.values())
 
@@ -143,6 +148,8 @@ class Worker:
             mine = {g: n for g, n in groups.items() if g not in busy}
             return claim_pending(conn, now, None, self.pipelines, mine) if mine else []
 
+        if self.prepares_ahead and groups is None:
+            self._prepare_ahead()
         with self.write_lock, self.engine.connect() as conn:
             done, released = self._committed(conn, claim, interrupt)
         # Outside the write lock, which the outbox takes itself (a process runner's lock is
@@ -152,6 +159,24 @@ class Worker:
             return Ran(0, [], busy)
         self._ended(done)
         return Ran(done.handled, released, busy)
+
+    def _prepare_ahead(self) -> None:
+        """The next batch as a reader sees it (no write lock), each message through the
+        stages that need no database (:meth:`Pipeline.ahead`): the transaction goes on from
+        there for each message it claims unchanged (a message ahead but not claimed is kept
+        for the next batch)."""
+        with self.engine.connect().execution_options(**READS_ONLY) as conn:
+            now = utcnow()
+            batch = claim_pending(conn, now, self.batch_size, self.pipelines)
+            conn.rollback()
+        ahead: dict[int, Work] = {}
+        for pending in batch:
+            work = self._ahead.get(pending.id)
+            if work is None:
+                work = self.pipelines[pending.channel].ahead(pending, now)
+            if work is not None:
+                ahead[pending.id] = work
+        self._ahead = ahead
 
     def _committed(
         self,
@@ -308,8 +333,9 @@ class Worker:
                 self._failed(conn, pipeline, pending, now, error)
                 return None
             if fast:
+                ahead = self._ahead.pop(pending.id, None)
                 try:
-                    return pipeline.process(conn, pending, now)
+                    return pipeline.process(conn, pending, now, ahead)
                 except Exception as exc:
                     raise _MessageFailed(pending.id, exc) from exc
             # A raw savepoint: SQLAlchemy's begin_nested() costs more than the message's writes.
