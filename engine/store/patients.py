@@ -1,63 +1,40 @@
-"""The record store's patients as identities: lookups by INS and local identifier, creation,
-updates and the identity history. Every change is recorded with the message that caused it.
-
-Lookups follow merges: a patient absorbed by an A40 resolves to its survivor.
+"""The record store's patients as identities: creation, updates and the identity history.
+Every change is recorded with the message that caused it, and forgets the pipeline batch's
+patient lookups (:mod:`engine.store.patient_lookups`, re-exported here).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    bindparam,
-    delete,
-    insert,
-    literal_column,
-    select,
-    union_all,
-    update,
-)
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import ColumnElement
 
 from engine.errors import TransientError
-from engine.fastsql import FastStatement, insert_into
+from engine.fastsql import insert_into
 from engine.hl7v2.values import parse_date
-from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, LocalId, Traits, trait_key
-from engine.store import batch, trait_keys
+from engine.identity.model import STRICT_TRAITS, LocalId, trait_key
+from engine.store import trait_keys
+from engine.store.patient_lookups import (
+    StoredPatient,
+    _lookup,
+    by_id,
+    by_ins,
+    forget,
+    lookup,
+    prefetch,
+)
 from engine.store.record_core import identity_events, patient_identifiers, patients
+
+__all__ = ["StoredPatient", "_lookup", "by_id", "by_ins", "forget", "lookup", "prefetch"]
 
 _p = patients.c
 _i = patient_identifiers.c
 #: A local identifier's fields as the identity history keeps them.
 ID_FIELDS = ("value", "authority", "authority_oid", "type_code")
-_PATIENT = (
-    _p.id,
-    _p.ins,
-    _p.ins_oid,
-    _p.identity_status,
-    _p.merged_into,
-    _p.address,
-    _p.phone,
-    *(_p[t] for t in TRAIT_NAMES),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPatient:
-    id: int
-    ins: str
-    ins_oid: str
-    identity_status: str
-    traits: Traits
-    address: str = ""
-    phone: str = ""
 
 
 def identity_keys(ins_values: Iterable[str], local_ids: Iterable[LocalId]) -> tuple[str, ...]:
@@ -73,91 +50,6 @@ def local_keys(ident: LocalId) -> tuple[str, ...]:
     return tuple(f"local:{k}" for k in ident.keys)
 
 
-def _stored(row: Any) -> StoredPatient:
-    return StoredPatient(row[0], row[1], row[2], row[3], Traits(*row[7:]), row[5], row[6])
-
-
-_BY_ID = FastStatement(select(*_PATIENT).where(_p.id == bindparam("id")))
-_NONE: ColumnElement[str] = literal_column("''")
-
-
-@lru_cache(maxsize=32)
-def _lookup(ins_count: int, local_count: int) -> FastStatement:
-    """Patients holding these INS or local identifier values, in one round trip (fixed IN
-    lists per size). Each row starts with ``i`` or ``l`` (which lookup found it) and the
-    identifier's value, authority and OID."""
-    parts = []
-    if ins_count:
-        # ``ins != ''`` repeats the partial unique index's condition: without it neither
-        # SQLite nor PostgreSQL may use that index for a bound value (a full scan).
-        parts.append(
-            select(literal_column("'i'"), _p.ins, _NONE, _NONE, *_PATIENT).where(
-                _p.ins.in_([bindparam(f"i{n}") for n in range(ins_count)]), _p.ins != _NONE
-            )
-        )
-    if local_count:
-        parts.append(
-            select(literal_column("'l'"), _i.value, _i.authority, _i.authority_oid, *_PATIENT)
-            .join(patients, _p.id == _i.patient_id)
-            .where(_i.value.in_([bindparam(f"v{n}") for n in range(local_count)]))
-        )
-    return FastStatement(parts[0] if len(parts) == 1 else union_all(*parts))
-
-
-def _follow(conn: Connection, row: Any) -> StoredPatient:
-    seen = set()
-    while row[4] is not None and row[0] not in seen:  # merged: resolve to the survivor
-        seen.add(row[0])
-        row = _BY_ID.execute(conn, {"id": row[4]})[0]
-    return _stored(row)
-
-
-def by_id(conn: Connection, patient_id: int) -> StoredPatient | None:
-    rows = _BY_ID.execute(conn, {"id": patient_id})
-    return _follow(conn, rows[0]) if rows else None
-
-
-def lookup(
-    conn: Connection, ins_values: list[str], ids: tuple[LocalId, ...]
-) -> tuple[dict[int, StoredPatient], dict[int, StoredPatient]]:
-    """The patients holding any of these INS, and those holding these local identifiers
-    (value and authority), by id."""
-    values = sorted({i.value for i in ids})
-    if not ins_values and not values:
-        return {}, {}
-    pending = batch.current(conn)  # a pipeline batch remembers its lookups
-    key = (tuple(ins_values), ids)
-    if pending is not None and key in pending.lookups:
-        cached_ins, cached_local = pending.lookups[key]
-        return dict(cached_ins), dict(cached_local)
-    params = {f"i{n}": v for n, v in enumerate(ins_values)}
-    params.update({f"v{n}": v for n, v in enumerate(values)})
-    by_ins: dict[int, StoredPatient] = {}
-    by_local: dict[int, StoredPatient] = {}
-    for row in _lookup(len(ins_values), len(values)).execute(conn, params):
-        if row[0] == "i":
-            patient = _follow(conn, row[4:])
-            by_ins[patient.id] = patient
-        elif any(i.same_as(row[1], row[2], row[3]) for i in ids):
-            patient = _follow(conn, row[4:])
-            by_local[patient.id] = patient
-    if pending is not None:
-        pending.lookups[key] = (dict(by_ins), dict(by_local))
-    return by_ins, by_local
-
-
-def _forget_lookups(conn: Connection) -> None:
-    """A patient changed: the batch's remembered lookups may be stale."""
-    pending = batch.current(conn)
-    if pending is not None:
-        pending.lookups.clear()
-
-
-def by_ins(conn: Connection, values: list[str]) -> dict[int, StoredPatient]:
-    """The patients holding any of these INS, by id."""
-    return lookup(conn, values, ())[0]
-
-
 _INSERT_PATIENT = insert_into(patients, returning=_p.id)
 _INSERT_IDENTIFIER = insert_into(patient_identifiers)
 #: A new patient row: "" for the text columns (absent HL7 values), None for the others.
@@ -168,7 +60,7 @@ _BLANK: dict[str, Any] = {
 
 def create(conn: Connection, values: dict[str, Any], message_id: int | None, now: datetime) -> int:
     """A new patient from column values (traits, INS, demographics), with its trait key."""
-    _forget_lookups(conn)
+    forget(conn)
     row = dict(_BLANK)
     row.update(values, created_at=now, updated_at=now, last_message_id=message_id)
     try:
@@ -194,7 +86,7 @@ def change(
     reason: str = "",
 ) -> None:
     """Update a patient's columns and record why."""
-    _forget_lookups(conn)
+    forget(conn)
     if "birth_date" in changes:
         changes = {**changes, "birth_date_parsed": parse_date(changes["birth_date"])}
     conn.execute(
@@ -211,7 +103,7 @@ def update_contact(
     conn: Connection, patient_id: int, values: dict[str, Any], message_id: int, now: datetime
 ) -> None:
     """Address and phone: demographics, not identity (no history line)."""
-    _forget_lookups(conn)
+    forget(conn)
     conn.execute(
         update(patients)
         .where(_p.id == patient_id)
@@ -224,7 +116,7 @@ def add_local_ids(
 ) -> None:
     if not ids:
         return
-    _forget_lookups(conn)
+    forget(conn)
     rows = [
         {
             "patient_id": patient_id,

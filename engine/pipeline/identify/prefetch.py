@@ -1,0 +1,72 @@
+"""The patients of a claimed batch, fetched ahead of its messages' identify stage.
+
+Before the batch's messages run, the INS and local identifier values of each one's PID-3 (read
+from the journaled bytes, as the identify stage will read them) are looked up in one statement
+(:func:`engine.store.patient_lookups.prefetch`), instead of one lookup per message. This only
+saves round trips: a lookup whose values were not all fetched ahead (a channel step changed
+PID-3, an escaped value, a CDA document) queries the store as before, and the first change to a
+patient in the batch (an ADT, a merge, an A47) or the first operation that settles the batch
+forgets what was fetched, so a later message of the batch reads the store again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import Connection
+
+from engine.errors import EngineError
+from engine.hl7v2.reader import Segment, split_segments
+from engine.hl7v2.separators import Separators
+from engine.identity.hl7 import identifiers
+from engine.journal.records import Pending
+from engine.pipeline.payloads import is_xml
+from engine.store import batch, patient_lookups
+
+if TYPE_CHECKING:
+    from engine.pipeline.stages import Stage
+
+
+class _Staged(Protocol):
+    @property
+    def stages(self) -> Sequence[Stage]: ...
+
+
+def prefetch_patients(
+    conn: Connection, pending: Iterable[Pending], pipelines: Mapping[str, _Staged]
+) -> None:
+    """Fetch the patients of the messages whose channel identifies patients, for the batch
+    open on ``conn`` (nothing when none is open)."""
+    if batch.current(conn) is None:
+        return
+    identifying = {name for name, p in pipelines.items() if _identifies(p)}
+    ins: set[str] = set()
+    local: set[str] = set()
+    for message in pending:
+        if message.channel in identifying:
+            found = message_identifiers(message.raw, message.charset)
+            ins.update(found[0])
+            local.update(found[1])
+    patient_lookups.prefetch(conn, ins, local)
+
+
+def message_identifiers(raw: bytes, charset: str) -> tuple[list[str], list[str]]:
+    """The INS and local identifier values of an HL7 v2 message's PID-3; none when the bytes
+    are not such a message (the parse stage will say why)."""
+    if is_xml(raw, charset):
+        return [], []
+    try:
+        text = raw.decode(charset or "utf-8").lstrip("\ufeff").lstrip()
+        seps = Separators.from_header(text)
+    except (UnicodeDecodeError, LookupError, EngineError):
+        return [], []
+    pid = next((s for s in split_segments(text) if s[:4] == "PID" + seps.field), None)
+    if pid is None:
+        return [], []
+    ins, local, _ = identifiers(Segment(pid, seps).repetitions(3), seps)
+    return [i.value for i in ins], [i.value for i in local]
+
+
+def _identifies(pipeline: _Staged) -> bool:
+    return any(stage.name == "identify" for stage in pipeline.stages)
