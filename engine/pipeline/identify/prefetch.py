@@ -61,11 +61,22 @@ def message_identifiers(raw: bytes, charset: str) -> tuple[list[str], list[str]]
         seps = Separators.from_header(text)
     except (UnicodeDecodeError, LookupError, EngineError):
         return [], []
-    pid = next((s for s in split_segments(text) if s[:4] == "PID" + seps.field), None)
+    pid = _pid_segment(text, seps)
     if pid is None:
         return [], []
     ins, local, _ = identifiers(Segment(pid, seps).repetitions(3), seps)
     return [i.value for i in ins], [i.value for i in local]
+
+
+def _pid_segment(text: str, seps: Separators) -> str | None:
+    """The first PID segment's text: found after a CR without splitting the whole message,
+    else among the segments as the reader splits them (LF or CRLF line ends)."""
+    head = f"PID{seps.field}"
+    start = text.find(f"\r{head}")
+    if start >= 0:
+        stop = text.find("\r", start + 1)
+        return text[start + 1 :] if stop < 0 else text[start + 1 : stop]
+    return next((s for s in split_segments(text) if s.startswith(head)), None)
 
 
 def _identifies(pipeline: _Staged) -> bool:
