@@ -100,6 +100,7 @@ class Worker:
         #: the write lock (a pipeline process: intake commits meanwhile on another core).
         self.prepares_ahead = False
         self._ahead: dict[int, Work] = {}
+        self._ahead_taken = 0  # of them, taken up by the batches since the last read
         #: A channel answers after processing: every batch's commit is synced.
         self.answers_after_processing = any(p.answers_after_processing for p in pipelines.values())
 
@@ -164,7 +165,11 @@ class Worker:
         """The next batch as a reader sees it (no write lock), each message through the
         stages that need no database (:meth:`Pipeline.ahead`): the transaction goes on from
         there for each message it claims unchanged (a message ahead but not claimed is kept
-        for the next batch)."""
+        for the next batch). Not read again while a slice's worth is still ahead (a batch
+        cut short for intake leaves the rest of the last one)."""
+        taken, self._ahead_taken = self._ahead_taken, 0
+        if len(self._ahead) >= MIN_SLICE and taken:
+            return  # else read again: what is left may have gone (an operator's discard)
         with self.engine.connect().execution_options(**READS_ONLY) as conn:
             now = utcnow()
             batch = claim_pending(conn, now, self.batch_size, self.pipelines)
@@ -334,6 +339,7 @@ class Worker:
                 return None
             if fast:
                 ahead = self._ahead.pop(pending.id, None)
+                self._ahead_taken += ahead is not None
                 try:
                     return pipeline.process(conn, pending, now, ahead)
                 except Exception as exc:

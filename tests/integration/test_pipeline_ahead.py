@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from engine.channels.config import ChannelConfig
 from engine.channels.loader import load_channels
@@ -20,7 +20,7 @@ from engine.journal.message_tables import messages
 from engine.migrate import upgrade
 from engine.pipeline.pipeline import Pipeline
 from engine.pipeline.stage_parse import Parse
-from engine.pipeline.worker import Worker
+from engine.pipeline.worker import MIN_SLICE, Worker
 from engine.runtime.wiring import build_pipeline
 from engine.store.record_core import observations
 from tests.integration.test_journal import a28, oru
@@ -147,3 +147,47 @@ def test_a_message_changed_since_it_ran_ahead_runs_every_stage(
         conn.rollback()
     assert same.state == "delivered"
     assert work.conn is not None  # an unchanged claim goes on from it
+
+
+def test_a_batch_cut_short_for_intake_keeps_the_rest_ahead(
+    tmp_path: Path, hospital: ChannelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = sqlite(tmp_path / "journal.db")
+    receive(db, hospital, a28("A28-1", "000001"))
+    drain(worker_of(db, hospital, ahead=False))
+    receive(db, hospital, *(oru(f"ORU-{i}", "000001") for i in range(20)))
+    worker = worker_of(db, hospital, ahead=True)
+    parsed: list[int] = []
+    original = Parse.run
+
+    def counted(self: Parse, work: object) -> None:
+        parsed.append(1)
+        original(self, work)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Parse, "run", counted)
+    assert worker.run_once(interrupt=lambda: True) == MIN_SLICE  # intake waits: cut short
+    assert len(parsed) == 20 and len(worker._ahead) == 20 - MIN_SLICE
+    assert worker.run_once(interrupt=lambda: True) == MIN_SLICE
+    assert worker.run_once(interrupt=lambda: True) == 20 - 2 * MIN_SLICE
+    assert len(parsed) == 20  # each message parsed once, ahead
+    assert [s for s, *_ in outcome(db)[0]] == ["delivered"] * 21
+
+
+def test_work_ahead_for_messages_gone_meanwhile_is_dropped(
+    tmp_path: Path, hospital: ChannelConfig
+) -> None:
+    db = sqlite(tmp_path / "journal.db")
+    receive(db, hospital, a28("A28-1", "000001"))
+    drain(worker_of(db, hospital, ahead=False))
+    gone = receive(db, hospital, *(oru(f"ORU-{i}", "000001") for i in range(MIN_SLICE + 2)))
+    worker = worker_of(db, hospital, ahead=True)
+    worker._prepare_ahead()
+    assert sorted(worker._ahead) == gone
+    with db.begin() as conn:  # an operator discards them
+        conn.execute(update(messages).where(messages.c.id.in_(gone)).values(state="discarded"))
+    receive(db, hospital, oru("ORU-new", "000001"))
+    # None of the work ahead was taken up since it was read: read again, the stale work goes.
+    assert worker.run_once() == 1
+    receive(db, hospital, oru("ORU-newer", "000001"))
+    assert worker.run_once() == 1
+    assert sorted(worker._ahead) == []
