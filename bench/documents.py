@@ -310,6 +310,14 @@ def engine(pipeline: str | None = None) -> Iterator[tuple[mi.EngineProcess, int]
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used: a figure the other load on a shared
+    machine disturbs far less than a rate."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_only(db_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
 
@@ -408,11 +416,13 @@ def engine_step(
         port = eng.port
     before = stored_documents(eng.db_path)
     tracker = Tracker(eng.db_path, last_journal_id(eng.db_path), len(msgs))
+    cpu_before = cpu_seconds(eng.pid)
     load = mi.run_load(port, msgs, connections, on_tick=tracker.poll, tick=POLL_S)
     if load.acked != load.messages or load.naks:
         raise RuntimeError(f"{what}: {load.acked}/{load.messages} ACKed, {load.naks} NAKs")
     tracker.wait(300)
     assert tracker.all_at is not None
+    cpu_ms = (cpu_seconds(eng.pid) - cpu_before) * 1000 / len(msgs)
     added = stored_documents(eng.db_path) - before
     if added != len(msgs):
         raise RuntimeError(f"{what}: store_documents gained {added} rows, not {len(msgs)}")
@@ -425,6 +435,7 @@ def engine_step(
         "delivery_p50_ms": mi.quantile(delivery, 0.50),
         "delivery_p99_ms": mi.quantile(delivery, 0.99),
         "delivery_max_ms": max(delivery),
+        "engine_cpu_ms_per_doc": cpu_ms,
         "bytes_per_message": statistics.fmean(len(m) for m in msgs),
     }
 
@@ -464,6 +475,7 @@ def one_run(
             log(
                 f"{run}: {name}: end to end "
                 f"{result['docs_per_s']:,.1f} docs/s (ACK {result['ack_docs_per_s']:,.1f}/s, "
+                f"engine CPU {result['engine_cpu_ms_per_doc']:.2f} ms/doc, "
                 f"ACK p99 {result['ack_p99_ms']:.1f} ms, delivery p99 "
                 f"{result['delivery_p99_ms']:.1f} ms)"
             )

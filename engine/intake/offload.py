@@ -12,6 +12,10 @@ GIL), and at most ``WORKERS + QUEUED`` payloads handed to it at once per event l
 others wait their turn on the loop, where their sources already stop reading (outstanding
 caps), so memory stays bounded by the sources' own limits.
 
+A CDA document received alone is only screened at intake (its prolog and header, about
+0.5 ms CPU whatever its size): :class:`engine.intake.rules.DocumentRules` keeps documents up
+to 1 MB on the loop, where a thread hand-off would cost more than the check.
+
 Payloads of ``PROCESS_MIN`` bytes and more go to a worker *process* instead. Measured here: a
 15 MB document of 1.5 M elements parses in a thread with the GIL released, but freeing its
 tree (one C call that keeps the GIL) stalled the loop for 90-400 ms; in a process of its own
@@ -138,9 +142,14 @@ class Offload:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate: asyncio.Semaphore | None = None
 
-    def inline(self, payload: bytes, refused: EngineError | None = None) -> bool:
-        """Whether this payload is prepared on the loop (refusals cost nothing to prepare)."""
-        return refused is not None or len(payload) <= self.inline_max
+    def inline(
+        self, payload: bytes, refused: EngineError | None = None, rules: MessageRules | None = None
+    ) -> bool:
+        """Whether this payload is prepared on the loop (refusals cost nothing to prepare).
+        ``rules`` may allow more: a document received alone is read up to its header only, at a
+        cost that does not grow with its size (``DocumentRules.inline_max``)."""
+        limit = max(self.inline_max, getattr(rules, "inline_max", 0))
+        return refused is not None or len(payload) <= limit
 
     async def prepare(
         self,
@@ -150,7 +159,7 @@ class Offload:
         sender: str = "",
         refused: EngineError | None = None,
     ) -> Prepared:
-        if self.inline(payload, refused):
+        if self.inline(payload, refused, rules):
             return prepare_safely(rules, payload, peer, sender, refused)
         loop = asyncio.get_running_loop()
         async with self._semaphore(loop):

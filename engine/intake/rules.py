@@ -239,6 +239,10 @@ class DocumentRules(MessageRules):
     """Intake rules for a channel whose source receives CDA documents alone. Over MLLP the
     answer is still an HL7 ACK, whose MSA-2 is the document id."""
 
+    #: Documents up to this size are checked on the event loop (``engine.intake.offload``):
+    #: only their prolog and header are read, 0.4-0.6 ms of CPU from 131 KB to 768 KB here.
+    inline_max = 1024 * 1024
+
     def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
         row = NewMessage(
             channel=self.channel,

@@ -13,6 +13,7 @@ from engine.cda.safexml import MAX_DEPTH
 from engine.cda.screen import screen_document
 from engine.errors import DocumentError
 from engine.hl7v2.ack import AckCode
+from engine.intake.offload import Offload
 from engine.intake.prepared import Prepared
 from engine.intake.rules import DocumentRules, MessageRules
 from engine.journal.message_tables import State
@@ -158,3 +159,13 @@ def test_a_document_alone_that_could_hurt_the_engine_is_refused_at_intake(
 
 def carried_text(text: str) -> Prepared:
     return MessageRules("labs", ("ORU^R01",), "UNICODE UTF-8").prepare(oru(text))
+
+
+def test_a_document_alone_up_to_a_megabyte_is_screened_on_the_loop_not_in_a_thread() -> None:
+    """Screening costs the same whatever the size: no thread hand-off for a document alone,
+    while an HL7 message of the same size (whose reading grows with it) still goes to one."""
+    offload = Offload()
+    payload = TSH + b" " * (900 * 1024 - len(TSH))
+    assert offload.inline(payload, None, documents())
+    assert not offload.inline(payload, None, MessageRules("labs", ("*",), "UNICODE UTF-8"))
+    assert not offload.inline(payload + b" " * 200 * 1024, None, documents())
