@@ -14,8 +14,8 @@ from engine.cda.document import ReadDocument
 from engine.errors import UnsupportedMessageType, ValidationError
 from engine.hl7v2.embedded_documents import (
     DocumentRecord,
+    carries_documents,
     extract_documents,
-    is_document_message,
 )
 from engine.hl7v2.reader import Message
 from engine.identity.hl7 import merged_identity
@@ -97,15 +97,19 @@ class StoreOperation:
 def map_message(msg: Message) -> StoreOperation:
     """The store operation for ``msg``; raises UnsupportedMessageType for other MSH-9 types,
     UnknownPatient without a usable PID-3, ValidationError for an A03 naming no visit."""
-    kind = f"{msg.message_type}^{msg.trigger}"
+    # MSH-9.1 and MSH-9.2 (Message.message_type and .trigger), its field split once.
+    msh9 = msg.msh.components(9)
+    message_type = msh9[0] if msh9 else ""
+    trigger = msh9[1] if len(msh9) > 1 else ""
+    kind = f"{message_type}^{trigger}"
     if kind not in SUPPORTED_TYPES:
         raise UnsupportedMessageType(f"the record store does not map {kind or 'empty MSH-9'}")
     patient = extract_patient(msg)
-    if is_document_message(msg):
+    # is_document_message, for the supported types: any MDM, an ORU^R01 carrying a CDA.
+    if message_type == "MDM" or (kind == "ORU^R01" and carries_documents(msg)):
         return StoreOperation("add_documents", patient, documents=extract_documents(msg))
     if kind == "ORU^R01":
         return StoreOperation("add_results", patient, None, tuple(extract_observations(msg)))
-    trigger = msg.trigger
     if trigger in _MRG_EVENTS:
         previous = merged_identity(msg)
         if previous is None:

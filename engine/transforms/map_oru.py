@@ -68,52 +68,71 @@ def extract_observations(msg: Message) -> list[ObservationRecord]:
         if name == "OBX":
             out.append(_observation(seg.text, order, seps))
         elif name == "OBR":
-            order = _order(seg)
+            order = _order(seg, seps)
         elif name == "ORC":
             order = NO_ORDER
     return out
 
 
-def _order(obr: Segment) -> OrderRecord:
+def _order(obr: Segment, seps: Separators) -> OrderRecord:
+    # As Segment.get(n, c): the first repetition's component, unescaped (each field split once).
+    rep = seps.repetition
+    code = obr.field(4).split(rep, 1)[0]
     return OrderRecord(
-        placer_number=obr.get(2, 1),
-        filler_number=obr.get(3, 1),
-        code=obr.get(4, 1),
-        code_system=obr.get(4, 3),
-        text=obr.get(4, 2),
-        observed_ts=obr.get(7, 1),
+        placer_number=part(obr.field(2).split(rep, 1)[0], seps, 1),
+        filler_number=part(obr.field(3).split(rep, 1)[0], seps, 1),
+        code=part(code, seps, 1),
+        code_system=part(code, seps, 3),
+        text=part(code, seps, 2),
+        observed_ts=part(obr.field(7).split(rep, 1)[0], seps, 1),
     )
 
 
 def _observation(text: str, order: OrderRecord, seps: Separators) -> ObservationRecord:
-    # The hot path of result ingest: the OBX is split once here rather than once per field
-    # through Segment.get, and only text holding the escape character is unescaped.
+    # The hot path of result ingest (ten a message): the OBX is split once here rather than
+    # once per field through Segment.get, only text holding the escape character is unescaped,
+    # a part is split only when it holds its separator, and the record is built positionally.
     fields = text.split(seps.field)
-    fields += [""] * (15 - len(fields))
+    if len(fields) < 15:
+        fields += [""] * (15 - len(fields))
     if seps.escape in text:
         return _observation_escaped(fields, order, seps)
     comp, rep = seps.component, seps.repetition
-    code = [*fields[3].split(rep, 1)[0].split(comp, 3), "", ""][:3]
-    unit = fields[6].split(rep, 1)[0].split(comp, 2)
+    code = fields[3]
+    if rep in code:
+        code = code.split(rep, 1)[0]
+    codes = code.split(comp, 3)
+    n = len(codes)
+    unit = fields[6]
+    if rep in unit:
+        unit = unit.split(rep, 1)[0]
+    if comp in unit:
+        units = unit.split(comp, 2)
+        unit = units[0] or units[1]
     flags = fields[8]
     if comp in flags:
         flags = rep.join(r.split(comp, 1)[0] for r in flags.split(rep))
-    observed_ts = fields[14].split(comp, 1)[0] or order.observed_ts
-    return ObservationRecord(
-        order=order,
-        set_id=fields[1],
-        value_type=fields[2],
-        code=code[0],
-        code_system=code[2],
-        code_text=code[1],
-        sub_id=fields[4],
-        value=fields[5],
-        unit=unit[0] or (unit[1] if len(unit) > 1 else ""),
-        reference_range=fields[7],
-        abnormal_flags=flags,
-        status=fields[11],
-        observed_ts=observed_ts,
-        observed_at=parse_ts(observed_ts) if observed_ts else None,
+    observed_ts = fields[14]
+    if comp in observed_ts:
+        observed_ts = observed_ts.split(comp, 1)[0]
+    observed_ts = observed_ts or order.observed_ts
+    return ObservationRecord._make(
+        (
+            order,
+            fields[1],  # set_id
+            fields[2],  # value_type
+            codes[0],  # code
+            codes[2] if n > 2 else "",  # code_system
+            codes[1] if n > 1 else "",  # code_text
+            fields[4],  # sub_id
+            fields[5],  # value
+            unit,
+            fields[7],  # reference_range
+            flags,
+            fields[11],  # status
+            observed_ts,
+            parse_ts(observed_ts) if observed_ts else None,
+        )
     )
 
 
