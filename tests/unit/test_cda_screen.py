@@ -169,3 +169,8 @@ def test_a_document_alone_up_to_a_megabyte_is_screened_on_the_loop_not_in_a_thre
     assert offload.inline(payload, None, documents())
     assert not offload.inline(payload, None, MessageRules("labs", ("*",), "UNICODE UTF-8"))
     assert not offload.inline(payload + b" " * 200 * 1024, None, documents())
+
+
+def test_a_carried_cda_with_a_non_ascii_character_in_its_base64_is_refused_at_intake() -> None:
+    text = base64.b64encode(TSH).decode()
+    assert refused(carried_text(text[:-8] + "é" + text[-8:])).endswith("not valid Base64")
