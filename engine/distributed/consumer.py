@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.channels.config import ChannelsFile, WorkSettings
 from engine.distributed.broker import Broker, BrokerUnavailable, Delivery, WorkSession
-from engine.distributed.items import WorkItem, work_items
+from engine.distributed.items import WorkItem, unpack, work_items
 from engine.distributed.rabbit import RabbitBroker
 from engine.journal.claim import WHOLE_GROUP, Group, stale_or_due
 from engine.journal.journal import utcnow
@@ -116,33 +116,48 @@ class DistributedWorker(RunnerBase):
 
     def _consume(self, session: WorkSession, stop: threading.Event) -> None:
         while not stop.is_set():
-            deliveries = session.receive(self.settings.batch, IDLE_SECONDS)
+            deliveries, items = self._receive(session)
             if deliveries:
-                self._run_batch(session, deliveries, stop)
+                self._run_batch(session, deliveries, items, stop)
             self._sweep_if_due(session)
 
+    def _receive(self, session: WorkSession) -> tuple[list[Delivery], list[WorkItem]]:
+        """Deliveries until their items make a batch, or the queue goes idle: a delivery
+        carries the items of one intake commit (see :func:`~engine.distributed.items.pack`)."""
+        deliveries: list[Delivery] = []
+        items: list[WorkItem] = []
+        while len(items) < self.settings.batch:
+            got = session.receive(1, IDLE_SECONDS)
+            if not got:
+                break
+            deliveries += got
+            for delivery in got:
+                try:
+                    items += unpack(delivery.body)
+                except ValueError:
+                    log.error("work_item_unreadable", size=len(delivery.body))
+        return deliveries, items
+
     def _run_batch(
-        self, session: WorkSession, deliveries: list[Delivery], stop: threading.Event
+        self,
+        session: WorkSession,
+        deliveries: list[Delivery],
+        items: list[WorkItem],
+        stop: threading.Event,
     ) -> None:
         """One batch of items in one transaction, acknowledged after its commit; given back
         when it failed."""
-        items: list[WorkItem] = []
-        for delivery in deliveries:
-            try:
-                items.append(WorkItem.decode(delivery.body))
-            except ValueError:
-                log.error("work_item_unreadable", size=len(delivery.body))
         last = deliveries[-1].tag
         try:
             self.run_items(session, items)
         except SQLAlchemyError as exc:  # the database is away: give the items back
-            log.error("work_batch_failed", error=type(exc).__name__, items=len(deliveries))
+            log.error("work_batch_failed", error=type(exc).__name__, items=len(items))
             session.nack(last)
             stop.wait(1.0)
         except BrokerUnavailable:
             raise
         except Exception as exc:  # a bug: give them back (the broker's count grows)
-            log.error("work_batch_failed", items=len(deliveries), **error_fields(exc))
+            log.error("work_batch_failed", items=len(items), **error_fields(exc))
             session.nack(last)
             stop.wait(1.0)
         else:

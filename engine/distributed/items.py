@@ -1,9 +1,15 @@
-"""Work items: which journaled message to process, and the patient whose order it keeps."""
+"""Work items: which journaled message to process, and the patient whose order it keeps.
+
+Items travel packed, up to :data:`ITEMS_PER_BODY` in one message body (a JSON list of
+``[id, channel, patient key]``): one publish and one publisher confirm per intake commit
+instead of one per message, and one delivery per batch for a worker. A body holding one item
+alone (``[id, channel, key]``, as intakes wrote them before packing) still reads.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
@@ -27,16 +33,26 @@ class WorkItem:
         return self.upto or self.id
 
     def encode(self) -> bytes:
-        return json.dumps([self.id, self.channel, self.patient_key]).encode()
+        """This item alone in a body (see :func:`pack` for several)."""
+        return json.dumps(self._fields()).encode()
+
+    def _fields(self) -> list[int | str | None]:
+        return [self.id, self.channel, self.patient_key]
 
     @classmethod
     def decode(cls, body: bytes) -> WorkItem:
-        """Raises ValueError on anything but an item this module wrote."""
-        try:
-            ident, channel, key = json.loads(body)
-        except (TypeError, ValueError) as exc:
-            raise ValueError("not a work item") from exc
-        if not isinstance(ident, int) or not isinstance(channel, str):
+        """The one item of a body; raises ValueError on anything else."""
+        items = unpack(body)
+        if len(items) != 1:
+            raise ValueError("not one work item")
+        return items[0]
+
+    @classmethod
+    def _of(cls, fields: object) -> WorkItem:
+        if not isinstance(fields, list) or len(fields) != 3:
+            raise ValueError("not a work item")
+        ident, channel, key = fields
+        if not isinstance(ident, int) or isinstance(ident, bool) or not isinstance(channel, str):
             raise ValueError("not a work item")
         return cls(ident, channel, key if isinstance(key, str) else None)
 
@@ -44,6 +60,29 @@ class WorkItem:
     def group(self) -> Group:
         """The unit of order (contract 4): a channel's patient, or the message alone."""
         return group_of(self.id, self.channel, self.patient_key)
+
+
+#: Items in one message body at most (a worker's batch by default).
+ITEMS_PER_BODY = 64
+
+
+def pack(items: Sequence[WorkItem], per_body: int = ITEMS_PER_BODY) -> Iterator[bytes]:
+    """The bodies carrying ``items``, in order, up to ``per_body`` items each."""
+    for start in range(0, len(items), per_body):
+        chunk = items[start : start + per_body]
+        yield json.dumps([i._fields() for i in chunk], separators=(",", ":")).encode()
+
+
+def unpack(body: bytes) -> list[WorkItem]:
+    """The items of a body: a packed list, or one item alone. Raises ValueError on anything
+    but what this module wrote."""
+    try:
+        fields = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("not a work item") from exc
+    if isinstance(fields, list) and fields and isinstance(fields[0], list):
+        return [WorkItem._of(f) for f in fields]
+    return [WorkItem._of(fields)]
 
 
 def items_of(rows: Sequence[NewMessage], results: Sequence[Result]) -> list[WorkItem]:

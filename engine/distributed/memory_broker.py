@@ -13,21 +13,24 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from engine.distributed.broker import BrokerUnavailable, Delivery, NoWorkQueue
-from engine.distributed.items import WorkItem
+from engine.distributed.items import ITEMS_PER_BODY, WorkItem, pack, unpack
 
 
 class MemoryBroker:
     where = "memory"
 
-    def __init__(self, declared: bool = False) -> None:
+    def __init__(self, declared: bool = False, per_body: int = ITEMS_PER_BODY) -> None:
         self.cond = threading.Condition()
+        #: Items packed in one body, as RabbitMQ's sessions pack a worker's batch.
+        self.per_body = per_body
         self.ready: deque[bytes] = deque()
         self.declared = declared
         self.running = True
-        #: Bodies published, acknowledged, and given back or redelivered, over the broker's life.
+        #: Items published, acknowledged, and given back or redelivered, over the broker's life
+        #: (a delivery is a body of items, see :func:`~engine.distributed.items.pack`).
         self.published = self.acked = self.requeued = 0
         self._tags = itertools.count(1)
         self._sessions: list[MemorySession] = []
@@ -59,14 +62,14 @@ class MemoryBroker:
     def depth(self) -> int:
         """Items waiting in the queue (not out to a session)."""
         with self.cond:
-            return len(self.ready)
+            return _items(self.ready)
 
     def _tag(self) -> int:
         return next(self._tags)
 
     def _requeue(self, bodies: list[bytes]) -> None:
         self.ready.extendleft(reversed(bodies))
-        self.requeued += len(bodies)
+        self.requeued += _items(bodies)
         self.cond.notify_all()
 
     def _closed(self, session: MemorySession) -> None:
@@ -83,7 +86,7 @@ class MemorySession:
     def publish(self, items: Sequence[WorkItem]) -> int:
         with self.broker.cond:
             self._check()
-            self.broker.ready.extend(item.encode() for item in items)
+            self.broker.ready.extend(pack(items, self.broker.per_body))
             self.broker.published += len(items)
             self.broker.cond.notify_all()
         return len(items)
@@ -110,10 +113,8 @@ class MemorySession:
     def ack(self, tag: int) -> None:
         with self.broker.cond:
             self._check()
-            done = [t for t in self.out if t <= tag]
-            for t in done:
-                del self.out[t]
-            self.broker.acked += len(done)
+            done = [self.out.pop(t) for t in list(self.out) if t <= tag]
+            self.broker.acked += _items(done)
 
     def nack(self, tag: int) -> None:
         with self.broker.cond:
@@ -140,3 +141,7 @@ class MemorySession:
     def _check(self) -> None:
         if not self.open:
             raise BrokerUnavailable("ConnectionLost")
+
+
+def _items(bodies: Iterable[bytes]) -> int:
+    return sum(len(unpack(body)) for body in bodies)

@@ -19,7 +19,9 @@ from sqlalchemy.exc import OperationalError
 from engine.adapters.memory import MemoryBox, box, drop_box
 from engine.channels.config import ChannelsFile
 from engine.channels.loader import parse_channels
+from engine.distributed.broker import WorkSession
 from engine.distributed.consumer import DistributedWorker
+from engine.distributed.items import WorkItem
 from engine.distributed.memory_broker import MemoryBroker, MemorySession
 from engine.distributed.publisher import WorkPublisher
 from engine.intake.sink import Result
@@ -127,6 +129,11 @@ def wait_for(check: Callable[[], bool], seconds: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def wait_queued(broker: MemoryBroker, items: int) -> None:
+    """Until the publisher put ``items`` on the queue in all."""
+    wait_for(lambda: broker.depth() == items)
+
+
 def assert_each_once_in_patient_order(memory: MemoryBox, ids: list[int]) -> None:
     kept = [k.message_id for k in memory.kept]
     assert sorted(kept) == sorted(ids)  # every message, each once
@@ -148,6 +155,37 @@ def test_two_workers_apply_every_message_once_in_each_patients_order(
         wait_for(lambda: delivered(db) == len(ids))
     assert_each_once_in_patient_order(memory, ids)
     assert broker.published == len(ids) and broker.depth() == 0
+
+
+class Recording(DistributedWorker):
+    """Records the items of each batch it runs from the queue."""
+
+    batches: list[list[int]]
+
+    def run_items(self, session: WorkSession | None, items: list[WorkItem]) -> None:
+        if session is not None:
+            self.batches.append([i.id for i in items])
+        super().run_items(session, items)
+
+
+def test_a_commit_is_one_body_and_a_batch_gathers_bodies_up_to_its_size(
+    db: Engine, memory: MemoryBox
+) -> None:
+    broker = MemoryBroker()
+    with Deployment(db, broker, config()) as deployment:  # batch: 8
+        ids: list[int] = []
+        for start in range(0, 12, 4):  # 3 commits: 3 bodies of 4 items
+            ids += deployment.send([adt(n) for n in range(start, start + 4)])
+            wait_queued(broker, len(ids))
+        assert len(broker.ready) == 3
+        worker = Recording(deployment.config, db, build_worker(deployment.config, db), broker)
+        worker.batches = []
+        deployment.workers.append(worker)
+        worker.start()
+        wait_for(lambda: delivered(db) == len(ids))
+    assert worker.batches[:2] == [ids[:8], ids[8:]]
+    assert (broker.published, broker.acked, broker.depth()) == (12, 12, 0)
+    assert_each_once_in_patient_order(memory, ids)
 
 
 class FailsOnce(Worker):
@@ -181,14 +219,16 @@ def test_items_of_a_worker_killed_with_them_in_hand_go_to_another_worker(
 ) -> None:
     broker = MemoryBroker()
     with Deployment(db, broker, config()) as deployment:
-        ids = deployment.send([adt(n) for n in range(16)])
-        wait_for(lambda: broker.depth() == len(ids))
+        ids: list[int] = []
+        for start in range(0, 16, 4):  # 4 commits: 4 bodies of 4 items
+            ids += deployment.send([adt(n) for n in range(start, start + 4)])
+            wait_queued(broker, len(ids))
         killed = broker.open(consume=True)
-        assert len(killed.receive(10, 0.05)) == 10
+        assert len(killed.receive(3, 0.05)) == 3
         killed.close()  # killed before its commit: nothing acknowledged
         deployment.worker().start()
         wait_for(lambda: delivered(db) == len(ids))
-    assert broker.requeued == 10
+    assert broker.requeued == 12
     assert_each_once_in_patient_order(memory, ids)
 
 

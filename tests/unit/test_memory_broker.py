@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.distributed.broker import BrokerUnavailable, NoWorkQueue
-from engine.distributed.items import WorkItem
+from engine.distributed.items import WorkItem, unpack
 from engine.distributed.memory_broker import MemoryBroker
 
 
@@ -15,9 +15,16 @@ def items(*ids: int) -> list[WorkItem]:
     return [WorkItem(i, "lab", f"P{i % 2}") for i in ids]
 
 
+def publish_each(broker: MemoryBroker, *ids: int) -> None:
+    """One publish (one body) per item."""
+    session = broker.open()
+    for i in ids:
+        session.publish(items(i))
+
+
 def ids(broker: MemoryBroker, limit: int = 10) -> list[int]:
     session = broker.open(consume=True)
-    got = [WorkItem.decode(d.body).id for d in session.receive(limit, 0.01)]
+    got = [i.id for d in session.receive(limit, 0.01) for i in unpack(d.body)]
     session.ack(max(session.out, default=0))
     session.close()
     return got
@@ -25,7 +32,7 @@ def ids(broker: MemoryBroker, limit: int = 10) -> list[int]:
 
 def test_items_come_out_in_publish_order_in_batches_of_the_limit() -> None:
     broker = MemoryBroker()
-    broker.open().publish(items(1, 2, 3, 4, 5))
+    publish_each(broker, 1, 2, 3, 4, 5)
     consumer = broker.open(consume=True)
     first = consumer.receive(3, 0.01)
     assert [WorkItem.decode(d.body).id for d in first] == [1, 2, 3]
@@ -33,9 +40,17 @@ def test_items_come_out_in_publish_order_in_batches_of_the_limit() -> None:
     assert consumer.receive(3, 0.01) == []  # idle: nothing more
 
 
+def test_the_items_of_one_publish_travel_packed_in_bodies_of_at_most_per_body() -> None:
+    broker = MemoryBroker(per_body=2)
+    broker.open().publish(items(1, 2, 3, 4, 5))
+    assert broker.depth() == 5
+    got = broker.open(consume=True).receive(10, 0.01)
+    assert [[i.id for i in unpack(d.body)] for d in got] == [[1, 2], [3, 4], [5]]
+
+
 def test_given_back_deliveries_come_back_first_and_in_order() -> None:
     broker = MemoryBroker()
-    broker.open().publish(items(1, 2, 3, 4))
+    publish_each(broker, 1, 2, 3, 4)
     consumer = broker.open(consume=True)
     taken = consumer.receive(3, 0.01)
     consumer.ack(taken[0].tag)
@@ -46,7 +61,7 @@ def test_given_back_deliveries_come_back_first_and_in_order() -> None:
 
 def test_deliveries_of_a_session_that_closes_unacknowledged_go_to_another() -> None:
     broker = MemoryBroker()
-    broker.open().publish(items(1, 2, 3))
+    publish_each(broker, 1, 2, 3)
     killed = broker.open(consume=True)
     assert len(killed.receive(2, 0.01)) == 2
     killed.close()  # a worker killed mid-batch
