@@ -122,6 +122,32 @@ class FastStatement:
         finally:
             cursor.close()
 
+    def executemany_converted(
+        self, conn: Connection, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Run once per row, each row the values of ``columns`` already converted for the
+        database (:meth:`RowsInsert.processor`, :meth:`RowsInsert.convert`): on a positional
+        driver (sqlite's ``?``) whose placeholders are ``columns`` in order, the rows go to
+        the driver as they are, without a mapping or a copy per row."""
+        compiled = self._compiled(conn.dialect)
+        if compiled.defaults:
+            raise ValueError("a statement with constant binds takes mappings (executemany)")
+        params: Sequence[Any]
+        if compiled.positions is None:
+            params = [dict(zip(columns, row, strict=True)) for row in rows]
+        elif compiled.positions == columns:
+            params = rows
+        else:
+            order = itemgetter(*(columns.index(k) for k in compiled.positions))
+            params = [order(row) for row in rows]
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(compiled.sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, compiled.sql, params, exc) from exc
+        finally:
+            cursor.close()
+
     def executemany_returning(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]]
     ) -> list[tuple[Any, ...]]:
@@ -190,6 +216,61 @@ class RowsInsert:
         self.insert = insert_into(table)
         self._table = table
         self._copy: tuple[_Compiled, tuple[str, ...] | None] | None = None
+        self._todo: dict[
+            tuple[str, tuple[str, ...]], tuple[tuple[int, Callable[[Any], Any]], ...]
+        ] = {}
+        #: The order of a row's values for :meth:`run_converted`.
+        self.columns = tuple(
+            c.name for c in table.columns if not (c.primary_key and c.autoincrement)
+        )
+
+    def processor(self, dialect: Dialect, column: str) -> Callable[[Any], Any] | None:
+        """The conversion :meth:`run` applies to ``column``'s values on ``dialect`` (None:
+        the value goes as it is)."""
+        return self.insert._compiled(dialect).processors.get(column)
+
+    def convert(
+        self, dialect: Dialect, rows: list[Sequence[Any]], done: tuple[str, ...] = ()
+    ) -> list[Sequence[Any]]:
+        """``rows`` (values of :attr:`columns`) with the conversions of the columns not in
+        ``done`` applied; ``rows`` itself when no other column has one (the usual case: a
+        caller converts the few typed columns itself, once per distinct value)."""
+        todo = self._todo.get((dialect.name, done))
+        if todo is None:
+            processors = self.insert._compiled(dialect).processors
+            todo = self._todo[dialect.name, done] = tuple(
+                (i, p)
+                for i, k in enumerate(self.columns)
+                if k not in done and (p := processors.get(k)) is not None
+            )
+        if not todo:
+            return rows
+        out: list[Sequence[Any]] = []
+        for row in rows:
+            values = list(row)
+            for i, convert in todo:
+                values[i] = convert(values[i])
+            out.append(values)
+        return out
+
+    def run_converted(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """As :meth:`run`, for rows of :attr:`columns` values already converted
+        (:meth:`processor`, :meth:`convert`): no mapping, conversion or copy per row here."""
+        if conn.dialect.driver != "psycopg" or len(rows) < COPY_FROM:
+            self.insert.executemany_converted(conn, self.columns, rows)
+            return
+        cursor = _cursor(conn)
+        compiled, types = self._copy_statement(conn.dialect, cursor)
+        try:
+            with cursor.copy(compiled.sql) as copy:
+                if types is not None:
+                    copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, compiled.sql, rows, exc) from exc
+        finally:
+            cursor.close()
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if conn.dialect.driver != "psycopg" or len(rows) < COPY_FROM:

@@ -5,7 +5,9 @@ wait in memory and go to the database in one statement when the batch is flushed
 end states and commit), instead of one per message: on PostgreSQL one ``COPY`` (two round trips
 whatever the number of rows, a few µs of client CPU a row, where a pipelined ``executemany``
 sent each row as a statement of its own), on SQLite one ``executemany``
-(:class:`engine.fastsql.RowsInsert`). The rows get their ids in the order they were added.
+(:class:`engine.fastsql.RowsInsert`). The rows wait as tuples of their column values, already
+converted for the database (:data:`OBSERVATION_INSERT`), and get their ids in the order they
+were added.
 Patient lookups are remembered for the batch as well.
 
 Anything that could read or move rows still in memory, or change a patient, flushes the rows and
@@ -19,7 +21,7 @@ out at once, as before. The state lives in ``Connection.info`` and is dropped wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +32,14 @@ from engine.fastsql import RowsInsert
 from engine.store.record_core import observations
 
 _KEY = "aiguillage.batch_writes"
-_INSERT_OBSERVATIONS = RowsInsert(observations)
+#: The observation insert; a row is the values of its ``columns``, converted for the database.
+OBSERVATION_INSERT = RowsInsert(observations)
 
 
 @dataclass(slots=True)
 class BatchWrites:
-    observation_rows: list[Mapping[str, Any]] = field(default_factory=list)
+    #: Values of OBSERVATION_INSERT.columns, converted (RowsInsert.run_converted).
+    observation_rows: list[Sequence[Any]] = field(default_factory=list)
     #: Patient lookups of this batch, by what was looked up (see engine.store.patients).
     lookups: dict[Any, Any] = field(default_factory=dict)
 
@@ -64,7 +68,7 @@ def flush(conn: Connection) -> None:
     if batch is None or not batch.observation_rows:
         return
     rows, batch.observation_rows = batch.observation_rows, []
-    _INSERT_OBSERVATIONS.run(conn, rows)
+    OBSERVATION_INSERT.run_converted(conn, rows)
 
 
 def settle(conn: Connection) -> None:
@@ -77,8 +81,19 @@ def settle(conn: Connection) -> None:
     batch.lookups.clear()
 
 
-def add_observation_rows(conn: Connection, rows: list[dict[str, Any]]) -> bool:
-    """Keep the rows for the batch's flush; False when no batch is open (write them now)."""
+def add_observation_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Keep the rows (by column name) for the batch's flush; False when no batch is open
+    (write them now)."""
+    if current(conn) is None:
+        return False
+    columns = OBSERVATION_INSERT.columns
+    values: list[Sequence[Any]] = [tuple(r[k] for k in columns) for r in rows]
+    return add_converted_observations(conn, OBSERVATION_INSERT.convert(conn.dialect, values))
+
+
+def add_converted_observations(conn: Connection, rows: list[Sequence[Any]]) -> bool:
+    """Keep the rows (values of ``OBSERVATION_INSERT.columns``, converted) for the batch's
+    flush; False when no batch is open (write them now)."""
     batch = current(conn)
     if batch is None:
         return False
