@@ -142,7 +142,11 @@ class Worker:
 
         def claim(conn: Connection, now: datetime) -> list[Pending]:
             if groups is None:
-                return claim_pending(conn, now, self.batch_size, self.pipelines)
+                # A batch that intake already waits for ends after MIN_SLICE: claim no more
+                # (each claimed row is read whole, raw bytes included).
+                waiting = interrupt is not None and interrupt()
+                limit = MIN_SLICE if waiting else self.batch_size
+                return claim_pending(conn, now, limit, self.pipelines)
             # Taken again by a redo: the rollback of the first pass released the locks.
             busy.clear()
             busy.update(lock_groups(conn, groups))

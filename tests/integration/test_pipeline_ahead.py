@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from engine.channels.config import ChannelConfig
 from engine.channels.loader import load_channels
 from engine.db import make_engine
+from engine.journal.claim import claim_pending
 from engine.journal.journal import Journal
 from engine.journal.message_tables import messages
 from engine.migrate import upgrade
+from engine.pipeline import worker as worker_module
 from engine.pipeline.pipeline import Pipeline
 from engine.pipeline.stage_parse import Parse
 from engine.pipeline.worker import MIN_SLICE, Worker
@@ -165,7 +169,17 @@ def test_a_batch_cut_short_for_intake_keeps_the_rest_ahead(
         original(self, work)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Parse, "run", counted)
+    limits: list[int | None] = []
+    claim = claim_pending
+
+    def claimed(conn: Connection, now: datetime, limit: int | None, *rest: Any) -> Any:
+        limits.append(limit)
+        return claim(conn, now, limit, *rest)
+
+    monkeypatch.setattr(worker_module, "claim_pending", claimed)
+    monkeypatch.setattr(worker_module, "SLICE_SECONDS", 3600)  # cut by count, not by time
     assert worker.run_once(interrupt=lambda: True) == MIN_SLICE  # intake waits: cut short
+    assert limits == [worker.batch_size, MIN_SLICE]  # ahead: a batch; the transaction: a slice
     assert len(parsed) == 20 and len(worker._ahead) == 20 - MIN_SLICE
     assert worker.run_once(interrupt=lambda: True) == MIN_SLICE
     assert worker.run_once(interrupt=lambda: True) == 20 - 2 * MIN_SLICE

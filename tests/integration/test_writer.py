@@ -18,6 +18,7 @@ from engine.intake.sink import Result
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
 from engine.journal.records import Appended
+from engine.pipeline import worker as worker_module
 from engine.pipeline.runner_thread import ThreadRunner
 from engine.pipeline.worker import MIN_SLICE, Worker
 from engine.pipeline.writer import Writer
@@ -53,8 +54,10 @@ def states(db: Engine) -> list[str]:
 
 
 def test_a_pipeline_slice_stops_early_when_asked_and_leaves_the_rest_journaled(
-    db: Engine,
+    db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Not the time limit (a slow destination's), which a loaded machine would reach first.
+    monkeypatch.setattr(worker_module, "SLICE_SECONDS", 3600)
     journal_rows(db, 10, a28)
     worker = Worker(db, Journal(db), {CHANNEL.name: build_pipeline(CHANNEL)})
     assert worker.run_once(interrupt=lambda: True) == MIN_SLICE
