@@ -41,6 +41,7 @@ from engine.logs import error_fields
 from engine.metrics import PIPELINE_LATENCY
 from engine.pipeline.claimed import lock_groups, not_undone
 from engine.pipeline.failures import backoff_delay, failed
+from engine.pipeline.identify.prefetch import prefetch_patients
 from engine.pipeline.outbox_sender import OutboxSender
 from engine.pipeline.pipeline import Outcome, Pipeline, StageError
 from engine.pipeline.stages import Work
@@ -286,6 +287,8 @@ class Worker:
     ) -> Done:
         if fast:
             with store_batch.opened(conn):
+                # The batch's patients in one lookup, not one (or more) per message.
+                prefetch_patients(conn, batch, self.pipelines)
                 done = self._loop(conn, batch, now, interrupt, fast, known)
                 store_batch.flush(conn)
         else:
