@@ -127,6 +127,10 @@ class FiguresCache:
     #: A full count of every state once in this many snapshots (the others read only the
     #: states that move: waiting ones and dead letters).
     FULL_EVERY = 12
+    #: The most of its time the engine spends counting: a snapshot that took ``t`` seconds is
+    #: kept at least ``t / BUSY_SHARE`` (counting a backlog of a million messages takes a
+    #: good part of a second; the figures then age longer, as their ``taken_at`` says).
+    BUSY_SHARE = 0.05
 
     def __init__(self, db: Engine, configured: Callable[[], Sequence[str]], max_age: float) -> None:
         self.db = db
@@ -135,13 +139,20 @@ class FiguresCache:
         self._snapshot: Snapshot | None = None
         self._taken = 0.0
         self._taken_count = 0
+        self._took = 0.0  # seconds the last snapshot took
         self._lock = threading.Lock()
+
+    @property
+    def age_allowed(self) -> float:
+        """How old the snapshot may get before it is taken again: ``max_age``, or longer when
+        taking it is slow (see ``BUSY_SHARE``)."""
+        return max(self.max_age, self._took / self.BUSY_SHARE)
 
     def get(self) -> Snapshot:
         """The snapshot; a new one when it is too old, unless one is being taken (then the
         previous one: a reader never waits for a count when it has figures to show)."""
         snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - self._taken < self.max_age:
+        if snapshot is not None and time.monotonic() - self._taken < self.age_allowed:
             return snapshot
         fresh = self.refresh(wait=snapshot is None)
         if fresh is not None:
@@ -155,9 +166,11 @@ class FiguresCache:
             return None
         try:
             previous = self._snapshot if self._taken_count % self.FULL_EVERY else None
+            started = time.monotonic()
             with self.db.connect() as conn:
                 snapshot = take_snapshot(conn, self.configured(), datetime.now(UTC), previous)
             self._snapshot, self._taken = snapshot, time.monotonic()
+            self._took = self._taken - started
             self._taken_count += 1
             return snapshot
         finally:

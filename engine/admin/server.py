@@ -82,7 +82,7 @@ class AdminServer:
                 await asyncio.to_thread(figures.refresh)
             except Exception as exc:  # the next round tries again; /readyz reports the database
                 log.warning("admin_figures_failed", error=type(exc).__name__)
-            await asyncio.sleep(figures.max_age / 2)  # fresh before readers find it old
+            await asyncio.sleep(figures.age_allowed / 2)  # fresh before readers find it old
 
     async def stop(self) -> None:
         if self._server is not None:

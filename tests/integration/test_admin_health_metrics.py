@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
@@ -108,3 +111,28 @@ def test_snapshots_between_full_counts_follow_the_moving_states_and_keep_the_oth
     assert second.channels["lab"].oldest_waiting == {}
     assert second.channels["lab"].last_received_at is not None
     assert second.channels["lab"].rates["1m"] == 2.0
+
+
+def test_slow_counts_are_taken_less_often(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot that takes long (a large backlog to count) is kept longer, so that counting
+    stays a small share of the engine's time (``BUSY_SHARE``)."""
+    from engine.admin import figures as figures_module
+    from engine.admin.figures import FiguresCache
+
+    seed.message(db, "S1")
+    taken: list[float] = []
+    take = figures_module.take_snapshot
+
+    def slow(*args: Any) -> Any:
+        taken.append(time.monotonic())
+        time.sleep(0.05)
+        return take(*args)
+
+    monkeypatch.setattr(figures_module, "take_snapshot", slow)
+    figures = FiguresCache(db, lambda: ["lab"], max_age=0.01)
+    first = figures.get()
+    assert figures.age_allowed >= 0.05 / FiguresCache.BUSY_SHARE  # a second at least
+    time.sleep(0.05)  # older than max_age, not than what its cost allows
+    assert figures.get() is first and len(taken) == 1
+    monkeypatch.setattr(figures, "_taken", time.monotonic() - figures.age_allowed)
+    assert figures.get() is not first and len(taken) == 2
