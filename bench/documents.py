@@ -27,7 +27,9 @@ in this order:
    load client) at 1 and at 4 connections: ACK rate and ACK p50/p99; end-to-end rate = N /
    (journal shows all N ``delivered`` - first send), the journal polled read-only every 20 ms;
    and the delivery latency p50/p99 = (wall time the poll first sees the message
-   ``delivered``) - journal ``received_at`` (the intake commit, just before the ACK). That is
+   ``delivered``) - journal ``received_at`` (the intake commit, just before the ACK); and the
+   engine's CPU time per document (utime + stime of the engine process over the step / N),
+   which the other load of a shared machine disturbs less than the rates. That is
    sent -> delivered minus the transfer and intake time (which the ACK latency bounds), plus
    0-20 ms of polling resolution. The journal's ``updated_at`` cannot serve: the worker stamps
    a batch with the time it claimed it, not the time it committed it. Every message must end

@@ -15,6 +15,10 @@ from engine.cda.xpath import select
 from engine.errors import DocumentError
 
 MAX_BYTES = 20 * 1024 * 1024
+#: The one depth limit (the root is depth 1): intake's screen (``engine.cda.screen``) applies
+#: it to the prolog and header it reads, this parse to the whole document in the pipeline;
+#: libxml2 itself refuses past 256 (no ``huge_tree``) wherever the engine parses. Real CDA
+#: documents nest about 15-25 deep (the CI-SIS CR-BIO sample: 15).
 MAX_DEPTH = 200
 _CHUNK = 64 * 1024
 _RESOURCE_LIMIT = 114  # XML_ERR_RESOURCE_LIMIT: over 256 deep, or a text/attribute over 10 MB

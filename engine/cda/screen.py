@@ -31,6 +31,10 @@ _RESOURCE_LIMIT = 114  # XML_ERR_RESOURCE_LIMIT: libxml2's own depth cap (256)
 #: The header elements intake needs (the id for MSA-2, the type, the patient).
 _NEEDED = frozenset({f"{{{CDA_NS}}}id", f"{{{CDA_NS}}}code", f"{{{CDA_NS}}}recordTarget"})
 _RECORD_TARGET = f"{{{CDA_NS}}}recordTarget"
+_BODY = f"{{{CDA_NS}}}component"
+#: Elements read at most: a CI-SIS header holds about a hundred (the CR-BIO's: 57 up to
+#: the end of its recordTarget); past this, what is not read is the pipeline's.
+MAX_ELEMENTS = 2000
 
 
 class _Stop(Exception):
@@ -46,16 +50,20 @@ class _Refused(Exception):
 
 
 class _HeaderTarget:
-    """A parser target that builds a tree of the root and its children up to the first
-    element after the ``recordTarget``, then stops; it refuses a DOCTYPE as soon as libxml2
-    meets it (before any declaration inside it is read), another root, and nesting over
-    ``max_depth``. Text is not kept: the ids, code and patient are attributes."""
+    """A parser target that keeps the root and its ``id``, ``code`` and ``recordTarget``
+    children (text left out: what intake needs is in attributes) and stops at the first
+    child after the ``recordTarget`` once all three were read, at the body (``component``),
+    or after ``MAX_ELEMENTS``: the tree stays small whatever the document. It refuses a
+    DOCTYPE as soon as libxml2 meets it (before any declaration inside it is read), another
+    root, and nesting over ``max_depth``."""
 
     def __init__(self, max_depth: int) -> None:
         self.max_depth = max_depth
         self.builder = etree.TreeBuilder()
         self.root: etree._Element | None = None
         self.depth = 0
+        self.elements = 0
+        self.kept = False  # inside a kept child of the root
         self.seen: set[str] = set()
 
     def doctype(self, name: object, pubid: object, system: object) -> None:
@@ -63,23 +71,32 @@ class _HeaderTarget:
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
         self.depth += 1
+        self.elements += 1
         if self.depth > self.max_depth:
             limit = self.max_depth
             raise _Refused(f"elements nested {self.depth} deep exceed the limit of {limit}")
-        if self.root is None and tag != CLINICAL_DOCUMENT:
-            name = tag.rpartition("}")[2]
-            raise _Refused(f"the XML root element is {name!r}, not a CDA ClinicalDocument")
-        if self.depth == 2:
-            if tag != _RECORD_TARGET and self.seen >= _NEEDED:
-                raise _Stop
-            self.seen.add(tag)
-        element = self.builder.start(tag, attrib, nsmap)
         if self.root is None:
-            self.root = element
+            if tag != CLINICAL_DOCUMENT:
+                name = tag.rpartition("}")[2]
+                raise _Refused(f"the XML root element is {name!r}, not a CDA ClinicalDocument")
+            self.root = self.builder.start(tag, attrib, nsmap)
+            return
+        if self.depth == 2:
+            if self.seen >= _NEEDED and tag != _RECORD_TARGET:
+                raise _Stop
+            if tag == _BODY or self.elements > MAX_ELEMENTS:
+                raise _Stop
+            self.kept = tag in _NEEDED
+            self.seen.add(tag)
+        if self.kept:
+            self.builder.start(tag, attrib, nsmap)
 
     def end(self, tag: str) -> None:
+        if self.kept or self.depth == 1:
+            self.builder.end(tag)
+        if self.depth == 2:
+            self.kept = False
         self.depth -= 1
-        self.builder.end(tag)
 
     def close(self) -> etree._Element | None:
         return self.root
@@ -141,11 +158,14 @@ def _screen(
         if problem:
             return None, problem
     finally:
-        # The parser keeps the exception its target raised, whose traceback holds this frame.
+        # The parser keeps the exception its target raised, whose traceback holds this frame;
+        # and a parser with a Python target is in a reference cycle with its target context
+        # (lxml): the target lets go of the tree, so that only the caller keeps it alive.
         del parser
-    if target.root is None:  # an empty document: libxml2 says so at close
+        root, target.root, target.builder = target.root, None, etree.TreeBuilder()
+    if root is None:  # an empty document: libxml2 says so at close
         return None, "the payload is not XML"
-    return target.root, ""
+    return root, ""
 
 
 def _syntax_problem(

@@ -64,7 +64,8 @@ def heap_in_use() -> int:
 
 
 def no_id_document(n: int) -> bytes:
-    """A ClinicalDocument without an id: refused after the whole tree is parsed."""
+    """A ClinicalDocument without an id: refused at intake (which reads at most
+    engine.cda.screen.MAX_ELEMENTS of it, and keeps none of these)."""
     return (
         b'<ClinicalDocument xmlns="urn:hl7-org:v3">'
         + b'<a b="1"/>' * ELEMENTS
@@ -73,12 +74,14 @@ def no_id_document(n: int) -> bytes:
 
 
 def too_deep_mdm(n: int) -> bytes:
-    """An MDM^T02 whose CDA has 100,000 elements and one chain 201 deep."""
+    """An MDM^T02 whose CDA has one chain 201 deep, then 100,000 elements. Intake reads only
+    the prolog and header of a carried CDA (issue 11: engine.cda.screen), so the chain comes
+    first, where intake refuses it; deeper in the body it is the pipeline's to refuse."""
     cda = (
         b'<ClinicalDocument xmlns="urn:hl7-org:v3">'
-        + b'<a b="1"/>' * ELEMENTS
         + b"<d>" * 201
         + b"</d>" * 201
+        + b'<a b="1"/>' * ELEMENTS
         + f"<!-- {n} --></ClinicalDocument>".encode()
     )
     data = base64.b64encode(cda).decode()
