@@ -43,5 +43,6 @@ class AdminSettings(BaseModel):
     metrics_refresh_seconds: float = Field(
         default=5.0,
         gt=0,
-        description="journal counts behind /metrics and the dashboard are at most this old",
+        description="journal counts behind /metrics and the dashboard are at most this old (longer "
+        "while counting takes long: a count is kept 20 times as long as it took)",
     )
