@@ -13,34 +13,25 @@ from sqlalchemy.engine import Dialect
 
 from engine.store import batch
 from engine.store.batch import OBSERVATION_INSERT
-from engine.transforms.map_oru import ObservationRecord
+from engine.transforms.map_oru import ObservationRecord, OrderRecord
 
 #: The columns whose values add_observations converts itself (once per distinct value); any
 #: other conversion a dialect asks for is applied by the insert (RowsInsert.convert).
 _TIMES = ("observed_at", "created_at")
-assert OBSERVATION_INSERT.columns == (
-    "patient_id",
-    "message_id",
-    "document_row",
-    "order_placer_number",
-    "order_filler_number",
-    "order_code",
-    "order_code_system",
-    "order_text",
-    "set_id",
-    "value_type",
-    "code",
-    "code_system",
-    "code_text",
-    "sub_id",
-    "value",
-    "unit",
-    "reference_range",
-    "abnormal_flags",
-    "status",
-    "observed_ts",
-    *_TIMES,
-), "store_observations changed: update _rows"
+_ORDER = ("placer_number", "filler_number", "code", "code_system", "text")
+if (
+    OBSERVATION_INSERT.columns
+    != (
+        "patient_id",
+        "message_id",
+        "document_row",
+        *(f"order_{name}" for name in _ORDER),
+        *ObservationRecord._fields[1:13],  # a row takes them as one slice
+        *_TIMES,
+    )
+    or ObservationRecord._fields[13] != "observed_at"
+):
+    raise RuntimeError("store_observations or ObservationRecord changed: update _rows")
 
 
 def add_observations(
@@ -67,43 +58,56 @@ def _rows(
     now: datetime,
     document_row: int | None,
 ) -> list[Sequence[Any]]:
-    """The rows of the records, in the insert's column order, converted for ``dialect``: one
-    tuple each, built in one expression (ten a result message, on the hot path)."""
-    observed = _converter(dialect, "observed_at")
-    created = _converter(dialect, "created_at")(now)
-    rows: list[Sequence[Any]] = [
-        (
-            patient_id,
-            message_id,
-            document_row,
-            (order := o.order).placer_number,
-            order.filler_number,
-            order.code,
-            order.code_system,
-            order.text,
-            o.set_id,
-            o.value_type,
-            o.code,
-            o.code_system,
-            o.code_text,
-            o.sub_id,
-            o.value,
-            o.unit,
-            o.reference_range,
-            o.abnormal_flags,
-            o.status,
-            o.observed_ts,
-            observed(o.observed_at),
-            created,
+    """The rows of the records, in the insert's column order, converted for ``dialect`` (ten
+    a result message, on the hot path): the fields of a record's order once per order, its
+    stored fields as one slice, each time converted once (consecutive records share them)."""
+    observed, when_created = _converters(dialect)
+    created = when_created(now)
+    rows: list[Sequence[Any]] = []
+    order: OrderRecord | None = None
+    placer = filler = code = system = text = ""
+    at: object = _NONE
+    stored_at: Any = None
+    for o in records:
+        if o.order is not order:
+            order = o.order
+            placer, filler = order.placer_number, order.filler_number
+            code, system, text = order.code, order.code_system, order.text
+        if o.observed_at is not at:
+            at = o.observed_at
+            stored_at = observed(at)
+        rows.append(
+            (
+                patient_id,
+                message_id,
+                document_row,
+                placer,
+                filler,
+                code,
+                system,
+                text,
+                *o[1:13],
+                stored_at,
+                created,
+            )
         )
-        for o in records
-    ]
     return OBSERVATION_INSERT.convert(dialect, rows, done=_TIMES)
 
 
-def _converter(dialect: Dialect, column: str) -> Callable[[Any], Any]:
-    found = OBSERVATION_INSERT.processor(dialect, column)
-    return found if found is not None else _same
+#: No value seen yet (None is a value: no observation time).
+_NONE = object()
+
+
+def _converters(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The conversions of observed_at and created_at on ``dialect`` (the insert's)."""
+    found = _CONVERTERS.get(dialect.name)
+    if found is None:
+        observed, created = (OBSERVATION_INSERT.processor(dialect, c) for c in _TIMES)
+        found = _CONVERTERS[dialect.name] = (observed or _same, created or _same)
+    return found
+
+
+_CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
 
 
 def _same(value: Any) -> Any:
