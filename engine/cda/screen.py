@@ -4,8 +4,9 @@ nothing more (issue 11).
 Intake refuses a document that is over the size limit, is not XML at all, has a DOCTYPE (so
 no entity can ever be declared), has another root than ``ClinicalDocument``, or nests elements
 deeper than :data:`engine.cda.safexml.MAX_DEPTH` in the part it reads. It reads the prolog
-and the header up to the ``recordTarget`` (a few KB of a 135 KB report), with the same
-hardened libxml2 parser as the pipeline, and builds no tree of the body. Well-formedness of the
+and the header up to the ``recordTarget`` (a few KB of a 135 KB report; never past the body's
+start nor ``MAX_ELEMENTS``), with the same hardened libxml2 parser as the pipeline, and keeps
+a tree of the root's ``id``, ``code`` and ``recordTarget`` only. Well-formedness of the
 rest, the schema and the CI-SIS rules are the pipeline's: a document failing them becomes a
 dead letter there (``engine.cda.safexml.parse_document``, which enforces the same depth limit
 over the whole document, with libxml2's own cap of 256 behind both).
@@ -105,7 +106,7 @@ class _HeaderTarget:
 def screen_document(
     data: bytes, *, need_header: bool = True, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
 ) -> etree._Element:
-    """The root of ``data`` with its header children up to the ``recordTarget`` (no body, no
+    """The root of ``data`` with its ``id``, ``code`` and ``recordTarget`` children only (no
     text); DocumentError when intake must refuse it (see the module docstring).
 
     ``need_header``: a syntax error before the id, code and recordTarget are read refuses the
