@@ -12,15 +12,20 @@ Per run, in this order (RabbitMQ at 127.0.0.1:5672, PostgreSQL at 127.0.0.1:5432
    a quorum queue, prefetch 100, record store destination; fresh PostgreSQL schema) and w
    ``--role worker`` processes. The 2,000 pool patients are registered first (ADT^A28 on the
    same queue, untimed), then N ORU^R01 are published (confirmed, by this process) as fast as
-   the broker takes them; rate = N / (journal shows all N delivered - first publish). Every
-   message must end delivered.
+   the broker takes them (``--publish unconfirmed``: without confirms, for rates above the
+   ~1,200 msg/s of one confirm each); rate = N / (journal shows all N delivered - first
+   publish), and the worker CPU a message (``/proc``). Every message must end delivered.
 
-Targets (the issue): 1 worker >= 40% of the raw consume rate; 2 workers >= 1.6x one worker.
+Targets: 1 worker >= 40% of the raw consume rate; 2 workers >= 1.6x one worker; issue 11:
+1 worker >= 1,500 msg/s and <= 0.4 ms of worker CPU a message.
 The machine has 2 cores shared by the broker, PostgreSQL, the intake, the workers and this
 client: the report says so, with the CPU each engine process used (per-core figure).
 
-``python bench/amqp.py [--runs 3] [--messages 10000]`` (``make bench-amqp``). JSON on stdout,
-also saved to bench/results/<timestamp>-amqp.json; progress on stderr.
+``python bench/amqp.py [--runs 3] [--messages 10000]`` (``make bench-amqp``); ``--workers 1``
+``--no-raw`` for the one-worker step alone; ``--profile DIR`` (cProfile of each engine's main
+thread CPU, timed part only) or ``--spy DIR [--spy-idle]`` (py-spy raw stacks) to see where the
+time goes. JSON on stdout, also saved to bench/results/<timestamp>-amqp.json; progress on
+stderr.
 """
 
 from __future__ import annotations
@@ -91,6 +96,23 @@ def publish_confirmed(queue: str, messages: list[bytes]) -> float:
         for m in messages:
             ch.basic_publish("", queue, m, props)
         return first
+
+
+def publish_unconfirmed(queue: str, messages: list[bytes]) -> float:
+    """Publish each message persistent without publisher confirms, as fast as the connection
+    takes them (one confirm each caps the sender at ~1,200 msg/s here, below the issue's
+    target); a passive declare at the end waits until the broker has read them all."""
+    conn, ch = channel()
+    with conn:
+        props = pika.BasicProperties(delivery_mode=2)
+        first = time.perf_counter()
+        for m in messages:
+            ch.basic_publish("", queue, m, props)
+        ch.queue_declare(queue, passive=True)
+        return first
+
+
+PUBLISHERS = {"confirmed": publish_confirmed, "unconfirmed": publish_unconfirmed}
 
 
 def raw_step(messages: list[bytes]) -> dict[str, float]:
@@ -186,8 +208,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-#: A worker under cProfile counting its main thread's CPU time (not wall time), from SIGUSR1
-#: to SIGUSR2 (the timed part), dumped to argv[1] at SIGUSR2.
+#: An engine process under cProfile counting its main thread's CPU time (not wall time), from
+#: SIGUSR1 to SIGUSR2 (the timed part), dumped to argv[1] at SIGUSR2.
 PROFILED = """
 import cProfile, runpy, signal, sys, time
 out, sys.argv = sys.argv[1], sys.argv[2:]
@@ -222,6 +244,7 @@ def engine_step(
     profile: Path | None = None,
     spy_dir: Path | None = None,
     spy_idle: bool = False,
+    publish: str = "confirmed",
 ) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="aiguillage-amqp-"))
     source, work = f"bench.lab.{uuid.uuid4().hex[:8]}", f"bench.work.{uuid.uuid4().hex[:8]}"
@@ -255,8 +278,8 @@ def engine_step(
             exe = str(mi.VENV_BIN / "aiguillage")
             for role in ["intake"] + ["worker"] * workers:
                 command = [exe, "run", "--config", str(path), "--role", role]
-                if profile is not None and role == "worker":
-                    out_file = profile / f"worker-{workers}w-{len(procs)}.prof"
+                if profile is not None:
+                    out_file = profile / f"{role}-{workers}w-{len(procs)}.prof"
                     command = [sys.executable, "-c", PROFILED, str(out_file), *command]
                 with open(tmp / f"{role}-{len(procs)}.log", "wb") as out:
                     procs.append(
@@ -279,16 +302,16 @@ def engine_step(
             }
             spies = [] if spy_dir is None else spy(names, spy_dir, spy_idle)
             if profile is not None:
-                for p in procs[1:]:
+                for p in procs:
                     p.send_signal(signal.SIGUSR1)
             before = [cpu_seconds(p.pid) for p in procs]
-            first = publish_confirmed(source, messages)
+            first = PUBLISHERS[publish](source, messages)
             done = wait_delivered(url, len(patients) + len(messages), procs)
             for s in spies:
                 s.send_signal(signal.SIGINT)
                 s.wait(60)
             if profile is not None:
-                for p in procs[1:]:
+                for p in procs:
                     p.send_signal(signal.SIGUSR2)
                 time.sleep(2)  # the dump
             used = [cpu_seconds(p.pid) - b for p, b in zip(procs, before, strict=True)]
@@ -325,11 +348,18 @@ def main() -> None:
         "--spy", type=Path, help="record the engine processes with py-spy (raw) while timed"
     )
     parser.add_argument("--spy-idle", action="store_true", help="py-spy keeps idle frames")
+    parser.add_argument(
+        "--publish",
+        choices=sorted(PUBLISHERS),
+        default="confirmed",
+        help="how the timed messages are sent to the engine: one publisher confirm each "
+        "(the reference), or none",
+    )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pika reference")
     parser.add_argument(
         "--profile",
         type=Path,
-        help="profile the workers' main thread CPU while timed (cProfile), saved here",
+        help="profile each engine process's main thread CPU while timed (cProfile), saved here",
     )
     args = parser.parse_args()
     for where in (args.profile, args.spy):
@@ -353,7 +383,7 @@ def main() -> None:
                 seed=9000 + i * 10 + workers,
                 start=10**7 + i * 10 * args.messages + workers * args.messages,
             )
-            result = engine_step(workers, msgs, args.profile, args.spy, args.spy_idle)
+            result = engine_step(workers, msgs, args.profile, args.spy, args.spy_idle, args.publish)
             out.update({f"engine_{workers}w_{k}": v for k, v in result.items()})
             log(
                 f"run {i + 1}: engine, {workers} worker(s): {result['msgs_per_s']:,.0f} msg/s "
@@ -406,6 +436,7 @@ def main() -> None:
             "runs": args.runs,
             "messages": args.messages,
             "workers": args.workers,
+            "publish": args.publish,
             "prefetch": PREFETCH,
             "queues": "quorum",
             "patients": POOL_SIZE,
