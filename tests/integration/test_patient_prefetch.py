@@ -9,21 +9,18 @@ under the wrong patient or with the wrong traits, committed with the batch.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 
 from engine.channels.config import ChannelConfig
 from engine.channels.loader import load_channels
 from engine.identity.model import LocalId
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State
-from engine.journal.records import Pending
-from engine.pipeline.identify.prefetch import message_identifiers, prefetch_patients
-from engine.pipeline.worker import Done, Worker
+from engine.pipeline.identify.prefetch import message_identifiers
+from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
 from engine.store import batch, patients
 from engine.store.record_core import observations
@@ -45,28 +42,11 @@ def hospital() -> ChannelConfig:
     return next(c for c in config.channels if "ORU^R01" in c.accept)
 
 
-class PrefetchingWorker(Worker):
-    """The worker with its batch's patients fetched before the first message, as the batch's
-    first pass does it."""
-
-    def _loop(
-        self,
-        conn: Connection,
-        pending: list[Pending],
-        now: datetime,
-        interrupt: Any,
-        fast: bool,
-        known: dict[int, Exception],
-    ) -> Done:
-        if fast:
-            prefetch_patients(conn, pending, self.pipelines)
-        return super()._loop(conn, pending, now, interrupt, fast, known)
-
-
 def run(db: Engine, channel: ChannelConfig, *messages: str) -> list[int]:
-    """Journal ``messages`` and process them as one batch."""
+    """Journal ``messages`` and process them as one batch (the worker fetches its patients
+    ahead, :meth:`engine.pipeline.worker.Worker._pass`)."""
     ids = receive(db, channel, *(m.encode() for m in messages))
-    worker = PrefetchingWorker(db, Journal(db), {channel.name: build_pipeline(channel)})
+    worker = Worker(db, Journal(db), {channel.name: build_pipeline(channel)})
     while worker.run_once():
         pass
     return ids
@@ -96,7 +76,7 @@ def test_the_results_of_a_batch_look_their_patients_up_in_one_statement(
     run(db, hospital, *(adt("A28", pid(f"P{n}", status=""), f"R{n}") for n in range(3)))
     results = [oru(pid(f"P{n % 3}", status=""), f"O{n}") for n in range(9)]
     ids = receive(db, hospital, *(m.encode() for m in results))
-    worker = PrefetchingWorker(db, Journal(db), {hospital.name: build_pipeline(hospital)})
+    worker = Worker(db, Journal(db), {hospital.name: build_pipeline(hospital)})
     with counted(db) as seen:
         assert worker.run_once() == len(ids)
     assert states(db, ids) == [State.DELIVERED] * len(ids)
