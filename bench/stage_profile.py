@@ -403,7 +403,7 @@ def profile_pipeline(db: Engine, args: argparse.Namespace) -> dict[str, Any]:
     out = summarise(runs, order)
     out["batches_per_run"] = [r.extra["batches"] for r in runs]
     out["messages_per_batch"] = statistics.median(r.extra["messages_per_batch"] for r in runs)
-    out["cprofile_top_tottime"] = top_functions(profiler, args.messages)
+    out["cprofile_top_tottime"] = top_functions(profiler, args.messages, args.top)
     out["cprofile_clock"] = CPROFILE_CLOCK
     return out
 
@@ -542,7 +542,7 @@ def profile_intake(db: Engine, args: argparse.Namespace) -> dict[str, Any]:
     assert profiler is not None
     out = summarise(runs, order)
     out["rows_per_commit"] = statistics.median(r.extra["rows_per_commit"] for r in runs)
-    out["cprofile_top_tottime"] = top_functions(profiler, args.messages)
+    out["cprofile_top_tottime"] = top_functions(profiler, args.messages, args.top)
     out["cprofile_clock"] = CPROFILE_CLOCK
     return out
 
@@ -565,6 +565,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--top", type=int, default=TOP, help="functions listed under cProfile")
     parser.add_argument("--connections", type=int, default=16, help="frames an event-loop turn")
     parser.add_argument("--postgres-url", default=POSTGRES_URL, help=argparse.SUPPRESS)
     args = parser.parse_args()

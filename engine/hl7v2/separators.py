@@ -25,13 +25,19 @@ class Separators:
         """Read the separators from the start of an MSH (or FHS/BHS) segment."""
         if len(header) < 8 or header[:3] not in ("MSH", "FHS", "BHS"):
             raise ParseError("message does not start with an MSH segment")
+        known = _KNOWN.get(header[3:8])
+        if known is not None:  # read once per set of delimiters: every message has them
+            return known
         field = header[3]
         enc = header[4:8]
         if not _delimiter(field) or len(set(field + enc)) != 5:
             raise ParseError("MSH-1/MSH-2 do not declare five distinct delimiters")
         if not all(_delimiter(c) for c in enc):
             raise ParseError("MSH-2 encoding characters are not delimiters")
-        return cls(field, enc[0], enc[1], enc[2], enc[3])
+        seps = cls(field, enc[0], enc[1], enc[2], enc[3])
+        if len(_KNOWN) < _KNOWN_MAX:  # bounded: a fuzzer's delimiters are not all kept
+            _KNOWN[header[3:8]] = seps
+        return seps
 
 
 def _delimiter(char: str) -> bool:
@@ -41,3 +47,6 @@ def _delimiter(char: str) -> bool:
 
 
 DEFAULT = Separators()
+#: Valid delimiters already read, by MSH-1 and MSH-2 as written.
+_KNOWN: dict[str, Separators] = {}
+_KNOWN_MAX = 256
