@@ -498,7 +498,10 @@ def engine_load(
         if rss_every is not None and now - last_sample[0] >= rss_every:
             samples.append((now, eng.rss_kb()))
             last_sample[0] = now
+            if len(samples) % progress_every == 0:  # a long run's progress, in case it is cut
+                log(f"RSS {samples[-1][1] / 1024:.1f} MB, peak {eng.rss_kb('VmHWM') / 1024:.1f}")
 
+    progress_every = max(1, round(30 / rss_every)) if rss_every else 1
     load = run_load(eng.port, messages, connections, window, on_tick=sample)
     deadline = time.monotonic() + drain_timeout
     delivered_at: float | None = None
@@ -604,7 +607,9 @@ def long_run(args: argparse.Namespace) -> dict[str, Any]:
     with engine(args.durability, args.pipeline) as eng:
         idle_kb = eng.rss_kb()
         log("long run: sending at 16 connections")
-        load = engine_load(eng, msgs, 16, 1, rss_every=0.25)
+        # The pipeline drains the backlog after intake: allow for it (1,000,000: ~3 hours).
+        drain = max(600.0, count / 100)
+        load = engine_load(eng, msgs, 16, 1, rss_every=0.25, drain_timeout=drain)
         hwm_kb = eng.rss_kb("VmHWM")
         states = check_all_delivered(eng.db_path, "long run")
     samples = load.samples
