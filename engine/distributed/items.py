@@ -32,20 +32,8 @@ class WorkItem:
     def last(self) -> int:
         return self.upto or self.id
 
-    def encode(self) -> bytes:
-        """This item alone in a body (see :func:`pack` for several)."""
-        return json.dumps(self._fields()).encode()
-
     def _fields(self) -> list[int | str | None]:
         return [self.id, self.channel, self.patient_key]
-
-    @classmethod
-    def decode(cls, body: bytes) -> WorkItem:
-        """The one item of a body; raises ValueError on anything else."""
-        items = unpack(body)
-        if len(items) != 1:
-            raise ValueError("not one work item")
-        return items[0]
 
     @classmethod
     def _of(cls, fields: object) -> WorkItem:

@@ -35,8 +35,8 @@ def test_items_come_out_in_publish_order_in_batches_of_the_limit() -> None:
     publish_each(broker, 1, 2, 3, 4, 5)
     consumer = broker.open(consume=True)
     first = consumer.receive(3, 0.01)
-    assert [WorkItem.decode(d.body).id for d in first] == [1, 2, 3]
-    assert [WorkItem.decode(d.body).id for d in consumer.receive(3, 0.01)] == [4, 5]
+    assert [i.id for d in first for i in unpack(d.body)] == [1, 2, 3]
+    assert [unpack(d.body)[0].id for d in consumer.receive(3, 0.01)] == [4, 5]
     assert consumer.receive(3, 0.01) == []  # idle: nothing more
 
 
