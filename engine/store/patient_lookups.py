@@ -169,6 +169,12 @@ class Prefetched:
         return found_ins, found_local
 
 
+def prefetched(conn: Connection) -> bool:
+    """Whether the open batch holds patients fetched ahead (not forgotten since)."""
+    pending = batch.current(conn)
+    return pending is not None and _PREFETCHED in pending.lookups
+
+
 def prefetch(conn: Connection, ins_values: Collection[str], local_values: Collection[str]) -> None:
     """Fetch the patients holding any of these values for the open batch's lookups, in one
     statement per :data:`PREFETCH_WIDTH` values of each kind (nothing outside a batch)."""

@@ -19,6 +19,7 @@ from engine.channels.loader import load_channels
 from engine.identity.model import LocalId
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State
+from engine.pipeline.identify import prefetch
 from engine.pipeline.identify.prefetch import message_identifiers
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
@@ -166,3 +167,28 @@ def test_a_message_s_identifiers_are_read_from_its_pid_3() -> None:
     assert message_identifiers(raw, "utf-8") == (["1790328123456"], ["IPP7"])
     assert message_identifiers(b"<ClinicalDocument/>", "") == ([], [])
     assert message_identifiers(b"not hl7", "utf-8") == ([], [])
+
+
+def test_results_after_a_patient_change_fetch_the_batch_s_patients_once_more(
+    db: Engine, hospital: ChannelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an ADT that changes a patient, the results left in the batch are looked up in one
+    statement again, not one each (and see the change: see the tests above)."""
+    run(db, hospital, *(adt("A28", pid(f"P{n}", status=""), f"R{n}") for n in range(14)))
+
+    def lookups(control: str) -> int:
+        batch_of = [adt("A08", pid("P13", name=f"PAT-{control}", status=""), f"{control}A")]
+        batch_of += [oru(pid(f"P{n}", status=""), f"{control}{n}") for n in range(12)]
+        ids = receive(db, hospital, *(m.encode() for m in batch_of))
+        worker = Worker(db, Journal(db), {hospital.name: build_pipeline(hospital)})
+        with counted(db) as seen:
+            assert worker.run_once() == len(ids)
+        assert states(db, ids) == [State.DELIVERED] * len(ids)
+        for n, message_id in enumerate(ids[1:]):
+            assert filed_under(db, message_id) == {patient_id(db, f"P{n}")}
+        return len([s for s in seen.sql if "store_patient_identifiers" in s])
+
+    again = lookups("X")
+    monkeypatch.setattr(prefetch, "REFETCH_MIN", 1_000)
+    one_each = lookups("Y")
+    assert one_each - again == 12 - 1

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from engine.pipeline.identify.events import change_identity
 from engine.pipeline.identify.merge import merge
 from engine.pipeline.identify.patient_filing import Filing
+from engine.pipeline.identify.prefetch import refetch
 from engine.store import batch
 from engine.store.cda_filing import check_same_patient
 from engine.transforms.map_hl7 import StoreOperation
@@ -29,6 +30,8 @@ def identify_patient(
     may change a patient or read rows the batch still holds: the batch settles first."""
     if op.kind != "add_results":
         batch.settle(conn)
+    else:  # the batch's patients again, if a patient changed since they were fetched
+        refetch(conn, message_id)
     if op.kind == "merge_patients":
         return merge(conn, filing, message_id, op, now)
     if op.kind == "change_identity":

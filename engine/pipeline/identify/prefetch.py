@@ -6,12 +6,15 @@ from the journaled bytes, as the identify stage will read them) are looked up in
 saves round trips: a lookup whose values were not all fetched ahead (a channel step changed
 PID-3, an escaped value, a CDA document) queries the store as before, and the first change to a
 patient in the batch (an ADT, a merge, an A47) or the first operation that settles the batch
-forgets what was fetched, so a later message of the batch reads the store again.
+forgets what was fetched, so a later message of the batch reads the store again: the next
+result fetches the patients of the messages left in the batch once more (:func:`refetch`),
+when at least :data:`REFETCH_MIN` are left, rather than one lookup each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection
@@ -26,6 +29,19 @@ from engine.store import batch, patient_lookups
 
 if TYPE_CHECKING:
     from engine.pipeline.stages import Stage
+    from engine.store.batch import BatchWrites
+
+#: Where a connection keeps the identifiers of its open batch's messages, in batch order.
+_KEY = "aiguillage.batch_identifiers"
+#: Messages left in the batch (the one being identified included) worth fetching again for.
+REFETCH_MIN = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Identifiers:
+    batch: BatchWrites
+    #: (message id, its INS values, its local identifier values), in the batch's order.
+    messages: tuple[tuple[int, list[str], list[str]], ...]
 
 
 class _Staged(Protocol):
@@ -38,16 +54,39 @@ def prefetch_patients(
 ) -> None:
     """Fetch the patients of the messages whose channel identifies patients, for the batch
     open on ``conn`` (nothing when none is open)."""
-    if batch.current(conn) is None:
+    current = batch.current(conn)
+    if current is None:
         return
     identifying = {name for name, p in pipelines.items() if _identifies(p)}
-    ins: set[str] = set()
-    local: set[str] = set()
-    for message in pending:
-        if message.channel in identifying:
-            found = message_identifiers(message.raw, message.charset)
-            ins.update(found[0])
-            local.update(found[1])
+    found = tuple(
+        (message.id, *message_identifiers(message.raw, message.charset))
+        for message in pending
+        if message.channel in identifying
+    )
+    conn.info[_KEY] = _Identifiers(current, found)
+    _fetch(conn, found)
+
+
+def refetch(conn: Connection, message_id: int) -> None:
+    """Fetch again the patients of ``message_id`` and the messages after it in the batch, when
+    what was fetched ahead has been forgotten (a patient changed) and enough of them are left."""
+    known: _Identifiers | None = conn.info.get(_KEY)
+    current = batch.current(conn)
+    if known is None or current is None or known.batch is not current:
+        return
+    if patient_lookups.prefetched(conn):
+        return
+    ids = [m[0] for m in known.messages]
+    if message_id not in ids:
+        return
+    left = known.messages[ids.index(message_id) :]
+    if len(left) >= REFETCH_MIN:
+        _fetch(conn, left)
+
+
+def _fetch(conn: Connection, messages: Sequence[tuple[int, list[str], list[str]]]) -> None:
+    ins = {v for m in messages for v in m[1]}
+    local = {v for m in messages for v in m[2]}
     patient_lookups.prefetch(conn, ins, local)
 
 
