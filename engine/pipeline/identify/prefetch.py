@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sqlalchemy import Connection
 
@@ -25,11 +25,9 @@ from engine.hl7v2.separators import Separators
 from engine.identity.hl7 import identifiers
 from engine.journal.records import Pending
 from engine.pipeline.payloads import is_xml
+from engine.pipeline.stages import Stage
 from engine.store import batch, patient_lookups
-
-if TYPE_CHECKING:
-    from engine.pipeline.stages import Stage
-    from engine.store.batch import BatchWrites
+from engine.store.batch import BatchWrites
 
 #: Where a connection keeps the identifiers of its open batch's messages, in batch order.
 _KEY = "aiguillage.batch_identifiers"
