@@ -221,9 +221,8 @@ class MllpConnection(asyncio.Protocol):
         self.outstanding += 1
         if self.outstanding >= MAX_OUTSTANDING:
             self._pause("outstanding")
-        offload = self.server.offload
-        if self._chain is None and offload.inline(payload, refused):
-            rules = self.server.inbox.rules
+        offload, rules = self.server.offload, self.server.inbox.rules
+        if self._chain is None and offload.inline(payload, refused, rules):
             self._journal(prepare_safely(rules, payload, self.peer, self.sender, refused))
         else:
             self._chain = self._spawn(self._prepare_later(self._chain, payload, refused))

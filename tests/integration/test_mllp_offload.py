@@ -104,13 +104,13 @@ def test_a_large_document_being_checked_does_not_hold_up_another_senders_ack(
             time.sleep(0.05)
             i += 1
         large.join()
-    assert msa(answer[0])[1] == "AR"  # no document id: refused, after a full parse
+    assert msa(answer[0])[1] == "AR"  # no document id: refused
     print(f"ACKs {len(latencies)}, slowest {max(latencies):.3f} s")
-    assert len(latencies) > 10  # the ACKs went on all along the check
-    # Checked on the loop, the slowest ACK waits for the whole check: 1.2 s unloaded, 2.7 s
-    # or more with this 2-core machine busy. In a thread: 0.1-0.6 s, the GIL held by single C
-    # calls (freeing the 1.5 M-node tree). In the worker process: 0.11-0.12 s (the rest is the
-    # 15 MB frame read and its journal commit); the loop itself stalls ~20 ms at most.
+    assert latencies  # ACKs went on while the 15 MB document was read, checked and journaled
+    # When intake parsed a document whole, its check on the loop made the slowest ACK wait
+    # 1.2 s unloaded, 2.7 s or more with this 2-core machine busy; in the worker process
+    # 0.11-0.12 s. Intake now screens the header only (engine/cda/screen.py), off the loop for
+    # a payload this large: what is left is the 15 MB frame read and its journal commit.
     assert max(latencies) < 0.5, f"slowest ACK {max(latencies):.3f} s"
 
 
