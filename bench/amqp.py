@@ -245,7 +245,10 @@ def engine_step(
     spy_dir: Path | None = None,
     spy_idle: bool = False,
     publish: str = "confirmed",
+    work_settings: dict[str, Any] | None = None,
+    prefetch: int = PREFETCH,
 ) -> dict[str, float]:
+    work_settings = work_settings or {}
     tmp = Path(tempfile.mkdtemp(prefix="aiguillage-amqp-"))
     source, work = f"bench.lab.{uuid.uuid4().hex[:8]}", f"bench.work.{uuid.uuid4().hex[:8]}"
     procs: list[subprocess.Popen[bytes]] = []
@@ -256,7 +259,7 @@ def engine_step(
                     "database_url": url,
                     "log_level": "warning",
                     "identity": {"accept_test_ins": True},
-                    "work": {"queue": work, "broker": {"url": AMQP_URL}},
+                    "work": {"queue": work, "broker": {"url": AMQP_URL}, **work_settings},
                 },
                 "channels": [
                     {
@@ -265,7 +268,7 @@ def engine_step(
                             "type": "amqp",
                             "broker": {"url": AMQP_URL},
                             "queue": source,
-                            "prefetch": PREFETCH,
+                            "prefetch": prefetch,
                         },
                         "accept": ["ADT^A28", "ORU^R01"],
                         "destinations": {"store": {"type": "record_store"}},
@@ -355,6 +358,12 @@ def main() -> None:
         help="how the timed messages are sent to the engine: one publisher confirm each "
         "(the reference), or none",
     )
+    parser.add_argument(
+        "--work-batch", type=int, help="engine.work.batch: work items a worker transaction"
+    )
+    parser.add_argument(
+        "--prefetch", type=int, default=PREFETCH, help="the engine's AMQP source prefetch"
+    )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pika reference")
     parser.add_argument(
         "--profile",
@@ -437,7 +446,8 @@ def main() -> None:
             "messages": args.messages,
             "workers": args.workers,
             "publish": args.publish,
-            "prefetch": PREFETCH,
+            "work_batch": args.work_batch or "default",
+            "prefetch": args.prefetch,
             "queues": "quorum",
             "patients": POOL_SIZE,
         },
