@@ -423,6 +423,10 @@ def engine_config(
             c["enabled"] = False
     mllp[0]["source"]["port"] = port
     mllp[0]["source"]["host"] = "127.0.0.1"
+    # Ports of their own: another engine (a second bench, a test) may hold the configured ones.
+    for listener in ("admin", "record_api"):
+        if isinstance(config["engine"].get(listener), dict):
+            config["engine"][listener]["port"] = free_port()
     path = tmp / "channels.yaml"
     with open(path, "w") as f:
         yaml.safe_dump(config, f, sort_keys=False, allow_unicode=True)
