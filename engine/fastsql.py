@@ -259,26 +259,21 @@ class RowsInsert:
         if conn.dialect.driver != "psycopg" or len(rows) < COPY_FROM:
             self.insert.executemany_converted(conn, self.columns, rows)
             return
-        cursor = _cursor(conn)
-        compiled, types = self._copy_statement(conn.dialect, cursor)
-        try:
-            with cursor.copy(compiled.sql) as copy:
-                if types is not None:
-                    copy.set_types(types)
-                for row in rows:
-                    copy.write_row(row)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, compiled.sql, rows, exc) from exc
-        finally:
-            cursor.close()
+        self._copy_rows(conn, lambda _compiled: rows)
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if conn.dialect.driver != "psycopg" or len(rows) < COPY_FROM:
             self.insert.executemany(conn, rows)
             return
+        self._copy_rows(conn, lambda compiled: _positional(compiled, rows))
+
+    def _copy_rows(
+        self, conn: Connection, values_of: Callable[[_Compiled], Sequence[Sequence[Any]]]
+    ) -> None:
+        """COPY the rows ``values_of`` gives for the compiled statement (PostgreSQL)."""
         cursor = _cursor(conn)
         compiled, types = self._copy_statement(conn.dialect, cursor)
-        values = _positional(compiled, rows)
+        values = values_of(compiled)
         try:
             with cursor.copy(compiled.sql) as copy:
                 if types is not None:

@@ -4,34 +4,25 @@ pipeline batch (one executemany on SQLite, one COPY on PostgreSQL) and outside o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, select
 
 from engine import fastsql
 from engine.fastsql import COPY_FROM
 from engine.hl7v2.values import DEFAULT_TZ
 from engine.store import batch
 from engine.store.observations import add_observations
-from engine.store.record_core import observations, patients
+from engine.store.record_core import observations
 from engine.transforms.map_oru import NO_ORDER, ObservationRecord, OrderRecord
-
-NOW = datetime(2026, 12, 3, 10, 0, 1, 250000, tzinfo=UTC)
+from tests.integration.test_batch_rows import NOW, a_patient
 
 
 @pytest.fixture
 def db(migrated_db: Engine) -> Engine:
     return migrated_db
-
-
-def a_patient(db: Engine) -> int:
-    with db.begin() as conn:
-        row = conn.execute(
-            insert(patients).values(created_at=NOW, updated_at=NOW).returning(patients.c.id)
-        )
-        return int(row.scalar_one())
 
 
 def records(count: int) -> list[ObservationRecord]:

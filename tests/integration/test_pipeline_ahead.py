@@ -80,6 +80,20 @@ def drain(worker: Worker) -> None:
         pass
 
 
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry each time the parse stage runs."""
+    calls: list[int] = []
+    original = Parse.run
+
+    def counted(self: Parse, work: object) -> None:
+        calls.append(1)
+        original(self, work)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Parse, "run", counted)
+    return calls
+
+
 def test_ahead_ends_every_message_as_the_plain_worker(
     tmp_path: Path, hospital: ChannelConfig
 ) -> None:
@@ -94,21 +108,14 @@ def test_ahead_ends_every_message_as_the_plain_worker(
 
 
 def test_stages_run_ahead_outside_the_write_lock_and_once(
-    tmp_path: Path, hospital: ChannelConfig, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hospital: ChannelConfig, parsed: list[int]
 ) -> None:
     db = sqlite(tmp_path / "journal.db")
     receive(db, hospital, a28("A28-1", "000001"))
     drain(worker_of(db, hospital, ahead=False))
     receive(db, hospital, oru("ORU-1", "000001"), oru("ORU-2", "000001"))
     worker = worker_of(db, hospital, ahead=True)
-    parsed: list[int] = []
-    original = Parse.run
-
-    def counted(self: Parse, work: object) -> None:
-        parsed.append(1)
-        original(self, work)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Parse, "run", counted)
+    parsed.clear()  # the registration's
     # Another connection holds SQLite's write lock: the pass ahead only reads.
     with db.connect() as holder:
         holder.execute(select(1))  # BEGIN IMMEDIATE: the write lock
@@ -154,21 +161,14 @@ def test_a_message_changed_since_it_ran_ahead_runs_every_stage(
 
 
 def test_a_batch_cut_short_for_intake_keeps_the_rest_ahead(
-    tmp_path: Path, hospital: ChannelConfig, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hospital: ChannelConfig, parsed: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = sqlite(tmp_path / "journal.db")
     receive(db, hospital, a28("A28-1", "000001"))
     drain(worker_of(db, hospital, ahead=False))
     receive(db, hospital, *(oru(f"ORU-{i}", "000001") for i in range(20)))
     worker = worker_of(db, hospital, ahead=True)
-    parsed: list[int] = []
-    original = Parse.run
-
-    def counted(self: Parse, work: object) -> None:
-        parsed.append(1)
-        original(self, work)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Parse, "run", counted)
+    parsed.clear()  # the registration's
     limits: list[int | None] = []
     claim = claim_pending
 
