@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement
 
 from engine.fastsql import FastStatement, id_binds, id_chunks
-from engine.journal.message_tables import State, messages
+from engine.journal.message_tables import PENDING_STATES, State, messages
 from engine.journal.records import Pending
 
 _m = messages.c
@@ -57,6 +57,7 @@ LOAD_IDS = 64
 _RECEIVED: ColumnElement[str] = literal_column(f"'{State.RECEIVED.value}'", String())
 _RETRYING: ColumnElement[str] = literal_column(f"'{State.RETRYING.value}'", String())
 _PENDING = _m.state.in_([_RECEIVED, _RETRYING])
+_PENDING_STATES = frozenset(s.value for s in PENDING_STATES)
 
 
 class Scanned(NamedTuple):
@@ -82,6 +83,7 @@ class Loaded(NamedTuple):
     attempts: int
     delivered_to: str
     sender: str | None
+    state: str
 
 
 class GroupStart(NamedTuple):
@@ -155,9 +157,13 @@ def scan_statement(dialect: str, channels: tuple[str, ...] | None) -> FastStatem
 
 
 def _load_statement(lock: bool) -> FastStatement:
+    """The picked messages by primary key. Their state is checked on the rows read, not in
+    the query: given ``state IN (...)`` too, PostgreSQL took the (state, id) index for it and
+    filtered the ids, reading every heap page of the journal's pending stretch (2-6 ms a batch
+    of 64 against 0.16 ms by id, EXPLAIN ANALYZE during bench/pipeline_batch.py)."""
     ids = id_binds(LOAD_IDS)
-    columns = (_m.id, _m.raw, _m.charset, _m.attempts, _m.delivered_to, _m.sender)
-    query = select(*columns).where(_m.id.in_(ids), _PENDING)
+    columns = (_m.id, _m.raw, _m.charset, _m.attempts, _m.delivered_to, _m.sender, _m.state)
+    query = select(*columns).where(_m.id.in_(ids))
     return FastStatement(query.with_for_update() if lock else query)
 
 
@@ -241,7 +247,7 @@ def _load(conn: Connection, picked: list[Scanned], lock: bool) -> list[Pending]:
     batch = []
     for row in picked:
         loaded = found.get(row.id)
-        if loaded is None:  # ended meanwhile (an operator's discard)
+        if loaded is None or loaded.state not in _PENDING_STATES:  # ended meanwhile (a discard)
             continue
         done_to = set(filter(None, loaded.delivered_to.split(",")))
         batch.append(
