@@ -113,14 +113,7 @@ class FastStatement:
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
-        params = self._many(compiled, rows)
-        cursor = _cursor(conn)
-        try:
-            cursor.executemany(compiled.sql, params)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, compiled.sql, params, exc) from exc
-        finally:
-            cursor.close()
+        _executemany(conn, compiled.sql, self._many(compiled, rows))
 
     def executemany_converted(
         self, conn: Connection, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
@@ -140,13 +133,7 @@ class FastStatement:
         else:
             order = itemgetter(*(columns.index(k) for k in compiled.positions))
             params = [order(row) for row in rows]
-        cursor = _cursor(conn)
-        try:
-            cursor.executemany(compiled.sql, params)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, compiled.sql, params, exc) from exc
-        finally:
-            cursor.close()
+        _executemany(conn, compiled.sql, params)
 
     def executemany_returning(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]]
@@ -363,6 +350,16 @@ def _cursor(conn: Connection) -> Any:
 
 def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:
     return lambda row: (row[key],)
+
+
+def _executemany(conn: Connection, sql: str, params: Any) -> None:
+    cursor = _cursor(conn)
+    try:
+        cursor.executemany(sql, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, params, exc) from exc
+    finally:
+        cursor.close()
 
 
 def raw(conn: Connection, sql: str) -> None:

@@ -14,6 +14,8 @@ from engine.hl7v2.escape import unescape
 from engine.hl7v2.separators import DEFAULT, Separators
 
 _LEADING_BLANKS = " \t\r\n\ufeff"
+#: MSH-16 values asking for an application acknowledgment (HL7 table 0155).
+APPLICATION_ACKS = frozenset({"AL", "ER", "SU"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +186,6 @@ def _fits_ascii(header: Header) -> bool:
     return all(value.isascii() for value in echoed)
 
 
-#: MSH-16 values asking for an application acknowledgment (HL7 table 0155), as bytes.
-_APPLICATION_ACKS = frozenset({b"AL", b"ER", b"SU"})
-
-
 def asks_application_ack(raw: bytes) -> bool:
     """Whether a journaled payload's MSH-16 asks for an application acknowledgment (AL, ER,
     SU), read from its bytes without decoding them. True when an HL7 v2 header cannot be read
@@ -206,4 +204,5 @@ def asks_application_ack(raw: bytes) -> bool:
     if len(fields) <= 15:
         return False
     component = fields[1][:1] or b"^"
-    return fields[15].split(component, 1)[0].strip().upper() in _APPLICATION_ACKS
+    value = fields[15].split(component, 1)[0].strip().upper()
+    return value.decode("latin-1") in APPLICATION_ACKS

@@ -9,11 +9,8 @@ from dataclasses import dataclass, field
 from engine.errors import EngineError
 from engine.hl7v2.ack import is_enhanced
 from engine.hl7v2.batch import Envelope
-from engine.hl7v2.msh import Header
+from engine.hl7v2.msh import APPLICATION_ACKS, Header
 from engine.journal.records import NewMessage
-
-#: MSH-16 values asking for an application acknowledgment (HL7 table 0155).
-_APPLICATION_ACKS = frozenset({"AL", "ER", "SU"})
 
 
 @dataclass(slots=True)
@@ -44,14 +41,14 @@ class Prepared:
         """MSH-15 NE with MSH-16 AL/ER/SU: the one answer is the application ACK, once the
         pipeline has decided."""
         header = self.header
-        return header.accept_ack_type == "NE" and header.app_ack_type in _APPLICATION_ACKS
+        return header.accept_ack_type == "NE" and header.app_ack_type in APPLICATION_ACKS
 
     @property
     def application_after(self) -> bool:
         """MSH-15 asks for a commit ACK and MSH-16 for an application ACK: CA now, and the
         application ACK as a message of its own once the pipeline has decided."""
         header = self.header
-        return header.accept_ack_type != "NE" and header.app_ack_type in _APPLICATION_ACKS
+        return header.accept_ack_type != "NE" and header.app_ack_type in APPLICATION_ACKS
 
 
 @dataclass(slots=True)

@@ -58,7 +58,6 @@ LOAD_IDS = 64
 _RECEIVED: ColumnElement[str] = literal_column(f"'{State.RECEIVED.value}'", String())
 _RETRYING: ColumnElement[str] = literal_column(f"'{State.RETRYING.value}'", String())
 _PENDING = _m.state.in_([_RECEIVED, _RETRYING])
-_PENDING_STATES = frozenset(s.value for s in PENDING_STATES)
 
 
 class Scanned(NamedTuple):
@@ -264,7 +263,7 @@ def _load(conn: Connection, picked: list[Scanned], lock: bool) -> list[Pending]:
     batch = []
     for row in picked:
         loaded = found.get(row.id)
-        if loaded is None or loaded.state not in _PENDING_STATES:  # ended meanwhile (a discard)
+        if loaded is None or loaded.state not in PENDING_STATES:  # ended meanwhile (a discard)
             continue
         done_to = set(filter(None, loaded.delivered_to.split(",")))
         batch.append(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -201,20 +202,14 @@ class Worker:
         a channel answering after processing, or a message whose MSH-16 asks for an
         application ACK. A batch found holding such a message is rolled back and claimed
         again with synced commits."""
-        if not self.answers_after_processing:
+        if self.answers_after_processing:
+            return self._commit(conn, claim, interrupt)
+        try:
             with unsynced_commits(conn) as relaxed:
-
-                def unsynced_claim(conn: Connection, now: datetime) -> list[Pending]:
-                    batch = claim(conn, now)
-                    if relaxed and any(asks_application_ack(p.raw) for p in batch):
-                        raise _SyncNeeded
-                    return batch
-
-                try:
-                    return self._commit(conn, unsynced_claim, interrupt)
-                except _SyncNeeded:
-                    pass  # rolled back as the block ends
-        return self._commit(conn, claim, interrupt)
+                checked = partial(_nobody_waits, claim) if relaxed else claim
+                return self._commit(conn, checked, interrupt)
+        except _SyncNeeded:  # rolled back as the block ended
+            return self._commit(conn, claim, interrupt)
 
     def _commit(
         self,
@@ -374,6 +369,16 @@ class Worker:
             log.error("pipeline_internal_error", message_id=pending.id, **error_fields(exc))
             exc = StageError("pipeline", error)
         failed(conn, self.journal, pipeline, pending, now, exc)
+
+
+def _nobody_waits(
+    claim: Callable[[Connection, datetime], list[Pending]], conn: Connection, now: datetime
+) -> list[Pending]:
+    """``claim``'s batch; _SyncNeeded when a message of it asks for an application ACK."""
+    batch = claim(conn, now)
+    if any(asks_application_ack(p.raw) for p in batch):
+        raise _SyncNeeded
+    return batch
 
 
 class _SyncNeeded(Exception):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from engine.channels.config import ChannelConfig
+from engine.channels.loader import load_channels
 from engine.db import make_engine
 from engine.migrate import upgrade
 
@@ -37,3 +39,10 @@ def migrated_db(store_url: str) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def hospital() -> ChannelConfig:
+    """The repository's channel taking ORU^R01 (MLLP into the record store)."""
+    config = load_channels(Path(__file__).resolve().parents[2] / "channels.yaml")
+    return next(c for c in config.channels if "ORU^R01" in c.accept)

@@ -9,13 +9,10 @@ under the wrong patient or with the wrong traits, committed with the batch.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine, select
 
 from engine.channels.config import ChannelConfig
-from engine.channels.loader import load_channels
 from engine.identity.model import LocalId
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State
@@ -28,19 +25,12 @@ from engine.store.record_core import observations
 from tests.integration.identity_harness import adt, oru, pid
 from tests.integration.test_worker_batches import counted, receive, states
 
-REPO = Path(__file__).resolve().parents[2]
 LOCAL = "^^^CHU-X&1.2.250.1.71.4.2.2&ISO^PI"
 
 
 @pytest.fixture
 def db(migrated_db: Engine) -> Engine:
     return migrated_db
-
-
-@pytest.fixture
-def hospital() -> ChannelConfig:
-    config = load_channels(REPO / "channels.yaml")
-    return next(c for c in config.channels if "ORU^R01" in c.accept)
 
 
 def run(db: Engine, channel: ChannelConfig, *messages: str) -> list[int]:

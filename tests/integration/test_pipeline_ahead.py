@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select, update
 
 from engine.channels.config import ChannelConfig
-from engine.channels.loader import load_channels
 from engine.db import make_engine
 from engine.journal.claim import claim_pending
 from engine.journal.journal import Journal
@@ -30,18 +29,18 @@ from engine.store.record_core import observations
 from tests.integration.test_journal import a28, oru
 from tests.integration.test_pipeline_commit_sync import receive
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def hospital() -> ChannelConfig:
-    config = load_channels(REPO / "channels.yaml")
-    return next(c for c in config.channels if "ORU^R01" in c.accept)
-
 
 def sqlite(path: Path) -> Engine:
     db = make_engine(f"sqlite:///{path}", durability="full")
     upgrade(db)
+    return db
+
+
+def registered(tmp_path: Path, hospital: ChannelConfig) -> Engine:
+    """A database where the patient of the tests' results (000001) is known."""
+    db = sqlite(tmp_path / "journal.db")
+    receive(db, hospital, a28("A28-1", "000001"))
+    drain(worker_of(db, hospital, ahead=False))
     return db
 
 
@@ -110,9 +109,7 @@ def test_ahead_ends_every_message_as_the_plain_worker(
 def test_stages_run_ahead_outside_the_write_lock_and_once(
     tmp_path: Path, hospital: ChannelConfig, parsed: list[int]
 ) -> None:
-    db = sqlite(tmp_path / "journal.db")
-    receive(db, hospital, a28("A28-1", "000001"))
-    drain(worker_of(db, hospital, ahead=False))
+    db = registered(tmp_path, hospital)
     receive(db, hospital, oru("ORU-1", "000001"), oru("ORU-2", "000001"))
     worker = worker_of(db, hospital, ahead=True)
     parsed.clear()  # the registration's
@@ -136,9 +133,7 @@ def test_stages_run_ahead_outside_the_write_lock_and_once(
 def test_a_message_changed_since_it_ran_ahead_runs_every_stage(
     tmp_path: Path, hospital: ChannelConfig
 ) -> None:
-    db = sqlite(tmp_path / "journal.db")
-    receive(db, hospital, a28("A28-1", "000001"))
-    drain(worker_of(db, hospital, ahead=False))
+    db = registered(tmp_path, hospital)
     [ident] = receive(db, hospital, oru("ORU-1", "000001"))
     pipeline: Pipeline = build_pipeline(hospital)
     worker = Worker(db, Journal(db), {hospital.name: pipeline})
@@ -163,9 +158,7 @@ def test_a_message_changed_since_it_ran_ahead_runs_every_stage(
 def test_a_batch_cut_short_for_intake_keeps_the_rest_ahead(
     tmp_path: Path, hospital: ChannelConfig, parsed: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = sqlite(tmp_path / "journal.db")
-    receive(db, hospital, a28("A28-1", "000001"))
-    drain(worker_of(db, hospital, ahead=False))
+    db = registered(tmp_path, hospital)
     receive(db, hospital, *(oru(f"ORU-{i}", "000001") for i in range(20)))
     worker = worker_of(db, hospital, ahead=True)
     parsed.clear()  # the registration's
@@ -190,9 +183,7 @@ def test_a_batch_cut_short_for_intake_keeps_the_rest_ahead(
 def test_work_ahead_for_messages_gone_meanwhile_is_dropped(
     tmp_path: Path, hospital: ChannelConfig
 ) -> None:
-    db = sqlite(tmp_path / "journal.db")
-    receive(db, hospital, a28("A28-1", "000001"))
-    drain(worker_of(db, hospital, ahead=False))
+    db = registered(tmp_path, hospital)
     gone = receive(db, hospital, *(oru(f"ORU-{i}", "000001") for i in range(MIN_SLICE + 2)))
     worker = worker_of(db, hospital, ahead=True)
     worker._prepare_ahead()

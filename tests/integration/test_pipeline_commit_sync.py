@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import Engine, event, select
 
 from engine.channels.config import ChannelConfig
-from engine.channels.loader import load_channels
 from engine.db import make_engine
 from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
@@ -26,7 +25,6 @@ from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
 from tests.integration.test_journal import a28, oru
 
-REPO = Path(__file__).resolve().parents[2]
 NORMAL, FULL = "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"
 
 
@@ -65,12 +63,6 @@ def full(tmp_path: Path) -> Iterator[Traced]:
     traced = Traced(tmp_path, "full")
     yield traced
     traced.db.dispose()
-
-
-@pytest.fixture
-def hospital() -> ChannelConfig:
-    config = load_channels(REPO / "channels.yaml")
-    return next(c for c in config.channels if "ORU^R01" in c.accept)
 
 
 def receive(db: Engine, channel: ChannelConfig, *payloads: bytes) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -15,7 +14,6 @@ from sqlalchemy import Engine, event, func, select
 
 from engine import fastsql
 from engine.channels.config import ChannelConfig
-from engine.channels.loader import load_channels
 from engine.errors import TransformError
 from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
@@ -27,19 +25,12 @@ from engine.runtime.wiring import build_pipeline
 from engine.store.record_core import observations
 from tests.integration.test_journal import a28, oru
 
-REPO = Path(__file__).resolve().parents[2]
 POISON = "ORU-POISON"
 
 
 @pytest.fixture
 def db(migrated_db: Engine) -> Engine:
     return migrated_db
-
-
-@pytest.fixture
-def hospital() -> ChannelConfig:
-    config = load_channels(REPO / "channels.yaml")
-    return next(c for c in config.channels if "ORU^R01" in c.accept)
 
 
 class Poisoned:
