@@ -27,7 +27,7 @@ from engine.pipeline.worker import MIN_SLICE, Worker
 from engine.runtime.wiring import build_pipeline
 from engine.store.record_core import observations
 from tests.integration.test_journal import a28, oru
-from tests.integration.test_pipeline_commit_sync import receive
+from tests.integration.test_worker_batches import receive
 
 
 def sqlite(path: Path) -> Engine:

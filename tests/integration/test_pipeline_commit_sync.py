@@ -17,13 +17,13 @@ from sqlalchemy import Engine, event, select
 
 from engine.channels.config import ChannelConfig
 from engine.db import make_engine
-from engine.intake.rules import MessageRules
 from engine.journal.journal import Journal
 from engine.journal.message_tables import messages
 from engine.migrate import upgrade
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
 from tests.integration.test_journal import a28, oru
+from tests.integration.test_worker_batches import receive
 
 NORMAL, FULL = "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"
 
@@ -63,13 +63,6 @@ def full(tmp_path: Path) -> Iterator[Traced]:
     traced = Traced(tmp_path, "full")
     yield traced
     traced.db.dispose()
-
-
-def receive(db: Engine, channel: ChannelConfig, *payloads: bytes) -> list[int]:
-    rules = MessageRules(channel.name, channel.accept, channel.source.default_charset)
-    with db.connect() as conn:
-        appended = Journal(db).append(conn, [rules.prepare(p, "test").row for p in payloads])
-    return [a.id for a in appended]
 
 
 def drain(db: Engine, channel: ChannelConfig) -> None:
