@@ -196,6 +196,7 @@ class Load:
     latencies_ms: list[float]
     samples: list[tuple[float, int]] = field(default_factory=list)  # (time, RSS kB)
     delivered_at: float | None = None  # journal shows all delivered (perf_counter)
+    delivered_while_sending: int = 0  # of this step's messages, when the last ACK came
 
     @property
     def rate(self) -> float:
@@ -205,6 +206,10 @@ class Load:
         if self.delivered_at is None:
             return None
         return self.messages / (self.delivered_at - self.first_send)
+
+    def pipeline_rate_while_sending(self) -> float:
+        """Messages delivered per second while intake ran (first send to last ACK)."""
+        return self.delivered_while_sending / self.seconds
 
     def latency(self, q: float) -> float:
         return quantile(self.latencies_ms, q)
@@ -405,6 +410,10 @@ def count_states(db_path: Path) -> dict[str, int]:
         conn.close()
 
 
+#: Engine settings given on the command line (``--pipeline-share``).
+ENGINE_OVERRIDES: dict[str, Any] = {}
+
+
 def engine_config(
     tmp: Path, port: int, durability: str | None, pipeline: str | None = None
 ) -> tuple[Path, Path]:
@@ -417,6 +426,7 @@ def engine_config(
         config["engine"]["durability"] = durability
     if pipeline is not None:
         config["engine"]["pipeline"] = pipeline
+    config["engine"].update(ENGINE_OVERRIDES)
     mllp = [c for c in config["channels"] if c["source"]["type"] == "mllp"]
     for c in config["channels"]:
         if c not in mllp[:1]:
@@ -507,6 +517,7 @@ def engine_load(
 
     progress_every = max(1, round(30 / rss_every)) if rss_every else 1
     load = run_load(eng.port, messages, connections, window, on_tick=sample)
+    load.delivered_while_sending = eng.delivered() - baseline
     deadline = time.monotonic() + drain_timeout
     delivered_at: float | None = None
     while time.monotonic() < deadline:
@@ -585,12 +596,14 @@ def one_run(args: argparse.Namespace, index: int) -> dict[str, float | None]:
             _check(load, "engine")
             out[f"intake_rate_{tag}"] = load.rate
             out[f"pipeline_rate_{tag}"] = load.pipeline_rate()
+            out[f"pipeline_rate_while_sending_{tag}"] = load.pipeline_rate_while_sending()
             out[f"ack_p50_ms_{tag}"] = load.latency(0.50)
             out[f"ack_p99_ms_{tag}"] = load.latency(0.99)
             out[f"ack_max_ms_{tag}"] = max(load.latencies_ms)
             log(
                 f"run {index + 1}: engine, {conns} connection(s), window {window}: intake "
-                f"{load.rate:,.0f} msg/s, pipeline {load.pipeline_rate() or 0:,.0f} msg/s, "
+                f"{load.rate:,.0f} msg/s, pipeline {load.pipeline_rate() or 0:,.0f} msg/s "
+                f"({load.pipeline_rate_while_sending():,.0f} while sending), "
                 f"p99 {load.latency(0.99):.1f} ms"
             )
         out["engine_rss_mb_after_run"] = eng.rss_kb() / 1024
@@ -630,6 +643,7 @@ def long_run(args: argparse.Namespace) -> dict[str, Any]:
         "connections": 16,
         "intake_rate": load.rate,
         "pipeline_rate": load.pipeline_rate(),
+        "pipeline_rate_while_sending": load.pipeline_rate_while_sending(),
         "ack_p50_ms": load.latency(0.5),
         "ack_p99_ms": load.latency(0.99),
         "seconds_to_all_delivered": (
@@ -734,10 +748,15 @@ def main() -> None:
     parser.add_argument(
         "--pipeline", choices=("thread", "process"), default=None, help="engine.pipeline"
     )
+    parser.add_argument(
+        "--pipeline-share", type=float, help="engine.pipeline_share (default: the engine's)"
+    )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profiled step")
     parser.add_argument("--profile-rate", type=int, default=250)
     parser.add_argument("--profile-idle", action="store_true", help="py-spy --idle (wall time)")
     args = parser.parse_args()
+    if args.pipeline_share is not None:
+        ENGINE_OVERRIDES["pipeline_share"] = args.pipeline_share
 
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -778,6 +797,7 @@ def main() -> None:
             "engine": {
                 "durability": args.durability or configured,
                 "pipeline": args.pipeline or "as channels.yaml",
+                "settings_given": dict(ENGINE_OVERRIDES),
                 "log_level": "warning",
                 "database": "fresh SQLite file (WAL) in a temporary directory",
                 "config": "repo channels.yaml, port and database changed",

@@ -229,6 +229,16 @@ class EngineSettings(Frozen):
             "process of its own, with its own core (measured in bench/RESULTS.md)"
         ),
     )
+    pipeline_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "thread: the share of the writer thread the pipeline is owed while intake keeps it "
+            "busy (0: intake first, the pipeline gets what intake leaves; 0.5 doubles what is "
+            "filed during sustained intake at about a fifth of intake's rate, bench/RESULTS.md)"
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     log_patient_data: bool = Field(

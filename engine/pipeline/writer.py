@@ -9,7 +9,9 @@ transaction; then one short slice of pipeline work (:meth:`PipelineRunner.run_sl
 process or on distributed workers); then again. An ACK therefore waits at most
 one pipeline slice, and under load many intake batches share each commit. Intake goes first:
 while senders keep sending (a batch comes within ``INTAKE_GRACE`` of the last commit) intake
-commits follow one another and the pipeline waits, ``PIPELINE_MAX_DEFER`` at most.
+commits follow one another and the pipeline waits, ``PIPELINE_MAX_DEFER`` at most, unless it
+is owed its share of the writer's time (``engine.pipeline_share``, see
+:mod:`engine.pipeline.share`): sustained intake must not starve it.
 
 A batch carries a deadline (its senders were answered "not stored" then, see
 :class:`~engine.intake.committer.GroupCommitter`): one taken after its deadline is not
@@ -46,6 +48,7 @@ from engine.journal.records import NewMessage
 from engine.logs import error_fields
 from engine.metrics import JOURNAL_COMMIT_LATENCY
 from engine.pipeline.runner import PipelineRunner
+from engine.pipeline.share import PipelineShare
 
 log = structlog.get_logger("engine.writer")
 
@@ -72,6 +75,7 @@ class Writer:
         journal: Journal,
         runner: PipelineRunner,
         state: DatabaseState | None = None,
+        pipeline_share: float = 0.0,
     ) -> None:
         self.engine = engine
         self.journal = journal
@@ -85,6 +89,8 @@ class Writer:
         #: Stop's requests for an idle round, and the last request a round answered.
         self._drain = threading.Condition()
         self._asked = self._idle_for = 0
+        #: What the pipeline has had of this thread's time, and is owed.
+        self.share = PipelineShare(pipeline_share)
         runner.attach(self.wake)
 
     def submit(self, rows: Sequence[NewMessage], done: Done, deadline: float | None = None) -> None:
@@ -154,6 +160,8 @@ class Writer:
             return False
         if since is not None and time.monotonic() - since >= PIPELINE_MAX_DEFER:
             return False
+        if self.share.owed():
+            return False
         if self._jobs.empty():
             self._wake.clear()
             if self._jobs.empty():  # ``submit`` queues, then sets the event: none is missed
@@ -161,11 +169,15 @@ class Writer:
         return not self._jobs.empty()
 
     def _pipeline_slice(self) -> int:
+        """One slice (cut short when intake waits), its time counted for the share."""
+        started = time.monotonic()
         try:
-            return self.runner.run_slice(self._intake_waiting)
+            handled = self.runner.run_slice(self._intake_waiting)
         except Exception as exc:  # the writer must outlive any bug, or every sender would hang
             log.error("writer_internal_error", **error_fields(exc))
-            return 0
+            handled = 0
+        self.share.spent_on_pipeline(time.monotonic() - started, handled)
+        return handled
 
     def _intake_waiting(self) -> bool:
         return not self._jobs.empty()
@@ -175,6 +187,7 @@ class Writer:
         jobs = self._live_jobs(self._take_jobs())
         if not jobs:
             return False
+        started = time.monotonic()
         rows = [row for batch, _, _ in jobs for row in batch]
         deadlines = [job[2] for job in jobs]
         last = None if None in deadlines else max(d for d in deadlines if d is not None)
@@ -192,6 +205,7 @@ class Writer:
             self.runner.committed(rows, results)
         except Exception as exc:
             log.error("pipeline_notify_failed", **error_fields(exc))
+        self.share.spent_on_intake(time.monotonic() - started)
         return True
 
     def _append(self, rows: list[NewMessage], deadline: float | None) -> list[Result]:

@@ -129,7 +129,9 @@ class Engine:
         self.runner = build_runner(self.config, self.role, self.db, url, state)
         #: A distributed intake's runner, whose broker connection health reports.
         self.publisher = self.runner if isinstance(self.runner, WorkPublisher) else None
-        self.writer = Writer(self.db, self.journal, self.runner, state)
+        self.writer = Writer(
+            self.db, self.journal, self.runner, state, pipeline_share=settings.pipeline_share
+        )
         self.committer = GroupCommitter(self.writer, commit_timeout=settings.commit_timeout_seconds)
         self.channels = Channels(self)
         control = ChannelsState(self.channels)

@@ -256,3 +256,42 @@ def test_intake_without_pause_still_leaves_the_pipeline_its_turns(db: Engine) ->
     writer.stop()
     slices_after_first_commit = events[events.index("commit") :].count("slice")
     assert slices_after_first_commit >= 3, (n, PIPELINE_MAX_DEFER)
+
+
+class BusyWorker(CountingWorker):
+    """A pipeline with a backlog that never ends: each slice handles a message in ~1 ms."""
+
+    def run_once(self, interrupt=None):  # type: ignore[no-untyped-def]
+        self.events.append("slice")
+        threading.Event().wait(0.001)
+        return 1
+
+
+def _slices_between_commits(db: Engine, share: float, commits: int) -> int:
+    """Slices the writer ran while ``commits`` intake batches came without pause."""
+    events: list[str] = []
+    journal = Journal(db)
+    writer = Writer(
+        db, journal, ThreadRunner(BusyWorker(db, journal, events)), pipeline_share=share
+    )
+    intake = rules_for(CHANNEL)
+    committed = threading.Semaphore(0)
+    writer.start()
+    first = 10_000 * int(share * 10)
+    for n in range(commits):  # one batch queued at any time, as a sender waiting for its ACK
+        writer.submit([intake.prepare(oru(first + n), "t").row], lambda _: committed.release())
+        assert committed.acquire(timeout=10)
+    slices = events.count("slice")
+    writer.stop(drain_seconds=0.1)  # (the backlog never ends: stop's drain gives up)
+    return slices
+
+
+def test_sustained_intake_leaves_the_pipeline_its_share_of_the_writer(db: Engine) -> None:
+    """engine.pipeline_share: with intake that never pauses, a pipeline owed its share runs a
+    slice after intake commits instead of waiting PIPELINE_MAX_DEFER; with a share of 0 it only
+    gets the turns intake leaves it."""
+    commits = 60
+    owed = _slices_between_commits(db, 0.5, commits)
+    intake_first = _slices_between_commits(db, 0.0, commits)
+    assert owed >= commits // 6, (owed, intake_first)  # measured: 16-19 of 60
+    assert intake_first * 4 < owed, (owed, intake_first)  # measured: 1
