@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from engine import logs
 from engine.channels.config import ChannelsFile
 from engine.db import make_engine
+from engine.heap import settle as settle_heap
 from engine.intake.sink import Result
 from engine.journal.records import NewMessage
 from engine.pipeline.runner import DRAIN_SECONDS, Changes, RunnerBase, done_future
@@ -137,6 +138,7 @@ def run(
     # On its own core: what needs no database runs before the write lock is taken.
     worker.prepares_ahead = True
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    settle_heap()
 
     def interrupt() -> bool:
         return bool(intake_waiting.value)

@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 from sqlalchemy.engine import Engine as DbEngine
 
+from engine import heap
 from engine import metrics as metrics_module
 from engine.adapters.registry import build_destination
 from engine.admin.server import admin_server
@@ -264,6 +265,7 @@ class Engine:
 
         loop.add_signal_handler(signal.SIGHUP, request_reload)
         await self.start(reservation)
+        heap.settle()  # what startup built is never walked by the collector again
         await stop.wait()
         await self.stop()
 
@@ -305,8 +307,9 @@ def run_worker(config: ChannelsFile) -> None:
         if not wait_for_database(db, DatabaseState(url), lambda: upgrade(db), stop):
             return
         check_keys(db)
-        log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
         metrics = worker_metrics(settings)
+        heap.settle()
+        log.info("engine_started", role="worker", channels=[c.name for c in config.channels])
         try:
             DistributedWorker(config, db, build_worker(config, db)).run(stop)
         finally:

@@ -20,7 +20,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "engine"
 #: units of lower layers only: the units of one layer are independent of each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # foundation: no engine import
-    ("errors", "logs", "localtime", "metrics", "fastsql", "payload_kinds"),
+    ("errors", "logs", "localtime", "metrics", "fastsql", "payload_kinds", "heap"),
     ("db", "lease"),
     ("database_state", "migrate", "leased_job", "security"),
     # codecs and pure rules: they know no database
