@@ -157,6 +157,14 @@ def sender_of(conn: Connection, message_id: int) -> str:
     return str(rows[0][0] or "") if rows else ""
 
 
+def channel_of(conn: Connection, message_id: int) -> str | None:
+    """The channel a message was journaled on; None when the journal no longer has it."""
+    channel: str | None = conn.execute(
+        select(messages.c.channel).where(messages.c.id == message_id)
+    ).scalar()
+    return channel
+
+
 def history(conn: Connection, message_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(events).where(events.c.message_id == message_id).order_by(events.c.id)
@@ -229,11 +237,38 @@ def discard(conn: Connection, message_id: int, reason: str, actor: str) -> bool:
     return bool(done)
 
 
+def end_review(
+    conn: Connection,
+    message_id: int,
+    state: State,
+    code: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> bool:
+    """An operator's identity decision on a message, in the caller's transaction: a message in
+    ``review`` goes to ``state`` (its attempts reset); one no longer there (filed already)
+    keeps its state, which the operator event (``code``, who, why) records. Returns whether
+    the message was in review."""
+    waiting = conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.state == State.REVIEW)
+        .values(state=state, updated_at=now, next_attempt_at=None, attempts=0)
+    ).rowcount
+    recorded: Any = state
+    if not waiting:
+        recorded = conn.execute(
+            select(messages.c.state).where(messages.c.id == message_id)
+        ).scalar()
+    _log_action(conn, [message_id], now, recorded, code, reason, actor)
+    return bool(waiting)
+
+
 def _log_action(
     conn: Connection,
     ids: list[int],
     now: datetime,
-    state: State,
+    state: str,
     code: str,
     reason: str,
     actor: str,

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from engine.store.documents import documents, reimbursements, summary_entries
 from engine.store.record_core import encounters, observations
@@ -59,6 +59,18 @@ def filed_since(conn: Connection, patient_id: int, since: datetime) -> FiledSinc
         [FiledDocument(r[0], r[1], r[2]) for r in versions],
         [Filed(r[0], r[1]) for r in visits],
     )
+
+
+def stored_by(conn: Connection, document_id: str, at: datetime) -> bool:
+    """Whether a version of document ``document_id`` (any patient's) was stored at or before
+    ``at``."""
+    d = documents.c
+    older: int = conn.execute(
+        select(func.count())
+        .select_from(documents)
+        .where(d.document_id == document_id, d.stored_at <= at)
+    ).scalar_one()
+    return older > 0
 
 
 def document_ids(conn: Connection, rows: Collection[int]) -> set[str]:

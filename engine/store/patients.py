@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -133,12 +133,32 @@ def add_local_ids(
         raise TransientError("a patient identifier was stored concurrently; retrying") from exc
 
 
+def local_ids(conn: Connection, patient_id: int) -> list[tuple[str, str, str]]:
+    """The patient's local identifiers: (value, authority, authority OID) each."""
+    rows = conn.execute(
+        select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id == patient_id)
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
 def new_local_ids(conn: Connection, patient_id: int, ids: tuple[LocalId, ...]) -> list[LocalId]:
     """Those of ``ids`` the patient does not hold yet (in any CX-4 form)."""
-    owned = conn.execute(
-        select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id == patient_id)
-    ).all()
+    owned = local_ids(conn, patient_id)
     return [i for i in ids if not any(i.same_as(*row) for row in owned)]
+
+
+class Standing(NamedTuple):
+    """A patient's own row, merges not followed."""
+
+    ins: str  # "" when none
+    merged_into: int | None  # the survivor that absorbed it; None when it stands alone
+
+
+def standing(conn: Connection, patient_id: int) -> Standing:
+    """The patient's own INS and the patient it was merged into (not following merges, as
+    :func:`by_id` does); raises ``NoResultFound`` when there is no such patient."""
+    row = conn.execute(select(_p.ins, _p.merged_into).where(_p.id == patient_id)).one()
+    return Standing(row[0], row[1])
 
 
 def remove_local_ids(

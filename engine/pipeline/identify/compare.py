@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from engine.cda.standalone import CdaPayload
 from engine.errors import EngineError
 from engine.identity.hl7 import hl7_identity
 from engine.identity.model import STRICT_TRAITS, TRAIT_NAMES, Identity, fold
-from engine.journal.message_tables import messages
+from engine.journal import lookups
 from engine.pipeline.payloads import journaled_payload
 from engine.store import patients
 
@@ -26,13 +26,11 @@ class Column:
 def message_identity(conn: Connection, message_id: int) -> Identity | None:
     """The identity in a journaled message's PID (a standalone CDA's recordTarget), or None
     (unreadable, no PID)."""
-    row = conn.execute(
-        select(messages.c.raw, messages.c.charset).where(messages.c.id == message_id)
-    ).first()
+    row = lookups.message(conn, message_id)
     if row is None:
         return None
     try:
-        msg = journaled_payload(row[0], row[1])
+        msg = journaled_payload(row["raw"], row["charset"])
         if isinstance(msg, CdaPayload):
             return msg.identity()
     except EngineError:  # undecodable, not HL7 v2 nor a CDA with one patient: nothing to show
@@ -48,7 +46,7 @@ def message_column(identity: Identity) -> Column:
         "ins_oid": ins.oid if ins else "",
         "identity_status": "~".join(identity.reliability),
     }
-    values.update({t: getattr(identity.traits, t) for t in TRAIT_NAMES})
+    values |= {t: getattr(identity.traits, t) for t in TRAIT_NAMES}
     return Column("message", values)
 
 
@@ -61,7 +59,7 @@ def patient_column(conn: Connection, patient_id: int) -> Column | None:
         "ins_oid": stored.ins_oid,
         "identity_status": stored.identity_status,
     }
-    values.update({t: getattr(stored.traits, t) for t in TRAIT_NAMES})
+    values |= {t: getattr(stored.traits, t) for t in TRAIT_NAMES}
     return Column(f"patient {stored.id}", values)
 
 

@@ -11,22 +11,45 @@ review row (and the journal for a message).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection
 
 from engine.errors import IdentityError
-from engine.journal.message_tables import State, events, messages
-from engine.store import identity_moves
-from engine.store.record_core import identity_reviews, patients
+from engine.journal import lookups
+from engine.journal.message_tables import State
+from engine.store import identity_moves, patients
+from engine.store import identity_reviews as queue
+from engine.store.identity_reviews import (
+    ATTACHED,
+    DISMISSED,
+    HOMONYM,
+    OPEN,
+    REJECTED,
+    attached_patient,
+    review,
+    reviews,
+)
 
-_r = identity_reviews.c
-OPEN, ATTACHED, REJECTED, DISMISSED = "open", "attached", "rejected", "dismissed"
-#: A notice for the identity cell: not a conflict, nothing waits on it.
-HOMONYM = "homonym"
+__all__ = [
+    "ATTACHED",
+    "DISMISSED",
+    "HOMONYM",
+    "OPEN",
+    "REJECTED",
+    "Resolution",
+    "attach",
+    "attached_patient",
+    "dismiss",
+    "open_notice",
+    "open_review",
+    "reject",
+    "review",
+    "reviews",
+]
+
 _TWO_IDENTITIES = frozenset({"A40", "A47"})
 
 
@@ -35,22 +58,8 @@ def open_review(
 ) -> None:
     """Queue a message for review (in the caller's transaction); a replayed message that
     fails again reuses its open review."""
-    values = {
-        "code": error.code,
-        "reason": error.reason,
-        "candidates": json.dumps(error.candidates),
-    }
-    done = conn.execute(
-        update(identity_reviews)
-        .where(_r.message_id == message_id, _r.status == OPEN, _r.code != HOMONYM)
-        .values(**values)
-    ).rowcount
-    if not done:
-        conn.execute(
-            insert(identity_reviews).values(
-                message_id=message_id, channel=channel, status=OPEN, created_at=now, **values
-            )
-        )
+    if not queue.reopen(conn, message_id, error.code, error.reason, error.candidates):
+        queue.add(conn, message_id, channel, error.code, error.reason, error.candidates, now)
 
 
 def open_notice(
@@ -58,21 +67,12 @@ def open_notice(
 ) -> None:
     """A ``homonym`` notice: the message created ``patient_id``, whose folded strict traits
     equal those of ``homonyms`` (not the same identity: twins, namesakes or a duplicate)."""
-    channel = conn.execute(select(messages.c.channel).where(messages.c.id == message_id)).scalar()
-    conn.execute(
-        insert(identity_reviews).values(
-            message_id=message_id,
-            channel=channel or "",
-            status=OPEN,
-            created_at=now,
-            code=HOMONYM,
-            reason=(
-                f"a new patient has the same birth name, first given name, birth date and sex "
-                f"as {len(homonyms)} other patient(s): homonyms, or a duplicate to merge"
-            ),
-            candidates=json.dumps([patient_id, *homonyms]),
-        )
+    reason = (
+        f"a new patient has the same birth name, first given name, birth date and sex "
+        f"as {len(homonyms)} other patient(s): homonyms, or a duplicate to merge"
     )
+    channel = lookups.channel_of(conn, message_id) or ""
+    queue.add(conn, message_id, channel, HOMONYM, reason, [patient_id, *homonyms], now)
 
 
 def dismiss(conn: Connection, review_id: int, actor: str, reason: str, now: datetime) -> int:
@@ -80,34 +80,8 @@ def dismiss(conn: Connection, review_id: int, actor: str, reason: str, now: date
     row = _open(conn, review_id)
     if row["code"] != HOMONYM:
         raise ValueError(f"review {review_id} is not a notice: resolve it (--patient or --reject)")
-    conn.execute(
-        update(identity_reviews)
-        .where(_r.id == review_id)
-        .values(status=DISMISSED, resolved_at=now, resolved_by=actor, resolution_reason=reason)
-    )
+    queue.resolve(conn, review_id, DISMISSED, actor, reason, now)
     return int(row["message_id"])
-
-
-def attached_patient(conn: Connection, message_id: int) -> int | None:
-    """The patient an operator attached this message to, if any."""
-    return conn.execute(
-        select(_r.patient_id)
-        .where(_r.message_id == message_id, _r.status == ATTACHED)
-        .order_by(_r.id.desc())
-        .limit(1)
-    ).scalar()
-
-
-def reviews(conn: Connection, status: str | None = OPEN) -> list[dict[str, Any]]:
-    query = select(identity_reviews).order_by(_r.id)
-    if status:
-        query = query.where(_r.status == status)
-    return [_decoded(r._mapping) for r in conn.execute(query)]
-
-
-def review(conn: Connection, review_id: int) -> dict[str, Any] | None:
-    row = conn.execute(select(identity_reviews).where(_r.id == review_id)).first()
-    return None if row is None else _decoded(row._mapping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +103,11 @@ def attach(
     A merge (A40) or an identifier change (A47) names two identities: attaching it to one
     patient has no meaning, so such a review can only be rejected (and the identities fixed
     at the source, which then resends)."""
-    found = conn.execute(select(patients.c.id).where(patients.c.id == patient_id)).scalar()
-    if found is None:
+    if patients.by_id(conn, patient_id) is None:
         raise LookupError(f"no patient {patient_id} in the store")
     row = review(conn, review_id)
-    trigger = None
-    if row is not None:
-        trigger = conn.execute(
-            select(messages.c.trigger).where(messages.c.id == row["message_id"])
-        ).scalar()
+    message = None if row is None else lookups.message(conn, row["message_id"])
+    trigger = None if message is None else message["trigger"]
     if trigger in _TWO_IDENTITIES:
         raise ValueError(f"an ADT^{trigger} names two identities: it can only be rejected")
     done = _close(conn, review_id, ATTACHED, State.RECEIVED, actor, reason, now, patient_id)
@@ -167,41 +137,11 @@ def _close(
     row = _open(conn, review_id)
     if row["code"] == HOMONYM:
         raise ValueError(f"review {review_id} is a notice: dismiss it")
-    conn.execute(
-        update(identity_reviews)
-        .where(_r.id == review_id)
-        .values(
-            status=status,
-            resolved_at=now,
-            resolved_by=actor,
-            resolution_reason=reason,
-            patient_id=patient_id,
-        )
-    )
+    queue.resolve(conn, review_id, status, actor, reason, now, patient_id)
     message_id = row["message_id"]
-    waiting = conn.execute(
-        update(messages)
-        .where(messages.c.id == message_id, messages.c.state == State.REVIEW)
-        .values(state=state, updated_at=now, next_attempt_at=None, attempts=0)
-    ).rowcount
-    recorded: Any = state
-    if not waiting:  # filed already: its state stays, the event says so
-        recorded = conn.execute(
-            select(messages.c.state).where(messages.c.id == message_id)
-        ).scalar()
-    conn.execute(
-        insert(events).values(
-            message_id=message_id,
-            at=now,
-            state=recorded,
-            attempt=0,
-            stage="operator",
-            code=f"identity_{status}",
-            reason=reason,
-            actor=actor,
-        )
-    )
-    return Resolution(review_id, message_id, status, replayed=bool(waiting))
+    # A message filed already (not waiting in review) keeps its state: the event says so.
+    waiting = lookups.end_review(conn, message_id, state, f"identity_{status}", reason, actor, now)
+    return Resolution(review_id, message_id, status, replayed=waiting)
 
 
 def _open(conn: Connection, review_id: int) -> dict[str, Any]:
@@ -211,9 +151,3 @@ def _open(conn: Connection, review_id: int) -> dict[str, Any]:
     if row["status"] != OPEN:
         raise ValueError(f"identity review {review_id} is already {row['status']}")
     return row
-
-
-def _decoded(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    out["candidates"] = json.loads(out["candidates"] or "[]")
-    return out

@@ -20,17 +20,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from engine.errors import IdentityConflict
-from engine.journal.message_tables import messages
+from engine.journal import lookups
 from engine.pipeline.identify import compare
 from engine.pipeline.identify.review import open_review
 from engine.store import identity_moves as moves
 from engine.store import merges, patients
-from engine.store.documents import documents
-from engine.store.record_core import patient_identifiers
-from engine.store.record_core import patients as store_patients
 
 log = structlog.get_logger("engine.identity")
 
@@ -86,9 +83,7 @@ def _restore(
         patients.change(
             conn, row.survivor_id, back, None, now, "ins_removed", detail, actor, reason
         )
-        restored.update(
-            {k: moved["ins"]["after"][k] for k in ("ins", "ins_oid", "identity_status")}
-        )
+        restored |= {k: moved["ins"]["after"][k] for k in ("ins", "ins_oid", "identity_status")}
     detail = {"merge_id": row.id}
     patients.change(
         conn, row.absorbed_id, restored, None, now, "merge_undone", detail, actor, reason
@@ -141,24 +136,14 @@ def _kinds(rows: moves.FiledSince) -> tuple[list[Any], ...]:
 def _new_back(conn: Connection, row: Any, doc: moves.FiledDocument, side: Any) -> bool:
     """A version of a document the survivor already had before the merge stays; a new
     document follows the identifiers of its message."""
-    d = documents.c
-    older = conn.execute(
-        select(func.count())
-        .select_from(documents)
-        .where(d.document_id == doc.document_id, d.stored_at <= row.at)
-    ).scalar_one()
+    older = moves.stored_by(conn, doc.document_id, row.at)
     return not older and side(doc.message_id) == "absorbed"
 
 
 def _identifiers(conn: Connection, patient_id: int) -> _Identifiers:
-    i = patient_identifiers.c
-    local = conn.execute(
-        select(i.value, i.authority, i.authority_oid).where(i.patient_id == patient_id)
-    ).all()
-    ins = conn.execute(
-        select(store_patients.c.ins).where(store_patients.c.id == patient_id)
-    ).scalar_one()
-    return _Identifiers(frozenset({ins} - {""}), tuple((r[0], r[1], r[2]) for r in local))
+    local = patients.local_ids(conn, patient_id)
+    ins = patients.standing(conn, patient_id).ins
+    return _Identifiers(frozenset({ins} - {""}), tuple(local))
 
 
 def _side_of(
@@ -182,7 +167,7 @@ def _side_of(
 
 
 def _review(conn: Connection, message_id: int, row: Any, now: datetime) -> None:
-    channel = conn.execute(select(messages.c.channel).where(messages.c.id == message_id)).scalar()
+    channel = lookups.channel_of(conn, message_id)
     if channel is None:  # the journal no longer has it: nothing to review it with
         log.warning("unmerge_undecided_without_message", merge_id=row.id, message_id=message_id)
         return
@@ -195,15 +180,14 @@ def _review(conn: Connection, message_id: int, row: Any, now: datetime) -> None:
 
 
 def _check_reversible(conn: Connection, row: Any, moved: dict[str, Any]) -> None:
-    p = store_patients.c
-    survivor = conn.execute(select(p.merged_into, p.ins).where(p.id == row.survivor_id)).one()
-    if survivor[0] is not None:
+    survivor = patients.standing(conn, row.survivor_id)
+    if survivor.merged_into is not None:
         raise ValueError(
-            f"patient {row.survivor_id} was merged into patient {survivor[0]} since: undo that "
-            "merge first"
+            f"patient {row.survivor_id} was merged into patient {survivor.merged_into} since: "
+            "undo that merge first"
         )
     gone = merges.not_on(conn, moved, row.survivor_id)
     if gone is not None:
         raise ValueError(f"some {gone} the merge moved are no longer on the survivor")
-    if "ins" in moved and survivor[1] != moved["ins"]["after"]["ins"]:
+    if "ins" in moved and survivor.ins != moved["ins"]["after"]["ins"]:
         raise ValueError("the survivor's INS changed since the merge (A47?): undo by hand")
