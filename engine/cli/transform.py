@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from engine.channels.config import ChannelConfig
 from engine.channels.loader import ConfigError, load_channels
@@ -21,8 +21,8 @@ from engine.cli.common import ConfigOption, JsonOption, console, err_console, pr
 from engine.cli.send import split_file
 from engine.hl7v2.reader import Message
 from engine.intake.inbox import rules_for
-from engine.journal import transformed
-from engine.journal.message_tables import State, messages
+from engine.journal import lookups, transformed
+from engine.journal.message_tables import State
 from engine.pipeline.channel_steps import ChannelSteps
 from engine.pipeline.payloads import journaled_message, journaled_payload
 from engine.pipeline.stages import StageError, stage
@@ -131,13 +131,13 @@ def journaled_forms(conn: Connection, message_id: int, payloads: bool) -> list[d
     stored = transformed.forms(conn, message_id)
     if not stored:
         return []
-    row = conn.execute(
-        select(messages.c.raw, messages.c.charset).where(messages.c.id == message_id)
-    ).one()
-    raw = journaled_message(bytes(row.raw), row.charset)
+    row = lookups.message(conn, message_id)
+    if row is None:  # pruned or discarded since its forms were read
+        return []
+    raw = journaled_message(bytes(row["raw"]), row["charset"])
     out: list[dict[str, Any]] = []
     for destination, payload in stored.items():
-        form = journaled_message(payload, row.charset)
+        form = journaled_message(payload, row["charset"])
         entry: dict[str, Any] = {
             "destination": destination,
             "changes": [_change(c) for c in field_changes(raw, form)],
