@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -21,6 +22,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 Processor = Callable[[Any], Any] | None
+
+#: Rows one SQLite INSERT takes (one multi-row ``VALUES`` list): see :func:`_insert_rows`.
+#: 64 rows of the widest table (the journal's 28 columns) bind 1,792 values, far below
+#: SQLite's limit (32,766), and the statement texts stay few enough for the driver's cache.
+ROWS_PER_INSERT = 64
 
 
 def insert_into(table: Table, returning: ColumnElement[Any] | None = None) -> FastStatement:
@@ -115,6 +121,15 @@ class FastStatement:
         compiled = self._compiled(conn.dialect)
         _executemany(conn, compiled.sql, self._many(compiled, rows))
 
+    def insert_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run an INSERT of one ``VALUES`` row for every row: as :meth:`executemany`, but on
+        SQLite in multi-row statements (:func:`_insert_rows`)."""
+        compiled = self._compiled(conn.dialect)
+        if compiled.getter is None:  # named parameters: no VALUES lists to join
+            _executemany(conn, compiled.sql, self._many(compiled, rows))
+            return
+        _insert_rows(conn, compiled.sql, self._many(compiled, rows))
+
     def executemany_converted(
         self, conn: Connection, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> None:
@@ -125,15 +140,14 @@ class FastStatement:
         compiled = self._compiled(conn.dialect)
         if compiled.defaults:
             raise ValueError("a statement with constant binds takes mappings (executemany)")
-        params: Sequence[Any]
         if compiled.positions is None:
-            params = [dict(zip(columns, row, strict=True)) for row in rows]
-        elif compiled.positions == columns:
-            params = rows
-        else:
+            _executemany(conn, compiled.sql, [dict(zip(columns, row, strict=True)) for row in rows])
+            return
+        params: Sequence[Sequence[Any]] = rows
+        if compiled.positions != columns:
             order = itemgetter(*(columns.index(k) for k in compiled.positions))
             params = [order(row) for row in rows]
-        _executemany(conn, compiled.sql, params)
+        _insert_rows(conn, compiled.sql, params)
 
     def executemany_returning(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]]
@@ -250,7 +264,7 @@ class RowsInsert:
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if conn.dialect.driver != "psycopg" or len(rows) < COPY_FROM:
-            self.insert.executemany(conn, rows)
+            self.insert.insert_many(conn, rows)
             return
         self._copy_rows(conn, lambda compiled: _positional(compiled, rows))
 
@@ -360,6 +374,38 @@ def _executemany(conn: Connection, sql: str, params: Any) -> None:
         raise _wrapped(conn, sql, params, exc) from exc
     finally:
         cursor.close()
+
+
+def _insert_rows(conn: Connection, sql: str, params: Sequence[Sequence[Any]]) -> None:
+    """The rows of an ``INSERT ... VALUES (?, ...)`` (positional ``params``, one sequence a
+    row), inserted in their order.
+
+    On SQLite, ``ROWS_PER_INSERT`` rows a statement, as one multi-row ``VALUES`` list: the
+    driver's ``executemany`` steps the statement once a row, and releases the GIL and takes it
+    back each time, where an event loop in another thread holds it most of the time; so each
+    row waited for it (issue 11: intake's group commit, measured). Elsewhere one
+    ``executemany`` (psycopg pipelines it)."""
+    if conn.dialect.name != "sqlite" or len(params) < 2:
+        _executemany(conn, sql, params)
+        return
+    cursor = _cursor(conn)
+    try:
+        for start in range(0, len(params), ROWS_PER_INSERT):
+            chunk = params[start : start + ROWS_PER_INSERT]
+            cursor.execute(_values_sql(sql, len(chunk)), [v for row in chunk for v in row])
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, params, exc) from exc
+    finally:
+        cursor.close()
+
+
+@lru_cache(maxsize=4 * ROWS_PER_INSERT)
+def _values_sql(sql: str, rows: int) -> str:
+    """``sql`` (an INSERT of one VALUES row) with ``rows`` VALUES rows."""
+    head, values, row = sql.rpartition(" VALUES ")
+    if not values or not row.startswith("("):
+        raise ValueError(f"not an INSERT ... VALUES statement: {sql[:60]!r}")
+    return head + values + ", ".join([row] * rows)
 
 
 def raw(conn: Connection, sql: str) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 
 from engine.db import make_engine
-from engine.fastsql import insert_into
+from engine.fastsql import ROWS_PER_INSERT, _values_sql, insert_into
 from engine.journal.journal import Journal
 from engine.journal.message_tables import events, messages
 from engine.journal.records import NewMessage
@@ -85,3 +87,77 @@ def test_ids_come_back_in_the_order_of_the_rows(store_db: Engine) -> None:
     with store_db.connect() as conn:
         stored = dict(conn.execute(select(messages.c.id, messages.c.size)).all())
     assert [stored[i] for i in ids] == [r["size"] for r in rows]
+
+
+def _event_rows(message_id: int, count: int) -> list[dict[str, object]]:
+    at = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+    return [
+        {
+            "message_id": message_id,
+            "at": at + timedelta(seconds=n % 7),
+            "state": "received",
+            "attempt": n,
+            "stage": None,
+            "code": f"c{n}",
+            "reason": None,
+            "actor": None,
+        }
+        for n in range(count)
+    ]
+
+
+def _journaled(db: Engine) -> int:
+    with db.connect() as conn:
+        return Journal(db).append(conn, [NewMessage(channel="c", raw=b"MSH|^~\\&|x")])[0].id
+
+
+def test_insert_many_stores_every_row_in_order_past_one_statement(store_db: Engine) -> None:
+    ident = _journaled(store_db)
+    rows = _event_rows(ident, 2 * ROWS_PER_INSERT + 5)
+    with store_db.begin() as conn:
+        insert_into(events).insert_many(conn, rows)
+    with store_db.connect() as conn:
+        stored = conn.execute(
+            select(events.c.attempt, events.c.code, events.c.at).order_by(events.c.id)
+        ).all()
+    assert [(a, c) for a, c, _ in stored] == [(r["attempt"], r["code"]) for r in rows]
+    assert [at.replace(tzinfo=at.tzinfo or UTC) for _, _, at in stored] == [r["at"] for r in rows]
+
+
+def test_on_sqlite_insert_many_sends_one_statement_per_chunk_not_per_row(tmp_path: Path) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'j.db'}")
+    upgrade(db)
+    ident = _journaled(db)
+    rows = _event_rows(ident, ROWS_PER_INSERT + 1)
+    with db.begin() as conn:
+        statements: list[str] = []
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.set_trace_callback(statements.append)
+        insert_into(events).insert_many(conn, rows)
+        dbapi.set_trace_callback(None)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 2  # 64 rows, then 1: the driver's executemany traces 65
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar() == len(rows)
+    db.dispose()
+
+
+def test_a_refused_row_fails_its_insert_as_sqlalchemy_error_and_stores_none_of_it(
+    store_db: Engine,
+) -> None:
+    ident = _journaled(store_db)
+    rows = _event_rows(ident, 5)
+    rows[3]["state"] = None  # NOT NULL
+    with pytest.raises(IntegrityError), store_db.begin() as conn:
+        insert_into(events).insert_many(conn, rows)
+    with store_db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar() == 0
+
+
+def test_values_lists_are_only_joined_for_an_insert_of_values() -> None:
+    assert _values_sql("INSERT INTO t (a, b) VALUES (?, ?)", 3) == (
+        "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+    )
+    with pytest.raises(ValueError, match="not an INSERT"):
+        _values_sql("UPDATE t SET a = ?", 2)
