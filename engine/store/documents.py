@@ -63,6 +63,9 @@ documents = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("document_id", "version"),
     Index(None, "patient_id", "status"),
+    # The later versions of a document (migration 0019): what replaces it, its set's next.
+    Index("ix_store_documents_replaces", "replaces"),
+    Index("ix_store_documents_set_id_version", "set_id", "version"),
 )
 
 #: What level-3 documents say, extracted for reading at a glance. Rows follow their document:

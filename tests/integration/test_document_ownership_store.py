@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text, update
 
 from engine.adapters.record_store import RecordStore
 from engine.cda.standalone import read_standalone
+from engine.db import make_engine
 from engine.errors import NotDocumentOwner
 from engine.hl7v2.reader import Message
 from engine.identity.rules import IdentityPolicy
+from engine.migrate import upgrade
 from engine.pipeline.delivery import Delivery
+from engine.store.cda_filing import _LATER_VERSIONS
 from engine.store.documents import documents
 from engine.store.ownership import OwnerGroups
 from engine.transforms.map_hl7 import map_message
@@ -142,3 +146,58 @@ def test_a_replacement_sent_ahead_by_another_identity_does_not_supersede_the_lat
         ("9.9.2", "current", "token:intruder"),
         (TSH_ID, "current", "token:lab-a"),
     ]
+
+
+def test_a_late_original_is_stored_superseded_when_its_group_replaced_it_already(
+    db: Engine,
+) -> None:
+    file(db, replacement(TSH.read_bytes()), "token:lab-b", 2)
+    file(db, TSH.read_bytes(), "token:lab-a", 3)  # same group: the replacement stands
+    assert stored(db) == [
+        ("9.9.2", "current", "token:lab-b"),
+        (TSH_ID, "superseded", "token:lab-a"),
+    ]
+
+
+def test_a_late_version_is_superseded_by_a_later_one_of_its_set_that_does_not_name_it(
+    db: Engine,
+) -> None:
+    file(db, third_version(), "token:lab-a", 2)  # version 3 of the set, replacing 9.9.2
+    file(db, TSH.read_bytes(), "token:lab-a", 3)  # version 1, named by nobody
+    assert stored(db) == [
+        ("9.9.3", "current", "token:lab-a"),
+        (TSH_ID, "superseded", "token:lab-a"),
+    ]
+
+
+def test_a_later_version_in_another_patients_record_does_not_supersede_a_late_original(
+    db: Engine,
+) -> None:
+    with db.begin() as conn:
+        STORE.apply(conn, 5, map_message(Message(adt("A28", pid("IPP2", name="AUTRE"), "5"))), NOW)
+    file(db, replacement(TSH.read_bytes()), "token:lab-a", 2)
+    with db.begin() as conn:  # as if the replacement had been filed for the other patient
+        other = conn.execute(text("SELECT max(id) FROM store_patients")).scalar()
+        conn.execute(
+            update(documents).where(documents.c.document_id == "9.9.2").values(patient_id=other)
+        )
+    file(db, TSH.read_bytes(), "token:lab-a", 3)
+    assert stored(db)[1] == (TSH_ID, "current", "token:lab-a")
+
+
+def test_the_later_versions_of_a_document_are_found_by_index_not_by_patient(
+    tmp_path: Path,
+) -> None:
+    """Filing reads the versions after a document through their own indexes (migration 0019):
+    through the patient's, a patient's thousandth document read the 999 before it."""
+    db = make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    upgrade(db)
+    with db.connect() as conn:
+        sql = _LATER_VERSIONS._compiled(conn.dialect).sql
+        plan = " ".join(
+            str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("a", "s", 1))
+        )
+    db.dispose()
+    assert "USING INDEX ix_store_documents_replaces" in plan
+    assert "USING INDEX ix_store_documents_set_id_version" in plan
+    assert "SCAN" not in plan
