@@ -132,10 +132,19 @@ class PrivatePostgres:
         return found
 
     def freeze(self) -> None:
-        """SIGSTOP the server and its backends: connections stay open and nothing answers."""
-        self.frozen = self.processes()
-        for pid in self.frozen:
-            os.kill(pid, signal.SIGSTOP)
+        """SIGSTOP the server and its backends: connections stay open and nothing answers.
+
+        The postmaster first (stopped, it starts no process), then its children as listed
+        after: one may have ended in between (an autovacuum worker comes and goes), and it has
+        nothing left to freeze."""
+        main = self.postmaster()
+        assert main is not None, "the private PostgreSQL is not running"
+        os.kill(main, signal.SIGSTOP)
+        self.frozen = [main]
+        for pid in self.processes()[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self.frozen.append(pid)
 
     def thaw(self) -> None:
         for pid in self.frozen:

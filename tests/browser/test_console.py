@@ -21,7 +21,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine
 
@@ -33,6 +32,7 @@ from engine.errors import IdentityConflict
 from engine.journal.message_tables import State
 from engine.migrate import upgrade
 from engine.pipeline.identify import review
+from tests.browser.pages import go
 from tests.integration import admin_seed as seed
 from tests.integration.admin_harness import PASSWORD, Admin, serve
 
@@ -132,12 +132,7 @@ def _traffic(db: Engine) -> tuple[int, int]:
 
 def submit(browser: WebDriver, button: WebElement | Callable[[], None]) -> None:
     """Click a button (or run keys) and wait for the page it leads to."""
-    old = browser.find_element(By.TAG_NAME, "html")
-    if callable(button):
-        button()
-    else:
-        button.click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
+    go(browser, button if callable(button) else button.click)
 
 
 def log_in(browser: WebDriver, world: World, name: str) -> None:

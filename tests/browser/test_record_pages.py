@@ -14,9 +14,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser.pages import go
 from tests.integration.identity_harness import oru, pid
 from tests.integration.record_harness import (
     HOSPITAL_DOCTOR,
@@ -67,9 +66,7 @@ def open_record(browser: WebDriver, world: RecordWorld) -> None:
 
 def submit(browser: WebDriver, css: str) -> None:
     """Click a form's button and wait for the page it leads to (the old one goes stale)."""
-    old = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.CSS_SELECTOR, css).click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
+    go(browser, browser.find_element(By.CSS_SELECTOR, css).click)
 
 
 def shot(browser: WebDriver, name: str) -> None:

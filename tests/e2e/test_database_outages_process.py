@@ -66,9 +66,8 @@ def test_the_engine_started_without_its_database_waits_for_it_then_serves(
         assert (waiting["database"], waiting["reason"]) == (private_postgres.where, "refused")
         private_postgres.start()
         started.result(60)
-    line = MllpLine(engine.port)
-    assert line.ask(message(1))[0] == "AA"
-    line.close()
+    with MllpLine(engine.port) as line:
+        assert line.ask(message(1))[0] == "AA"
     assert logged(engine, "database_ready")
     assert PASSWORD not in engine.log.read_text()
     assert_stopped_cleanly(engine)
@@ -90,15 +89,14 @@ def test_sigterm_during_a_database_outage_exits_0_with_engine_stopped_last(
 ) -> None:
     engine = engine_on(private_postgres, tmp_path)
     engine.start()
-    line = MllpLine(engine.port)
-    assert line.ask(message(1))[0] == "AA"
-    engine.wait_idle()
-    if outage == "stopped":
-        private_postgres.stop("immediate")
-    else:
-        private_postgres.freeze()
-    assert line.ask(message(2))[0] == "AE"  # at once, or at the commit deadline (frozen)
-    line.close()
+    with MllpLine(engine.port) as line:
+        assert line.ask(message(1))[0] == "AA"
+        engine.wait_idle()
+        if outage == "stopped":
+            private_postgres.stop("immediate")
+        else:
+            private_postgres.freeze()
+        assert line.ask(message(2))[0] == "AE"  # at once, or at the commit deadline (frozen)
     started = time.monotonic()
     # The writer's drain (10 s) is the only wait a frozen database can cause.
     assert_stopped_cleanly(engine, timeout=30)
@@ -146,26 +144,25 @@ def test_thirty_seconds_of_frozen_postgresql_senders_hear_ae_in_time_and_the_cli
 ) -> None:
     engine = engine_on(private_postgres, tmp_path)
     engine.start()
-    line = MllpLine(engine.port)
-    assert line.ask(message(1))[0] == "AA"
-    engine.wait_idle()
-    private_postgres.freeze()
-    frozen_at, answers, n = time.monotonic(), [], 2
-    try:
-        while time.monotonic() - frozen_at < 30:
-            answers.append(line.ask(message(n)))
-            n += 1
-        done, took = cli(engine.db_url, tmp_path, "stats")
-    finally:
-        private_postgres.thaw()
-    assert {code for code, _ in answers} == {"AE"}
-    assert max(t for _, t in answers) < 2 + 1.0, answers  # commit_timeout_seconds: 2
-    assert (done.returncode, took < 20) == (2, True), (done.stderr, took)
-    # The senders resend once it is back: every message accepted, each journaled once.
-    wait_for(lambda: logged(engine, "database_recovered"), what="database_recovered")
-    assert logged(engine, "database_recovered")[0]["seconds"] >= 25
-    assert {line.ask(message(k))[0] for k in range(2, n)} == {"AA"}
-    line.close()
+    with MllpLine(engine.port) as line:
+        assert line.ask(message(1))[0] == "AA"
+        engine.wait_idle()
+        private_postgres.freeze()
+        frozen_at, answers, n = time.monotonic(), [], 2
+        try:
+            while time.monotonic() - frozen_at < 30:
+                answers.append(line.ask(message(n)))
+                n += 1
+            done, took = cli(engine.db_url, tmp_path, "stats")
+        finally:
+            private_postgres.thaw()
+        assert {code for code, _ in answers} == {"AE"}
+        assert max(t for _, t in answers) < 2 + 1.0, answers  # commit_timeout_seconds: 2
+        assert (done.returncode, took < 20) == (2, True), (done.stderr, took)
+        # The senders resend once it is back: every message accepted, each journaled once.
+        wait_for(lambda: logged(engine, "database_recovered"), what="database_recovered")
+        assert logged(engine, "database_recovered")[0]["seconds"] >= 25
+        assert {line.ask(message(k))[0] for k in range(2, n)} == {"AA"}
     engine.wait_idle()
     ids = engine.column("SELECT control_id FROM journal_messages WHERE control_id LIKE 'OUT%'")
     assert sorted(ids) == sorted(f"OUT{k}" for k in range(1, n))

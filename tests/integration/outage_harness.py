@@ -76,6 +76,12 @@ class MllpLine:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> MllpLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # also when the test failed: no socket left for a later test's GC
+
 
 class WaitingEngine(OutageEngine):
     """An engine whose start runs in the background (it may wait for its database):
