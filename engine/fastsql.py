@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 Processor = Callable[[Any], Any] | None
 
-#: Rows one SQLite INSERT takes (one multi-row ``VALUES`` list): see :func:`_insert_rows`.
+#: Rows one SQLite INSERT takes (one multi-row ``VALUES`` list): see :func:`_run_many`.
 #: 64 rows of the widest table (the journal's 28 columns) bind 1,792 values, far below
 #: SQLite's limit (32,766), and the statement texts stay few enough for the driver's cache.
 ROWS_PER_INSERT = 64
@@ -49,6 +49,9 @@ class _Compiled:
     getter: Callable[[Mapping[str, Any]], Any] | None
     converted: tuple[tuple[int, Callable[[Any], Any]], ...]
     defaults: Mapping[str, Any]
+    #: An INSERT of one positional VALUES row, without RETURNING: many rows can go as one
+    #: multi-row statement (:func:`_run_many`).
+    values_rows: bool = False
 
 
 class FastStatement:
@@ -77,7 +80,10 @@ class FastStatement:
             defaults = {
                 c.bind_names[b]: b.effective_value for b in c.binds.values() if not b.required
             }
-            compiled = _Compiled(str(c), positions, processors, getter, converted, defaults)
+            values_rows = bool(positions) and c.isinsert and not c.effective_returning
+            compiled = _Compiled(
+                str(c), positions, processors, getter, converted, defaults, values_rows
+            )
             self._by_dialect[dialect.name] = compiled
         return compiled
 
@@ -118,17 +124,9 @@ class FastStatement:
             cursor.close()
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row (an INSERT's rows on SQLite: a few multi-row statements)."""
         compiled = self._compiled(conn.dialect)
-        _executemany(conn, compiled.sql, self._many(compiled, rows))
-
-    def insert_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run an INSERT of one ``VALUES`` row for every row: as :meth:`executemany`, but on
-        SQLite in multi-row statements (:func:`_insert_rows`)."""
-        compiled = self._compiled(conn.dialect)
-        if compiled.getter is None:  # named parameters: no VALUES lists to join
-            _executemany(conn, compiled.sql, self._many(compiled, rows))
-            return
-        _insert_rows(conn, compiled.sql, self._many(compiled, rows))
+        _run_many(conn, compiled, self._many(compiled, rows))
 
     def executemany_converted(
         self, conn: Connection, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
@@ -140,14 +138,15 @@ class FastStatement:
         compiled = self._compiled(conn.dialect)
         if compiled.defaults:
             raise ValueError("a statement with constant binds takes mappings (executemany)")
+        params: Sequence[Any]
         if compiled.positions is None:
-            _executemany(conn, compiled.sql, [dict(zip(columns, row, strict=True)) for row in rows])
-            return
-        params: Sequence[Sequence[Any]] = rows
-        if compiled.positions != columns:
+            params = [dict(zip(columns, row, strict=True)) for row in rows]
+        elif compiled.positions == columns:
+            params = rows
+        else:
             order = itemgetter(*(columns.index(k) for k in compiled.positions))
             params = [order(row) for row in rows]
-        _insert_rows(conn, compiled.sql, params)
+        _run_many(conn, compiled, params)
 
     def executemany_returning(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]]
@@ -264,7 +263,7 @@ class RowsInsert:
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if conn.dialect.driver != "psycopg" or len(rows) < COPY_FROM:
-            self.insert.insert_many(conn, rows)
+            self.insert.executemany(conn, rows)
             return
         self._copy_rows(conn, lambda compiled: _positional(compiled, rows))
 
@@ -376,16 +375,16 @@ def _executemany(conn: Connection, sql: str, params: Any) -> None:
         cursor.close()
 
 
-def _insert_rows(conn: Connection, sql: str, params: Sequence[Sequence[Any]]) -> None:
-    """The rows of an ``INSERT ... VALUES (?, ...)`` (positional ``params``, one sequence a
-    row), inserted in their order.
+def _run_many(conn: Connection, compiled: _Compiled, params: Sequence[Any]) -> None:
+    """The statement once per row of ``params``, in their order.
 
-    On SQLite, ``ROWS_PER_INSERT`` rows a statement, as one multi-row ``VALUES`` list: the
-    driver's ``executemany`` steps the statement once a row, and releases the GIL and takes it
-    back each time, where an event loop in another thread holds it most of the time; so each
-    row waited for it (issue 11: intake's group commit, measured). Elsewhere one
-    ``executemany`` (psycopg pipelines it)."""
-    if conn.dialect.name != "sqlite" or len(params) < 2:
+    An INSERT's rows on SQLite (``values_rows``) go ``ROWS_PER_INSERT`` a statement, as one
+    multi-row ``VALUES`` list: the driver's ``executemany`` steps the statement once a row,
+    and releases the GIL and takes it back each time, where an event loop in another thread
+    holds it most of the time; so each row waited for it (issue 11: intake's group commit,
+    measured). Otherwise one ``executemany`` (psycopg pipelines it)."""
+    sql = compiled.sql
+    if not compiled.values_rows or conn.dialect.name != "sqlite" or len(params) < 2:
         _executemany(conn, sql, params)
         return
     cursor = _cursor(conn)
@@ -403,8 +402,6 @@ def _insert_rows(conn: Connection, sql: str, params: Sequence[Sequence[Any]]) ->
 def _values_sql(sql: str, rows: int) -> str:
     """``sql`` (an INSERT of one VALUES row) with ``rows`` VALUES rows."""
     head, values, row = sql.rpartition(" VALUES ")
-    if not values or not row.startswith("("):
-        raise ValueError(f"not an INSERT ... VALUES statement: {sql[:60]!r}")
     return head + values + ", ".join([row] * rows)
 
 

@@ -221,7 +221,7 @@ def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
 
     On PostgreSQL, one pipelined ``executemany`` with RETURNING (one round trip for the
     batch). On SQLite, multi-row INSERTs for the whole group commit
-    (:meth:`~engine.fastsql.FastStatement.insert_many`; one RETURNING statement per row cost
+    (:meth:`~engine.fastsql.FastStatement.executemany`; one RETURNING statement per row cost
     about twice as much). The writer holds the write lock (BEGIN
     IMMEDIATE) and the id is an INTEGER PRIMARY KEY without AUTOINCREMENT, so SQLite gives
     each row the largest id plus one: the ids run from the max before to the last rowid after.
@@ -230,7 +230,7 @@ def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
         # PostgreSQL (psycopg): the rows' INSERTs pipelined, one round trip for the batch.
         return [row[0] for row in _INSERT_MESSAGE.executemany_returning(conn, rows)]
     before = _MAX_ID.execute(conn, {})[0][0] or 0
-    _INSERT_MANY.insert_many(conn, rows)
+    _INSERT_MANY.executemany(conn, rows)
     last = _LAST_ROWID.execute(conn, {})[0][0]
     if last != before + len(rows):
         raise RuntimeError("journal ids were not given in sequence: batch not committed")

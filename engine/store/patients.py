@@ -128,7 +128,7 @@ def add_local_ids(
         for i in ids
     ]
     try:
-        _INSERT_IDENTIFIER.insert_many(conn, rows)
+        _INSERT_IDENTIFIER.executemany(conn, rows)
     except IntegrityError as exc:
         raise TransientError("a patient identifier was stored concurrently; retrying") from exc
 

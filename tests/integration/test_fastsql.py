@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.db import make_engine
-from engine.fastsql import ROWS_PER_INSERT, _values_sql, insert_into
+from engine.fastsql import ROWS_PER_INSERT, FastStatement, insert_into
 from engine.journal.journal import Journal
 from engine.journal.message_tables import events, messages
 from engine.journal.records import NewMessage
@@ -29,8 +29,7 @@ def store_db(store_url: str) -> Iterator[Engine]:
 
 
 def test_rows_sharing_a_timestamp_and_rows_of_their_own_are_stored_alike(store_db: Engine) -> None:
-    with store_db.connect() as conn:
-        ident = Journal(store_db).append(conn, [NewMessage(channel="c", raw=b"MSH|^~\\&|x")])[0].id
+    ident = _journaled(store_db)
     shared = datetime(2026, 12, 3, 10, 0, 1, 250000, tzinfo=UTC)
     times = [shared, shared, shared + timedelta(seconds=1), shared, None]
     rows = [
@@ -111,11 +110,11 @@ def _journaled(db: Engine) -> int:
         return Journal(db).append(conn, [NewMessage(channel="c", raw=b"MSH|^~\\&|x")])[0].id
 
 
-def test_insert_many_stores_every_row_in_order_past_one_statement(store_db: Engine) -> None:
+def test_an_insert_stores_every_row_in_order_past_one_statement(store_db: Engine) -> None:
     ident = _journaled(store_db)
     rows = _event_rows(ident, 2 * ROWS_PER_INSERT + 5)
     with store_db.begin() as conn:
-        insert_into(events).insert_many(conn, rows)
+        insert_into(events).executemany(conn, rows)
     with store_db.connect() as conn:
         stored = conn.execute(
             select(events.c.attempt, events.c.code, events.c.at).order_by(events.c.id)
@@ -124,7 +123,7 @@ def test_insert_many_stores_every_row_in_order_past_one_statement(store_db: Engi
     assert [at.replace(tzinfo=at.tzinfo or UTC) for _, _, at in stored] == [r["at"] for r in rows]
 
 
-def test_on_sqlite_insert_many_sends_one_statement_per_chunk_not_per_row(tmp_path: Path) -> None:
+def test_on_sqlite_an_insert_sends_one_statement_per_chunk_not_per_row(tmp_path: Path) -> None:
     db = make_engine(f"sqlite:///{tmp_path / 'j.db'}")
     upgrade(db)
     ident = _journaled(db)
@@ -134,7 +133,7 @@ def test_on_sqlite_insert_many_sends_one_statement_per_chunk_not_per_row(tmp_pat
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
         dbapi.set_trace_callback(statements.append)
-        insert_into(events).insert_many(conn, rows)
+        insert_into(events).executemany(conn, rows)
         dbapi.set_trace_callback(None)
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
     assert len(inserts) == 2  # 64 rows, then 1: the driver's executemany traces 65
@@ -150,14 +149,23 @@ def test_a_refused_row_fails_its_insert_as_sqlalchemy_error_and_stores_none_of_i
     rows = _event_rows(ident, 5)
     rows[3]["state"] = None  # NOT NULL
     with pytest.raises(IntegrityError), store_db.begin() as conn:
-        insert_into(events).insert_many(conn, rows)
+        insert_into(events).executemany(conn, rows)
     with store_db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar() == 0
 
 
-def test_values_lists_are_only_joined_for_an_insert_of_values() -> None:
-    assert _values_sql("INSERT INTO t (a, b) VALUES (?, ?)", 3) == (
-        "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+def test_a_statement_other_than_an_insert_still_runs_once_per_row(store_db: Engine) -> None:
+    """Only an INSERT's VALUES rows are joined: an UPDATE given many rows updates each."""
+    ident = _journaled(store_db)
+    with store_db.begin() as conn:
+        insert_into(events).executemany(conn, _event_rows(ident, 3))
+    with store_db.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(events.c.id).order_by(events.c.id))]
+    recode = FastStatement(
+        update(events).where(events.c.id == bindparam("id_")).values(code=bindparam("code_"))
     )
-    with pytest.raises(ValueError, match="not an INSERT"):
-        _values_sql("UPDATE t SET a = ?", 2)
+    with store_db.begin() as conn:
+        recode.executemany(conn, [{"id_": i, "code_": f"new{i}"} for i in ids])
+    with store_db.connect() as conn:
+        codes = [r[0] for r in conn.execute(select(events.c.code).order_by(events.c.id))]
+    assert codes == [f"new{i}" for i in ids]
