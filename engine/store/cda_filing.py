@@ -154,7 +154,7 @@ def _replaced_already(
     that may replace this one (a replacement sent ahead by another sender does not count)."""
     rows = _LATER_VERSIONS.execute(
         conn,
-        # No set: "" matches no set (a document without one stores "", never looked up so).
+        # Without a set, NULL: it matches no row (a document without one stores "").
         {
             "document_id": header.document_id,
             "set_id": header.set_id or None,

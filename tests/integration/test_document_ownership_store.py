@@ -5,6 +5,7 @@ a version filed before identities were recorded may be changed by anyone."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,36 +138,27 @@ def test_an_identical_copy_from_anyone_changes_nothing_and_is_not_refused(db: En
     assert stored(db) == [(TSH_ID, "current", "token:lab-a")]
 
 
-def test_a_replacement_sent_ahead_by_another_identity_does_not_supersede_the_late_original(
+@pytest.mark.parametrize(
+    ("later", "later_id", "later_filer", "original_status"),
+    [
+        pytest.param(replacement, "9.9.2", "token:intruder", "current", id="replaced-by-another"),
+        pytest.param(replacement, "9.9.2", "token:lab-b", "superseded", id="replaced-by-its-group"),
+        # Version 3 of the set replaces 9.9.2, not the original: found through its set.
+        pytest.param(lambda _: third_version(), "9.9.3", "token:lab-a", "superseded", id="set"),
+    ],
+)
+def test_a_late_original_is_superseded_only_by_a_later_version_its_filer_may_replace_it_with(
     db: Engine,
+    later: Callable[[bytes], bytes],
+    later_id: str,
+    later_filer: str,
+    original_status: str,
 ) -> None:
-    file(db, replacement(TSH.read_bytes()), "token:intruder", 2)
+    file(db, later(TSH.read_bytes()), later_filer, 2)
     file(db, TSH.read_bytes(), "token:lab-a", 3)
     assert stored(db) == [
-        ("9.9.2", "current", "token:intruder"),
-        (TSH_ID, "current", "token:lab-a"),
-    ]
-
-
-def test_a_late_original_is_stored_superseded_when_its_group_replaced_it_already(
-    db: Engine,
-) -> None:
-    file(db, replacement(TSH.read_bytes()), "token:lab-b", 2)
-    file(db, TSH.read_bytes(), "token:lab-a", 3)  # same group: the replacement stands
-    assert stored(db) == [
-        ("9.9.2", "current", "token:lab-b"),
-        (TSH_ID, "superseded", "token:lab-a"),
-    ]
-
-
-def test_a_late_version_is_superseded_by_a_later_one_of_its_set_that_does_not_name_it(
-    db: Engine,
-) -> None:
-    file(db, third_version(), "token:lab-a", 2)  # version 3 of the set, replacing 9.9.2
-    file(db, TSH.read_bytes(), "token:lab-a", 3)  # version 1, named by nobody
-    assert stored(db) == [
-        ("9.9.3", "current", "token:lab-a"),
-        (TSH_ID, "superseded", "token:lab-a"),
+        (later_id, "current", later_filer),
+        (TSH_ID, original_status, "token:lab-a"),
     ]
 
 
