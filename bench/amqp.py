@@ -57,7 +57,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import mllp_ingest as mi  # noqa: E402
-from common import save_report  # noqa: E402
+from common import cpu_seconds, save_report  # noqa: E402
 from generate import POOL_SIZE, generate, registrations  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -201,11 +201,6 @@ def wait_consumer(queue: str, procs: list[subprocess.Popen[bytes]], timeout: flo
                 return
         time.sleep(0.5)
     raise RuntimeError(f"no consumer on {queue} after {timeout} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 #: An engine process under cProfile counting its main thread's CPU time (not wall time), from

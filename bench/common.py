@@ -1,4 +1,5 @@
-"""What several benchmarks share: a PostgreSQL schema of their own, and where reports go."""
+"""What several benchmarks share: a PostgreSQL schema of their own, where reports go, and the
+CPU a process used."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def save_report(text_: str, stamp: str, name: str) -> Path:
     path = RESULTS / f"{stamp}-{name}.json"
     path.write_text(text_ + "\n")
     return path
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds a process has used (Linux ``/proc``): figures the other
+    load on a shared machine disturbs far less than a rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    return sum(cpu_times(pid))

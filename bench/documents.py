@@ -76,6 +76,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import mllp_ingest as mi  # noqa: E402
+from common import cpu_seconds  # noqa: E402
 
 from engine import logs  # noqa: E402
 from engine.adapters.record_store import RecordStore  # noqa: E402
@@ -310,14 +311,6 @@ def engine(pipeline: str | None = None) -> Iterator[tuple[mi.EngineProcess, int]
         if proc.returncode not in (0, -signal.SIGTERM):
             sys.stderr.write(log_path.read_text()[-4000:])
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used: a figure the other load on a shared
-    machine disturbs far less than a rate."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_only(db_path: Path) -> sqlite3.Connection:

@@ -31,6 +31,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import mllp_ingest as mi  # noqa: E402
+from common import cpu_times  # noqa: E402
 
 
 def serve(config: str) -> None:
@@ -98,14 +99,12 @@ def main() -> None:
 
 def _usage(pid: int) -> tuple[float, float, float]:
     """User and system CPU seconds of process ``pid``, and its threads' context switches."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
     switches = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         for line in (task / "status").read_text().splitlines():
             if "ctxt_switches:" in line:  # voluntary and nonvoluntary
                 switches += int(line.split()[1])
-    return int(fields[11]) / tick, int(fields[12]) / tick, float(switches)
+    return (*cpu_times(pid), float(switches))
 
 
 def _commits(url: str) -> tuple[float, float]:

@@ -44,7 +44,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import identify as ident  # noqa: E402
-from common import POSTGRES_URL, Unreachable, save_report  # noqa: E402
+from common import POSTGRES_URL, Unreachable, cpu_seconds, save_report  # noqa: E402
 
 from engine.channels.record_api_settings import RecordApiSettings  # noqa: E402
 from engine.db import make_engine  # noqa: E402
@@ -151,12 +151,6 @@ def percentiles(ns: list[int]) -> dict[str, float]:
         "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
         "mean_ms": round(statistics.fmean(ms), 3),
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_timings(base: str, token: str, path: str, n: int, server: int) -> dict[str, float]:
