@@ -11,12 +11,13 @@ in this order:
    (``engine.cda.conformance.xsd_errors(root, "cisis")``, compiled once, untimed). Per document:
    docs/s and p50/p99.
 2. ``alone``: the document store step in this process, without MLLP or journal:
-   ``engine.cda.document.read_document`` (parse, XSD "cisis", CI-SIS header rules), then
+   ``engine.cda.document.read_document`` (parse, XSD "cisis", CI-SIS header rules) and
+   ``engine.transforms.map_cda_entries.document_entries`` (the transform stage's), then
    ``engine.store.cda_filing``'s ``check_same_patient`` and ``store_document`` in one
    transaction per document
    (committed), on a fresh SQLite database (``engine.db.make_engine`` with the durability of
    channels.yaml + ``engine.migrate.upgrade``) where one ADT^A28 registered the patient through
-   ``RecordStore.apply``. Per document: docs/s and p50/p99.
+   ``tests.record_filing.apply_operation``. Per document: docs/s and p50/p99.
 3. ``engine``: ``aiguillage run`` on a temporary copy of the repo channels.yaml (as
    bench/mllp_ingest.py: free port, fresh SQLite database in a temporary directory, log level
    ``warning``) with the record store's ``documents: {xsd: cisis, cisis_header: true}``. One
@@ -90,7 +91,11 @@ from engine.identity.rules import IdentityPolicy  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.store.cda_filing import check_same_patient, store_document  # noqa: E402
 from engine.store.ownership import Filer  # noqa: E402
+from engine.transforms.map_cda_entries import document_entries  # noqa: E402
 from engine.transforms.map_hl7 import map_message  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from tests.record_filing import apply_operation  # noqa: E402
 
 #: The sender the documents are filed by (their owner for replacements and deletions).
 FILER = Filer("bench-lab")
@@ -223,7 +228,9 @@ def store_database() -> Iterator[tuple[Any, int, Identity]]:
         upgrade(db)
         store = RecordStore(policy=IdentityPolicy(accept_test_ins=True))
         with db.begin() as conn:
-            patient_id = store.apply(conn, 1, map_message(Message(a28("A28"))), datetime.now(UTC))
+            patient_id = apply_operation(
+                store, conn, 1, map_message(Message(a28("A28"))), datetime.now(UTC)
+            )
         sender = map_message(Message(oru(b"<x/>", "probe"))).patient.identity
         yield db, patient_id, sender
     finally:
@@ -241,7 +248,9 @@ def alone_step(
             with db.begin() as conn:
                 document = read_document(record, xsd="cisis", cisis_header=True)
                 check_same_patient(conn, patient_id, sender, [document])
-                store_document(conn, patient_id, i + 2, document, datetime.now(UTC), FILER)
+                entries = document_entries(document.root)
+                now = datetime.now(UTC)
+                store_document(conn, patient_id, i + 2, document, entries, now, FILER)
 
         one(len(docs), warmup)  # untimed: schema, first statements compiled
         if profile is not None:

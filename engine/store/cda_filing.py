@@ -29,6 +29,7 @@ from engine.store.cda_entries import store_extracts
 from engine.store.consent import refuse_closed
 from engine.store.documents import CURRENT, DELETED, SUPERSEDED, documents
 from engine.store.ownership import Filer
+from engine.transforms.map_cda_entries import DocumentEntries
 
 log = structlog.get_logger("engine.documents")
 _INSERT = insert_into(documents, returning=documents.c.id)
@@ -73,14 +74,16 @@ def store_document(
     patient_id: int,
     message_id: int,
     document: ReadDocument,
+    entries: DocumentEntries,
     now: datetime,
     filer: Filer,
 ) -> int:
-    """Store (or apply the lifecycle action of) one document; returns its row id. A
-    replacement or deletion of versions another sender filed raises NotDocumentOwner before
-    anything is written (``engine.store.ownership``)."""
+    """Store (or apply the lifecycle action of) one document, and its ``entries`` when it is
+    stored for the first time; returns its row id. A replacement or deletion of versions
+    another sender filed raises NotDocumentOwner before anything is written
+    (``engine.store.ownership``)."""
     refuse_closed(conn, patient_id)  # a closed record takes no new documents (DOMAIN.md §6)
-    record, root, header = document.record, document.root, document.header
+    record, header = document.record, document.header
     digest = hashlib.sha256(record.content).hexdigest()
     existing = conn.execute(
         select(_d.id, _d.sha256, _d.status, _d.patient_id).where(
@@ -115,14 +118,14 @@ def store_document(
         _supersede(conn, patient_id, parent, header, now, filer)
     status = SUPERSEDED if _replaced_already(conn, patient_id, header, filer) else CURRENT
     row_id = _insert(conn, patient_id, message_id, document, digest, status, now, filer)
-    entries = store_extracts(conn, patient_id, message_id, row_id, root, now)
+    stored = store_extracts(conn, patient_id, message_id, row_id, entries, now)
     log.info(
         "document_stored",
         message_id=message_id,
         document_row=row_id,
         action=record.action,
         status=status,
-        entries=entries,
+        entries=stored,
     )
     return row_id
 

@@ -1,12 +1,8 @@
 """A record's consent state: opened by the patient's consent (through the API, or an ADT from
-a facility's ZFA segment), closed by the patient, by the facility's ZFA or by death (PID-30 =
-Y, or an A03 with a death date in PID-29), reopened by the patient. A closed record takes no
-new documents (``refuse_closed``, called by the document filing).
-
-ZFA reading (IHE PAM France 2.11; field meanings of ZFA-9/11 unverified, read from the ANS
-samples): ZFA-1 the DMP status (``FERME`` closes), ZFA-6 the opposition to emergency access
-(Y/N), ZFA-9 ``INO`` (informed, not opposed) or ZFA-11 ``IC`` (informed, consents) record the
-consent; ``IO``/``INC`` leave a record that was never opened unopened.
+a facility's ZFA segment), closed by the patient, by the facility's ZFA or by death, reopened
+by the patient. A closed record takes no new documents (``refuse_closed``, called by the
+document filing). What an ADT says is read by the transform stage
+(:mod:`engine.transforms.map_consent`); :func:`apply_consent` applies it.
 """
 
 from __future__ import annotations
@@ -17,10 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from engine.errors import RecordClosed
-from engine.hl7v2.reader import Message
-from engine.hl7v2.values import parse_ts
 from engine.record.model import State
 from engine.store.record_tables import statuses
+from engine.transforms.map_consent import RecordConsent
 
 _s = statuses.c
 
@@ -93,27 +88,22 @@ def set_choices(conn: Connection, patient_id: int, now: datetime, **values: Any)
     _set(conn, patient_id, now, **values)
 
 
-def apply_adt(
-    conn: Connection, patient_id: int, message: Message, sender: str, now: datetime
+def apply_consent(
+    conn: Connection, patient_id: int, said: RecordConsent, sender: str, now: datetime
 ) -> None:
-    """What an ADT says about the record: death (PID-30, A03 + PID-29), ZFA consent, closure
-    and emergency opposition. Called by the record store after it filed the patient."""
-    pid = message.segment("PID")
-    if pid is not None:
-        died = parse_ts(pid.get(29, 1))
-        if pid.get(30) == "Y" or (message.trigger == "A03" and died is not None):
-            record_death(conn, patient_id, died or now, now)
-            return
-    zfa = message.segment("ZFA")
-    if zfa is None:
+    """Apply what an ADT said of the record (death, ZFA consent, closure, emergency
+    opposition), given the record's state. Called by the record store after it filed the
+    patient; ``sender`` is who sent the ADT (the consent is recorded as given through it)."""
+    if said.died:
+        record_death(conn, patient_id, said.died_at or now, now)
         return
     current = state(conn, patient_id)
-    if zfa.get(1).upper() == "FERME" and current is State.OPEN:
+    if said.closes and current is State.OPEN:
         close_record(conn, patient_id, "adt", now)
-    elif (zfa.get(9) == "INO" or zfa.get(11) == "IC") and current is State.NONE:
+    elif said.consents and current is State.NONE:
         open_record(conn, patient_id, f"adt:{sender}", now)
-    if zfa.get(6) in ("Y", "N") and state(conn, patient_id) is not State.NONE:
-        _set(conn, patient_id, now, emergency_opposed=zfa.get(6) == "Y")
+    if said.emergency_opposed is not None and state(conn, patient_id) is not State.NONE:
+        _set(conn, patient_id, now, emergency_opposed=said.emergency_opposed)
 
 
 def _ensure(conn: Connection, patient_id: int, now: datetime) -> None:

@@ -1,6 +1,7 @@
 """Writing a filed operation into the record store: the encounter, the results, the documents,
-and what an ADT says of the record's consent. The record store destination calls this with
-what the transform stage mapped and the identify stage filed (the patient)."""
+and what an ADT said of the record's consent. The record store destination calls this with
+what the transform stage mapped and the identify stage filed (the patient): nothing here reads
+the message."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from engine.hl7v2.reader import Message
 from engine.store import batch, consent
 from engine.store.cda_filing import store_document
 from engine.store.observations import add_observations
@@ -26,22 +26,21 @@ def write_filed(
     patient_id: int,
     now: datetime,
     filer: Filer,
-    adt: Message | None = None,
 ) -> None:
     """Write ``op`` for patient ``patient_id`` in the caller's transaction; documents are
-    filed under ``filer``. ``adt``: the ADT message, whose consent segments apply too.
+    filed under ``filer``, and an ADT's consent is recorded as given through it.
 
     Results (the hot path) go to the open batch's one insert; anything else is flushed at
     once, with the batch's patient lookups forgotten (:mod:`engine.store.batch`)."""
-    for document in op.read:
-        store_document(conn, patient_id, message_id, document, now, filer)
+    for document, entries in zip(op.read, op.entries, strict=True):
+        store_document(conn, patient_id, message_id, document, entries, now, filer)
     if op.encounter is not None:
         upsert_encounter(conn, patient_id, message_id, op.encounter, now)
     add_observations(conn, op.observations, patient_id, message_id, now)
     if op.kind != "add_results":
         batch.settle(conn)
-    if adt is not None:  # consent, closure, death (the DMP's rules)
-        consent.apply_adt(conn, patient_id, adt, filer.identity, now)
+    if op.consent is not None:  # consent, closure, death (the DMP's rules)
+        consent.apply_consent(conn, patient_id, op.consent, filer.identity, now)
         batch.settle(conn)
 
 

@@ -26,6 +26,8 @@ from engine.transforms.map_adt import (
     extract_encounter,
     extract_patient,
 )
+from engine.transforms.map_cda_entries import DocumentEntries
+from engine.transforms.map_consent import RecordConsent, record_consent
 from engine.transforms.map_oru import ObservationRecord, OrderRecord, extract_observations
 
 __all__ = [
@@ -87,6 +89,10 @@ class StoreOperation:
     #: The documents read and checked, one per record of ``documents`` (the transform stage:
     #: :func:`engine.transforms.map_store.map_for_store`).
     read: tuple[ReadDocument, ...] = ()
+    #: What each read document holds for reading at a glance, one per ``read``.
+    entries: tuple[DocumentEntries, ...] = ()
+    #: What an ADT says of the patient's record (death, ZFA consent): applied after filing.
+    consent: RecordConsent | None = None
 
     @property
     def from_identity_source(self) -> bool:
@@ -105,6 +111,17 @@ def map_message(msg: Message) -> StoreOperation:
     if kind not in SUPPORTED_TYPES:
         raise UnsupportedMessageType(f"the record store does not map {kind or 'empty MSH-9'}")
     patient = extract_patient(msg)
+    op = _operation(msg, message_type, trigger, kind, patient)
+    said = record_consent(msg) if message_type == "ADT" else None
+    if said is not None:  # any ADT may say what becomes of the record (the DMP's rules)
+        op = dataclasses.replace(op, consent=said)
+    return op
+
+
+def _operation(
+    msg: Message, message_type: str, trigger: str, kind: str, patient: PatientRecord
+) -> StoreOperation:
+    """The operation of a supported message type, before what it says of the record."""
     # is_document_message, for the supported types: any MDM, an ORU^R01 carrying a CDA.
     if message_type == "MDM" or (kind == "ORU^R01" and carries_documents(msg)):
         return StoreOperation("add_documents", patient, documents=extract_documents(msg))

@@ -1,18 +1,19 @@
 """The transform stage's mapping for a record-store target: the operation a message, or a CDA
 document received alone, asks of the record store, with its documents parsed and checked once
-(pure: no database)."""
+and their entries extracted (pure: no database)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from engine.cda.conformance import Schema
-from engine.cda.document import read_document
+from engine.cda.document import ReadDocument, read_document
 from engine.cda.standalone import CdaPayload
 from engine.errors import DocumentError
 from engine.hl7v2.embedded_documents import Action, DocumentRecord
 from engine.hl7v2.reader import Message
 from engine.transforms.map_adt import PatientRecord
+from engine.transforms.map_cda_entries import NO_ENTRIES, DocumentEntries, document_entries
 from engine.transforms.map_hl7 import StoreOperation, map_message
 
 
@@ -35,7 +36,7 @@ def with_documents(
     if not op.documents:
         raise DocumentError("no CDA in the message (a document sent by reference is not fetched)")
     read = tuple(read_document(r, xsd, cisis_header) for r in op.documents)
-    return dataclasses.replace(op, read=read)
+    return dataclasses.replace(op, read=read, entries=tuple(_entries(d) for d in read))
 
 
 def _standalone(doc: CdaPayload, xsd: Schema | None, cisis_header: bool) -> StoreOperation:
@@ -46,5 +47,16 @@ def _standalone(doc: CdaPayload, xsd: Schema | None, cisis_header: bool) -> Stor
     record = DocumentRecord(content=doc.raw, action=action)
     read = read_document(record, xsd, cisis_header, root=doc.root)
     return StoreOperation(
-        "add_documents", PatientRecord(read.target), documents=(record,), read=(read,)
+        "add_documents",
+        PatientRecord(read.target),
+        documents=(record,),
+        read=(read,),
+        entries=(_entries(read),),
     )
+
+
+def _entries(document: ReadDocument) -> DocumentEntries:
+    """The entries a document gives the record; none from the copy a deletion carries."""
+    if document.record.action == "delete":
+        return NO_ENTRIES
+    return document_entries(document.root)

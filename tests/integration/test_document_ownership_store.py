@@ -26,6 +26,7 @@ from engine.store.ownership import OwnerGroups
 from engine.transforms.map_hl7 import map_message
 from tests.integration.identity_harness import adt, pid
 from tests.integration.test_documents_alone import replacement
+from tests.record_filing import apply_operation, file_delivery
 from tests.sample_files import CDA_SAMPLES
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -42,7 +43,7 @@ def file(db: Engine, raw: bytes, sender: str, message_id: int) -> None:
     """One CDA received alone, filed by ``sender`` in a transaction of its own."""
     with db.begin() as conn:
         payload = read_standalone(raw)
-        STORE.file(Delivery(conn, message_id, "docs", payload, raw, NOW, sender=sender))
+        file_delivery(STORE, Delivery(conn, message_id, "docs", payload, raw, NOW, sender=sender))
 
 
 def deletion(db: Engine, sender: str, message_id: int) -> None:
@@ -57,8 +58,8 @@ def deletion(db: Engine, sender: str, message_id: int) -> None:
         ]
     )
     with db.begin() as conn:
-        STORE.file(
-            Delivery(conn, message_id, "mdm", Message(msg), msg.encode(), NOW, sender=sender)
+        file_delivery(
+            STORE, Delivery(conn, message_id, "mdm", Message(msg), msg.encode(), NOW, sender=sender)
         )
 
 
@@ -84,7 +85,7 @@ def stored(db: Engine) -> list[tuple[object, ...]]:
 @pytest.fixture
 def db(store_db: Engine) -> Engine:
     with store_db.begin() as conn:
-        STORE.apply(conn, 1, map_message(Message(adt("A28", PATIENT, "1"))), NOW)
+        apply_operation(STORE, conn, 1, map_message(Message(adt("A28", PATIENT, "1"))), NOW)
     return store_db
 
 
@@ -166,7 +167,9 @@ def test_a_later_version_in_another_patients_record_does_not_supersede_a_late_or
     db: Engine,
 ) -> None:
     with db.begin() as conn:
-        STORE.apply(conn, 5, map_message(Message(adt("A28", pid("IPP2", name="AUTRE"), "5"))), NOW)
+        apply_operation(
+            STORE, conn, 5, map_message(Message(adt("A28", pid("IPP2", name="AUTRE"), "5"))), NOW
+        )
     file(db, replacement(TSH.read_bytes()), "token:lab-a", 2)
     with db.begin() as conn:  # as if the replacement had been filed for the other patient
         other = conn.execute(text("SELECT max(id) FROM store_patients")).scalar()

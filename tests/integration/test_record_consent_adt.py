@@ -1,6 +1,7 @@
 """Consent and death from a facility's ADT (DOMAIN.md §2 ZFA, §6 consent and retention):
-the ZFA segment of the ANS samples and PID-30 / an A03 with a death date, applied by
-``engine.store.consent.apply_adt`` to a patient filed over MLLP; SQLite and PostgreSQL."""
+the ZFA segment of the ANS samples and PID-30 / an A03 with a death date, read by
+``engine.transforms.map_consent.record_consent`` and applied by
+``engine.store.consent.apply_consent`` to a patient filed over MLLP; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from engine.hl7v2.reader import Message
 from engine.record.model import State
 from engine.store import consent
 from engine.store.record_queries import patient_id
+from engine.transforms.map_consent import record_consent
 from tests.integration.identity_harness import adt, pid
 from tests.integration.record_harness import INS, TSH, RecordWorld, mdm
 from tests.sample_files import SAMPLES
@@ -36,7 +38,9 @@ def apply(world: RecordWorld, message: Message) -> State:
     with world.engine.engine.db.begin() as conn:
         pid_ = patient_id(conn, INS)
         assert pid_ is not None
-        consent.apply_adt(conn, pid_, message, "mllp:hospital:GAM^CHU-X", NOW)
+        said = record_consent(message)
+        if said is not None:
+            consent.apply_consent(conn, pid_, said, "mllp:hospital:GAM^CHU-X", NOW)
         return consent.state(conn, pid_)
 
 

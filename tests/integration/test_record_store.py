@@ -14,6 +14,7 @@ from engine.hl7v2.reader import Message
 from engine.identity.rules import IdentityPolicy
 from engine.pipeline.delivery import BuildContext, Delivery
 from engine.transforms.map_hl7 import map_message
+from tests.record_filing import apply_operation, file_delivery
 from tests.record_lookups import counts, find_patient, patient_encounters, patient_observations
 from tests.sample_files import SAMPLES
 
@@ -33,7 +34,7 @@ STORE = RecordStore(policy=IdentityPolicy(accept_test_ins=True))
 
 def apply(db: Engine, text: str, message_id: int) -> int:
     with db.begin() as conn:
-        return STORE.apply(conn, message_id, map_message(Message(text)), NOW)
+        return apply_operation(STORE, conn, message_id, map_message(Message(text)), NOW)
 
 
 def person_from(text: str) -> str:
@@ -220,7 +221,7 @@ def test_configured_destination_writes_through_the_delivery(store_db: Engine) ->
     msg = Message(sample_text("python-hl7/sample_hl7.hl7"))
     apply(store_db, person_from(msg.text), 4)
     with store_db.begin() as conn:
-        store.file(Delivery(conn, 5, "lab", msg, msg.text.encode(), NOW))
+        file_delivery(store, Delivery(conn, 5, "lab", msg, msg.text.encode(), NOW))
     with store_db.connect() as conn:
         patient = find_patient(conn, "555-44-4444")
         assert patient is not None
