@@ -20,8 +20,7 @@ from engine.adapters import (
 )
 from engine.adapters.amqp import AmqpSource
 from engine.adapters.directory import DirectorySource
-from engine.adapters.http import HttpSource
-from engine.adapters.mllp import MllpServer
+from engine.adapters.pausable import PausableHttpSource, PausableMllpServer
 from engine.channels.destinations import (
     AmqpDestinationConfig,
     DestinationConfig,
@@ -47,8 +46,9 @@ SourceBuilder = Callable[[Any, Inbox], Source]
 DestinationBuilder = Callable[[Any, str, BuildContext], Destination]
 
 SOURCES: dict[type, SourceBuilder] = {
-    MllpSourceConfig: MllpServer,
-    HttpSourceConfig: HttpSource,
+    # The listening sources, pausable in place by channel control.
+    MllpSourceConfig: PausableMllpServer,
+    HttpSourceConfig: PausableHttpSource,
     DirectorySourceConfig: DirectorySource,
     AmqpSourceConfig: AmqpSource,
 }

@@ -299,7 +299,7 @@ def stale_or_due(
     pending = or_(due, stale) & _PENDING
     first = func.min(_m.id)
     keyed = (
-        select(first, _m.channel, _m.patient_key)
+        select(first.label("id"), _m.channel, _m.patient_key)
         .where(pending, in_channels, _m.patient_key.is_not(None))
         .group_by(_m.channel, _m.patient_key)
         .order_by(first)
@@ -311,5 +311,4 @@ def stale_or_due(
         .order_by(_m.id)
         .limit(limit)
     )
-    rows = [*conn.execute(keyed), *conn.execute(alone)]
-    return [GroupStart(int(r[0]), str(r[1]), r[2]) for r in rows]
+    return [GroupStart._make(r) for query in (keyed, alone) for r in conn.execute(query)]

@@ -1,4 +1,5 @@
-"""Write side of the journal: group-committed intake, the pipeline's claims and end states."""
+"""Write side of the journal: group-committed intake and the pipeline's end states (the claim
+is :mod:`engine.journal.claim`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from sqlalchemy import Connection, String, bindparam, func, insert, or_, select,
 from sqlalchemy.engine import Engine
 
 from engine.fastsql import FastStatement, id_binds, id_chunks, insert_into
-from engine.journal.claim import claim_pending
 from engine.journal.message_tables import State, events, messages
 from engine.journal.records import Appended, DedupKey, NewMessage, Pending, content_digest
 
@@ -154,22 +154,6 @@ class Journal:
         return known
 
     # -- pipeline -------------------------------------------------------------------------
-
-    def claim(
-        self,
-        conn: Connection,
-        now: datetime,
-        limit: int,
-        channels: Iterable[str] | None = None,
-    ) -> list[Pending]:
-        """The next messages to process, in arrival order, keeping each patient's order.
-
-        A message waits while an earlier message of the same channel and patient is waiting for
-        its retry (contract 4); other patients' messages go on. ``channels`` limits the claim to
-        the channels this engine runs (a channel removed from the configuration keeps its
-        messages journaled, untouched).
-        """
-        return claim_pending(conn, now, limit, channels)
 
     def finish(
         self,

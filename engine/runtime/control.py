@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 
 from engine.adapters.amqp import AmqpSource
+from engine.adapters.pausable import PausableHttpSource, PausableMllpServer
 from engine.admin.state import ReloadOutcome, SourceStatus, StaticSource, UnknownChannel
 from engine.channels.config import ChannelConfig, ChannelsFile
 from engine.channels.loader import ConfigError, ConfigIssue, load_channels
@@ -31,7 +32,7 @@ from engine.runtime.listeners import (
     channel_owner,
 )
 from engine.runtime.reload import Plan, plan, write_outcome
-from engine.runtime.sources import PausableHttpSource, PausableMllpServer, build_source
+from engine.runtime.sources import build_source
 
 log = structlog.get_logger("engine")
 

@@ -1,105 +1,15 @@
-"""Sources an operator can pause without closing their listener (channel control).
-
-- MLLP: the listening socket stays bound but is no longer accepted from (new senders wait in
-  the kernel's backlog), and open connections stop being read (their senders wait for the
-  ACK); in-flight messages still get theirs. Resume takes both up again.
-- HTTP: every request is answered 503 with ``Retry-After`` while the listener stays open.
-
-Other sources (directory, AMQP) are paused by stopping them: polling ends, the consumer is
-cancelled (unacknowledged deliveries go back to the queue); resume starts a fresh one.
-"""
+"""A channel's source, built through the adapters' registry (:mod:`engine.adapters.registry`):
+the one way sources are built. The listening ones (MLLP, HTTP) are pausable in place
+(:mod:`engine.adapters.pausable`); channel control stops and restarts the others."""
 
 from __future__ import annotations
 
-import asyncio
-
-from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from engine.adapters.http import HttpSource
-from engine.adapters.http_answers import refusal
-from engine.adapters.mllp import MllpServer
 from engine.adapters.registry import build_source as build_any_source
 from engine.channels.config import ChannelConfig
-from engine.channels.sources import HttpSourceConfig, MllpSourceConfig
 from engine.intake.committer import GroupCommitter
 from engine.intake.inbox import Inbox, Source
 
-#: The reason an MLLP connection stops being read (beside its own flow-control reasons).
-OPERATOR_PAUSE = "operator_paused"
-#: What a paused HTTP source tells senders to wait before they try again.
-RETRY_AFTER_SECONDS = 30
-
-
-class PausableMllpServer(MllpServer):
-    paused = False
-
-    def pause(self) -> None:
-        server = self._server
-        if server is None or self.paused:
-            return
-        self.paused = True
-        loop = asyncio.get_running_loop()
-        for sock in server.sockets:
-            loop.remove_reader(sock.fileno())  # no accept: connections wait in the backlog
-        # asyncio has no public "stop accepting": marked as not serving, ``start_serving``
-        # registers the accept again on resume.
-        server._serving = False  # type: ignore[attr-defined]
-        for conn in self.connections:
-            conn._pause(OPERATOR_PAUSE)
-
-    async def resume(self) -> None:
-        if self._server is None or not self.paused:
-            return
-        self.paused = False
-        for conn in self.connections:
-            conn._resume(OPERATOR_PAUSE)
-        await self._server.start_serving()
-
-
-class _PauseGate:
-    """ASGI middleware: 503 with Retry-After while the source is paused."""
-
-    def __init__(self, app: ASGIApp, source: PausableHttpSource) -> None:
-        self.app = app
-        self.source = source
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.source.paused:
-            answer = refusal(
-                503,
-                "channel_paused",
-                "the channel is paused by an operator: send again later",
-                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-            await answer(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-class PausableHttpSource(HttpSource):
-    paused = False
-
-    def app(self) -> Starlette:
-        app = super().app()
-        app.add_middleware(_PauseGate, source=self)
-        return app
-
-    def pause(self) -> None:
-        self.paused = True
-
-    async def resume(self) -> None:
-        self.paused = False
-
-
-Pausable = PausableMllpServer | PausableHttpSource
-
 
 def build_source(channel: ChannelConfig, committer: GroupCommitter) -> Source:
-    """The channel's source, pausable in place where it listens."""
-    inbox = Inbox.for_channel(channel, committer)
-    if isinstance(channel.source, MllpSourceConfig):
-        return PausableMllpServer(channel.source, inbox)
-    if isinstance(channel.source, HttpSourceConfig):
-        return PausableHttpSource(channel.source, inbox)
-    return build_any_source(channel.source, inbox)
+    """The channel's source, handing what it receives to the channel's inbox."""
+    return build_any_source(channel.source, Inbox.for_channel(channel, committer))

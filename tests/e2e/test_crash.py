@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("pipeline", ["thread", "process"])
-def test_sigkill_mid_stream_loses_no_acked_message_and_applies_each_once(
+def test_contract_1_sigkill_mid_stream_loses_no_acked_message_and_applies_each_once(
     tmp_path: Path, pipeline: str
 ) -> None:
     port = free_port()

@@ -1,7 +1,7 @@
 """The contracts of DESIGN.md §3, one named test (or more) each, end to end: MLLP in over real
 sockets (python-hl7's client), the journal and the record store read back with SQL, on SQLite
 and PostgreSQL. Contract 1 under SIGKILL is ``tests/e2e/test_crash.py``; contract 2 is
-``test_contract_one_end_state.py``; the access layer of contract 9 is
+``test_contract_2_one_end_state.py``; the access layer of contract 9 is
 ``test_record_cli.py::test_patient_show_reads_through_the_access_layer_and_leaves_a_log_line``."""
 
 from __future__ import annotations

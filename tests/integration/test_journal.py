@@ -15,6 +15,7 @@ from engine.channels.loader import load_channels
 from engine.errors import StoreUnavailable
 from engine.intake.rules import MessageRules
 from engine.journal import lookups as queries
+from engine.journal.claim import claim_pending
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, events, messages
 from engine.journal.records import NewMessage
@@ -238,8 +239,8 @@ def test_message_without_control_id_is_never_deduplicated(db: Engine, journal: J
 def test_claim_returns_messages_in_arrival_order(db: Engine, journal: Journal) -> None:
     ids = [r[0] for r in append(db, journal, *(new(f"C-{i}", patient=f"P{i}") for i in range(5)))]
     with db.connect() as conn:
-        first = journal.claim(conn, T0, 3)
-        everything = journal.claim(conn, T0, 100)
+        first = claim_pending(conn, T0, 3)
+        everything = claim_pending(conn, T0, 100)
     assert [p.id for p in first] == ids[:3]
     assert [p.id for p in everything] == ids
     assert everything[0].raw == row(db, ids[0])["raw"]
@@ -250,7 +251,7 @@ def test_claim_skips_finished_messages(db: Engine, journal: Journal) -> None:
     set_state(db, ids[0], State.DELIVERED)
     set_state(db, ids[1], State.DEAD_LETTERED)
     with db.connect() as conn:
-        assert [p.id for p in journal.claim(conn, T0, 10)] == [ids[2]]
+        assert [p.id for p in claim_pending(conn, T0, 10)] == [ids[2]]
 
 
 def test_claim_holds_back_a_patient_waiting_for_a_retry_while_others_proceed(
@@ -269,8 +270,8 @@ def test_claim_holds_back_a_patient_waiting_for_a_retry_while_others_proceed(
     )
     set_state(db, a1, State.RETRYING, next_attempt_at=T0 + timedelta(minutes=5))
     with db.connect() as conn:
-        before = journal.claim(conn, T0, 10)
-        after = journal.claim(conn, T0 + timedelta(minutes=5), 10)
+        before = claim_pending(conn, T0, 10)
+        after = claim_pending(conn, T0 + timedelta(minutes=5), 10)
     assert [p.id for p in before] == [b1, b2]
     assert [p.id for p in after] == [a1, b1, a2, b2]
 
@@ -281,7 +282,7 @@ def test_claim_does_not_hold_back_messages_without_a_patient(db: Engine, journal
     )
     set_state(db, first, State.RETRYING, next_attempt_at=T0 + timedelta(minutes=5))
     with db.connect() as conn:
-        assert [p.id for p in journal.claim(conn, T0, 10)] == [second]
+        assert [p.id for p in claim_pending(conn, T0, 10)] == [second]
 
 
 def test_claim_finds_other_patients_behind_many_held_back_messages(
@@ -291,7 +292,7 @@ def test_claim_finds_other_patients_behind_many_held_back_messages(
     ids = [r[0] for r in append(db, journal, *held, new("B-1", patient="B^H"))]
     set_state(db, ids[0], State.RETRYING, next_attempt_at=T0 + timedelta(minutes=5))
     with db.connect() as conn:
-        assert [p.id for p in journal.claim(conn, T0, 2)] == [ids[-1]]
+        assert [p.id for p in claim_pending(conn, T0, 2)] == [ids[-1]]
 
 
 # -- stats, replay, discard ------------------------------------------------------------------
