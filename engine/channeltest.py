@@ -33,11 +33,11 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, select
 
 from engine.channels.config import ChannelConfig, EngineSettings
 from engine.channels.loader import load_channels
-from engine.db import make_engine, metadata
+from engine.db import make_engine
 from engine.errors import EngineError
 from engine.hl7v2.editable import EditableMessage
 from engine.hl7v2.reader import Message
@@ -49,6 +49,7 @@ from engine.migrate import upgrade
 from engine.pipeline.payloads import journaled_message
 from engine.pipeline.worker import Worker
 from engine.runtime.wiring import build_pipeline
+from engine.store import table_reads
 
 
 class Strict(BaseModel):
@@ -197,7 +198,7 @@ def _compare(conn: Connection, exp: Expectation, acks: list[str], problems: list
         ):
             problems.append(f"dead letters (code, stage): expected {want}, got {got}")
     for name, expected in exp.counts.items():
-        n = conn.execute(select(func.count()).select_from(_table(name))).scalar_one()
+        n = table_reads.count(conn, name)
         if n != expected:
             problems.append(f"{name}: expected {expected} rows, got {n}")
     for row in exp.rows:
@@ -236,17 +237,8 @@ def _compare_fields(
             problems.append(f"fields of {where}: {path} is {got!r}, expected {expected!r}")
 
 
-def _table(name: str) -> Any:
-    if name not in metadata.tables:
-        raise ValueError(f"unknown table {name!r}")
-    return metadata.tables[name]
-
-
 def _compare_rows(conn: Connection, exp: RowExpectation, problems: list[str]) -> None:
-    tbl = _table(exp.table)
-    cond = and_(*(tbl.c[k] == v for k, v in exp.where.items())) if exp.where else None
-    query = select(tbl) if cond is None else select(tbl).where(cond)
-    found = [dict(r._mapping) for r in conn.execute(query)]
+    found = table_reads.rows_where(conn, exp.table, exp.where)
     if exp.count is not None and len(found) != exp.count:
         problems.append(
             f"{exp.table} where {exp.where}: expected {exp.count} rows, got {len(found)}"

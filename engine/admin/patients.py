@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection
 
 from engine.journal.search import PatientKeys
-from engine.store.patients import ins_key
-from engine.store.record_core import merges, patient_identifiers, patients
+from engine.store.patients import held_identifiers, ids_with_ins, ids_with_local_id, ins_key
 
 _INS = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}$", re.IGNORECASE)
-_ids = patient_identifiers.c
 
 
 def patient_keys(conn: Connection, term: str, facility: str = "") -> PatientKeys:
@@ -39,14 +37,8 @@ def matching_patients(conn: Connection, term: str, facility: str = "") -> list[i
     """The stored patients (ids, merges not followed) that an operator's term names."""
     term = term.strip()
     if _INS.match(term):
-        # "ins != ''" lets SQLite use the partial unique index on the INS.
-        query = select(patients.c.id).where(patients.c.ins == term.upper(), patients.c.ins != "")
-        return list(conn.execute(query).scalars())
-    value, authority = _local(term, facility)
-    query = select(_ids.patient_id).where(_ids.value == value)
-    if authority:
-        query = query.where(or_(_ids.authority == authority, _ids.authority_oid == authority))
-    return list(dict.fromkeys(conn.execute(query).scalars()))
+        return ids_with_ins(conn, term.upper())
+    return ids_with_local_id(conn, *_local(term, facility))
 
 
 def _local(term: str, facility: str) -> tuple[str, str]:
@@ -62,25 +54,10 @@ def _local(term: str, facility: str) -> tuple[str, str]:
 
 def _store_keys(conn: Connection, ids: list[int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Journal keys and hold keys of these patients and of those merged into them."""
-    if not ids:
-        return (), ()
-    merged = conn.execute(
-        select(merges.c.absorbed_id).where(
-            merges.c.survivor_id.in_(ids), merges.c.undone_at.is_(None)
-        )
-    ).scalars()
-    every = [*ids, *merged]
-    keys: list[str] = []
-    for value, authority, oid in conn.execute(
-        select(_ids.value, _ids.authority, _ids.authority_oid).where(_ids.patient_id.in_(every))
-    ):
-        keys += [f"{value}^{a}" for a in (authority, oid) if a]
-    ins = conn.execute(
-        select(patients.c.ins).where(patients.c.id.in_(every), patients.c.ins != "")
-    ).scalars()
-    keys = list(dict.fromkeys(keys))
-    holds = [f"local:{k}" for k in keys] + [ins_key(v) for v in ins]
-    return tuple(keys), _unique(*holds)
+    held = held_identifiers(conn, ids)
+    keys = _unique(*(f"{value}^{a}" for value, *forms in held.local for a in forms if a))
+    holds = [f"local:{k}" for k in keys] + [ins_key(v) for v in held.ins]
+    return keys, _unique(*holds)
 
 
 def _unique(*values: str) -> tuple[str, ...]:

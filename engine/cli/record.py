@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.store.record_integrity import verify
 from engine.store.record_queries import patient_id
-from engine.store.record_tables import rectifications
+from engine.store.rectifications import requests
 
 app = typer.Typer(no_args_is_help=True, help="the shared record: integrity, rectifications")
 
@@ -48,26 +47,15 @@ def list_rectifications(
     config: ConfigOption = Path("channels.yaml"), json: JsonOption = False
 ) -> None:
     """Rectification requests patients made, oldest first (ids only: no patient data)."""
-    r = rectifications.c
     with database(config) as conn:
-        rows = [
-            dict(x._mapping)
-            for x in conn.execute(
-                select(r.id, r.patient_id, r.requested_by, r.status, r.at, r.text).order_by(r.id)
-            )
-        ]
+        rows = requests(conn)
     if json:
-        print_json(rows)
+        print_json([x._asdict() for x in rows])
         return
     table = Table("id", "patient", "by", "status", "at", "request")
     for x in rows:
         table.add_row(
-            str(x["id"]),
-            str(x["patient_id"]),
-            x["requested_by"],
-            x["status"],
-            f"{x['at']:%Y-%m-%d %H:%M}",
-            x["text"],
+            str(x.id), str(x.patient_id), x.requested_by, x.status, f"{x.at:%Y-%m-%d %H:%M}", x.text
         )
     console.print(table)
 

@@ -32,7 +32,7 @@ from sqlalchemy.sql import ColumnElement
 
 from engine.journal.message_tables import State, events, holds, messages, outbox
 from engine.journal.transformed import transformed
-from engine.store.record_core import identity_reviews
+from engine.store.identity_reviews import open_review_names
 
 _m = messages.c
 #: End states the pipeline is done with. Dead letters, held and review are never pruned.
@@ -78,10 +78,9 @@ def _due(cut: Cutoffs) -> ColumnElement[bool]:
         if cut.channels
         else _older(cut.default)
     )
-    o, r = outbox.c, identity_reviews.c
+    o = outbox.c
     unsent = exists().where(o.message_id == _m.id, o.sent_at.is_(None))
-    reviewed = exists().where(r.message_id == _m.id, r.status == "open")
-    return and_(by_age, _m.state.in_(PRUNED_STATES), ~unsent, ~reviewed)
+    return and_(by_age, _m.state.in_(PRUNED_STATES), ~unsent, ~open_review_names(_m.id))
 
 
 def prune_batch(conn: Connection, cut: Cutoffs, limit: int) -> Counter[str]:

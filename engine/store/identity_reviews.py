@@ -8,7 +8,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
+from sqlalchemy.sql import ColumnElement
 
 from engine.store.record_core import identity_reviews
 
@@ -86,6 +87,14 @@ def attached_patient(conn: Connection, message_id: int) -> int | None:
         .order_by(_r.id.desc())
         .limit(1)
     ).scalar()
+
+
+def open_review_names(message_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """A condition for a query over journal messages: an open review, or an open notice,
+    names the message whose id is ``message_id`` (a column of that query, correlated). A
+    condition rather than a read, so that the journal's prune checks it in the same statement
+    (and under the same row locks) as the rest of what makes a message due."""
+    return exists().where(_r.message_id == message_id, _r.status == OPEN)
 
 
 def reviews(conn: Connection, status: str | None = OPEN) -> list[dict[str, Any]]:

@@ -6,11 +6,11 @@ patient lookups (:mod:`engine.store.patient_lookups`, re-exported here).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import TransientError
@@ -27,7 +27,7 @@ from engine.store.patient_lookups import (
     lookup,
     prefetch,
 )
-from engine.store.record_core import identity_events, patient_identifiers, patients
+from engine.store.record_core import identity_events, merges, patient_identifiers, patients
 
 __all__ = ["StoredPatient", "_lookup", "by_id", "by_ins", "forget", "lookup", "prefetch"]
 
@@ -145,6 +145,53 @@ def new_local_ids(conn: Connection, patient_id: int, ids: tuple[LocalId, ...]) -
     """Those of ``ids`` the patient does not hold yet (in any CX-4 form)."""
     owned = local_ids(conn, patient_id)
     return [i for i in ids if not any(i.same_as(*row) for row in owned)]
+
+
+def ids_with_ins(conn: Connection, ins: str) -> list[int]:
+    """The patients whose own row holds this INS (exactly as given), merges not followed: an
+    absorbed patient keeps its INS and is named too, so that an operator's search by it still
+    finds the messages that carried it."""
+    # "ins != ''" lets SQLite use the partial unique index on the INS.
+    return list(conn.execute(select(_p.id).where(_p.ins == ins, _p.ins != "")).scalars())
+
+
+def ids_with_local_id(conn: Connection, value: str, authority: str = "") -> list[int]:
+    """The patients holding a local identifier of this value, each once, in the order found,
+    merges not followed. ``authority`` is matched against both CX-4 forms (the namespace,
+    CX-4.1, or the OID, CX-4.2), since operators write either; empty: any authority."""
+    query = select(_i.patient_id).where(_i.value == value)
+    if authority:
+        query = query.where(or_(_i.authority == authority, _i.authority_oid == authority))
+    return list(dict.fromkeys(conn.execute(query).scalars()))
+
+
+class HeldIdentifiers(NamedTuple):
+    """Identifiers held by a group of patients, each as stored (duplicates not removed)."""
+
+    local: list[tuple[str, str, str]]  # (value, authority, authority OID)
+    ins: list[str]  # the INS that are not empty
+
+
+def held_identifiers(conn: Connection, patient_ids: Collection[int]) -> HeldIdentifiers:
+    """The local identifiers and INS of these patients and of the patients a merge that was not
+    undone absorbed directly into one of them: the journal knows a patient by whichever of its
+    identities a message carried, and an absorbed patient keeps its own INS row."""
+    if not patient_ids:
+        return HeldIdentifiers([], [])
+    absorbed = conn.execute(
+        select(merges.c.absorbed_id).where(
+            merges.c.survivor_id.in_(patient_ids), merges.c.undone_at.is_(None)
+        )
+    ).scalars()
+    every = [*patient_ids, *absorbed]
+    local = [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            select(_i.value, _i.authority, _i.authority_oid).where(_i.patient_id.in_(every))
+        )
+    ]
+    ins = conn.execute(select(_p.ins).where(_p.id.in_(every), _p.ins != "")).scalars()
+    return HeldIdentifiers(local, list(ins))
 
 
 class Standing(NamedTuple):
