@@ -1,15 +1,19 @@
 """AMQP source (RabbitMQ, pika's asyncio adapter on the engine's event loop).
 
-Each delivery goes through the channel's intake rules and the journal; it is acknowledged to
-the broker only once the journal committed it (contract 1). A message intake refuses is
-journaled as a dead letter and acknowledged too: it is never redelivered forever. When the
-journal cannot store, the delivery stays unacknowledged and its commit is retried with backoff
-(a requeue would count against the delivery limit). A redelivery after a crash between commit
-and acknowledgement is a resend the journal recognises (contract 3).
+Each delivery goes through the channel's inbox: checked on the event loop
+(:meth:`Inbox.check_or_raise`), its transport metadata added, then journaled
+(:meth:`Inbox.journal`); it is acknowledged to the broker only once the journal committed it
+(contract 1). A message intake refuses is journaled as a dead letter and acknowledged too: it
+is never redelivered forever. When the journal cannot store, the delivery stays unacknowledged
+and its commit is retried with backoff (a requeue would count against the delivery limit). A
+redelivery after a crash between commit and acknowledgement is a resend the journal recognises
+(contract 3).
 
-A message whose handling crashes is requeued (``nack``); after the queue's ``delivery-limit``
-the broker moves it to ``<queue>.dead``, which this source also consumes: such a message enters
-the journal as a dead letter (``poison_message``), original bytes kept.
+A message whose handling crashes, its check included (unlike the other sources, where such a
+failure refuses the payload at once), is requeued (``nack``): a passing fault costs a
+redelivery, not a dead letter. After the queue's ``delivery-limit`` the broker moves it to
+``<queue>.dead``, which this source also consumes: such a message enters the journal as a dead
+letter (``poison_message``, :meth:`Inbox.check_poisoned`), original bytes kept.
 
 Without a broker the channel logs ``amqp_waiting_for_broker`` and retries with backoff; the
 rest of the engine runs. Connection loss and consumer cancellation start the same loop.
@@ -113,8 +117,8 @@ class Session(BrokerSession):
     def on_message(
         self, channel: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
-        try:  # checked here, not through Inbox.check: a crash must requeue (see below)
-            prepared = self.source.inbox.rules.prepare(body, self._peer(method))
+        try:  # a crash while checking escapes check_or_raise: requeued (see _crashed)
+            prepared = self.source.inbox.check_or_raise(body, self._peer(method))
             self._journal(channel, method, props, prepared)
         except Exception as exc:  # a bug: requeue, the delivery limit dead-letters it
             self._crashed(channel, method, exc)
@@ -129,7 +133,7 @@ class Session(BrokerSession):
                 f"dead-lettered by the broker from {self.config.queue!r} after {count} failed "
                 f"deliveries ({why})"
             )
-            prepared = self.source.inbox.rules.prepare_poisoned(body, self._peer(method), error)
+            prepared = self.source.inbox.check_poisoned(body, self._peer(method), error)
             self._journal(channel, method, props, prepared)
         except Exception as exc:
             self._crashed(channel, method, exc)

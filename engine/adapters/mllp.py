@@ -1,4 +1,5 @@
-"""MLLP source: an asyncio server that journals each message before it acknowledges it.
+"""MLLP source: an asyncio server that journals each message before it acknowledges it, through
+the channel's inbox (which checks each frame, on the loop or off it by size, and journals it).
 
 The connection itself is in ``mllp_connection``, who may connect in ``mllp_limits``, TLS in
 ``mllp_tls`` and the framing in ``mllp_framing``.
@@ -16,7 +17,6 @@ from engine.adapters.mllp_connection import MllpConnection
 from engine.adapters.mllp_limits import Admission
 from engine.channels.sources import MllpSourceConfig
 from engine.intake.inbox import Inbox
-from engine.intake.offload import OFFLOAD
 
 log = structlog.get_logger("engine.mllp")
 
@@ -30,7 +30,6 @@ class MllpServer:
         #: Connections refused, evicted, cut off, frames refused...: for the operations API.
         self.counters: Counter[str] = Counter()
         self.admission = Admission(config, inbox.channel, self.counters)
-        self.offload = OFFLOAD
         #: Bytes of unfinished frames held by all connections.
         self.buffered = 0
         self.tls_context: ssl.SSLContext | None = None

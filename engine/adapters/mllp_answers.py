@@ -1,7 +1,7 @@
-"""The answers of one MLLP connection: each frame goes through the channel's inbox
-(:meth:`engine.intake.inbox.Inbox.journal`), and its ACK is written in the order the frames came
-(with ``answer_after: processing``, once the pipeline is done; for an HL7 batch, its batch
-acknowledgement).
+"""The answers of one MLLP connection: each frame, once the inbox has checked it, is journaled
+through the inbox (:meth:`engine.intake.inbox.Inbox.journal_soon`), and its ACK is written in
+the order the frames came (with ``answer_after: processing``, once the pipeline is done; for an
+HL7 batch, its batch acknowledgement).
 
 The sender's MSH-15/16 choose the answers: a commit ACK alone; the application ACK alone once
 the pipeline has decided (MSH-15 NE, MSH-16 AL/ER/SU); or both (MSH-15 and MSH-16 AL), the

@@ -1,5 +1,11 @@
 """One MLLP connection: frames in, each journaled before its ACK goes out, in order.
 
+Each frame is checked by the channel's inbox: inline, in ``data_received`` itself
+(:meth:`Inbox.check_inline`: no task or coroutine per message, which measurably costs
+throughput), or, for a payload too large for the loop, by a task awaiting :meth:`Inbox.check`.
+Once a frame has gone off the loop, the frames after it wait for it (``_chain``) so that the
+answers keep the order of the frames.
+
 Reading stops (``pause_reading``) for any of a few reasons at once: too many messages waiting
 for their commit, ACKs the peer does not read (the transport's write buffer past
 ``max_pending_ack_bytes``), or a refusal whose NAK is the last answer before closing.
@@ -27,7 +33,6 @@ from engine.adapters.mllp_tls import handshake
 from engine.channels.sources import MllpSourceConfig
 from engine.errors import EngineError, FramingError, SourceBusy
 from engine.intake.inbox import Inbox
-from engine.intake.offload import Offload, prepare_safely
 from engine.intake.prepared import Prepared
 
 log = structlog.get_logger("engine.mllp")
@@ -43,7 +48,6 @@ class Listener(Protocol):
     config: MllpSourceConfig
     inbox: Inbox
     admission: Admission
-    offload: Offload
     counters: Counter[str]
     tls_context: ssl.SSLContext | None
     #: Bytes of unfinished frames held by all connections.
@@ -216,23 +220,24 @@ class MllpConnection(asyncio.Protocol):
     # -- journaling and answering ----------------------------------------------------------
 
     def _take(self, payload: bytes, refused: EngineError | None = None) -> None:
-        """Prepare one frame (inline, or off the loop when large) and journal it; answers keep
+        """Check one frame (inline, or off the loop when large) and journal it; answers keep
         the order of the frames."""
         self.outstanding += 1
         if self.outstanding >= MAX_OUTSTANDING:
             self._pause("outstanding")
-        offload, rules = self.server.offload, self.server.inbox.rules
-        if self._chain is None and offload.inline(payload, refused, rules):
-            self._journal(prepare_safely(rules, payload, self.peer, self.sender, refused))
-        else:
-            self._chain = self._spawn(self._prepare_later(self._chain, payload, refused))
+        if self._chain is None:
+            prepared = self.server.inbox.check_inline(payload, self.peer, self.sender, refused)
+            if prepared is not None:
+                self._journal(prepared)
+                return
+        self._chain = self._spawn(self._check_later(self._chain, payload, refused))
 
-    async def _prepare_later(
+    async def _check_later(
         self, previous: asyncio.Future[None] | None, payload: bytes, refused: EngineError | None
     ) -> None:
-        prepared = await self.server.offload.prepare(
-            self.server.inbox.rules, payload, self.peer, self.sender, refused
-        )
+        """Check a frame off the loop (or one that came after such a frame), and journal it
+        once the frame before it is journaled."""
+        prepared = await self.server.inbox.check(payload, self.peer, self.sender, refused)
         if previous is not None:
             await asyncio.wait([previous])  # its failure is its own
         if self._chain is asyncio.current_task():

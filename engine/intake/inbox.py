@@ -9,9 +9,17 @@ committer (contract 1: nothing is answered before the commit), waits, when the c
 acknowledges the delivery. An HL7 v2 batch (FHS/BHS) goes through the same call and gets one
 answer: its batch acknowledgement.
 
-Sources with a step of their own between the check and the journal (MLLP's junk budget, AMQP's
-transport metadata) call :meth:`Inbox.check` and :meth:`Inbox.journal`, the two halves of
-``submit``.
+Sources with a step of their own between the check and the journal call the two halves of
+``submit``, the check always through the inbox (its rules and its offload):
+
+- MLLP checks a frame in its read callback with :meth:`Inbox.check_inline`, synchronously: a
+  small message costs no task. Only a payload that must leave the loop is awaited through
+  :meth:`Inbox.check`. It then charges refusals to the peer's junk budget and journals with
+  :meth:`Inbox.journal_soon` (summaries of what it refused unread: :meth:`Inbox.record`).
+- AMQP checks a delivery with :meth:`Inbox.check_or_raise`, where an unexpected exception
+  escapes so that the delivery is requeued (the broker dead-letters it after its delivery
+  limit), and what the broker dead-lettered with :meth:`Inbox.check_poisoned`; it adds the
+  transport metadata and calls :meth:`Inbox.journal`.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from engine.hl7v2.ack import AckCode
 from engine.intake.arrivals import log_batch, log_outcome
 from engine.intake.batches import batch_answer, is_stored, prepare_batch
 from engine.intake.committer import GroupCommitter
-from engine.intake.offload import OFFLOAD
+from engine.intake.offload import OFFLOAD, Offload
 from engine.intake.outcomes import EndState
 from engine.intake.prepared import Prepared
 from engine.intake.rules import DocumentRules, MessageRules
@@ -105,8 +113,9 @@ class Answer:
 
 
 class Inbox:
-    """A channel's inbox: its intake rules, the journal's group committer, and when its
-    answers are made."""
+    """A channel's inbox: its intake rules, where they run (``offload``: on the loop or in
+    the process's worker pool), the journal's group committer, and when its answers are
+    made."""
 
     def __init__(
         self,
@@ -116,8 +125,10 @@ class Inbox:
         answer_after: AnswerAfter = "commit",
         answer_timeout: float = 10.0,
         hl7_answers: bool = False,
+        offload: Offload = OFFLOAD,
     ) -> None:
         self.rules = rules
+        self.offload = offload
         self.committer = committer
         self.answer_after = answer_after
         self.answer_timeout = answer_timeout
@@ -153,9 +164,34 @@ class Inbox:
     async def check(
         self, payload: bytes, peer: str, sender: str = "", refused: EngineError | None = None
     ) -> Prepared:
-        """The payload checked for the journal (off the event loop when large); an unexpected
-        failure checking it refuses it (AR) rather than escaping."""
-        return await OFFLOAD.prepare(self.rules, payload, peer, sender, refused)
+        """The payload checked for the journal: on the loop when :meth:`check_inline` may,
+        else in a worker; an unexpected failure checking it refuses it (``parse_error``, AR)
+        rather than escaping."""
+        return await self.offload.prepare(self.rules, payload, peer, sender, refused)
+
+    def check_inline(
+        self, payload: bytes, peer: str, sender: str = "", refused: EngineError | None = None
+    ) -> Prepared | None:
+        """:meth:`check` done now, when the payload may be checked on the loop (a small one, a
+        refusal, a document alone up to ``DocumentRules.inline_max``); None when it must go
+        off the loop: await :meth:`check` then. For a source's synchronous callback, where a
+        task per message would cost throughput."""
+        return self.offload.prepare_inline(self.rules, payload, peer, sender, refused)
+
+    def check_or_raise(self, payload: bytes, peer: str, sender: str = "") -> Prepared:
+        """The payload checked on the loop whatever its size, an unexpected exception escaping
+        instead of refusing it. For a transport that retries what failed (AMQP requeues the
+        delivery, and its broker gives up after the delivery limit: :meth:`check_poisoned`):
+        a passing fault must not make a dead letter of every message it meets."""
+        return self.rules.prepare(payload, peer, sender)
+
+    def check_poisoned(
+        self, payload: bytes, peer: str, error: EngineError, sender: str = ""
+    ) -> Prepared:
+        """A payload its transport gave up on (``error``: the broker's delivery limit), kept as
+        a dead letter. It is read like any other first, so that it keeps its control id and a
+        message journaled before is recognised as a resend."""
+        return self.rules.prepare_poisoned(payload, peer, error, sender)
 
     async def journal(self, prepared: Prepared) -> Answer:
         """Journal a checked payload and answer it (after processing when the channel, or

@@ -1,5 +1,8 @@
 """MessageRules off the event loop: large payloads are checked in a small, bounded worker pool.
 
+Sources do not call it: each channel's :class:`engine.intake.inbox.Inbox` holds the offload
+and checks through it (``Inbox.check``, and ``Inbox.check_inline`` for a source's callback).
+
 Checking a 15 MB CDA (decoding, base64, a safe XML parse) takes about a second; on the event
 loop that second stalls every listener of the process. Payloads above ``INLINE_MAX`` are
 prepared in worker threads instead: lxml releases the GIL while it parses, and the engine's
@@ -151,6 +154,21 @@ class Offload:
         limit = max(self.inline_max, getattr(rules, "inline_max", 0))
         return refused is not None or len(payload) <= limit
 
+    def prepare_inline(
+        self,
+        rules: MessageRules,
+        payload: bytes,
+        peer: str,
+        sender: str = "",
+        refused: EngineError | None = None,
+    ) -> Prepared | None:
+        """The payload prepared at once, on the loop, when :meth:`inline` allows it; None when
+        it must go off the loop (await :meth:`prepare`). Synchronous, so that a source's
+        callback checks its small payloads without a task each (the MLLP hot path)."""
+        if not self.inline(payload, refused, rules):
+            return None
+        return prepare_safely(rules, payload, peer, sender, refused)
+
     async def prepare(
         self,
         rules: MessageRules,
@@ -159,8 +177,11 @@ class Offload:
         sender: str = "",
         refused: EngineError | None = None,
     ) -> Prepared:
-        if self.inline(payload, refused, rules):
-            return prepare_safely(rules, payload, peer, sender, refused)
+        """The payload prepared inline (:meth:`prepare_inline`), else in a worker thread or
+        process, at most ``WORKERS + queued`` at once."""
+        prepared = self.prepare_inline(rules, payload, peer, sender, refused)
+        if prepared is not None:
+            return prepared
         loop = asyncio.get_running_loop()
         async with self._semaphore(loop):
             if len(payload) >= PROCESS_MIN:
@@ -194,5 +215,5 @@ class Offload:
         return self._gate
 
 
-#: The offload shared by the sources of this process.
+#: The offload shared by the inboxes of this process (one bounded pool for every channel).
 OFFLOAD = Offload()

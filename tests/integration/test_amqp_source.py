@@ -153,10 +153,10 @@ def test_a_message_that_crashes_the_consumer_reaches_the_engine_dead_letters(
 ) -> None:
     real = MessageRules.prepare
 
-    def crash(self: MessageRules, payload: bytes, peer: str = "") -> object:
+    def crash(self: MessageRules, payload: bytes, peer: str = "", sender: str = "") -> object:
         if b"POISON" in payload:
             raise RuntimeError("a bug in intake")
-        return real(self, payload, peer)
+        return real(self, payload, peer, sender)
 
     monkeypatch.setattr(MessageRules, "prepare", crash)
     poison = oru(PATIENT, "P1").replace("4.2", "POISON").encode()

@@ -8,6 +8,7 @@ outcome is whatever a test says it is."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from engine.db import make_engine, metadata
-from engine.errors import MessageTooLarge, NotDocumentOwner, StoreUnavailable
+from engine.errors import MessageTooLarge, NotDocumentOwner, PoisonMessage, StoreUnavailable
 from engine.intake.batches import prepare_batch
 from engine.intake.inbox import Answer, Inbox
+from engine.intake.offload import INLINE_MAX
 from engine.intake.outcomes import EndState
+from engine.intake.prepared import Prepared
 from engine.intake.rules import DocumentRules, MessageRules
 from engine.journal.journal import Journal
 from engine.journal.message_tables import State, messages
@@ -297,3 +300,107 @@ def test_journal_soon_answers_like_journal_and_needs_no_task_when_nothing_waits(
     assert (fast.status, msa(fast)[:2]) == ("accepted", ["AA", "S1"])
     assert (slow.status, msa(slow)[:2]) == ("accepted", ["AA", "S2"])
     assert (fast_task, slow_task) == (False, True)  # the application ACK alone waits
+
+
+# -- checking: on the loop or off it; a fault refuses the payload, or escapes -----------------
+
+
+class Noting(MessageRules):
+    """Message rules that note the thread each payload is checked in."""
+
+    threads: list[str]
+
+    def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
+        self.threads.append(threading.current_thread().name)
+        return super().prepare(payload, peer, sender)
+
+
+class Faulty(MessageRules):
+    """Message rules with a bug: they fail on every payload, quoting it in the exception."""
+
+    def prepare(self, payload: bytes, peer: str = "", sender: str = "") -> Prepared:
+        raise RuntimeError(f"cannot read {payload!r}")
+
+
+def large_adt(cid: str) -> bytes:
+    """A message over the offload's inline limit (a long NTE)."""
+    return adt(cid) + b"\rNTE|1||" + b"x" * INLINE_MAX
+
+
+def test_a_small_message_is_checked_inline_a_large_one_is_left_to_check(
+    twin: CommitterTwin,
+) -> None:
+    inbox = mllp_inbox(twin)
+    small = inbox.check_inline(adt("I1"), "peer", "cert:lab")
+    assert small is not None
+    assert (small.row.control_id, small.error, small.row.sender) == ("I1", None, "cert:lab")
+    assert inbox.check_inline(large_adt("I2"), "peer") is None
+    # A refusal (an oversized frame's head) is checked inline whatever its size.
+    refused = inbox.check_inline(large_adt("I3"), "peer", refused=MessageTooLarge("too large"))
+    assert refused is not None
+    assert (refused.row.control_id, refused.row.error_code) == ("I3", "message_too_large")
+
+
+def test_check_goes_off_the_loop_exactly_when_check_inline_declines(twin: CommitterTwin) -> None:
+    rules = Noting("adt", ("ADT^*",), "UNICODE UTF-8")
+    rules.threads = []
+    inbox = Inbox(rules, twin)  # type: ignore[arg-type]
+
+    async def both() -> tuple[Prepared, Prepared]:
+        return await inbox.check(adt("T1"), "peer"), await inbox.check(large_adt("T2"), "peer")
+
+    small, large = asyncio.run(both())
+    assert (small.row.control_id, large.row.control_id) == ("T1", "T2")
+    assert large.error is None
+    main = threading.current_thread().name
+    assert rules.threads[0] == main and rules.threads[1] != main  # the large one: a worker
+
+
+def test_a_document_alone_up_to_its_inline_limit_is_checked_inline(twin: CommitterTwin) -> None:
+    """A document received alone is screened up to its header only (DocumentRules.inline_max):
+    900 KB stay on the loop, where an HL7 message of that size would not."""
+    inbox = http_inbox(twin)
+    document = (CDA_SAMPLES / "VAC_2023.01.xml").read_bytes()
+    padded = document + b"<!--" + b" " * (900 * 1024 - len(document)) + b"-->"
+    prepared = inbox.check_inline(padded, "peer")
+    assert prepared is not None and prepared.error is None and prepared.row.control_id
+    assert inbox.check_inline(padded + b" " * 200 * 1024, "peer") is None
+    assert mllp_inbox(twin).check_inline(adt("H1") + b" " * 900 * 1024, "peer") is None
+
+
+def test_a_fault_while_checking_refuses_the_payload_unless_the_source_asks_for_it(
+    twin: CommitterTwin,
+) -> None:
+    """check and check_inline refuse it (naming the exception's class only: its message
+    quotes the payload); check_or_raise lets it out, for a source that retries (AMQP)."""
+    inbox = Inbox(Faulty("lab", ("ADT^*",), "UNICODE UTF-8"), twin)  # type: ignore[arg-type]
+    inline = inbox.check_inline(adt("F1"), "peer")
+    awaited = asyncio.run(inbox.check(adt("F1"), "peer"))
+    for refused in (inline, awaited):
+        assert refused is not None
+        row = refused.row
+        assert (row.control_id, row.state, row.error_code) == ("F1", "dead_lettered", "parse_error")
+        assert row.error_reason == "the payload could not be read (RuntimeError)"
+    with pytest.raises(RuntimeError, match="cannot read"):
+        inbox.check_or_raise(adt("F1"), "amqp:-/lab")
+
+
+def test_check_or_raise_checks_a_large_payload_on_the_loop(twin: CommitterTwin) -> None:
+    rules = Noting("adt", ("ADT^*",), "UNICODE UTF-8")
+    rules.threads = []
+    inbox = Inbox(rules, twin)  # type: ignore[arg-type]
+    prepared = inbox.check_or_raise(large_adt("O1"), "amqp:-/lab")
+    assert (prepared.row.control_id, prepared.error) == ("O1", None)
+    assert rules.threads == [threading.current_thread().name]
+
+
+@pytest.mark.parametrize("kind", [MessageRules, Faulty])
+def test_a_poisoned_payload_is_a_dead_letter_that_keeps_its_control_id(
+    twin: CommitterTwin, kind: type[MessageRules]
+) -> None:
+    """Read like any other first (a fault reading it: read up to its header only)."""
+    inbox = Inbox(kind("lab", ("ADT^*",), "UNICODE UTF-8"), twin)  # type: ignore[arg-type]
+    poison = PoisonMessage("dead-lettered by the broker after 5 failed deliveries")
+    prepared = inbox.check_poisoned(adt("P1"), "amqp:-/lab", poison)
+    assert (prepared.row.control_id, prepared.row.error_code) == ("P1", "poison_message")
+    assert prepared.row.raw == adt("P1")
