@@ -30,6 +30,7 @@ from engine.store.record_access import Refused, open_for
 READ_MESSAGE = "read_message"
 SEARCH_MESSAGES = "search_messages"
 COMPARE_IDENTITY = "compare_identity"
+READ_RECTIFICATIONS = "read_rectifications"
 
 
 def message_patients(conn: Connection, message_id: int) -> list[str]:

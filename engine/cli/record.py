@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from engine.admin import audit, record_views
+from engine.admin.roles import os_principal
 from engine.cli.common import ConfigOption, JsonOption, console, database, err_console, print_json
 from engine.store.record_integrity import verify
 from engine.store.record_queries import patient_id
@@ -46,9 +48,22 @@ def verify_(
 def list_rectifications(
     config: ConfigOption = Path("channels.yaml"), json: JsonOption = False
 ) -> None:
-    """Rectification requests patients made, oldest first (ids only: no patient data)."""
+    """Rectification requests patients made, oldest first. Their text is the patient's own
+    words: each listing is in the audit trail and in the access log of every record shown."""
     with database(config) as conn:
         rows = requests(conn)
+        if rows:  # the patients' words are about to be shown: on record first
+            who, shown = os_principal(), sorted({x.patient_id for x in rows})
+            audit.record(conn, who, "view_rectifications", target="patient", ids=shown)
+            record_views.log_views(
+                conn,
+                who,
+                record_views.patients_ins(conn, shown),
+                record_views.READ_RECTIFICATIONS,
+                target="rectifications",
+                reason="aiguillage record rectifications",
+            )
+            conn.commit()
     if json:
         print_json([x._asdict() for x in rows])
         return

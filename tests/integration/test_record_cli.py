@@ -107,6 +107,14 @@ def test_a_rectification_request_is_recorded_and_shown_to_operators(world: Recor
     assert answer.status_code == 201
     listed = json.loads(world.cli("record", "rectifications", "--json"))
     assert [(r["status"], r["requested_by"]) for r in listed] == [("open", "patient")]
+    # The patient's words were shown to an operator: in the audit trail and the access log.
+    trail = json.loads(world.cli("audit", "--json"))
+    viewed = [e for e in trail if e["action"] == "view_rectifications"]
+    assert [(e["target"], e["ids"]) for e in viewed] == [("patient", [listed[0]["patient_id"]])]
+    reads = [
+        e for e in world.get(patient, "access-log").json() if e["action"] == "read_rectifications"
+    ]
+    assert len(reads) == 1
     assert world.post(world.as_(HOSPITAL_DOCTOR), "rectifications", {"text": "x"}).json() == {
         "reason": "not_authorised"
     }
