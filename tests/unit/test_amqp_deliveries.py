@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import structlog
 from pika.spec import Basic, BasicProperties
 
 from engine.adapters.amqp import AmqpSource, Session
@@ -98,7 +99,9 @@ def test_a_delivery_is_checked_by_the_inbox_journaled_then_acknowledged() -> Non
 
 
 def test_a_fault_while_checking_a_delivery_requeues_it_and_journals_nothing() -> None:
-    broker, committer = deliver(Faulty("lab", ("ORU^R01",), "UNICODE UTF-8"), oru("C1"))
+    with structlog.testing.capture_logs() as logs:
+        broker, committer = deliver(Faulty("lab", ("ORU^R01",), "UNICODE UTF-8"), oru("C1"))
+    assert [(e["event"], e["error"]) for e in logs] == [("amqp_message_crashed", "RuntimeError")]
     assert (broker.acked, broker.nacked) == ([], [(TAG, True)])
     assert committer.rows == []  # not a dead letter: the broker redelivers it
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import hl7
 import pytest
+import structlog
 from sqlalchemy import Engine, select
 
 from engine.db import make_engine, metadata
@@ -374,8 +375,11 @@ def test_a_fault_while_checking_refuses_the_payload_unless_the_source_asks_for_i
     """check and check_inline refuse it (naming the exception's class only: its message
     quotes the payload); check_or_raise lets it out, for a source that retries (AMQP)."""
     inbox = Inbox(Faulty("lab", ("ADT^*",), "UNICODE UTF-8"), twin)  # type: ignore[arg-type]
-    inline = inbox.check_inline(adt("F1"), "peer")
-    awaited = asyncio.run(inbox.check(adt("F1"), "peer"))
+    with structlog.testing.capture_logs() as logs:
+        inline = inbox.check_inline(adt("F1"), "peer")
+        awaited = asyncio.run(inbox.check(adt("F1"), "peer"))
+    assert [(e["event"], e["error"]) for e in logs] == [("intake_failed", "RuntimeError")] * 2
+    assert not any("F1" in str(e) for e in logs)  # the payload stays out of the log
     for refused in (inline, awaited):
         assert refused is not None
         row = refused.row
