@@ -854,7 +854,7 @@ def main() -> None:
             "intake_16 >= 0.35 x floor_16": _target(ratios["intake_16_vs_floor_16"], 0.35, ">="),
             "intake_1 >= 0.5 x floor_1": _target(ratios["intake_1_vs_floor_1"], 0.5, ">="),
             "ack_p99_ms_16 <= 15 ms (durability full)": _target(med("ack_p99_ms_16"), 15, "<="),
-            "pipeline_rate_16 >= 2000 msg/s": _target(med("pipeline_rate_16"), 2000, ">="),
+            "pipeline_rate_16 >= 3000 msg/s": _target(med("pipeline_rate_16"), 3000, ">="),
         }
     if args.long:
         report["long"] = long_run(args)
