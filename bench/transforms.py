@@ -118,8 +118,8 @@ def main() -> None:
         python = channel_steps([{"type": "python", "function": "noop:nothing"}], plugins)
         sample = transform.run(msgs[0]).forms["out"]
         assert isinstance(sample, Message) and sample.get("OBX-3.3") == "LN"
-        tx_step = transform.steps[0]
-        py_step = python.steps[0]
+        tx_step = transform.stages[0].apply
+        py_step = python.stages[0].apply
         assert callable(tx_step) and callable(py_step)
         before = reference.build(
             TransformStep.model_validate({"type": "transform", "ops": yaml.safe_load(OPS)})

@@ -49,7 +49,8 @@ def list_rectifications(
     config: ConfigOption = Path("channels.yaml"), json: JsonOption = False
 ) -> None:
     """Rectification requests patients made, oldest first. Their text is the patient's own
-    words: each listing is in the audit trail and in the access log of every record shown."""
+    words: each listing is in the audit trail (with the patients' ids) and, as for ``dlq
+    show``, in the access log of each record shown that can be opened (a patient with an INS)."""
     with database(config) as conn:
         rows = requests(conn)
         if rows:  # the patients' words are about to be shown: on record first

@@ -148,9 +148,10 @@ def new_local_ids(conn: Connection, patient_id: int, ids: tuple[LocalId, ...]) -
 
 
 def ids_with_ins(conn: Connection, ins: str) -> list[int]:
-    """The patients whose own row holds this INS (exactly as given), merges not followed: an
-    absorbed patient keeps its INS and is named too, so that an operator's search by it still
-    finds the messages that carried it."""
+    """The patients whose own row holds this INS (exactly as given), merges not followed. A
+    merge moves the absorbed patient's INS to the survivor (``pipeline.identify.merge``), so
+    the INS names the patient that holds it now; :func:`held_identifiers` adds, for the
+    operators' search, the identities merged into it."""
     # "ins != ''" lets SQLite use the partial unique index on the INS.
     return list(conn.execute(select(_p.id).where(_p.ins == ins, _p.ins != "")).scalars())
 
@@ -175,7 +176,8 @@ class HeldIdentifiers(NamedTuple):
 def held_identifiers(conn: Connection, patient_ids: Collection[int]) -> HeldIdentifiers:
     """The local identifiers and INS of these patients and of the patients a merge that was not
     undone absorbed directly into one of them: the journal knows a patient by whichever of its
-    identities a message carried, and an absorbed patient keeps its own INS row."""
+    identities a message carried (an absorbed patient's local identifiers stay its own; its
+    INS, which a merge moves to the survivor, is read where it now is)."""
     if not patient_ids:
         return HeldIdentifiers([], [])
     absorbed = conn.execute(
