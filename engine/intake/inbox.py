@@ -38,7 +38,7 @@ from engine.hl7v2.ack import AckCode
 from engine.intake.arrivals import log_batch, log_outcome
 from engine.intake.batches import batch_answer, is_stored, prepare_batch
 from engine.intake.committer import GroupCommitter
-from engine.intake.offload import OFFLOAD, Offload
+from engine.intake.offload import OFFLOAD, Offload, prepare_safely
 from engine.intake.outcomes import EndState
 from engine.intake.prepared import Prepared
 from engine.intake.rules import DocumentRules, MessageRules
@@ -167,7 +167,10 @@ class Inbox:
         """The payload checked for the journal: on the loop when :meth:`check_inline` may,
         else in a worker; an unexpected failure checking it refuses it (``parse_error``, AR)
         rather than escaping."""
-        return await self.offload.prepare(self.rules, payload, peer, sender, refused)
+        prepared = self.check_inline(payload, peer, sender, refused)
+        if prepared is None:  # never a refusal: refusals are checked inline
+            prepared = await self.offload.prepare_elsewhere(self.rules, payload, peer, sender)
+        return prepared
 
     def check_inline(
         self, payload: bytes, peer: str, sender: str = "", refused: EngineError | None = None
@@ -176,7 +179,9 @@ class Inbox:
         refusal, a document alone up to ``DocumentRules.inline_max``); None when it must go
         off the loop: await :meth:`check` then. For a source's synchronous callback, where a
         task per message would cost throughput."""
-        return self.offload.prepare_inline(self.rules, payload, peer, sender, refused)
+        if not self.offload.inline(payload, refused, self.rules):
+            return None
+        return prepare_safely(self.rules, payload, peer, sender, refused)
 
     def check_or_raise(self, payload: bytes, peer: str, sender: str = "") -> Prepared:
         """The payload checked on the loop whatever its size, an unexpected exception escaping

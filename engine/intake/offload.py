@@ -1,7 +1,8 @@
 """MessageRules off the event loop: large payloads are checked in a small, bounded worker pool.
 
-Sources do not call it: each channel's :class:`engine.intake.inbox.Inbox` holds the offload
-and checks through it (``Inbox.check``, and ``Inbox.check_inline`` for a source's callback).
+Sources do not call it: each channel's :class:`engine.intake.inbox.Inbox` holds the offload,
+asks it whether a payload may be checked on the loop (:meth:`Offload.inline`), and sends it
+elsewhere when not (:meth:`Offload.prepare_elsewhere`).
 
 Checking a 15 MB CDA (decoding, base64, a safe XML parse) takes about a second; on the event
 loop that second stalls every listener of the process. Payloads above ``INLINE_MAX`` are
@@ -154,34 +155,11 @@ class Offload:
         limit = max(self.inline_max, getattr(rules, "inline_max", 0))
         return refused is not None or len(payload) <= limit
 
-    def prepare_inline(
-        self,
-        rules: MessageRules,
-        payload: bytes,
-        peer: str,
-        sender: str = "",
-        refused: EngineError | None = None,
-    ) -> Prepared | None:
-        """The payload prepared at once, on the loop, when :meth:`inline` allows it; None when
-        it must go off the loop (await :meth:`prepare`). Synchronous, so that a source's
-        callback checks its small payloads without a task each (the MLLP hot path)."""
-        if not self.inline(payload, refused, rules):
-            return None
-        return prepare_safely(rules, payload, peer, sender, refused)
-
-    async def prepare(
-        self,
-        rules: MessageRules,
-        payload: bytes,
-        peer: str,
-        sender: str = "",
-        refused: EngineError | None = None,
+    async def prepare_elsewhere(
+        self, rules: MessageRules, payload: bytes, peer: str, sender: str = ""
     ) -> Prepared:
-        """The payload prepared inline (:meth:`prepare_inline`), else in a worker thread or
-        process, at most ``WORKERS + queued`` at once."""
-        prepared = self.prepare_inline(rules, payload, peer, sender, refused)
-        if prepared is not None:
-            return prepared
+        """A payload :meth:`inline` declines, prepared in a worker thread (or, from
+        ``PROCESS_MIN`` bytes, the worker process), at most ``WORKERS + queued`` at once."""
         loop = asyncio.get_running_loop()
         async with self._semaphore(loop):
             if len(payload) >= PROCESS_MIN:

@@ -26,9 +26,6 @@ class DocumentEntries:
     summary: tuple[SummaryEntry, ...] = ()
     claims: tuple[Reimbursement, ...] = ()
 
-    def __len__(self) -> int:
-        return len(self.results) + len(self.summary) + len(self.claims)
-
 
 #: What a document that is only deleted (its copy carried for the record) gives.
 NO_ENTRIES = DocumentEntries()
